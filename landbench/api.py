@@ -1,0 +1,78 @@
+"""The Python entry point for one scenario: :func:`run`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from landbench.engine import Progress, run_batch
+from landbench.errors import SpecError
+from landbench.landscapes import Landscape, make
+from landbench.optimizers import OptimizerSpec, check_batch_safe, resolve
+from landbench.records import build_records
+from landbench.settings import Settings
+from landbench.spec import Spec
+
+
+def normalize_seeds(seeds: int | Sequence[int], where: str = "seeds") -> list[int]:
+    """A count n means run seeds 0..n-1; a list is taken as given (non-negative, no repeats)."""
+    if isinstance(seeds, bool):
+        raise SpecError(f"{where} must be a count or a list of non-negative integers, got {seeds!r}")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise SpecError(f"{where} must be a count >= 1 or a list of run seeds, got {seeds}")
+        return list(range(seeds))
+    values = list(seeds) if isinstance(seeds, (list, tuple, range)) else None
+    if not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values):
+        raise SpecError(f"{where} must be a count >= 1 or a non-empty list of non-negative integers, got {seeds!r}")
+    if len(set(values)) != len(values):
+        raise SpecError(f"{where} lists a run seed twice: {values!r}")
+    return values
+
+
+def check_budget(steps: Any, noise: Any) -> tuple[int, float]:
+    """Validate the step budget (an integer >= 1) and the noise level (a number >= 0)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise SpecError(f"steps must be an integer >= 1, got {steps!r}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0 or noise == float("inf"):
+        raise SpecError(f"noise must be a finite number >= 0 (the gradient-noise standard deviation), got {noise!r}")
+    return steps, float(noise)
+
+
+def run(
+    problem: str | Mapping[str, Any] | Spec | Landscape,
+    optimizer: str | Mapping[str, Any] | Spec | OptimizerSpec,
+    seeds: int | Sequence[int] = 8,
+    steps: int = 1000,
+    device: torch.device | str = "cpu",
+    noise: float = 0.0,
+    instance: int = 0,
+    progress: Progress | None = None,
+    **settings: Any,
+) -> list[dict[str, Any]]:
+    """Run ``optimizer`` on ``problem`` from each run seed and return one record per run.
+
+    ``problem`` is a spec (``"saddle(dim=100, index=3)"`` or a dict) or a built
+    :class:`~landbench.landscapes.Landscape`; ``instance`` is the landscape's instance seed.
+    ``seeds`` is a count n (run seeds 0..n-1) or a list of run seeds; ``noise`` is the standard
+    deviation of Gaussian noise added to every gradient component. ``settings`` are the metric
+    and precision settings of :class:`~landbench.settings.Settings` (``dtype``, ``targets``,
+    ``curvature``, ``tau``, ...). All runs go through the device as one batch.
+    """
+    options = Settings.from_mapping(settings, where="landbench.run")
+    steps, noise = check_budget(steps, noise)
+    seed_list = normalize_seeds(seeds)
+    if isinstance(problem, Landscape):
+        landscape = problem
+        if instance not in (0, landscape.seed):
+            raise SpecError(f"instance={instance} conflicts with the given landscape's instance seed {landscape.seed}")
+        if str(landscape.dtype).removeprefix("torch.") != options.dtype:
+            options = Settings.from_mapping({**options.as_dict(), "dtype": str(landscape.dtype).removeprefix("torch.")})
+    else:
+        landscape = make(problem, seed=instance, device=device, dtype=options.dtype)
+    opt = resolve(optimizer)
+    check_batch_safe(opt)
+    outcome = run_batch(landscape, opt, seed_list, steps=steps, noise=noise, settings=options, progress=progress)
+    return build_records(landscape, opt, outcome, steps=steps, noise=noise, settings=options)

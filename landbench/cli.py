@@ -1,0 +1,243 @@
+"""The ``landbench`` command: list, describe, run."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from landbench._version import __version__
+from landbench.errors import LandbenchError
+from landbench.landscapes import FAMILIES, family, make
+from landbench.landscapes.base import family_params
+from landbench.runner import run_suite
+from landbench.spec import bind_params, format_value, parse_spec
+from landbench.suite import adhoc_suite, available_suites, load_suite
+
+DEFAULT_OUT = "landbench_results"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(command: F) -> F:
+    """Turn landbench's input errors into a one-line message and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (LandbenchError, FileNotFoundError) as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="landbench")
+def main() -> None:
+    """Benchmark gradient-based optimizers on analytic loss landscapes."""
+
+
+# --- list ---------------------------------------------------------------------------------------
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@_friendly
+def list_command(as_json: bool) -> None:
+    """The landscape families (with their parameters) and the shipped suites."""
+    families = {
+        name: {"formula": cls.formula, "reference": cls.reference, "start": cls.start, "parameters": family_params(cls.params)}
+        for name, cls in FAMILIES.items()
+    }
+    suites = {}
+    for name, path in available_suites().items():
+        suite = load_suite(path)
+        suites[name] = {"description": suite.description, "scenarios": len(suite.scenarios()), "path": str(path)}
+    if as_json:
+        click.echo(json.dumps({"families": families, "suites": suites}, indent=2))
+        return
+    click.echo("Landscape families (landbench describe NAME for details):")
+    for name, info in families.items():
+        params = ", ".join(
+            p["name"] if p["required"] else f"{p['name']}={format_value(p['default'])}" for p in info["parameters"]
+        )
+        click.echo(f"  {name}({params})")
+        click.echo(f"      {info['formula']}")
+    click.echo("\nSuites (landbench run NAME):")
+    for name, info in suites.items():
+        click.echo(f"  {name:<10} {info['scenarios']:>4} scenarios  {info['description']}")
+
+
+# --- describe -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--instance", default=0, show_default=True, help="Instance seed of a random family.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@_friendly
+def describe(spec: str, instance: int, as_json: bool) -> None:
+    """Formula, parameters and known critical points of SPEC.
+
+    SPEC is a family name ("saddle") or a full spec ("saddle(dim=10, index=2)"); with a
+    dimension, the instance's critical points are listed too.
+    """
+    parsed = parse_spec(spec, what="problem")
+    cls = family(parsed.name)
+    if "dim" not in parsed.kwargs:
+        bind_params(cls.family, [p for p in cls.params if p.name != "dim"], parsed.kwargs, also_valid=["dim"])
+        info: dict[str, Any] = {
+            "family": cls.family,
+            "formula": cls.formula,
+            "reference": cls.reference,
+            "start": cls.start,
+            "parameters": family_params(cls.params),
+            "doc": inspect.cleandoc(cls.__doc__ or ""),
+        }
+    else:
+        info = make(parsed, seed=instance, dtype="float64").describe()
+        info["doc"] = inspect.cleandoc(cls.__doc__ or "")
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    _print_description(info)
+
+
+def _print_description(info: dict[str, Any]) -> None:
+    click.echo(info.get("spec", info["family"]))
+    click.echo(f"  {info['formula']}")
+    click.echo(f"  reference: {info['reference']}")
+    click.echo(f"  start: {info['start']}")
+    if "spec" not in info:
+        click.echo("  parameters:")
+        for p in info["parameters"]:
+            default = "required" if p["required"] else f"default {format_value(p['default'])}"
+            click.echo(f"    {p['name']:<12} {p['doc']} ({p['valid']}; {default})")
+        click.echo("\n" + info["doc"])
+        return
+    click.echo("  parameters: " + ", ".join(f"{k}={format_value(v)}" for k, v in info["parameters"].items()))
+    click.echo(f"  f* = {info['f_star']}")
+    points = ([info["saddle"]] if info["saddle"] else []) + info["minima"]
+    for point in points:
+        hessian = ", ".join(f"{k} {_short(point[k])}" for k in ("lambda_max", "lambda_min", "trace") if point[k] is not None)
+        click.echo(f"  {point['kind']}: value {_short(point['value'])}, index {point['index']}" + (f"; Hessian {hessian}" if hessian else ""))
+        if "point" in point:
+            click.echo(f"      at {point['point']}")
+        if point.get("note"):
+            click.echo(f"      {point['note']}")
+
+
+def _short(value: float) -> str:
+    return f"{value:.6g}"
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+def _seeds(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        if "," in value:
+            return [int(v) for v in value.split(",") if v.strip()]
+        count = int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a count (8) or a comma-separated list of run seeds (0,3,7), got {value!r}")
+    if count < 1:
+        raise click.BadParameter(f"the number of seeds must be at least 1, got {count}")
+    return list(range(count))
+
+
+@main.command()
+@click.argument("suite", required=False)
+@click.option("--problem", "problems", multiple=True, metavar="SPEC", help="A problem with its dim; replaces the suite's problems. Repeatable.")
+@click.option("--optimizer", "optimizers", multiple=True, metavar="SPEC", help="An optimizer; replaces the suite's optimizers. Repeatable.")
+@click.option("--seeds", metavar="N|LIST", help="Number of run seeds (0..N-1) or a list such as 0,3,7.")
+@click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps per run.")
+@click.option("--noise", "noise", multiple=True, type=click.FloatRange(min=0), help="Gradient-noise standard deviation. Repeatable.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Override the suite's floating-point type.")
+@click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False), help="Results folder (JSONL); runs already there are skipped.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON record per run per line on stdout.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
+@_friendly
+def run(
+    suite: str | None,
+    problems: Sequence[str],
+    optimizers: Sequence[str],
+    seeds: str | None,
+    steps: int | None,
+    noise: Sequence[float],
+    device: str,
+    dtype: str | None,
+    out: str,
+    as_json: bool,
+    progress: bool | None,
+) -> None:
+    """Run SUITE (a shipped suite's name or a .toml file), or the --problem and --optimizer given.
+
+    Results are appended to OUT/results.jsonl as each batch finishes; running the same thing into
+    the same folder again skips the runs that are there, so an interrupted sweep resumes.
+    """
+    seed_list = _seeds(seeds)
+    if suite is None:
+        plan = adhoc_suite(problems, optimizers, seed_list, steps, noise)
+        if dtype:
+            plan = plan.with_overrides(dtype=dtype)
+    else:
+        plan = load_suite(suite).with_overrides(
+            problems=problems, optimizers=optimizers, seeds=seed_list, steps=steps, noise=noise, dtype=dtype
+        )
+    if not plan.scenarios():
+        raise click.UsageError(f"suite {plan.name!r} has no problems or no optimizers to run")
+    emit = (lambda record: click.echo(json.dumps(record))) if as_json else None
+    result = run_suite(plan, out, device=device, progress=progress, on_record=emit)
+    if not as_json:
+        click.echo(summary_table(result.records))
+        click.echo(f"\n{result.ran} runs ran, {result.skipped} were already in {out}/results.jsonl")
+
+
+def summary_table(records: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table: one row per scenario, medians over its runs."""
+    groups: dict[tuple[str, str, float, int], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["problem"], r["optimizer"], r["noise"], r["instance"]), []).append(r)
+    header = ("problem", "optimizer", "noise", "runs", "div", "final loss", "loss gap", "escaped", "esc. step", "sharpness")
+    rows = [header]
+    for (problem, optimizer, noise, _), runs in groups.items():
+        healthy = [r for r in runs if not r["diverged"]]
+        escapable = [r for r in runs if r["escaped"] is not None]
+        rows.append(
+            (
+                problem,
+                optimizer,
+                format_value(noise),
+                str(len(runs)),
+                str(len(runs) - len(healthy)),
+                _median(r["final_loss"] for r in healthy),
+                _median(r["loss_gap"] for r in healthy),
+                f"{sum(r['escaped'] for r in escapable)}/{len(escapable)}" if escapable else "-",
+                _median(r["escape_step"] for r in escapable if r["escaped"]),
+                _median(r["sharpness"] for r in healthy),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _median(values: Any) -> str:
+    numbers = [v for v in values if v is not None]
+    return f"{statistics.median(numbers):.4g}" if numbers else "-"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

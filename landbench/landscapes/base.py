@@ -1,0 +1,269 @@
+"""The Landscape contract: a batched, differentiable loss with what is known about it.
+
+A landscape evaluates ``B`` points at once: ``x`` has shape ``(B, dim)`` and ``loss(x)`` shape
+``(B,)``. Families override :meth:`Landscape.loss_and_grad` and :meth:`Landscape.hvp` with closed
+forms; the autograd versions here are the fallback and the reference the tests compare against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from landbench.errors import SpecError
+from landbench.rng import cpu_generator
+from landbench.spec import Param, bind_params, format_spec, non_defaults
+
+DIM = Param("dim", int, doc="dimension d of the search space", low=1)
+
+
+@dataclass(frozen=True)
+class CriticalPoint:
+    """A known critical point: its location, loss value, Morse index and Hessian summary.
+
+    ``point`` is one representative location (for a manifold of minima, one point of it; the
+    ``note`` says which set it represents). ``lambda_max``/``lambda_min``/``trace`` describe the
+    Hessian there; ``None`` where it does not exist (a kink) or is not known.
+    """
+
+    kind: str  # "minimum", "saddle" or "maximum"
+    value: float
+    point: torch.Tensor | None = None
+    index: int = 0
+    lambda_max: float | None = None
+    lambda_min: float | None = None
+    trace: float | None = None
+    note: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready description (the point is summarised, not listed, when it is long)."""
+        out: dict[str, Any] = {"kind": self.kind, "value": self.value, "index": self.index}
+        if self.point is not None:
+            values = self.point.detach().cpu().double()
+            out["point"] = [float(v) for v in values] if values.numel() <= 8 else _describe_vector(values)
+        for key in ("lambda_max", "lambda_min", "trace"):
+            out[key] = getattr(self, key)
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def _describe_vector(v: torch.Tensor) -> str:
+    nonzero = int((v != 0).sum())
+    head = ", ".join(f"{float(x):.6g}" for x in v[:3])
+    return f"[{head}, ...] (d={v.numel()}, {nonzero} nonzero, norm {float(v.norm()):.6g})"
+
+
+@dataclass
+class Known:
+    """What is known about an instance: optimum value, designated saddle, minima."""
+
+    f_star: float | None = None
+    saddle: CriticalPoint | None = None
+    minima: list[CriticalPoint] = field(default_factory=list)
+
+
+class Landscape:
+    """Base class of every landscape family.
+
+    Subclasses declare ``family``, ``params`` (a tuple of :class:`~landbench.spec.Param`, ``dim``
+    first), ``formula`` and ``reference``, and implement :meth:`loss`, :meth:`_build` (draw the
+    instance from a CPU generator and fill ``self.known``) and :meth:`_sample_start`. Parameters
+    become attributes of the same name.
+    """
+
+    family: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = (DIM,)
+    formula: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    start: ClassVar[str] = ""  # the start distribution, in words
+    dim: int
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise SpecError(f"{self.family}: the instance seed must be a non-negative integer, got {seed!r}")
+        self.values = bind_params(self.family, self.params, kwargs)
+        for name, value in self.values.items():
+            setattr(self, name, value)
+        self._check()
+        self.seed = seed
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.spec = format_spec(self.family, non_defaults(self.params, self.values))
+        self.known = Known()
+        self._build()
+
+    @classmethod
+    def canonical(cls, **kwargs: Any) -> str:
+        """Validate parameters exactly as the constructor does, without building an instance,
+        and return the canonical spec string (e.g. for planning a suite of huge landscapes)."""
+        values = bind_params(cls.family, cls.params, kwargs)
+        probe = cls.__new__(cls)
+        probe.__dict__.update(values)
+        probe._check()
+        return format_spec(cls.family, non_defaults(cls.params, values))
+
+    # --- what a family provides ------------------------------------------------------------
+
+    def _check(self) -> None:
+        """Cross-parameter checks (e.g. index <= dim); raise SpecError with what is valid."""
+
+    def _build(self) -> None:
+        """Draw the instance (see :meth:`instance_generator`) and fill ``self.known``."""
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The loss of each row of ``x``: shape ``(B, dim)`` to ``(B,)``."""
+        raise NotImplementedError
+
+    def _sample_start(self, generator: torch.Generator) -> torch.Tensor:
+        """One start point, float64 on the CPU, shape ``(dim,)``."""
+        raise NotImplementedError
+
+    # --- derived, with autograd fallbacks ------------------------------------------------------
+
+    def loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss ``(B,)`` and gradient ``(B, dim)``; autograd unless the family gives a closed form.
+
+        Both are fresh tensors that the caller may modify in place (the engine adds noise to the
+        gradient).
+        """
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            value = self.loss(x)
+            (grad,) = torch.autograd.grad(value.sum(), x)
+        return value.detach(), grad
+
+    def hvp(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Hessian-vector products ``H(x_b) v_b`` for each row b; autograd unless overridden."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.loss(x).sum(), x, create_graph=True)
+            (product,) = torch.autograd.grad((grad * v).sum(), x)
+        return product
+
+    def project_(self, x: torch.Tensor) -> None:
+        """Map iterates back onto the feasible set in place (a no-op for unconstrained families)."""
+
+    def sample_start(self, seeds: Sequence[int]) -> torch.Tensor:
+        """Start points for run seeds ``seeds``: ``(len(seeds), dim)`` on the device.
+
+        Run ``s`` on instance ``i`` starts from a CPU generator seeded with (i, s), so a run's start
+        does not depend on the other runs of its batch, nor on the device.
+        """
+        rows = [self._sample_start(cpu_generator(self.seed, int(s), "start")) for s in seeds]
+        return torch.stack(rows).to(device=self.device, dtype=self.dtype)
+
+    # --- what is known ----------------------------------------------------------------------
+
+    @property
+    def f_star(self) -> float | None:
+        """The global minimum value, or None when it is not known."""
+        return self.known.f_star
+
+    @property
+    def saddle(self) -> CriticalPoint | None:
+        """The designated saddle runs start near (point and value), or None."""
+        return self.known.saddle
+
+    @property
+    def minima(self) -> list[CriticalPoint]:
+        """Known minima, global first."""
+        return self.known.minima
+
+    @property
+    def escape_threshold(self) -> float | None:
+        """Loss at which a run has escaped the saddle: halfway from the saddle's value to f*."""
+        if self.saddle is None or self.f_star is None:
+            return None
+        return self.saddle.value + 0.5 * (self.f_star - self.saddle.value)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description: formula, parameters, start distribution, known points."""
+        return {
+            "spec": self.spec,
+            "family": self.family,
+            "formula": self.formula,
+            "reference": self.reference,
+            "parameters": dict(self.values),
+            "instance": self.seed,
+            "start": self.start,
+            "f_star": self.f_star,
+            "saddle": self.saddle.summary() if self.saddle else None,
+            "minima": [m.summary() for m in self.minima],
+        }
+
+    def __repr__(self) -> str:
+        return f"<Landscape {self.spec} instance={self.seed} {self.device} {self.dtype}>"
+
+    # --- helpers for families ------------------------------------------------------------------
+
+    def instance_generator(self, *parts: int | str) -> torch.Generator:
+        """The CPU generator of this instance, seeded by (family, instance seed, ``parts``).
+
+        A family passes the parameters its random draw depends on (e.g. dim and index for the
+        rotated saddle's frame), so that changing another parameter keeps the same draw. Draw in
+        float64 on the CPU, then :meth:`_tensor`: the CPU and the GPU get the same instance.
+        """
+        return cpu_generator(self.family, self.seed, *parts)
+
+    def _tensor(self, value: torch.Tensor) -> torch.Tensor:
+        """Cast a float64 CPU tensor to this landscape's dtype and device."""
+        return value.to(device=self.device, dtype=self.dtype)
+
+
+def squared_norm(t: torch.Tensor) -> torch.Tensor:
+    """``|t_b|^2`` for each row b.
+
+    Without autograd it is ``vector_norm(t)^2``, one pass with no (B, d) temporary (3-5 times faster
+    than ``(t * t).sum(1)`` at large d); under autograd it is ``(t * t).sum(1)``, whose second
+    derivative is smooth at 0, where the norm's is not.
+    """
+    if t.requires_grad and torch.is_grad_enabled():
+        return (t * t).sum(1)
+    return torch.linalg.vector_norm(t, dim=1).square()
+
+
+def uniform_box(generator: torch.Generator, dim: int, low: float, high: float) -> torch.Tensor:
+    """A point uniform in the box ``[low, high]^dim`` (float64, CPU)."""
+    return low + (high - low) * torch.rand(dim, generator=generator, dtype=torch.float64)
+
+
+def uniform_sphere(generator: torch.Generator, dim: int, radius: float) -> torch.Tensor:
+    """A point uniform on the sphere of the given radius about 0 (float64, CPU)."""
+    z = torch.randn(dim, generator=generator, dtype=torch.float64)
+    return radius * z / z.norm()
+
+
+def family_params(params: Sequence[Param]) -> list[dict[str, Any]]:
+    """Parameters as JSON-ready dicts, for ``landbench list``."""
+    return [
+        {
+            "name": p.name,
+            "type": p.kind.__name__,
+            "default": None if p.required else p.default,
+            "required": p.required,
+            "valid": p.describe_range(),
+            "doc": p.doc,
+        }
+        for p in params
+    ]
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``value`` as a float, or None when it is None, NaN or infinite (JSON has no NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+

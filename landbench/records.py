@@ -1,0 +1,114 @@
+"""One record (a JSON-ready dict) per run, and the key that identifies a run for resuming.
+
+Fields (all JSON; null where a value does not apply or was censored):
+
+==================  ===========================================================================
+problem, optimizer  canonical spec strings (the problem's includes ``dim``)
+family, dim         the landscape family and dimension
+instance, seed      the landscape's instance seed and the run seed
+steps, noise        the budget in optimizer steps; the gradient-noise standard deviation
+dtype, device       where and in what precision the run ran
+final_loss          f at the last iterate, noise-free (the last finite value if it diverged)
+f_star, loss_gap    the known optimum value and ``final_loss - f_star`` (null when f* is unknown)
+escape_step         first step t >= 1 with f(x_t) at most halfway from the saddle's value to f*;
+                    null with ``escaped: false`` when censored; both null without a saddle
+targets, hit_steps  targets on the loss gap and the first step each is reached (null if never)
+sharpness           largest Hessian eigenvalue at the last iterate (Lanczos)
+hessian_trace       Hutchinson estimate of tr H at the last iterate
+basin_width         radius where the mean loss rise along random directions reaches ``tau``
+                    (null if it never does within the scan: wider than ~4096 r0)
+diverged            whether the loss or gradient became NaN or inf; ``diverged_step`` when
+grad_evals          gradient evaluations the run used
+wall_s, batch_size  wall time of the optimisation loop of the batch the run was in, and its size
+curve               ``{"steps": [...], "loss": [...]}`` at log-spaced steps (null after divergence)
+landbench_version, torch_version, settings, key
+==================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+import torch
+
+from landbench._version import __version__
+from landbench.engine import BatchOutcome
+from landbench.landscapes.base import Landscape
+from landbench.optimizers import OptimizerSpec
+from landbench.settings import Settings
+
+
+def run_key(
+    problem: str, instance: int, optimizer: str, seed: int, steps: int, noise: float, device: str, settings: Settings
+) -> str:
+    """A short stable hash of everything that determines a run's numbers (and where it ran)."""
+    identity = [problem, instance, optimizer, seed, steps, float(noise), device, settings.as_dict()]
+    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _number(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _step(value: int) -> int | None:
+    return int(value) if value >= 0 else None
+
+
+def build_records(
+    landscape: Landscape, optimizer: OptimizerSpec, outcome: BatchOutcome, *, steps: int, noise: float, settings: Settings
+) -> list[dict[str, Any]]:
+    """The records of one batch, in the order of its seeds."""
+    tracker = outcome.tracker
+    device = landscape.device.type
+    final = tracker.last_loss.double().cpu()
+    diverged_step = tracker.diverged_step.cpu()
+    escape = tracker.escape_step.cpu() if tracker.escape_step is not None else None
+    hits = tracker.hit_steps.cpu() if tracker.hit_steps is not None else None
+    curve = tracker.curve.double().cpu()
+    curvature = {name: values.double().cpu() for name, values in outcome.curvature.items()}
+    records = []
+    for row, seed in enumerate(outcome.seeds):
+        diverged = bool(diverged_step[row] >= 0)
+        final_loss = _number(final[row])
+        record: dict[str, Any] = {
+            "problem": landscape.spec,
+            "optimizer": optimizer.canonical,
+            "family": landscape.family,
+            "dim": landscape.dim,
+            "instance": landscape.seed,
+            "seed": seed,
+            "steps": steps,
+            "noise": float(noise),
+            "dtype": settings.dtype,
+            "device": device,
+            "final_loss": final_loss,
+            "f_star": landscape.f_star,
+            "loss_gap": None if landscape.f_star is None or final_loss is None else final_loss - landscape.f_star,
+            "escape_step": None if escape is None else _step(escape[row]),
+            "escaped": None if escape is None else bool(escape[row] >= 0),
+            "targets": list(settings.targets),
+            "hit_steps": None if hits is None else [_step(h) for h in hits[row]],
+        }
+        for name in ("sharpness", "hessian_trace", "basin_width"):
+            record[name] = None if diverged or name not in curvature else _number(curvature[name][row])
+        record.update(
+            {
+                "tau": settings.tau,
+                "diverged": diverged,
+                "diverged_step": _step(diverged_step[row]),
+                "grad_evals": int(diverged_step[row]) if diverged else steps,
+                "wall_s": outcome.wall_s,
+                "batch_size": len(outcome.seeds),
+                "curve": {"steps": tracker.curve_steps, "loss": [_number(v) for v in curve[row]]},
+                "landbench_version": __version__,
+                "torch_version": torch.__version__,
+                "settings": settings.as_dict(),
+                "key": run_key(landscape.spec, landscape.seed, optimizer.canonical, seed, steps, noise, device, settings),
+            }
+        )
+        records.append(record)
+    return records

@@ -1,0 +1,342 @@
+"""TOML suites: the declarative catalogue of scenarios in ``problems/``.
+
+A suite file lists problems (with the dimensions to run them at), optimizers, run seeds,
+instances, the step budget, gradient-noise levels and metric settings::
+
+    name = "smoke"                       # optional, defaults to the file name
+    description = "a minute on a laptop"
+    seeds = 4                            # a count (seeds 0..3) or a list of run seeds
+    instances = 1                        # a count or a list of instance seeds
+    steps = 300
+    noise = 0.0                          # one level or a list of levels
+    dtype = "float32"
+    optimizers = ["sgd(lr=0.1)", "adam(lr=0.01)"]
+
+    [metrics]                            # optional: targets, curvature, tau, ... (see Settings)
+    tau = 0.1
+
+    [[problems]]
+    spec = "saddle(index=2)"             # without dim ...
+    dims = [10, 100]                     # ... which comes from here
+    steps = 500                          # optional per-problem overrides: steps, noise, seeds, instances
+
+A scenario is one problem at one dimension, instance, noise level and optimizer; its run seeds are
+one batch. Every error names the file, the line (where it can be found) and key, and what was
+expected.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from landbench.errors import SpecError, SuiteError
+from landbench.landscapes import family
+from landbench.optimizers import resolve
+from landbench.records import run_key
+from landbench.settings import Settings
+from landbench.spec import Spec, parse_spec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TOP_KEYS = ("name", "description", "seeds", "instances", "steps", "noise", "dtype", "optimizers", "metrics", "problems")
+PROBLEM_KEYS = ("spec", "dims", "steps", "noise", "seeds", "instances")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One batch: a problem (canonical, with dim) on one instance, one optimizer, one noise level."""
+
+    problem: str
+    instance: int
+    optimizer: str
+    seeds: tuple[int, ...]
+    steps: int
+    noise: float
+    settings: Settings
+
+    def key(self, seed: int, device: str) -> str:
+        """The key of this scenario's run with the given seed (see :func:`landbench.records.run_key`)."""
+        return run_key(self.problem, self.instance, self.optimizer, seed, self.steps, self.noise, device, self.settings)
+
+
+@dataclass(frozen=True)
+class ProblemEntry:
+    """One ``[[problems]]`` table, validated: canonical specs, one per dimension."""
+
+    problems: tuple[str, ...]
+    steps: int
+    noise: tuple[float, ...]
+    seeds: tuple[int, ...]
+    instances: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite: problems x optimizers x instances x noise x seeds."""
+
+    name: str
+    description: str
+    path: Path | None
+    problems: tuple[ProblemEntry, ...]
+    optimizers: tuple[str, ...]
+    settings: Settings = field(default_factory=Settings)
+
+    def scenarios(self) -> list[Scenario]:
+        """Every scenario, problems in file order, then instance, noise and optimizer."""
+        out = []
+        for entry in self.problems:
+            for problem in entry.problems:
+                for instance in entry.instances:
+                    for noise in entry.noise:
+                        for optimizer in self.optimizers:
+                            out.append(
+                                Scenario(problem, instance, optimizer, entry.seeds, entry.steps, noise, self.settings)
+                            )
+        return out
+
+    def with_overrides(
+        self,
+        *,
+        problems: Sequence[str] = (),
+        optimizers: Sequence[str] = (),
+        seeds: Sequence[int] | None = None,
+        steps: int | None = None,
+        noise: Sequence[float] = (),
+        dtype: str | None = None,
+    ) -> Suite:
+        """The suite with its problems, optimizers, seeds, steps or noise replaced (the CLI's flags).
+
+        A replacement problem must name its dimension: ``"saddle(dim=100)"``.
+        """
+        entries = self.problems
+        if problems:
+            template = entries[0] if entries else None
+            entries = tuple(
+                ProblemEntry(
+                    problems=(_canonical_problem(p, None, "--problem"),),
+                    steps=template.steps if template else 1000,
+                    noise=template.noise if template else (0.0,),
+                    seeds=template.seeds if template else tuple(range(8)),
+                    instances=template.instances if template else (0,),
+                )
+                for p in problems
+            )
+        changes: dict[str, Any] = {}
+        if steps is not None:
+            changes["steps"] = steps
+        if seeds is not None:
+            changes["seeds"] = tuple(seeds)
+        if noise:
+            changes["noise"] = tuple(float(n) for n in noise)
+        entries = tuple(replace(e, **changes) for e in entries)
+        settings = self.settings if dtype is None else replace(self.settings, dtype=dtype)
+        opts = tuple(resolve(o).canonical for o in optimizers) if optimizers else self.optimizers
+        return replace(self, problems=entries, optimizers=opts, settings=settings)
+
+
+def suite_directory() -> Path:
+    """The folder of the shipped suites (``problems/`` in the source tree, package data when installed)."""
+    try:
+        return Path(str(importlib.resources.files("landbench.problems")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "problems"
+
+
+def available_suites() -> dict[str, Path]:
+    """Shipped suites by name."""
+    return {p.stem: p for p in sorted(suite_directory().glob("*.toml"))}
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """A shipped suite by name (``"smoke"``) or a TOML file by path."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        suites = available_suites()
+        if str(name_or_path) not in suites:
+            raise SuiteError(
+                f"unknown suite {str(name_or_path)!r}; shipped suites: {', '.join(suites) or '(none)'}, "
+                f"or give the path of a .toml file"
+            )
+        path = suites[str(name_or_path)]
+    if not path.is_file():
+        raise SuiteError(f"suite file {str(path)!r} does not exist")
+    return parse_suite(path.read_text(encoding="utf-8"), path)
+
+
+class _Where:
+    """Names a place in a suite file in error messages: ``file:line: key``."""
+
+    def __init__(self, text: str, path: Path | str):
+        self.lines = text.splitlines()
+        self.path = str(path)
+
+    def line(self, key: str, table: str | None = None, nth: int = 0) -> int | None:
+        """1-based line of ``key = ...`` at top level, in ``[table]`` or in the nth ``[[table]]``."""
+        headers = [i for i, line in enumerate(self.lines) if re.match(r"^\s*\[", line)]
+        if table is None:
+            start, stop = 0, headers[0] if headers else len(self.lines)
+        else:
+            pattern = re.compile(rf"^\s*\[\[?\s*{re.escape(table)}\s*\]\]?")
+            matches = [i for i in headers if pattern.match(self.lines[i])]
+            if nth >= len(matches):
+                return None
+            start = matches[nth] + 1
+            stop = next((h for h in headers if h > matches[nth]), len(self.lines))
+        for i in range(start, stop):
+            if re.match(rf"^\s*{re.escape(key)}\s*=", self.lines[i]):
+                return i + 1
+        return None
+
+    def error(self, key: str, message: str, table: str | None = None, nth: int = 0) -> SuiteError:
+        line = self.line(key, table, nth)
+        place = f"{self.path}:{line}" if line else self.path
+        label = f"problems[{nth}].{key}" if table == "problems" else (f"{table}.{key}" if table else key)
+        return SuiteError(f"{place}: {label}: {message}")
+
+
+def _int_list(value: Any, *, count_ok: bool) -> tuple[int, ...] | None:
+    if count_ok and isinstance(value, int) and not isinstance(value, bool):
+        return tuple(range(value)) if value >= 1 else None
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        return tuple(value) if len(set(value)) == len(value) else None
+    return None
+
+
+def _noise_list(value: Any) -> tuple[float, ...] | None:
+    values = value if isinstance(value, list) else [value]
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf") for v in values):
+        return tuple(float(v) for v in values)
+    return None
+
+
+def _canonical_problem(spec: str | Mapping[str, Any] | Spec, dim: int | None, where: str) -> str:
+    parsed = parse_spec(spec, what="problem")
+    kwargs = dict(parsed.kwargs)
+    if dim is not None:
+        if "dim" in kwargs:
+            raise SpecError(f"{where}: the spec {str(parsed)!r} names dim and dims are given too; use one")
+        kwargs["dim"] = dim
+    elif "dim" not in kwargs:
+        raise SpecError(f"{where}: the problem {str(parsed)!r} needs a dimension: write dim=... in the spec")
+    return family(parsed.name).canonical(**kwargs)
+
+
+def _budget(table: Mapping[str, Any], where: _Where, defaults: dict[str, Any], nth: int | None) -> dict[str, Any]:
+    """steps, noise, seeds, instances of a table, falling back on ``defaults``."""
+    table_name = None if nth is None else "problems"
+    out = dict(defaults)
+
+    def fail(key: str, expected: str) -> SuiteError:
+        return where.error(key, f"expected {expected}, got {table[key]!r}", table_name, nth or 0)
+
+    if "steps" in table:
+        if not isinstance(table["steps"], int) or isinstance(table["steps"], bool) or table["steps"] < 1:
+            raise fail("steps", "an integer >= 1")
+        out["steps"] = table["steps"]
+    if "noise" in table:
+        out["noise"] = _noise_list(table["noise"])
+        if out["noise"] is None:
+            raise fail("noise", "a number >= 0 or a non-empty list of them")
+    for key, what in (("seeds", "run seeds"), ("instances", "instance seeds")):
+        if key in table:
+            out[key] = _int_list(table[key], count_ok=True)
+            if out[key] is None:
+                raise fail(key, f"a count >= 1 or a non-empty list of distinct non-negative {what}")
+    return out
+
+
+def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
+    """Validate a suite's TOML text; every problem and optimizer spec is checked now."""
+    where = _Where(text, path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"at line (\d+)", str(exc))
+        line = found.group(1) if found else (len(text.splitlines()) if "end of document" in str(exc) else None)
+        raise SuiteError(f"{path}{f':{line}' if line else ''}: not valid TOML: {exc}") from None
+    for key in data:
+        if key not in TOP_KEYS:
+            raise where.error(key, f"unknown key; valid top-level keys: {', '.join(TOP_KEYS)}")
+    for key in ("name", "description", "dtype"):
+        if key in data and not isinstance(data[key], str):
+            raise where.error(key, f"expected a string, got {data[key]!r}")
+    defaults = _budget(data, where, {"steps": 1000, "noise": (0.0,), "seeds": tuple(range(8)), "instances": (0,)}, None)
+
+    optimizers = data.get("optimizers", [])
+    if not isinstance(optimizers, list) or not all(isinstance(o, str) for o in optimizers):
+        raise where.error("optimizers", f"expected a list of optimizer specs like \"adam(lr=1e-3)\", got {optimizers!r}")
+    canonical_optimizers = []
+    for spec in optimizers:
+        try:
+            canonical_optimizers.append(resolve(spec).canonical)
+        except SpecError as exc:
+            raise where.error("optimizers", str(exc)) from None
+
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise where.error("metrics", "expected a table [metrics] of settings")
+    if "dtype" in metrics:
+        raise where.error("dtype", "dtype is set at the top level of the file, not in [metrics]", "metrics")
+    metrics = {**metrics, **({"dtype": data["dtype"]} if "dtype" in data else {})}
+    for key, value in metrics.items():
+        try:
+            Settings.from_mapping({key: value}, where="settings")
+        except SpecError as exc:
+            raise where.error(key, str(exc).removeprefix("settings: "), None if key == "dtype" else "metrics") from None
+    settings = Settings.from_mapping(metrics)
+
+    problems = data.get("problems", [])
+    if not isinstance(problems, list) or not all(isinstance(p, dict) for p in problems):
+        raise where.error("problems", "expected [[problems]] tables, each with spec = \"...\" and dims = [...]")
+    entries = []
+    for nth, table in enumerate(problems):
+        for key in table:
+            if key not in PROBLEM_KEYS:
+                raise where.error(key, f"unknown key; valid keys of a problem: {', '.join(PROBLEM_KEYS)}", "problems", nth)
+        if not isinstance(table.get("spec"), str):
+            raise where.error("spec", "expected spec = \"family(param=value, ...)\"", "problems", nth)
+        dims: list[int | None] = [None]
+        if "dims" in table:
+            dims_value = table["dims"]
+            if isinstance(dims_value, int) and not isinstance(dims_value, bool):
+                dims_value = [dims_value]
+            if not isinstance(dims_value, list) or not dims_value or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims_value
+            ):
+                raise where.error("dims", f"expected a list of positive integers, got {table['dims']!r}", "problems", nth)
+            dims = list(dims_value)
+        try:
+            canonical = tuple(_canonical_problem(table["spec"], d, "spec") for d in dims)
+        except SpecError as exc:
+            raise where.error("spec", str(exc).removeprefix("spec: "), "problems", nth) from None
+        budget = _budget(table, where, defaults, nth)
+        entries.append(ProblemEntry(canonical, budget["steps"], budget["noise"], budget["seeds"], budget["instances"]))
+
+    name = data.get("name", Path(str(path)).stem)
+    file = Path(path) if path != "<suite>" else None
+    return Suite(name, data.get("description", ""), file, tuple(entries), tuple(canonical_optimizers), settings)
+
+
+def adhoc_suite(
+    problems: Sequence[str],
+    optimizers: Sequence[str],
+    seeds: Sequence[int] | None = None,
+    steps: int | None = None,
+    noise: Sequence[float] = (),
+) -> Suite:
+    """A suite built from command-line flags alone (no TOML file)."""
+    if not problems:
+        raise SpecError("give a suite (e.g. 'smoke') or at least one --problem SPEC")
+    if not optimizers:
+        raise SpecError("without a suite, give at least one --optimizer SPEC, e.g. --optimizer 'adam(lr=1e-3)'")
+    empty = Suite("adhoc", "problems and optimizers from the command line", None, (), ())
+    return empty.with_overrides(problems=problems, optimizers=optimizers, seeds=seeds, steps=steps, noise=noise)

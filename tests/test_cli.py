@@ -1,0 +1,111 @@
+"""The landbench command: list, describe, run, with --json and clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from landbench.cli import main
+
+TINY = """
+name = "tiny"
+seeds = 2
+steps = 20
+optimizers = ["sgd(lr=0.1)"]
+[[problems]]
+spec = "saddle(index=1)"
+dims = [4]
+[[problems]]
+spec = "rastrigin"
+dims = [2]
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_list_shows_families_and_suites() -> None:
+    result = invoke("list")
+    assert result.exit_code == 0
+    assert "saddle(dim, index=1, gamma=1.0" in result.output and "smoke" in result.output
+    data = json.loads(invoke("list", "--json").output)
+    assert {"saddle", "rosenbrock", "levy"} <= set(data["families"]) and "smoke" in data["suites"]
+    assert data["families"]["saddle"]["parameters"][1]["name"] == "index"
+
+
+def test_describe_a_family_and_an_instance() -> None:
+    family = invoke("describe", "saddle")
+    assert family.exit_code == 0 and "index" in family.output and "Dauphin" in family.output
+    instance = invoke("describe", "saddle(dim=6, index=2, gamma=2.0)")
+    assert "f* = -1.0" in instance.output and "saddle: value 0, index 2" in instance.output
+    data = json.loads(invoke("describe", "rosenbrock(dim=4)", "--json").output)
+    assert data["minima"][1]["value"] == pytest.approx(3.7014, abs=1e-4)
+
+
+def test_run_a_suite_file_with_json_then_resume(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = invoke("run", str(tiny), "--out", str(out), "--json", "--no-progress")
+    assert first.exit_code == 0
+    records = [json.loads(line) for line in first.output.splitlines()]
+    assert len(records) == 4 and {r["problem"] for r in records} == {"saddle(dim=4)", "rastrigin(dim=2)"}
+    again = invoke("run", str(tiny), "--out", str(out), "--json", "--no-progress")
+    assert [json.loads(line) for line in again.output.splitlines()] == records
+    text = invoke("run", str(tiny), "--out", str(out), "--no-progress")
+    assert "0 runs ran, 4 were already in" in text.output and "saddle(dim=4)" in text.output
+
+
+def test_optimizer_flag_replaces_the_suites_optimizers(tiny: Path, tmp_path: Path) -> None:
+    result = invoke("run", str(tiny), "--optimizer", "adam(lr=0.01)", "--optimizer", "rmsprop(lr=0.01)", "--seeds", "1", "--steps", "5", "--out", str(tmp_path), "--json")
+    records = [json.loads(line) for line in result.output.splitlines()]
+    assert {r["optimizer"] for r in records} == {"adam(lr=0.01)", "rmsprop(lr=0.01)"}
+    assert {(r["seed"], r["steps"]) for r in records} == {(0, 5)}
+
+
+def test_run_problems_and_optimizers_from_flags(tmp_path: Path) -> None:
+    result = invoke(
+        "run", "--problem", "saddle(dim=3)", "--optimizer", "sgd(lr=0.1)", "--seeds", "0,4", "--steps", "5", "--noise", "0", "--noise", "0.1", "--out", str(tmp_path), "--json"
+    )
+    records = [json.loads(line) for line in result.output.splitlines()]
+    assert [(r["seed"], r["noise"]) for r in records] == [(0, 0.0), (4, 0.0), (0, 0.1), (4, 0.1)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run"], "give a suite"),
+        (["run", "nosuchsuite"], "unknown suite 'nosuchsuite'"),
+        (["run", "--problem", "saddle(dim=3)", "--optimizer", "adamm(lr=0.1)"], "unknown optimizer 'adamm'"),
+        (["run", "--problem", "saddle(dim=3, index=4)", "--optimizer", "sgd(lr=0.1)"], "index must be between 1 and dim=3"),
+        (["run", "--problem", "saddle(dim=3)", "--optimizer", "sgd(lr=-1)"], "lr must be a positive number"),
+        (["describe", "sadle"], "did you mean 'saddle'"),
+    ],
+)
+def test_bad_input_exits_with_status_2_and_a_clear_message(args: list[str], message: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, args + (["--out", str(tmp_path)] if args[0] == "run" else []))
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_the_quick_start_smoke_suite_runs(tmp_path: Path) -> None:
+    result = invoke("run", "smoke", "--out", str(tmp_path), "--no-progress")
+    assert result.exit_code == 0
+    assert "runs ran" in result.output and "saddle(dim=100)" in result.output
+
+
+@pytest.mark.skipif(shutil.which("landbench") is None, reason="the console script is not installed")
+def test_console_script_is_installed() -> None:
+    completed = subprocess.run(["landbench", "--version"], capture_output=True, text=True, check=True)
+    assert "landbench, version" in completed.stdout

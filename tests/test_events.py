@@ -1,0 +1,76 @@
+"""The chunked event tracker against a plain per-step loop over the same loss histories."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from landbench.metrics.events import EventTracker, curve_steps
+
+
+def naive_events(history: list[list[float]], threshold: float, f_star: float, targets: list[float], curve: list[int]) -> dict:
+    """The definitions of landbench.metrics.events, one run and one step at a time."""
+    out: dict = {"diverged": [], "last": [], "escape": [], "hits": [], "curve": []}
+    for run in zip(*history):
+        diverged, last, escape, hits, points = -1, math.nan, -1, [-1] * len(targets), []
+        for t, loss in enumerate(run):
+            if diverged < 0 and not math.isfinite(loss):
+                diverged = t
+            if diverged >= 0:
+                continue
+            last = loss
+            if t >= 1 and escape < 0 and loss <= threshold:
+                escape = t
+            for i, target in enumerate(targets):
+                if hits[i] < 0 and loss - f_star <= target:
+                    hits[i] = t
+        for s in curve:
+            points.append(run[s] if diverged < 0 or s < diverged else math.nan)
+        for key, value in zip(out, (diverged, last, escape, hits, points)):
+            out[key].append(value)
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 256])
+def test_chunked_tracker_equals_the_per_step_definitions(chunk: int) -> None:
+    generator = torch.Generator().manual_seed(0)
+    steps, batch = 40, 6
+    history = (2.0 * torch.rand(steps + 1, batch, generator=generator, dtype=torch.float64)).cumsum(0).flip(0) / 20 - 1.0
+    history[0] = 0.0  # every run starts at the saddle's value
+    history[5, 1] = math.nan  # diverges at 5
+    history[17:, 2] = math.inf  # diverges at 17
+    history[0, 3] = math.nan  # diverges at 0
+    history[38, 4] = -5.0  # below every target late, then fine again
+    threshold, f_star, targets = -0.5, -1.0, [1.0, 0.3, 0.1, 1e-3]
+    tracker = EventTracker(
+        batch, steps, escape_threshold=threshold, f_star=f_star, targets=targets, curve_points=12,
+        device=torch.device("cpu"), dtype=torch.float64, chunk=chunk,
+    )
+    for t in range(steps + 1):
+        tracker.observe(t, history[t])
+    tracker.flush()
+    expected = naive_events(history.tolist(), threshold, f_star, targets, tracker.curve_steps)
+    assert tracker.diverged_step.tolist() == expected["diverged"]
+    torch.testing.assert_close(tracker.last_loss, torch.tensor(expected["last"], dtype=torch.float64), equal_nan=True)
+    assert tracker.escape_step.tolist() == expected["escape"]
+    assert tracker.hit_steps.tolist() == expected["hits"]
+    torch.testing.assert_close(tracker.curve, torch.tensor(expected["curve"], dtype=torch.float64), equal_nan=True)
+    assert expected["diverged"][:4] == [-1, 5, 17, 0]
+
+
+def test_curve_steps_are_log_spaced_and_include_both_ends() -> None:
+    steps = curve_steps(10_000, 50)
+    assert steps[0] == 0 and steps[1] == 1 and steps[-1] == 10_000
+    assert steps == sorted(set(steps)) and 35 <= len(steps) <= 51
+    ratios = [b / a for a, b in zip(steps[20:], steps[21:])]
+    assert max(ratios) < 1.3  # about 10**(4/49) = 1.21 apart in the log-spaced part
+    assert curve_steps(3, 50) == [0, 1, 2, 3]
+
+
+def test_observing_out_of_order_is_refused() -> None:
+    tracker = EventTracker(1, 5, escape_threshold=None, f_star=None, targets=[1.0], curve_points=5, device=torch.device("cpu"), dtype=torch.float32)
+    tracker.observe(0, torch.zeros(1))
+    with pytest.raises(AssertionError):
+        tracker.observe(2, torch.zeros(1))

@@ -1,0 +1,25 @@
+"""The wheel ships every subpackage and the suite catalogue."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from landbench.suite import available_suites
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_subpackage_is_listed_in_pyproject() -> None:
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "landbench").rglob("__init__.py")}
+    assert on_disk | {"landbench.problems"} == listed
+
+
+def test_the_catalogue_is_found_at_run_time() -> None:
+    assert set(available_suites()) == {p.stem for p in (ROOT / "problems").glob("*.toml")}
