@@ -53,7 +53,12 @@ def main() -> None:
 def list_command(as_json: bool) -> None:
     """The landscape families (with their parameters) and the shipped suites."""
     families = {
-        name: {"formula": cls.formula, "reference": cls.reference, "start": cls.start, "parameters": family_params(cls.params)}
+        name: {
+            "formula": cls.formula,
+            "reference": cls.reference,
+            "start": cls.start,
+            "parameters": family_params(cls.params),
+        }
         for name, cls in FAMILIES.items()
     }
     suites = {}
@@ -126,8 +131,13 @@ def _print_description(info: dict[str, Any]) -> None:
     click.echo(f"  f* = {info['f_star']}")
     points = ([info["saddle"]] if info["saddle"] else []) + info["minima"]
     for point in points:
-        hessian = ", ".join(f"{k} {_short(point[k])}" for k in ("lambda_max", "lambda_min", "trace") if point[k] is not None)
-        click.echo(f"  {point['kind']}: value {_short(point['value'])}, index {point['index']}" + (f"; Hessian {hessian}" if hessian else ""))
+        hessian = ", ".join(
+            f"{k} {_short(point[k])}" for k in ("lambda_max", "lambda_min", "trace") if point[k] is not None
+        )
+        click.echo(
+            f"  {point['kind']}: value {_short(point['value'])}, index {point['index']}"
+            + (f"; Hessian {hessian}" if hessian else "")
+        )
         if "point" in point:
             click.echo(f"      at {point['point']}")
         if point.get("note"):
@@ -149,7 +159,9 @@ def _seeds(value: str | None) -> list[int] | None:
             return [int(v) for v in value.split(",") if v.strip()]
         count = int(value)
     except ValueError:
-        raise click.BadParameter(f"expected a count (8) or a comma-separated list of run seeds (0,3,7), got {value!r}")
+        raise click.BadParameter(
+            f"expected a count (8) or a comma-separated list of run seeds (0,3,7), got {value!r}"
+        ) from None
     if count < 1:
         raise click.BadParameter(f"the number of seeds must be at least 1, got {count}")
     return list(range(count))
@@ -157,14 +169,38 @@ def _seeds(value: str | None) -> list[int] | None:
 
 @main.command()
 @click.argument("suite", required=False)
-@click.option("--problem", "problems", multiple=True, metavar="SPEC", help="A problem with its dim; replaces the suite's problems. Repeatable.")
-@click.option("--optimizer", "optimizers", multiple=True, metavar="SPEC", help="An optimizer; replaces the suite's optimizers. Repeatable.")
+@click.option(
+    "--problem",
+    "problems",
+    multiple=True,
+    metavar="SPEC",
+    help="A problem with its dim; replaces the suite's problems. Repeatable.",
+)
+@click.option(
+    "--optimizer",
+    "optimizers",
+    multiple=True,
+    metavar="SPEC",
+    help="An optimizer; replaces the suite's optimizers. Repeatable.",
+)
 @click.option("--seeds", metavar="N|LIST", help="Number of run seeds (0..N-1) or a list such as 0,3,7.")
 @click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps per run.")
-@click.option("--noise", "noise", multiple=True, type=click.FloatRange(min=0), help="Gradient-noise standard deviation. Repeatable.")
+@click.option(
+    "--noise",
+    "noise",
+    multiple=True,
+    type=click.FloatRange(min=0),
+    help="Gradient-noise standard deviation. Repeatable.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Override the suite's floating-point type.")
-@click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False), help="Results folder (JSONL); runs already there are skipped.")
+@click.option(
+    "--out",
+    default=DEFAULT_OUT,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Results folder (JSONL); runs already there are skipped.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record per run per line on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
 @_friendly
@@ -198,7 +234,14 @@ def run(
     if not plan.scenarios():
         raise click.UsageError(f"suite {plan.name!r} has no problems or no optimizers to run")
     emit = (lambda record: click.echo(json.dumps(record))) if as_json else None
-    result = run_suite(plan, out, device=device, progress=progress, on_record=emit)
+    try:
+        result = run_suite(plan, out, device=device, progress=progress, on_record=emit)
+    except KeyboardInterrupt:
+        click.echo(
+            f"\nInterrupted. Finished batches are kept in {out}/results.jsonl; run the same command again to resume.",
+            err=True,
+        )
+        sys.exit(130)
     if not as_json:
         click.echo(summary_table(result.records))
         click.echo(f"\n{result.ran} runs ran, {result.skipped} were already in {out}/results.jsonl")
@@ -209,7 +252,18 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     groups: dict[tuple[str, str, float, int], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["problem"], r["optimizer"], r["noise"], r["instance"]), []).append(r)
-    header = ("problem", "optimizer", "noise", "runs", "div", "final loss", "loss gap", "escaped", "esc. step", "sharpness")
+    header = (
+        "problem",
+        "optimizer",
+        "noise",
+        "runs",
+        "div",
+        "final loss",
+        "loss gap",
+        "escaped",
+        "esc. step",
+        "sharpness",
+    )
     rows = [header]
     for (problem, optimizer, noise, _), runs in groups.items():
         healthy = [r for r in runs if not r["diverged"]]
@@ -229,7 +283,10 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

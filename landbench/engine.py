@@ -53,7 +53,7 @@ def run_batch(
     *,
     steps: int,
     noise: float = 0.0,
-    settings: Settings = Settings(),
+    settings: Settings | None = None,
     progress: Progress | None = None,
 ) -> BatchOutcome:
     """Run ``len(seeds)`` runs of ``optimizer`` on ``landscape`` for ``steps`` steps, as one tensor.
@@ -61,6 +61,7 @@ def run_batch(
     ``progress`` (if given) is called with the number of steps done since its last call, about a
     hundred times per batch; it runs on the host and never forces a device synchronisation.
     """
+    settings = settings or Settings()
     device = landscape.device
     seeds = [int(s) for s in seeds]
     _synchronize(device)

@@ -59,7 +59,13 @@ def _step(value: int) -> int | None:
 
 
 def build_records(
-    landscape: Landscape, optimizer: OptimizerSpec, outcome: BatchOutcome, *, steps: int, noise: float, settings: Settings
+    landscape: Landscape,
+    optimizer: OptimizerSpec,
+    outcome: BatchOutcome,
+    *,
+    steps: int,
+    noise: float,
+    settings: Settings,
 ) -> list[dict[str, Any]]:
     """The records of one batch, in the order of its seeds."""
     tracker = outcome.tracker
@@ -107,7 +113,9 @@ def build_records(
                 "landbench_version": __version__,
                 "torch_version": torch.__version__,
                 "settings": settings.as_dict(),
-                "key": run_key(landscape.spec, landscape.seed, optimizer.canonical, seed, steps, noise, device, settings),
+                "key": run_key(
+                    landscape.spec, landscape.seed, optimizer.canonical, seed, steps, noise, device, settings
+                ),
             }
         )
         records.append(record)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+
 def derive_seed(*parts: int | str) -> int:
     """A 63-bit seed from integers and strings, stable across platforms and versions.
 

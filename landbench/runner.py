@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from landbench.engine import run_batch
-from landbench.landscapes import make
+from landbench.landscapes import make, resolve_device
 from landbench.optimizers import check_batch_safe, resolve
 from landbench.records import build_records
 from landbench.store import ResultStore
@@ -46,6 +46,7 @@ def run_suite(
     ``on_record`` sees every record of the suite in scenario order, stored ones included (the
     CLI's ``--json`` prints them). ``progress``: a bar on stderr (None: only on a terminal).
     """
+    _check_before_running(suite, device)
     store = ResultStore(out)
     device_type = torch.device(device).type
     stored = {r["key"]: r for r in store.records() if "key" in r}
@@ -79,13 +80,27 @@ def run_suite(
     return result
 
 
+def _check_before_running(suite: Suite, device: str) -> None:
+    """Fail before the first batch, not half-way: the device exists, every optimizer is batch-safe."""
+    resolve_device(device)
+    for name in suite.optimizers:
+        check_batch_safe(resolve(name))
+
+
 def _run_scenario(scenario: Scenario, seeds: list[int], device: str, bar: tqdm) -> list[dict[str, Any]]:
     landscape = make(scenario.problem, seed=scenario.instance, device=device, dtype=scenario.settings.dtype)
     optimizer = resolve(scenario.optimizer)
     check_batch_safe(optimizer)
     runs_per_step = len(seeds) / scenario.steps
     outcome = run_batch(
-        landscape, optimizer, seeds, steps=scenario.steps, noise=scenario.noise, settings=scenario.settings,
+        landscape,
+        optimizer,
+        seeds,
+        steps=scenario.steps,
+        noise=scenario.noise,
+        settings=scenario.settings,
         progress=lambda steps: bar.update(steps * runs_per_step),
     )
-    return build_records(landscape, optimizer, outcome, steps=scenario.steps, noise=scenario.noise, settings=scenario.settings)
+    return build_records(
+        landscape, optimizer, outcome, steps=scenario.steps, noise=scenario.noise, settings=scenario.settings
+    )

@@ -55,9 +55,7 @@ def parse_spec(spec: str | Mapping[str, Any] | Spec, *, what: str = "") -> Spec:
         if name is None:
             name = kwargs.pop("family", None)
         if not isinstance(name, str) or not name:
-            raise SpecError(
-                f"{label} {dict(spec)!r} has no name: give it as {{'name': 'saddle', 'dim': 10, ...}}"
-            )
+            raise SpecError(f"{label} {dict(spec)!r} has no name: give it as {{'name': 'saddle', 'dim': 10, ...}}")
         return Spec(name.strip(), kwargs)
     if not isinstance(spec, str):
         raise SpecError(f"{label} must be a string like 'name(key=value)' or a dict, got {type(spec).__name__}")
@@ -79,9 +77,7 @@ def parse_spec(spec: str | Mapping[str, Any] | Spec, *, what: str = "") -> Spec:
         ) from None
     assert isinstance(call, ast.Call)
     if call.args:
-        raise SpecError(
-            f"{label} {spec!r} has a positional argument; write every argument as key=value"
-        )
+        raise SpecError(f"{label} {spec!r} has a positional argument; write every argument as key=value")
     kwargs: dict[str, Any] = {}
     for keyword in call.keywords:
         if keyword.arg is None:
@@ -187,7 +183,11 @@ class Param:
 
 
 def bind_params(
-    owner: str, params: Sequence[Param], kwargs: Mapping[str, Any], noun: str = "parameter", also_valid: Sequence[str] = ()
+    owner: str,
+    params: Sequence[Param],
+    kwargs: Mapping[str, Any],
+    noun: str = "parameter",
+    also_valid: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Validate ``kwargs`` against ``params``: every value checked, defaults filled in, in order.
 

@@ -63,8 +63,11 @@ class ResultStore:
             with open(self.path.with_name(RESULTS_FILE + ".torn"), "ab") as torn:
                 torn.write(data[cut:] + b"\n")
             handle.truncate(cut)
-        print(f"landbench: {self.path}: the last line was cut short (an interrupted write); "
-              f"set it aside in {RESULTS_FILE}.torn, its runs will run again", file=sys.stderr)
+        print(
+            f"landbench: {self.path}: the last line was cut short (an interrupted write); "
+            f"set it aside in {RESULTS_FILE}.torn, its runs will run again",
+            file=sys.stderr,
+        )
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:

@@ -206,14 +206,20 @@ class _Where:
 def _int_list(value: Any, *, count_ok: bool) -> tuple[int, ...] | None:
     if count_ok and isinstance(value, int) and not isinstance(value, bool):
         return tuple(range(value)) if value >= 1 else None
-    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
         return tuple(value) if len(set(value)) == len(value) else None
     return None
 
 
 def _noise_list(value: Any) -> tuple[float, ...] | None:
     values = value if isinstance(value, list) else [value]
-    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf") for v in values):
+    if values and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf") for v in values
+    ):
         return tuple(float(v) for v in values)
     return None
 
@@ -273,7 +279,7 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
 
     optimizers = data.get("optimizers", [])
     if not isinstance(optimizers, list) or not all(isinstance(o, str) for o in optimizers):
-        raise where.error("optimizers", f"expected a list of optimizer specs like \"adam(lr=1e-3)\", got {optimizers!r}")
+        raise where.error("optimizers", f'expected a list of optimizer specs like "adam(lr=1e-3)", got {optimizers!r}')
     canonical_optimizers = []
     for spec in optimizers:
         try:
@@ -296,23 +302,29 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
 
     problems = data.get("problems", [])
     if not isinstance(problems, list) or not all(isinstance(p, dict) for p in problems):
-        raise where.error("problems", "expected [[problems]] tables, each with spec = \"...\" and dims = [...]")
+        raise where.error("problems", 'expected [[problems]] tables, each with spec = "..." and dims = [...]')
     entries = []
     for nth, table in enumerate(problems):
         for key in table:
             if key not in PROBLEM_KEYS:
-                raise where.error(key, f"unknown key; valid keys of a problem: {', '.join(PROBLEM_KEYS)}", "problems", nth)
+                raise where.error(
+                    key, f"unknown key; valid keys of a problem: {', '.join(PROBLEM_KEYS)}", "problems", nth
+                )
         if not isinstance(table.get("spec"), str):
-            raise where.error("spec", "expected spec = \"family(param=value, ...)\"", "problems", nth)
+            raise where.error("spec", 'expected spec = "family(param=value, ...)"', "problems", nth)
         dims: list[int | None] = [None]
         if "dims" in table:
             dims_value = table["dims"]
             if isinstance(dims_value, int) and not isinstance(dims_value, bool):
                 dims_value = [dims_value]
-            if not isinstance(dims_value, list) or not dims_value or not all(
-                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims_value
+            if (
+                not isinstance(dims_value, list)
+                or not dims_value
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims_value)
             ):
-                raise where.error("dims", f"expected a list of positive integers, got {table['dims']!r}", "problems", nth)
+                raise where.error(
+                    "dims", f"expected a list of positive integers, got {table['dims']!r}", "problems", nth
+                )
             dims = list(dims_value)
         try:
             canonical = tuple(_canonical_problem(table["spec"], d, "spec") for d in dims)

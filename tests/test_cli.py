@@ -68,7 +68,21 @@ def test_run_a_suite_file_with_json_then_resume(tiny: Path, tmp_path: Path) -> N
 
 
 def test_optimizer_flag_replaces_the_suites_optimizers(tiny: Path, tmp_path: Path) -> None:
-    result = invoke("run", str(tiny), "--optimizer", "adam(lr=0.01)", "--optimizer", "rmsprop(lr=0.01)", "--seeds", "1", "--steps", "5", "--out", str(tmp_path), "--json")
+    result = invoke(
+        "run",
+        str(tiny),
+        "--optimizer",
+        "adam(lr=0.01)",
+        "--optimizer",
+        "rmsprop(lr=0.01)",
+        "--seeds",
+        "1",
+        "--steps",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
     records = [json.loads(line) for line in result.output.splitlines()]
     assert {r["optimizer"] for r in records} == {"adam(lr=0.01)", "rmsprop(lr=0.01)"}
     assert {(r["seed"], r["steps"]) for r in records} == {(0, 5)}
@@ -76,7 +90,22 @@ def test_optimizer_flag_replaces_the_suites_optimizers(tiny: Path, tmp_path: Pat
 
 def test_run_problems_and_optimizers_from_flags(tmp_path: Path) -> None:
     result = invoke(
-        "run", "--problem", "saddle(dim=3)", "--optimizer", "sgd(lr=0.1)", "--seeds", "0,4", "--steps", "5", "--noise", "0", "--noise", "0.1", "--out", str(tmp_path), "--json"
+        "run",
+        "--problem",
+        "saddle(dim=3)",
+        "--optimizer",
+        "sgd(lr=0.1)",
+        "--seeds",
+        "0,4",
+        "--steps",
+        "5",
+        "--noise",
+        "0",
+        "--noise",
+        "0.1",
+        "--out",
+        str(tmp_path),
+        "--json",
     )
     records = [json.loads(line) for line in result.output.splitlines()]
     assert [(r["seed"], r["noise"]) for r in records] == [(0, 0.0), (4, 0.0), (0, 0.1), (4, 0.1)]
@@ -88,7 +117,10 @@ def test_run_problems_and_optimizers_from_flags(tmp_path: Path) -> None:
         (["run"], "give a suite"),
         (["run", "nosuchsuite"], "unknown suite 'nosuchsuite'"),
         (["run", "--problem", "saddle(dim=3)", "--optimizer", "adamm(lr=0.1)"], "unknown optimizer 'adamm'"),
-        (["run", "--problem", "saddle(dim=3, index=4)", "--optimizer", "sgd(lr=0.1)"], "index must be between 1 and dim=3"),
+        (
+            ["run", "--problem", "saddle(dim=3, index=4)", "--optimizer", "sgd(lr=0.1)"],
+            "index must be between 1 and dim=3",
+        ),
         (["run", "--problem", "saddle(dim=3)", "--optimizer", "sgd(lr=-1)"], "lr must be a positive number"),
         (["describe", "sadle"], "did you mean 'saddle'"),
     ],
@@ -109,3 +141,22 @@ def test_the_quick_start_smoke_suite_runs(tmp_path: Path) -> None:
 def test_console_script_is_installed() -> None:
     completed = subprocess.run(["landbench", "--version"], capture_output=True, text=True, check=True)
     assert "landbench, version" in completed.stdout
+
+
+def test_a_suite_with_an_unsafe_optimizer_fails_before_running_anything(tmp_path: Path) -> None:
+    suite = tmp_path / "unsafe.toml"
+    suite.write_text('optimizers = ["sgd(lr=0.1)", "lbfgs"]\n[[problems]]\nspec = "saddle(dim=3)"\n')
+    result = CliRunner().invoke(main, ["run", str(suite), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "closure" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_says_how_to_resume(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import landbench.cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(landbench.cli, "run_suite", interrupted)
+    result = CliRunner().invoke(main, ["run", str(tiny), "--out", str(tmp_path)])
+    assert result.exit_code == 130 and "run the same command again to resume" in result.output

@@ -30,7 +30,11 @@ def _assert_same_run(a: dict, b: dict, rel: float) -> None:
 @pytest.mark.parametrize("optimizer", ["sgd(lr={lr})", "sgd(lr={lr}, momentum=0.9, nesterov=True)", "adam(lr={lr})"])
 @pytest.mark.parametrize(
     ("problem", "noise", "lr"),
-    [("saddle(dim=30, index=3, rotate=True)", 0.0, 0.02), ("rosenbrock(dim=4)", 0.0, 0.0005), ("saddle(dim=30, index=2)", 0.01, 0.02)],
+    [
+        ("saddle(dim=30, index=3, rotate=True)", 0.0, 0.02),
+        ("rosenbrock(dim=4)", 0.0, 0.0005),
+        ("saddle(dim=30, index=2)", 0.01, 0.02),
+    ],
 )
 def test_runs_in_one_tensor_equal_separate_runs(optimizer: str, problem: str, noise: float, lr: float) -> None:
     optimizer = optimizer.format(lr=lr)
@@ -72,7 +76,10 @@ def test_hit_steps_and_curve_match_the_closed_form_of_gd_on_a_quadratic() -> Non
     starts = landscape.sample_start(range(3))[:, 0].tolist()
     for record, x0 in zip(records, starts):
         f0 = 0.5 * x0 * x0
-        expected_hits = [max(0, math.ceil(math.log(e / f0) / (2 * math.log(1 - lr)) - 1e-9)) if e < f0 else 0 for e in record["targets"]]
+        expected_hits = [
+            max(0, math.ceil(math.log(e / f0) / (2 * math.log(1 - lr)) - 1e-9)) if e < f0 else 0
+            for e in record["targets"]
+        ]
         expected_hits = [t if t <= 200 else None for t in expected_hits]
         assert record["hit_steps"] == expected_hits
         for step, loss in zip(record["curve"]["steps"], record["curve"]["loss"]):
@@ -84,7 +91,13 @@ def test_hit_steps_and_curve_match_the_closed_form_of_gd_on_a_quadratic() -> Non
 def test_metrics_at_a_converged_quadratic_minimum_match_its_hessian() -> None:
     d, condition, tau = 6, 20.0, 0.01
     (record,) = landbench.run(
-        f"quadratic(dim={d}, condition={condition})", "sgd(lr=0.09)", seeds=1, steps=3000, dtype="float64", tau=tau, basin_probes=d
+        f"quadratic(dim={d}, condition={condition})",
+        "sgd(lr=0.09)",
+        seeds=1,
+        steps=3000,
+        dtype="float64",
+        tau=tau,
+        basin_probes=d,
     )
     eigenvalues = [condition ** (i / (d - 1)) for i in range(d)]
     assert record["loss_gap"] < 1e-20
@@ -134,10 +147,37 @@ def test_a_batch_that_diverges_entirely_still_returns_records() -> None:
 def test_record_carries_the_documented_fields() -> None:
     (record,) = landbench.run("saddle(dim=5)", "adam(lr=0.01)", seeds=1, steps=5, curvature=False)
     expected = {
-        "problem", "optimizer", "family", "dim", "instance", "seed", "steps", "noise", "dtype", "device",
-        "final_loss", "f_star", "loss_gap", "escape_step", "escaped", "targets", "hit_steps", "sharpness",
-        "hessian_trace", "basin_width", "tau", "diverged", "diverged_step", "grad_evals", "wall_s", "batch_size",
-        "curve", "landbench_version", "torch_version", "settings", "key",
+        "problem",
+        "optimizer",
+        "family",
+        "dim",
+        "instance",
+        "seed",
+        "steps",
+        "noise",
+        "dtype",
+        "device",
+        "final_loss",
+        "f_star",
+        "loss_gap",
+        "escape_step",
+        "escaped",
+        "targets",
+        "hit_steps",
+        "sharpness",
+        "hessian_trace",
+        "basin_width",
+        "tau",
+        "diverged",
+        "diverged_step",
+        "grad_evals",
+        "wall_s",
+        "batch_size",
+        "curve",
+        "landbench_version",
+        "torch_version",
+        "settings",
+        "key",
     }
     assert set(record) == expected
     assert record["problem"] == "saddle(dim=5)" and record["optimizer"] == "adam(lr=0.01)"

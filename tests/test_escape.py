@@ -11,20 +11,9 @@ import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
+from reference import noise_escape_mean, scalar_escape_step
 
 import landbench
-
-
-def scalar_escape_step(u0: float, lr: float, gamma: float, quartic: float) -> int:
-    """First t >= 1 at which u <- u + lr (gamma u - quartic u^3), from u0, in float64, has
-    -gamma/2 u^2 + quartic/4 u^4 <= -gamma^2 / (8 quartic) (halfway from the saddle to f*)."""
-    u, threshold = float(u0), -gamma * gamma / (8 * quartic)
-    for t in range(1, 100_000):
-        u = u + lr * (gamma * u - quartic * u**3)
-        if -gamma / 2 * u * u + quartic / 4 * u**4 <= threshold:
-            return t
-    raise AssertionError("the scalar recursion did not escape")
-
 
 CASES = [
     # dim, index, gamma, quartic, lr, init_radius, rotate
@@ -41,7 +30,10 @@ def test_gd_from_the_unstable_direction_escapes_at_the_scalar_recursion_step(
     dim: int, index: int, gamma: float, quartic: float, lr: float, eps: float, rotate: bool, dtype: str
 ) -> None:
     expected = scalar_escape_step(eps, lr, gamma, quartic)
-    spec = f"saddle(dim={dim}, index={index}, gamma={gamma}, quartic={quartic}, init='unstable', init_radius={eps}, rotate={rotate})"
+    spec = (
+        f"saddle(dim={dim}, index={index}, gamma={gamma}, quartic={quartic}, "
+        f"init='unstable', init_radius={eps}, rotate={rotate})"
+    )
     (record,) = landbench.run(spec, f"sgd(lr={lr})", seeds=1, steps=expected + 20, dtype=dtype, curvature=False)
     assert record["escaped"] is True
     if dtype == "float64":
@@ -51,7 +43,9 @@ def test_gd_from_the_unstable_direction_escapes_at_the_scalar_recursion_step(
 
 
 def test_censored_escape_is_null_not_a_large_number() -> None:
-    (record,) = landbench.run("saddle(dim=5, init='unstable', init_radius=1e-6)", "sgd(lr=0.01)", seeds=1, steps=50, curvature=False)
+    (record,) = landbench.run(
+        "saddle(dim=5, init='unstable', init_radius=1e-6)", "sgd(lr=0.01)", seeds=1, steps=50, curvature=False
+    )
     assert record["escaped"] is False and record["escape_step"] is None
 
 
@@ -68,7 +62,14 @@ def test_median_escape_from_a_random_start_grows_with_dimension_as_predicted() -
     lr, eps, seeds = 0.1, 1e-3, 401
     medians = {}
     for dim in (10, 100, 1000):
-        records = landbench.run(f"saddle(dim={dim}, init_radius={eps})", f"sgd(lr={lr})", seeds=seeds, steps=400, dtype="float64", curvature=False)
+        records = landbench.run(
+            f"saddle(dim={dim}, init_radius={eps})",
+            f"sgd(lr={lr})",
+            seeds=seeds,
+            steps=400,
+            dtype="float64",
+            curvature=False,
+        )
         steps = [r["escape_step"] for r in records]
         assert all(r["escaped"] for r in records)
         medians[dim] = float(np.median(steps))
@@ -90,15 +91,15 @@ def test_each_random_start_escapes_when_its_own_unstable_coordinate_says() -> No
     assert [r["escape_step"] for r in records] == expected
 
 
-def noise_escape_mean(lr: float, gamma: float, sigma: float, index: int, radius: float) -> float:
-    """DESIGN.md: E[T] ~ [log(r sqrt(a^2-1) / (lr sigma)) - 1/2 (digamma(k/2) + log 2)] / log a, a = 1 + lr gamma."""
-    a = 1 + lr * gamma
-    return (math.log(radius * math.sqrt(a * a - 1) / (lr * sigma)) - 0.5 * (scipy.special.digamma(index / 2) + math.log(2))) / math.log(a)
-
-
 def _mean_escape(index: int, sigma: float, seeds: int = 600) -> tuple[float, float]:
     records = landbench.run(
-        f"saddle(dim={index + 2}, index={index}, init_radius=0.0)", "sgd(lr=0.1)", seeds=seeds, steps=600, noise=sigma, dtype="float64", curvature=False
+        f"saddle(dim={index + 2}, index={index}, init_radius=0.0)",
+        "sgd(lr=0.1)",
+        seeds=seeds,
+        steps=600,
+        noise=sigma,
+        dtype="float64",
+        curvature=False,
     )
     steps = np.array([r["escape_step"] for r in records], dtype=float)
     assert all(r["escaped"] for r in records)

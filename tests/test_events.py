@@ -10,7 +10,9 @@ import torch
 from landbench.metrics.events import EventTracker, curve_steps
 
 
-def naive_events(history: list[list[float]], threshold: float, f_star: float, targets: list[float], curve: list[int]) -> dict:
+def naive_events(
+    history: list[list[float]], threshold: float, f_star: float, targets: list[float], curve: list[int]
+) -> dict:
     """The definitions of landbench.metrics.events, one run and one step at a time."""
     out: dict = {"diverged": [], "last": [], "escape": [], "hits": [], "curve": []}
     for run in zip(*history):
@@ -37,7 +39,9 @@ def naive_events(history: list[list[float]], threshold: float, f_star: float, ta
 def test_chunked_tracker_equals_the_per_step_definitions(chunk: int) -> None:
     generator = torch.Generator().manual_seed(0)
     steps, batch = 40, 6
-    history = (2.0 * torch.rand(steps + 1, batch, generator=generator, dtype=torch.float64)).cumsum(0).flip(0) / 20 - 1.0
+    history = (2.0 * torch.rand(steps + 1, batch, generator=generator, dtype=torch.float64)).cumsum(0).flip(
+        0
+    ) / 20 - 1.0
     history[0] = 0.0  # every run starts at the saddle's value
     history[5, 1] = math.nan  # diverges at 5
     history[17:, 2] = math.inf  # diverges at 17
@@ -45,8 +49,15 @@ def test_chunked_tracker_equals_the_per_step_definitions(chunk: int) -> None:
     history[38, 4] = -5.0  # below every target late, then fine again
     threshold, f_star, targets = -0.5, -1.0, [1.0, 0.3, 0.1, 1e-3]
     tracker = EventTracker(
-        batch, steps, escape_threshold=threshold, f_star=f_star, targets=targets, curve_points=12,
-        device=torch.device("cpu"), dtype=torch.float64, chunk=chunk,
+        batch,
+        steps,
+        escape_threshold=threshold,
+        f_star=f_star,
+        targets=targets,
+        curve_points=12,
+        device=torch.device("cpu"),
+        dtype=torch.float64,
+        chunk=chunk,
     )
     for t in range(steps + 1):
         tracker.observe(t, history[t])
@@ -70,7 +81,16 @@ def test_curve_steps_are_log_spaced_and_include_both_ends() -> None:
 
 
 def test_observing_out_of_order_is_refused() -> None:
-    tracker = EventTracker(1, 5, escape_threshold=None, f_star=None, targets=[1.0], curve_points=5, device=torch.device("cpu"), dtype=torch.float32)
+    tracker = EventTracker(
+        1,
+        5,
+        escape_threshold=None,
+        f_star=None,
+        targets=[1.0],
+        curve_points=5,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+    )
     tracker.observe(0, torch.zeros(1))
     with pytest.raises(AssertionError):
         tracker.observe(2, torch.zeros(1))

@@ -58,7 +58,9 @@ def test_gradient_and_hvp_match_central_finite_differences(spec: str) -> None:
     slope = (landscape.loss(x + h * v) - landscape.loss(x - h * v)) / (2 * h)
     assert float(slope) == pytest.approx(float((grad * v).sum()), rel=1e-6, abs=1e-6)
     curvature = (landscape.loss_and_grad(x + h * v)[1] - landscape.loss_and_grad(x - h * v)[1]) / (2 * h)
-    torch.testing.assert_close(landscape.hvp(x, v), curvature, rtol=1e-5, atol=1e-5 * (1 + float(curvature.abs().max())))
+    torch.testing.assert_close(
+        landscape.hvp(x, v), curvature, rtol=1e-5, atol=1e-5 * (1 + float(curvature.abs().max()))
+    )
 
 
 def test_rosenbrock_matches_scipy_and_its_published_local_minimum() -> None:
@@ -69,7 +71,9 @@ def test_rosenbrock_matches_scipy_and_its_published_local_minimum() -> None:
     _, grad = landscape.loss_and_grad(torch.from_numpy(points))
     np.testing.assert_allclose(grad.numpy(), [scipy.optimize.rosen_der(p) for p in points], rtol=1e-12)
     # Shang and Qiu 2006 / Kok and Sandrock 2009: a local minimum near (-1, 1, 1, 1) of value 3.7014.
-    local = scipy.optimize.minimize(scipy.optimize.rosen, [-1, 1, 1, 1], jac=scipy.optimize.rosen_der, method="BFGS", options={"gtol": 1e-10})
+    local = scipy.optimize.minimize(
+        scipy.optimize.rosen, [-1, 1, 1, 1], jac=scipy.optimize.rosen_der, method="BFGS", options={"gtol": 1e-10}
+    )
     assert local.fun == pytest.approx(3.7014, abs=5e-5)
     second = landscape.minima[1]
     assert second.value == pytest.approx(local.fun, rel=1e-9)
@@ -134,7 +138,9 @@ def test_known_hessians_match_the_dense_autograd_hessian(spec: str) -> None:
 
 def test_saddle_spectrum_is_the_documented_one() -> None:
     gamma, mu, quartic, d, k = 2.0, 0.7, 4.0, 8, 3
-    landscape = landbench.make(f"saddle(dim={d}, index={k}, gamma={gamma}, mu={mu}, quartic={quartic}, rotate=True)", dtype=torch.float64)
+    landscape = landbench.make(
+        f"saddle(dim={d}, index={k}, gamma={gamma}, mu={mu}, quartic={quartic}, rotate=True)", dtype=torch.float64
+    )
     at_saddle = torch.linalg.eigvalsh(_dense_hessian(landscape, torch.zeros(d, dtype=torch.float64)))
     torch.testing.assert_close(at_saddle, torch.tensor(sorted([-gamma] * k + [mu] * (d - k)), dtype=torch.float64))
     # Any point of the ring |P_u x|^2 = gamma/quartic, P_s x = 0 is a minimum with value -gamma^2/(4 quartic).
@@ -142,10 +148,15 @@ def test_saddle_spectrum_is_the_documented_one() -> None:
     coefficients = torch.tensor([0.3, -0.5, 0.8], dtype=torch.float64)
     ring_point = frame @ (math.sqrt(gamma / quartic) * coefficients / coefficients.norm())
     loss, grad = landscape.loss_and_grad(ring_point[None])
-    assert float(loss) == pytest.approx(-gamma**2 / (4 * quartic))
+    assert float(loss) == pytest.approx(-(gamma**2) / (4 * quartic))
     assert float(grad.abs().max()) < 1e-12
     at_minimum = torch.linalg.eigvalsh(_dense_hessian(landscape, ring_point))
-    torch.testing.assert_close(at_minimum, torch.tensor(sorted([0.0] * (k - 1) + [2 * gamma] + [mu] * (d - k)), dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        at_minimum,
+        torch.tensor(sorted([0.0] * (k - 1) + [2 * gamma] + [mu] * (d - k)), dtype=torch.float64),
+        atol=1e-9,
+        rtol=0,
+    )
 
 
 def test_ackley_minimum_is_a_kink_with_no_hessian() -> None:
@@ -173,7 +184,9 @@ def test_start_distribution_is_uniform_in_the_documented_box(name: str) -> None:
 def test_saddle_starts_on_the_sphere_or_along_the_unstable_direction() -> None:
     random_start = landbench.make("saddle(dim=20, init_radius=0.01)", dtype=torch.float64).sample_start(range(6))
     torch.testing.assert_close(random_start.norm(dim=1), torch.full((6,), 0.01, dtype=torch.float64))
-    rotated = landbench.make("saddle(dim=20, index=2, init='unstable', init_radius=0.01, rotate=True)", dtype=torch.float64)
+    rotated = landbench.make(
+        "saddle(dim=20, index=2, init='unstable', init_radius=0.01, rotate=True)", dtype=torch.float64
+    )
     start = rotated.sample_start([0, 1])
     torch.testing.assert_close(start[0], start[1])
     torch.testing.assert_close(start[0], 0.01 * rotated.frame[:, 0])

@@ -13,8 +13,14 @@ from landbench.spec import parse_spec
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("sadle(dim=3)", "unknown landscape family 'sadle' \\(did you mean 'saddle'\\?\\); valid families: saddle, quadratic"),
-        ("saddle(dim=3, indx=1)", "unknown parameter 'indx' \\(did you mean 'index'\\?\\); valid parameters: dim, index"),
+        (
+            "sadle(dim=3)",
+            "unknown landscape family 'sadle' \\(did you mean 'saddle'\\?\\); valid families: saddle, quadratic",
+        ),
+        (
+            "saddle(dim=3, indx=1)",
+            "unknown parameter 'indx' \\(did you mean 'index'\\?\\); valid parameters: dim, index",
+        ),
         ("saddle(dim=3, index=5)", "index must be between 1 and dim=3"),
         ("saddle(dim=0)", "dim must be an integer >= 1, got 0"),
         ("saddle(dim=2.5)", "dim must be an integer >= 1, got 2.5"),
@@ -41,7 +47,10 @@ def test_bad_problem_specs(spec: object, message: str) -> None:
         ("sgd(lr=-0.1)", "lr must be a positive number, got -0.1"),
         ("sgd(lr=0)", "lr must be a positive number"),
         ("adamm(lr=0.1)", "unknown optimizer 'adamm' \\(did you mean 'adam'\\?\\); valid names: sgd, adam"),
-        ("sgd(lr=0.1, momentun=0.9)", "unknown argument 'momentun' \\(did you mean 'momentum'\\?\\); valid arguments: lr, momentum"),
+        (
+            "sgd(lr=0.1, momentun=0.9)",
+            "unknown argument 'momentun' \\(did you mean 'momentum'\\?\\); valid arguments: lr, momentum",
+        ),
         ("sgd(lr=0.1, momentum=-0.5)", "optimizer sgd\\(lr=0.1, momentum=-0.5\\): Invalid momentum value"),
         ("adam(lr=0.1, betas=(1.2, 0.9))", "Invalid beta parameter"),
         ("no_such_pkg.mod:Opt(lr=0.1)", "cannot import module 'no_such_pkg.mod'"),

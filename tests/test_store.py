@@ -69,7 +69,9 @@ def test_more_seeds_later_only_runs_the_new_ones(tmp_path: Path) -> None:
     grown = landbench.runner.run_suite(suite.with_overrides(seeds=[0, 1, 2]), tmp_path, progress=False)
     assert (grown.ran, grown.skipped) == (6, 12)
     # A run does not depend on its batch: seed 0 alone equals seed 0 in the first batch.
-    assert _stable(grown.records[:2]) == _stable(landbench.runner.run_suite(suite, tmp_path, progress=False).records[:2])
+    assert _stable(grown.records[:2]) == _stable(
+        landbench.runner.run_suite(suite, tmp_path, progress=False).records[:2]
+    )
 
 
 def test_a_torn_last_line_is_set_aside_and_its_runs_run_again(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -85,7 +87,9 @@ def test_a_torn_last_line_is_set_aside_and_its_runs_run_again(tmp_path: Path, ca
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
-def test_load_results_reads_folders_and_files_and_skips_bad_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_load_results_reads_folders_and_files_and_skips_bad_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     store = ResultStore(tmp_path / "a")
     store.append([{"key": "1", "x": 1}, {"key": "2", "x": 2}])
     loose = tmp_path / "b.jsonl"

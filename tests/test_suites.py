@@ -47,9 +47,21 @@ def test_a_suite_expands_into_scenarios() -> None:
     # saddle: 2 dims x 2 noise x 2 optimizers; rosenbrock: 1 x 1 x 2.
     assert len(scenarios) == 10
     first = scenarios[0]
-    assert (first.problem, first.optimizer, first.noise, first.seeds, first.steps) == ("saddle(dim=4, index=2)", "sgd(lr=0.1)", 0.0, (0, 1, 2), 50)
+    assert (first.problem, first.optimizer, first.noise, first.seeds, first.steps) == (
+        "saddle(dim=4, index=2)",
+        "sgd(lr=0.1)",
+        0.0,
+        (0, 1, 2),
+        50,
+    )
     last = scenarios[-1]
-    assert (last.problem, last.optimizer, last.seeds, last.steps, last.noise) == ("rosenbrock(dim=3)", "adam(lr=0.01)", (5, 9), 20, 0.0)
+    assert (last.problem, last.optimizer, last.seeds, last.steps, last.noise) == (
+        "rosenbrock(dim=3)",
+        "adam(lr=0.01)",
+        (5, 9),
+        20,
+        0.0,
+    )
     assert first.settings.tau == 0.5 and first.settings.targets == (1.0, 0.01)
 
 
@@ -74,14 +86,26 @@ def test_overrides_replace_optimizers_problems_and_budget() -> None:
         ("[metrics]\ntua = 1\n", "bad.toml:2: metrics.tua: unknown setting 'tua' \\(did you mean 'tau'\\?\\)"),
         ("[metrics]\ntau = -1\n", "bad.toml:2: metrics.tau: tau must be a number > 0.0"),
         ("dtype = 'float16'\n", "bad.toml:1: dtype: dtype must be one of 'float32', 'float64'"),
-        ("[[problems]]\nspec = 'saddle'\ndims = [3, 'ten']\n", "bad.toml:3: problems\\[0\\].dims: expected a list of positive integers"),
-        ("[[problems]]\nspec = 'saddle(dim=4)'\n\n[[problems]]\nspec = 'saddle(index=9)'\ndims = [4]\n", "bad.toml:5: problems\\[1\\].spec: saddle: index must be between 1 and dim=4"),
+        (
+            "[[problems]]\nspec = 'saddle'\ndims = [3, 'ten']\n",
+            "bad.toml:3: problems\\[0\\].dims: expected a list of positive integers",
+        ),
+        (
+            "[[problems]]\nspec = 'saddle(dim=4)'\n\n[[problems]]\nspec = 'saddle(index=9)'\ndims = [4]\n",
+            "bad.toml:5: problems\\[1\\].spec: saddle: index must be between 1 and dim=4",
+        ),
         ("[[problems]]\nspec = 'saddle'\n", "problems\\[0\\].spec: the problem 'saddle' needs a dimension"),
         ("[[problems]]\nspec = 'saddle(dim=3)'\ndims = [4]\n", "names dim and dims are given too"),
         ("[[problems]]\nspec = 'sadle'\ndims = [4]\n", "unknown landscape family 'sadle'"),
         ("[[problems]]\ndims = [4]\n", "problems\\[0\\].spec: expected spec = "),
-        ("[[problems]]\nspec = 'saddle'\ndims = [4]\nseed = 1\n", "bad.toml:4: problems\\[0\\].seed: unknown key; valid keys of a problem: spec, dims"),
-        ("[[problems]]\nspec = 'saddle'\ndims = [4]\nseeds = [1, 1]\n", "problems\\[0\\].seeds: expected a count >= 1 or a non-empty list of distinct"),
+        (
+            "[[problems]]\nspec = 'saddle'\ndims = [4]\nseed = 1\n",
+            "bad.toml:4: problems\\[0\\].seed: unknown key; valid keys of a problem: spec, dims",
+        ),
+        (
+            "[[problems]]\nspec = 'saddle'\ndims = [4]\nseeds = [1, 1]\n",
+            "problems\\[0\\].seeds: expected a count >= 1 or a non-empty list of distinct",
+        ),
     ],
 )
 def test_malformed_suites_name_the_file_the_place_and_what_was_expected(text: str, message: str) -> None:

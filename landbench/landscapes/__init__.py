@@ -36,8 +36,7 @@ def family(name: str) -> type[Landscape]:
         return FAMILIES[name]
     except KeyError:
         raise SpecError(
-            f"unknown landscape family {name!r}{suggest(name, list(FAMILIES))}; "
-            f"valid families: {', '.join(FAMILIES)}"
+            f"unknown landscape family {name!r}{suggest(name, list(FAMILIES))}; valid families: {', '.join(FAMILIES)}"
         ) from None
 
 
@@ -55,13 +54,18 @@ def make(
     what is valid.
     """
     parsed = parse_spec(spec, what="problem")
+    return family(parsed.name)(seed=seed, device=resolve_device(device), dtype=resolve_dtype(dtype), **parsed.kwargs)
+
+
+def resolve_device(device: torch.device | str) -> torch.device:
+    """A torch device that exists on this machine; otherwise a SpecError saying what is valid."""
     try:
-        device = torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError):
         raise SpecError(f"unknown device {device!r}; valid devices look like 'cpu', 'cuda' or 'cuda:1'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SpecError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine; use device='cpu'")
-    return family(parsed.name)(seed=seed, device=device, dtype=resolve_dtype(dtype), **parsed.kwargs)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine; use 'cpu'")
+    return resolved
 
 
-__all__ = ["FAMILIES", "CriticalPoint", "Known", "Landscape", "family", "make", "resolve_dtype"]
+__all__ = ["FAMILIES", "CriticalPoint", "Known", "Landscape", "family", "make", "resolve_device", "resolve_dtype"]

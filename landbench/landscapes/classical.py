@@ -154,7 +154,9 @@ class StyblinskiTang(Separable):
 
     def _build(self) -> None:
         point = torch.full((self.dim,), STYBLINSKI_TANG_ARGMIN, dtype=torch.float64)
-        minimum = self._diagonal_minimum(point, note="the deeper well in every coordinate; 2^d - 1 local minima besides")
+        minimum = self._diagonal_minimum(
+            point, note="the deeper well in every coordinate; 2^d - 1 local minima besides"
+        )
         self.known = Known(f_star=STYBLINSKI_TANG_MIN_PER_DIM * self.dim, minima=[minimum])
 
     def _value(self, x: torch.Tensor) -> torch.Tensor:
@@ -317,7 +319,8 @@ class Rosenbrock(Landscape):
     def _minimum_at(self, point: torch.Tensor, note: str) -> CriticalPoint:
         diagonal, off = (b[0].numpy() for b in self._bands(point[None]))
         lowest, highest = (
-            scipy.linalg.eigvalsh_tridiagonal(diagonal, off, select="i", select_range=(i, i))[0] for i in (0, self.dim - 1)
+            scipy.linalg.eigvalsh_tridiagonal(diagonal, off, select="i", select_range=(i, i))[0]
+            for i in (0, self.dim - 1)
         )
         return CriticalPoint(
             kind="minimum",

@@ -39,8 +39,13 @@ class Saddle(Landscape):
         Param("mu", float, 1.0, "positive curvature along the stable subspace", low=0.0, low_open=True),
         Param("quartic", float, 1.0, "quartic coefficient that bounds the loss below", low=0.0, low_open=True),
         Param("rotate", bool, False, "unstable subspace spanned by a random orthonormal frame instead of e_1..e_k"),
-        Param("init", str, "random", "start on a random point of the sphere, or along the first unstable direction",
-              choices=("random", "unstable")),
+        Param(
+            "init",
+            str,
+            "random",
+            "start on a random point of the sphere, or along the first unstable direction",
+            choices=("random", "unstable"),
+        ),
         Param("init_radius", float, 1e-3, "distance of the start point from the saddle", low=0.0),
     )
     formula = "f(x) = mu/2 |P_s x|^2 - gamma/2 |P_u x|^2 + quartic/4 |P_u x|^4,  P_u onto a k-dim subspace"

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 _checked: dict[str, None] = {}
 
 
-def _trajectory(spec: OptimizerSpec, start: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, steps: int) -> torch.Tensor:
+def _trajectory(
+    spec: OptimizerSpec, start: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, steps: int
+) -> torch.Tensor:
     """Iterates of the optimizer on the gradient field ``g(x) = slope * x + offset``, rows as given."""
     param = start.clone().requires_grad_(True)
     optimizer = spec.build([param])
@@ -48,7 +50,9 @@ def check_batch_safe(spec: OptimizerSpec) -> None:
     offset = scales * torch.randn(3, 4, generator=generator, dtype=torch.float64)
     try:
         batched = _trajectory(spec, start, slope, offset, steps=5)
-        separate = torch.cat([_trajectory(spec, start[i : i + 1], slope[i : i + 1], offset[i : i + 1], 5) for i in range(3)])
+        separate = torch.cat(
+            [_trajectory(spec, start[i : i + 1], slope[i : i + 1], offset[i : i + 1], 5) for i in range(3)]
+        )
     except TypeError as exc:
         raise BatchSafetyError(
             f"optimizer {spec.canonical} cannot be stepped without a closure ({exc}); landbench steps "
