@@ -71,7 +71,7 @@ def run_batch(
     tracker = EventTracker(
         len(seeds),
         steps,
-        escape_threshold=landscape.escape_threshold,
+        escape_thresholds=landscape.escape_thresholds,
         f_star=landscape.f_star,
         targets=settings.targets,
         curve_points=settings.curve_points,

@@ -72,7 +72,8 @@ def build_records(
     device = landscape.device.type
     final = tracker.last_loss.double().cpu()
     diverged_step = tracker.diverged_step.cpu()
-    escape = tracker.escape_step.cpu() if tracker.escape_step is not None else None
+    escape = tracker.escape_steps[:, 0].cpu() if tracker.escape_steps is not None else None
+    extra = landscape.record_fields(outcome.final_x, tracker.escape_steps)
     hits = tracker.hit_steps.cpu() if tracker.hit_steps is not None else None
     curve = tracker.curve.double().cpu()
     curvature = {name: values.double().cpu() for name, values in outcome.curvature.items()}
@@ -109,6 +110,7 @@ def build_records(
                 "grad_evals": int(diverged_step[row]) if diverged else steps,
                 "wall_s": outcome.wall_s,
                 "batch_size": len(outcome.seeds),
+                **{name: values[row] for name, values in extra.items()},
                 "curve": {"steps": tracker.curve_steps, "loss": [_number(v) for v in curve[row]]},
                 "landbench_version": __version__,
                 "torch_version": torch.__version__,

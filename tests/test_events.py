@@ -51,7 +51,7 @@ def test_chunked_tracker_equals_the_per_step_definitions(chunk: int) -> None:
     tracker = EventTracker(
         batch,
         steps,
-        escape_threshold=threshold,
+        escape_thresholds=[threshold],
         f_star=f_star,
         targets=targets,
         curve_points=12,
@@ -65,7 +65,7 @@ def test_chunked_tracker_equals_the_per_step_definitions(chunk: int) -> None:
     expected = naive_events(history.tolist(), threshold, f_star, targets, tracker.curve_steps)
     assert tracker.diverged_step.tolist() == expected["diverged"]
     torch.testing.assert_close(tracker.last_loss, torch.tensor(expected["last"], dtype=torch.float64), equal_nan=True)
-    assert tracker.escape_step.tolist() == expected["escape"]
+    assert tracker.escape_steps[:, 0].tolist() == expected["escape"]
     assert tracker.hit_steps.tolist() == expected["hits"]
     torch.testing.assert_close(tracker.curve, torch.tensor(expected["curve"], dtype=torch.float64), equal_nan=True)
     assert expected["diverged"][:4] == [-1, 5, 17, 0]
@@ -84,7 +84,7 @@ def test_observing_out_of_order_is_refused() -> None:
     tracker = EventTracker(
         1,
         5,
-        escape_threshold=None,
+        escape_thresholds=[],
         f_star=None,
         targets=[1.0],
         curve_points=5,

@@ -16,6 +16,8 @@ SPECS = [
     "saddle(dim=7, index=3)",
     "saddle(dim=7, index=3, rotate=True, gamma=2.0, mu=0.5, quartic=3.0)",
     "saddle(dim=1)",
+    "saddle_chain(dim=5, stiffness=3.0)",
+    "saddle_chain(dim=1)",
     "quadratic(dim=6, condition=50.0)",
     "quadratic(dim=1)",
     "rosenbrock(dim=2)",
@@ -90,6 +92,7 @@ OPTIMA = [
     ("levy(dim=5)", 1.0, 0.0),
     ("quadratic(dim=5)", 0.0, 0.0),
     ("saddle(dim=5, index=2, gamma=3.0, quartic=2.0)", None, -9.0 / 8.0),
+    ("saddle_chain(dim=5, gamma=3.0, quartic=2.0)", math.sqrt(1.5), -5 * 9.0 / 8.0),
 ]
 
 
@@ -118,6 +121,7 @@ def _dense_hessian(landscape: Landscape, point: torch.Tensor) -> torch.Tensor:
     [
         "saddle(dim=6, index=3, gamma=2.0, mu=0.7)",
         "saddle(dim=6, index=2, rotate=True, gamma=0.5, mu=3.0, quartic=2.0)",
+        "saddle_chain(dim=4, gamma=2.0, stiffness=3.0)",
         "quadratic(dim=5, condition=30.0)",
         "rosenbrock(dim=5)",
         "rastrigin(dim=3)",

@@ -15,7 +15,7 @@ from landbench.spec import parse_spec
     [
         (
             "sadle(dim=3)",
-            "unknown landscape family 'sadle' \\(did you mean 'saddle'\\?\\); valid families: saddle, quadratic",
+            "unknown landscape family 'sadle' \\(did you mean 'saddle'\\?\\); valid families: saddle, ",
         ),
         (
             "saddle(dim=3, indx=1)",

@@ -11,10 +11,11 @@ from landbench.errors import SpecError
 from landbench.landscapes.base import CriticalPoint, Known, Landscape
 from landbench.landscapes.classical import Ackley, Levy, Quadratic, Rastrigin, Rosenbrock, StyblinskiTang
 from landbench.landscapes.saddle import Saddle
+from landbench.landscapes.saddle_chain import SaddleChain
 from landbench.spec import Spec, parse_spec, suggest
 
 FAMILIES: dict[str, type[Landscape]] = {
-    cls.family: cls for cls in (Saddle, Quadratic, Rosenbrock, Rastrigin, Ackley, StyblinskiTang, Levy)
+    cls.family: cls for cls in (Saddle, SaddleChain, Quadratic, Rosenbrock, Rastrigin, Ackley, StyblinskiTang, Levy)
 }
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -81,6 +81,7 @@ class Landscape:
     formula: ClassVar[str] = ""
     reference: ClassVar[str] = ""
     start: ClassVar[str] = ""  # the start distribution, in words
+    constrained: ClassVar[bool] = False  # True when project_/tangent/retract are not the identity
     dim: int
 
     def __init__(
@@ -182,11 +183,30 @@ class Landscape:
         return self.known.minima
 
     @property
-    def escape_threshold(self) -> float | None:
-        """Loss at which a run has escaped the saddle: halfway from the saddle's value to f*."""
+    def escape_thresholds(self) -> list[float]:
+        """Losses at which a run has escaped each designated saddle, in order.
+
+        One saddle: halfway from its value down to f*. A family with a chain of saddles (see
+        saddle_chain) overrides this with one threshold per saddle.
+        """
         if self.saddle is None or self.f_star is None:
-            return None
-        return self.saddle.value + 0.5 * (self.f_star - self.saddle.value)
+            return []
+        return [self.saddle.value + 0.5 * (self.f_star - self.saddle.value)]
+
+    def record_fields(self, x: torch.Tensor, escape_steps: torch.Tensor | None) -> dict[str, list[Any]]:
+        """Family-specific fields of each run's record, from the final iterates ``x`` (B, d) and the
+        escape steps (B, n_saddles; -1 when censored), e.g. which basin a run ended in. One list
+        of B JSON values per field; none by default."""
+        return {}
+
+    def tangent(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Project directions ``v`` onto the feasible set's tangent space at ``x`` (identity when
+        unconstrained). Curvature metrics probe only tangent directions."""
+        return v
+
+    def retract(self, x: torch.Tensor) -> torch.Tensor:
+        """Map points back onto the feasible set, out of place (identity when unconstrained)."""
+        return x
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description: formula, parameters, start distribution, known points."""

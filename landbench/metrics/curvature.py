@@ -65,6 +65,8 @@ def sharpness(
     _check_count("iterations", iterations)
     x, finite = _prepare(landscape, x, seeds)
     start = _fill_rows(landscape, _generators(landscape, seeds, "sharpness"), _gaussian)
+    if landscape.constrained:
+        start = landscape.tangent(x, start)
     alpha, beta, valid = _lanczos(landscape, x, start, min(iterations, landscape.dim))
     return _finish(_top_ritz_value(alpha, beta, valid), finite)
 
@@ -89,6 +91,8 @@ def hessian_trace(
     total = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     for _ in range(probes):
         z = _fill_rows(landscape, generators, _rademacher)
+        if landscape.constrained:
+            z = landscape.tangent(x, z)
         total += (z * landscape.hvp(x, z)).sum(1, dtype=torch.float64)
     return _finish(total / probes, finite)
 
@@ -130,6 +134,8 @@ def basin_width(
         raise LandbenchError(f"basin_width: tau must be a positive finite number, got {tau!r}")
     x, finite = _prepare(landscape, x, seeds)
     directions = _unit_directions(landscape, seeds, min(probes, landscape.dim))
+    if landscape.constrained:
+        directions = _tangent_directions(landscape, x, directions)
     rise = _RiseAlongDirections(landscape, x, directions)
     r0 = _initial_radius(landscape, x, directions, tau)
     return _finish(_first_crossing(rise, r0, tau), finite)
@@ -269,6 +275,17 @@ def _unit_directions(landscape: Landscape, seeds: Sequence[int], m: int) -> torc
     return out
 
 
+def _tangent_directions(landscape: Landscape, x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Directions projected onto the tangent space at each run's x, then made unit (orthonormal
+    again where they were orthonormal), for constrained landscapes."""
+    batch, m, dim = directions.shape
+    rows = x[:, None].expand(batch, m, dim).reshape(-1, dim)
+    projected = landscape.tangent(rows, directions.reshape(-1, dim)).reshape(batch, m, dim)
+    if dim <= _ORTHONORMAL_MAX_DIM:
+        return torch.linalg.qr(projected.transpose(1, 2).to(torch.float64)).Q.transpose(1, 2).to(directions.dtype)
+    return projected / projected.norm(dim=2, keepdim=True)
+
+
 def _initial_radius(landscape: Landscape, x: torch.Tensor, directions: torch.Tensor, tau: float) -> torch.Tensor:
     """``sqrt(2 tau / c)``, ``c`` the mean ``v_j^T H v_j``; 1.0 where ``c <= 0`` or is not finite."""
     curvature = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
@@ -298,8 +315,10 @@ class _RiseAlongDirections:
         total = torch.zeros(batch, dtype=torch.float64, device=self.x.device)
         for first in range(0, m, self.chunk):
             step = r * self.directions[:, first : first + self.chunk]
-            points = torch.cat([self.x[:, None] + step, self.x[:, None] - step], 1)
-            values = self.landscape.loss(points.reshape(-1, dim)).reshape(batch, -1)
+            points = torch.cat([self.x[:, None] + step, self.x[:, None] - step], 1).reshape(-1, dim)
+            if self.landscape.constrained:
+                points = self.landscape.retract(points)
+            values = self.landscape.loss(points).reshape(batch, -1)
             total += (values - self.f0[:, None]).sum(1, dtype=torch.float64)
         return total / (2 * m)
 

@@ -7,8 +7,9 @@ extracts the events of those steps in a few vectorised operations. Per run it ke
 * ``diverged_step``: the first t whose loss is NaN or inf (-1 if none). From then on the run is
   no longer observed: its events stop and its curve is NaN;
 * ``last_loss``: the last finite loss before that, which becomes ``final_loss``;
-* ``escape_step``: the first t >= 1 with ``f(x_t) <= escape_threshold`` (halfway from the saddle's
-  value down to f*); -1 while censored;
+* ``escape_steps``: for each escape threshold (one per designated saddle: halfway from the
+  saddle's value down to the next level, f* for the last), the first t >= 1 with
+  ``f(x_t) <= threshold``; -1 while censored;
 * ``hit_steps``: for each target on the loss gap, the first t with ``f(x_t) - f* <= target``
   (the gap is taken in float64); -1 while censored;
 * ``curve``: the loss at log-spaced steps (NaN after divergence).
@@ -44,7 +45,7 @@ class EventTracker:
         batch: int,
         steps: int,
         *,
-        escape_threshold: float | None,
+        escape_thresholds: Sequence[float],
         f_star: float | None,
         targets: Sequence[float],
         curve_points: int,
@@ -61,8 +62,8 @@ class EventTracker:
         self.alive = torch.ones(batch, dtype=torch.bool, device=device)
         self.diverged_step = full((batch,), -1, torch.int64)
         self.last_loss = full((batch,), float("nan"), dtype)
-        self.escape_threshold = escape_threshold
-        self.escape_step = full((batch,), -1, torch.int64) if escape_threshold is not None else None
+        self.escape_thresholds = torch.tensor(list(escape_thresholds), dtype=torch.float64, device=device)
+        self.escape_steps = full((batch, len(escape_thresholds)), -1, torch.int64) if escape_thresholds else None
         self.f_star = f_star
         self.targets = torch.tensor(list(targets), dtype=torch.float64, device=device)
         self.hit_steps = full((batch, len(targets)), -1, torch.int64) if f_star is not None else None
@@ -92,9 +93,10 @@ class EventTracker:
         last = losses.gather(0, (count - 1).clamp(min=0)[None])[0]
         self.last_loss = torch.where(count > 0, last, self.last_loss)
         self.alive = self.alive & ~newly_diverged
-        if self.escape_step is not None:
-            escaped = observed & (losses <= self.escape_threshold) & (steps >= 1)[:, None]
-            self._update(self.escape_step, _first(escaped, steps))
+        if self.escape_steps is not None:
+            below = losses.to(torch.float64)[:, :, None] <= self.escape_thresholds
+            escaped = (observed & (steps >= 1)[:, None])[:, :, None] & below
+            self._update(self.escape_steps, _first(escaped, steps))
         if self.hit_steps is not None:
             gap = losses.to(torch.float64) - self.f_star
             hit = observed[:, :, None] & (gap[:, :, None] <= self.targets)
