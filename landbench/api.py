@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,29 +18,40 @@ from landbench.settings import Settings
 from landbench.spec import Spec
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def normalize_seeds(seeds: int | Sequence[int], where: str = "seeds") -> list[int]:
     """A count n means run seeds 0..n-1; a list is taken as given (non-negative, no repeats)."""
-    if isinstance(seeds, bool):
-        raise SpecError(f"{where} must be a count or a list of non-negative integers, got {seeds!r}")
-    if isinstance(seeds, int):
-        if seeds < 1:
+    if _is_integer(seeds):
+        if seeds < 1:  # type: ignore[operator]
             raise SpecError(f"{where} must be a count >= 1 or a list of run seeds, got {seeds}")
-        return list(range(seeds))
-    values = list(seeds) if isinstance(seeds, (list, tuple, range)) else None
-    if not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values):
+        return list(range(int(seeds)))  # type: ignore[arg-type]
+    try:
+        values = list(seeds)  # type: ignore[arg-type]
+    except TypeError:
+        values = []
+    if not values or any(not _is_integer(s) or s < 0 for s in values):
         raise SpecError(f"{where} must be a count >= 1 or a non-empty list of non-negative integers, got {seeds!r}")
+    values = [int(s) for s in values]
     if len(set(values)) != len(values):
         raise SpecError(f"{where} lists a run seed twice: {values!r}")
     return values
 
 
-def check_budget(steps: Any, noise: Any) -> tuple[int, float]:
-    """Validate the step budget (an integer >= 1) and the noise level (a number >= 0)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+def check_steps(steps: Any) -> int:
+    """The step budget: an integer >= 1."""
+    if not _is_integer(steps) or steps < 1:
         raise SpecError(f"steps must be an integer >= 1, got {steps!r}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0 or noise == float("inf"):
+    return int(steps)
+
+
+def check_noise(noise: Any) -> float:
+    """The gradient-noise standard deviation: a finite number >= 0."""
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0 <= noise < math.inf:
         raise SpecError(f"noise must be a finite number >= 0 (the gradient-noise standard deviation), got {noise!r}")
-    return steps, float(noise)
+    return float(noise)
 
 
 def run(
@@ -62,8 +75,10 @@ def run(
     ``curvature``, ``tau``, ...). All runs go through the device as one batch.
     """
     options = Settings.from_mapping(settings, where="landbench.run")
-    steps, noise = check_budget(steps, noise)
+    steps, noise = check_steps(steps), check_noise(noise)
     seed_list = normalize_seeds(seeds)
+    if not _is_integer(instance) or instance < 0:
+        raise SpecError(f"instance must be a non-negative integer (the landscape's instance seed), got {instance!r}")
     if isinstance(problem, Landscape):
         landscape = problem
         if instance not in (0, landscape.seed):
@@ -71,8 +86,8 @@ def run(
         if str(landscape.dtype).removeprefix("torch.") != options.dtype:
             options = Settings.from_mapping({**options.as_dict(), "dtype": str(landscape.dtype).removeprefix("torch.")})
     else:
-        landscape = make(problem, seed=instance, device=device, dtype=options.dtype)
+        landscape = make(problem, seed=int(instance), device=device, dtype=options.dtype)
     opt = resolve(optimizer)
-    check_batch_safe(opt)
+    check_batch_safe(opt, landscape.device, landscape.dtype)
     outcome = run_batch(landscape, opt, seed_list, steps=steps, noise=noise, settings=options, progress=progress)
     return build_records(landscape, opt, outcome, steps=steps, noise=noise, settings=options)

@@ -17,11 +17,12 @@ sharpness           largest Hessian eigenvalue at the last iterate (Lanczos)
 hessian_trace       Hutchinson estimate of tr H at the last iterate
 basin_width         radius where the mean loss rise along random directions reaches ``tau``
                     (null if it never does within the scan: wider than ~4096 r0)
-diverged            whether the loss or gradient became NaN or inf; ``diverged_step`` when
-grad_evals          gradient evaluations the run used
+diverged            whether the loss became NaN or inf; ``diverged_step`` is the first step it was
+grad_evals          gradient evaluations the run used before it diverged (``steps`` otherwise)
 wall_s, batch_size  wall time of the optimisation loop of the batch the run was in, and its size
+metrics_s           wall time of the batch's curvature metrics
 curve               ``{"steps": [...], "loss": [...]}`` at log-spaced steps (null after divergence)
-landbench_version, torch_version, settings, key
+landbench_version, torch_version, schema, settings, key
 ==================  ===========================================================================
 """
 
@@ -40,12 +41,16 @@ from landbench.landscapes.base import Landscape
 from landbench.optimizers import OptimizerSpec
 from landbench.settings import Settings
 
+#: Version of what a record means; bumped whenever a metric's definition changes, so that a re-run
+#: into an old results folder recomputes instead of reusing records of another meaning.
+RECORD_SCHEMA = 1
+
 
 def run_key(
     problem: str, instance: int, optimizer: str, seed: int, steps: int, noise: float, device: str, settings: Settings
 ) -> str:
     """A short stable hash of everything that determines a run's numbers (and where it ran)."""
-    identity = [problem, instance, optimizer, seed, steps, float(noise), device, settings.as_dict()]
+    identity = [RECORD_SCHEMA, problem, instance, optimizer, seed, steps, float(noise), device, settings.as_dict()]
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -73,7 +78,7 @@ def build_records(
     final = tracker.last_loss.double().cpu()
     diverged_step = tracker.diverged_step.cpu()
     escape = tracker.escape_steps[:, 0].cpu() if tracker.escape_steps is not None else None
-    extra = landscape.record_fields(outcome.final_x, tracker.escape_steps)
+    extra = landscape.record_fields(outcome.final_x, tracker.escape_steps, tracker.diverged_step >= 0)
     hits = tracker.hit_steps.cpu() if tracker.hit_steps is not None else None
     curve = tracker.curve.double().cpu()
     curvature = {name: values.double().cpu() for name, values in outcome.curvature.items()}
@@ -93,7 +98,7 @@ def build_records(
             "dtype": settings.dtype,
             "device": device,
             "final_loss": final_loss,
-            "f_star": landscape.f_star,
+            "f_star": None if landscape.f_star is None else _number(landscape.f_star),
             "loss_gap": None if landscape.f_star is None or final_loss is None else final_loss - landscape.f_star,
             "escape_step": None if escape is None else _step(escape[row]),
             "escaped": None if escape is None else bool(escape[row] >= 0),
@@ -112,7 +117,9 @@ def build_records(
                 "batch_size": len(outcome.seeds),
                 **{name: values[row] for name, values in extra.items()},
                 "curve": {"steps": tracker.curve_steps, "loss": [_number(v) for v in curve[row]]},
+                "metrics_s": outcome.metrics_s,
                 "landbench_version": __version__,
+                "schema": RECORD_SCHEMA,
                 "torch_version": torch.__version__,
                 "settings": settings.as_dict(),
                 "key": run_key(

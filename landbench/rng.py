@@ -1,4 +1,4 @@
-"""Seeds and counter-based random numbers that do not depend on how runs are batched.
+"""Seeds and random streams that do not depend on how runs are batched.
 
 Two rules make results reproducible:
 
@@ -39,11 +39,12 @@ def cpu_generator(*parts: int | str) -> torch.Generator:
 
 
 def block_steps(dim: int) -> int:
-    """How many steps of noise a run draws at once: about 2**18 numbers a draw, 1 to 256 steps.
+    """How many steps of noise a run draws at once: about 2**14 numbers a draw, 1 to 256 steps.
 
-    It depends on the dimension only, so a run's noise does not depend on the batch it is in.
+    It depends on the dimension only, so a run's noise does not depend on the batch it is in; the
+    buffer holds B * block_steps * dim numbers (64 KiB per run in float32 for dim <= 2**14).
     """
-    return max(1, min(256, (1 << 18) // max(dim, 1)))
+    return max(1, min(256, (1 << 14) // max(dim, 1)))
 
 
 class RunNoise:

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from landbench.engine import run_batch
-from landbench.landscapes import make, resolve_device
+from landbench.landscapes import make, resolve_device, resolve_dtype
 from landbench.optimizers import check_batch_safe, resolve
 from landbench.records import build_records
 from landbench.store import ResultStore
@@ -82,15 +82,15 @@ def run_suite(
 
 def _check_before_running(suite: Suite, device: str) -> None:
     """Fail before the first batch, not half-way: the device exists, every optimizer is batch-safe."""
-    resolve_device(device)
+    place = resolve_device(device)
     for name in suite.optimizers:
-        check_batch_safe(resolve(name))
+        check_batch_safe(resolve(name), place, resolve_dtype(suite.settings.dtype))
 
 
 def _run_scenario(scenario: Scenario, seeds: list[int], device: str, bar: tqdm) -> list[dict[str, Any]]:
     landscape = make(scenario.problem, seed=scenario.instance, device=device, dtype=scenario.settings.dtype)
     optimizer = resolve(scenario.optimizer)
-    check_batch_safe(optimizer)
+    check_batch_safe(optimizer, landscape.device, landscape.dtype)
     runs_per_step = len(seeds) / scenario.steps
     outcome = run_batch(
         landscape,

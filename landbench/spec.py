@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import difflib
 import math
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,13 +76,19 @@ def parse_spec(spec: str | Mapping[str, Any] | Spec, *, what: str = "") -> Spec:
             f"cannot parse the arguments of {label} {spec!r}: {exc.msg}; "
             f"expected key=value pairs with Python literal values"
         ) from None
-    assert isinstance(call, ast.Call)
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "_f"):
+        raise SpecError(
+            f"cannot parse {label} {spec!r}: expected one name(key=value, ...) and nothing after it, "
+            f"for example 'saddle(dim=100, index=3)'"
+        )
     if call.args:
         raise SpecError(f"{label} {spec!r} has a positional argument; write every argument as key=value")
     kwargs: dict[str, Any] = {}
     for keyword in call.keywords:
         if keyword.arg is None:
             raise SpecError(f"{label} {spec!r}: '**' is not allowed; write every argument as key=value")
+        if keyword.arg in kwargs:
+            raise SpecError(f"{label} {spec!r} gives {keyword.arg!r} twice")
         try:
             kwargs[keyword.arg] = ast.literal_eval(keyword.value)
         except (ValueError, SyntaxError, TypeError):
@@ -152,15 +159,19 @@ class Param:
                 raise bad
             return value
         if self.kind is int:
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 if isinstance(value, float) and value.is_integer():
                     value = int(value)
                 else:
                     raise bad
+            value = int(value)
         elif self.kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise bad
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise bad from None
             if not math.isfinite(value):
                 raise bad
         elif self.kind is str:

@@ -3,17 +3,26 @@
 A folder holds ``results.jsonl``. Writing appends whole lines and fsyncs, so a sweep that is
 interrupted loses at most the batch in flight; a line cut short by a crash is set aside (copied
 to ``results.jsonl.torn``) and truncated away when the store is next opened, and the runs it held
-are run again. Records that were written are never rewritten.
+are run again. Records that were written are never rewritten. Appends and repairs hold an
+exclusive lock on ``results.jsonl.lock`` (POSIX ``flock``), so several processes can write into one
+folder; each skips what was stored when it started, so they may repeat each other's runs, and
+readers keep the first record of a key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 RESULTS_FILE = "results.jsonl"
 
@@ -29,12 +38,9 @@ class ResultStore:
         """Every stored record, in the order written (repairing a torn last line first)."""
         if not self.path.exists():
             return []
-        self._repair_torn_tail()
+        with self._lock():
+            self._repair_torn_tail()
         return list(read_jsonl(self.path))
-
-    def keys(self) -> set[str]:
-        """Keys of the stored runs, to skip them on a re-run."""
-        return {r["key"] for r in self.records() if "key" in r}
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """Append records as lines and force them to disk."""
@@ -42,10 +48,23 @@ class ResultStore:
         if not lines:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
+        with self._lock(), open(self.path, "a", encoding="utf-8") as handle:
             handle.write(lines)
             handle.flush()
             os.fsync(handle.fileno())
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """An exclusive lock across processes (a no-op where ``fcntl`` does not exist)."""
+        if fcntl is None:
+            yield
+            return
+        with open(self.path.with_name(RESULTS_FILE + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _repair_torn_tail(self) -> None:
         """If the file does not end with a newline, the last write was cut short: set that part aside."""

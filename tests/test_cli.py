@@ -121,7 +121,7 @@ def test_run_problems_and_optimizers_from_flags(tmp_path: Path) -> None:
             ["run", "--problem", "saddle(dim=3, index=4)", "--optimizer", "sgd(lr=0.1)"],
             "index must be between 1 and dim=3",
         ),
-        (["run", "--problem", "saddle(dim=3)", "--optimizer", "sgd(lr=-1)"], "lr must be a positive number"),
+        (["run", "--problem", "saddle(dim=3)", "--optimizer", "sgd(lr=-1)"], "lr must be a positive finite number"),
         (["describe", "sadle"], "did you mean 'saddle'"),
     ],
 )

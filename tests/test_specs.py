@@ -44,8 +44,8 @@ def test_bad_problem_specs(spec: object, message: str) -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("sgd(lr=-0.1)", "lr must be a positive number, got -0.1"),
-        ("sgd(lr=0)", "lr must be a positive number"),
+        ("sgd(lr=-0.1)", "lr must be a positive finite number, got -0.1"),
+        ("sgd(lr=0)", "lr must be a positive finite number"),
         ("adamm(lr=0.1)", "unknown optimizer 'adamm' \\(did you mean 'adam'\\?\\); valid names: sgd, adam"),
         (
             "sgd(lr=0.1, momentun=0.9)",

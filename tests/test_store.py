@@ -24,7 +24,7 @@ dims = [3, 6]
 spec = "quadratic(dim=3)"
 """
 
-VOLATILE = ("wall_s",)
+VOLATILE = ("wall_s", "metrics_s")
 
 
 def _stable(records: list[dict]) -> list[dict]:

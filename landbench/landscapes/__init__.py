@@ -18,13 +18,11 @@ FAMILIES: dict[str, type[Landscape]] = {
     cls.family: cls for cls in (Saddle, SaddleChain, Quadratic, Rosenbrock, Rastrigin, Ackley, StyblinskiTang, Levy)
 }
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     """A torch dtype from a dtype or its name ("float32", "float64", ...)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
     name = str(dtype).removeprefix("torch.")
     if name not in _DTYPES:
         raise SpecError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(_DTYPES)}")
@@ -55,7 +53,16 @@ def make(
     what is valid.
     """
     parsed = parse_spec(spec, what="problem")
-    return family(parsed.name)(seed=seed, device=resolve_device(device), dtype=resolve_dtype(dtype), **parsed.kwargs)
+    cls = family(parsed.name)
+    place, kind = resolve_device(device), resolve_dtype(dtype)
+    try:
+        return cls(seed=seed, device=place, dtype=kind, **parsed.kwargs)
+    except (MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError) and "memory" not in str(exc) and "alloc" not in str(exc):
+            raise
+        raise SpecError(
+            f"{parsed}: not enough memory on {place} to build this landscape ({type(exc).__name__}); use a smaller dim"
+        ) from None
 
 
 def resolve_device(device: torch.device | str) -> torch.device:
@@ -63,9 +70,15 @@ def resolve_device(device: torch.device | str) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise SpecError(f"unknown device {device!r}; valid devices look like 'cpu', 'cuda' or 'cuda:1'") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise SpecError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine; use 'cpu'")
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise SpecError(f"unknown device {device!r}; valid devices are 'cpu', 'cuda' and 'cuda:N'")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise SpecError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine; use 'cpu'")
+        if resolved.index is not None and resolved.index >= count:
+            raise SpecError(f"device {device!r} does not exist: torch sees {count} GPU(s), cuda:0 to cuda:{count - 1}")
     return resolved
 
 

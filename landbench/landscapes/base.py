@@ -7,6 +7,8 @@ forms; the autograd versions here are the fallback and the reference the tests c
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,6 +106,22 @@ class Landscape:
         self.spec = format_spec(self.family, non_defaults(self.params, self.values))
         self.known = Known()
         self._build()
+        self._check_known()
+        self.known = Known(
+            f_star=self.known.f_star,
+            saddle=self.place(self.known.saddle) if self.known.saddle else None,
+            minima=[self.place(m) for m in self.known.minima],
+        )
+
+    def _check_known(self) -> None:
+        """Known values must be finite numbers (extreme parameters can overflow them)."""
+        points = ([self.saddle] if self.saddle else []) + list(self.minima)
+        values = [self.f_star] + [p.value for p in points]
+        if any(v is not None and not math.isfinite(v) for v in values):
+            raise SpecError(
+                f"{self.spec}: these parameters overflow the landscape's known values (f* = {self.f_star}); "
+                f"choose parameters of moderate size"
+            )
 
     @classmethod
     def canonical(cls, **kwargs: Any) -> str:
@@ -193,10 +211,13 @@ class Landscape:
             return []
         return [self.saddle.value + 0.5 * (self.f_star - self.saddle.value)]
 
-    def record_fields(self, x: torch.Tensor, escape_steps: torch.Tensor | None) -> dict[str, list[Any]]:
-        """Family-specific fields of each run's record, from the final iterates ``x`` (B, d) and the
-        escape steps (B, n_saddles; -1 when censored), e.g. which basin a run ended in. One list
-        of B JSON values per field; none by default."""
+    def record_fields(
+        self, x: torch.Tensor, escape_steps: torch.Tensor | None, diverged: torch.Tensor
+    ) -> dict[str, list[Any]]:
+        """Family-specific fields of each run's record, from the final iterates ``x`` (B, d), the
+        escape steps (B, n_saddles; -1 when censored) and which runs diverged (B,), e.g. which
+        basin a run ended in (null for a diverged run, whose final iterate means nothing). One
+        list of B JSON values per field; none by default."""
         return {}
 
     def tangent(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -226,7 +247,34 @@ class Landscape:
     def __repr__(self) -> str:
         return f"<Landscape {self.spec} instance={self.seed} {self.device} {self.dtype}>"
 
+    def astype(self, dtype: torch.dtype) -> Landscape:
+        """The same instance in another floating-point type: a shallow copy whose floating tensors
+        are cast (the metrics evaluate loss differences of float32 runs in float64 with it)."""
+        if dtype == self.dtype:
+            return self
+        twin = copy.copy(self)
+        twin.dtype = dtype
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                setattr(twin, name, value.to(dtype))
+        twin.known = Known(
+            f_star=self.f_star,
+            saddle=twin.place(self.saddle) if self.saddle else None,
+            minima=[twin.place(m) for m in self.minima],
+        )
+        return twin
+
+    def tensor_bytes(self) -> int:
+        """Bytes held in the instance's tensors (its couplings, frames, frequencies, ...)."""
+        return sum(v.numel() * v.element_size() for v in vars(self).values() if isinstance(v, torch.Tensor))
+
     # --- helpers for families ------------------------------------------------------------------
+
+    def place(self, point: CriticalPoint) -> CriticalPoint:
+        """The critical point with its location on this landscape's device and dtype."""
+        if point.point is None:
+            return point
+        return dataclasses.replace(point, point=self._tensor(point.point))
 
     def instance_generator(self, *parts: int | str) -> torch.Generator:
         """The CPU generator of this instance, seeded by (family, instance seed, ``parts``).
@@ -278,11 +326,3 @@ def family_params(params: Sequence[Param]) -> list[dict[str, Any]]:
         }
         for p in params
     ]
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """``value`` as a float, or None when it is None, NaN or infinite (JSON has no NaN)."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None

@@ -74,7 +74,7 @@ class SaddleChain(Landscape):
         self.well = math.sqrt(g / q)
         self._switch_low, self._switch_high = (0.25 * self.well) ** 2, (0.75 * self.well) ** 2
         self.step_value = g * g / (4 * q)
-        self.saddles = [self._saddle(i) for i in range(1, d + 1)]
+        self.saddles = [self.place(self._saddle(i)) for i in range(1, d + 1)]
         minimum = CriticalPoint(
             kind="minimum",
             value=-d * self.step_value,
@@ -152,10 +152,12 @@ class SaddleChain(Landscape):
         out[:, 1:] += off * v[:, :-1]
         return out
 
-    def record_fields(self, x: torch.Tensor, escape_steps: torch.Tensor | None) -> dict[str, list[Any]]:
+    def record_fields(
+        self, x: torch.Tensor, escape_steps: torch.Tensor | None, diverged: torch.Tensor
+    ) -> dict[str, list[Any]]:
         """``chain_escapes``: the step each saddle was left (null if not), and ``chain_underflow``:
         the saddle a run is stuck at because the coordinate it must grow is below the smallest
-        normal float (null if none)."""
+        normal float (null if none, or if the run diverged)."""
         assert escape_steps is not None
         steps = escape_steps.cpu()
         tiny = torch.finfo(x.dtype).tiny
@@ -165,7 +167,7 @@ class SaddleChain(Landscape):
             passed = [int(s) if s >= 0 else None for s in steps[row]]
             escapes.append(passed)
             current = next((i for i, s in enumerate(passed) if s is None), None)
-            stuck = current is not None and bool(magnitude[row, current] < tiny)
+            stuck = current is not None and not bool(diverged[row]) and bool(magnitude[row, current] < tiny)
             underflow.append(current + 1 if stuck else None)
         return {"chain_escapes": escapes, "chain_underflow": underflow}
 

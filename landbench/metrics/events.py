@@ -69,6 +69,18 @@ class EventTracker:
         self.hit_steps = full((batch, len(targets)), -1, torch.int64) if f_star is not None else None
         self.curve_steps = curve_steps(steps, curve_points)
         self.curve = full((batch, len(self.curve_steps)), float("nan"), dtype)
+        # Which buffer rows go to which curve columns, per chunk, made on the device once, so that
+        # a flush copies nothing from the host (which would wait for the device).
+        length = self.buffer.shape[0]
+        by_chunk: dict[int, tuple[list[int], list[int]]] = {}
+        for column, step in enumerate(self.curve_steps):
+            rows, columns = by_chunk.setdefault(step - step % length, ([], []))
+            rows.append(step % length)
+            columns.append(column)
+        self._curve_index = {
+            start: (torch.tensor(rows, device=device), torch.tensor(columns, device=device))
+            for start, (rows, columns) in by_chunk.items()
+        }
 
     def observe(self, step: int, loss: torch.Tensor) -> None:
         """Record ``loss = f(x_step)`` per run; steps must come in order 0, 1, 2, ..."""
@@ -101,9 +113,9 @@ class EventTracker:
             gap = losses.to(torch.float64) - self.f_star
             hit = observed[:, :, None] & (gap[:, :, None] <= self.targets)
             self._update(self.hit_steps, _first(hit, steps))
-        columns = [i for i, s in enumerate(self.curve_steps) if self._chunk_start <= s < self._chunk_start + n]
-        if columns:
-            rows = torch.tensor([self.curve_steps[i] - self._chunk_start for i in columns], device=losses.device)
+        index = self._curve_index.get(self._chunk_start)
+        if index is not None:
+            rows, columns = index
             picked = torch.where(observed[rows], losses[rows], float("nan"))
             self.curve[:, columns] = picked.T
         self._chunk_start += n

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,16 +100,29 @@ def _is_float(parameter: inspect.Parameter | None) -> bool:
     return isinstance(parameter.default, float) or (text.startswith("float") and "tuple" not in text)
 
 
+def _is_default(value: Any, parameter: inspect.Parameter) -> bool:
+    default = parameter.default
+    if default is inspect.Parameter.empty or isinstance(default, torch.Tensor):
+        return False
+    try:
+        return bool(value == default) and isinstance(value, bool) == isinstance(default, bool)
+    except (TypeError, ValueError):
+        return False
+
+
 def _coerce(owner: str, key: str, value: Any, parameter: inspect.Parameter | None) -> Any:
     """Match a value to its declared kind, so the canonical string is unique: ints become floats
     where the signature says float, lists become tuples where the default is a tuple."""
     if _is_float(parameter) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise SpecError(f"{owner}: {key} is too large for a float: {value}") from None
     if parameter is not None and isinstance(parameter.default, tuple) and isinstance(value, list):
         value = tuple(value)
     if key == "lr":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise SpecError(f"{owner}: lr must be a positive number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise SpecError(f"{owner}: lr must be a positive finite number, got {value!r}")
     return value
 
 
@@ -129,6 +143,10 @@ def resolve(spec: str | Mapping[str, Any] | Spec | OptimizerSpec) -> OptimizerSp
                 f"valid arguments: {', '.join(defaults)}"
             )
         kwargs[key] = _coerce(owner, key, value, defaults.get(key))
+    if "lr" in defaults and "lr" not in kwargs and isinstance(defaults["lr"].default, (int, float)):
+        kwargs["lr"] = float(defaults["lr"].default)
+    # Canonical form: arguments equal to their defaults are dropped, except lr, always written.
+    kwargs = {k: v for k, v in kwargs.items() if k == "lr" or k not in defaults or not _is_default(v, defaults[k])}
     ordered = {k: kwargs[k] for k in defaults if k in kwargs} | {k: v for k, v in kwargs.items() if k not in defaults}
     missing = [k for k, p in defaults.items() if p.default is inspect.Parameter.empty and k not in ordered]
     if missing:
@@ -146,9 +164,4 @@ def _try_build(spec: OptimizerSpec) -> None:
         raise SpecError(f"optimizer {spec.canonical}: {exc}") from None
 
 
-def names() -> list[str]:
-    """The built-in optimizer names."""
-    return list(BUILTIN)
-
-
-__all__ = ["BUILTIN", "OptimizerSpec", "check_batch_safe", "names", "optimizer_class", "resolve"]
+__all__ = ["BUILTIN", "OptimizerSpec", "check_batch_safe", "optimizer_class", "resolve"]
