@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,44 +12,8 @@ from landbench.errors import SpecError
 from landbench.landscapes import Landscape, make
 from landbench.optimizers import OptimizerSpec, check_batch_safe, resolve
 from landbench.records import build_records
-from landbench.settings import Settings
+from landbench.settings import Settings, check_noise, check_steps, is_integer, normalize_seeds
 from landbench.spec import Spec
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def normalize_seeds(seeds: int | Sequence[int], where: str = "seeds") -> list[int]:
-    """A count n means run seeds 0..n-1; a list is taken as given (non-negative, no repeats)."""
-    if _is_integer(seeds):
-        if seeds < 1:  # type: ignore[operator]
-            raise SpecError(f"{where} must be a count >= 1 or a list of run seeds, got {seeds}")
-        return list(range(int(seeds)))  # type: ignore[arg-type]
-    try:
-        values = list(seeds)  # type: ignore[arg-type]
-    except TypeError:
-        values = []
-    if not values or any(not _is_integer(s) or s < 0 for s in values):
-        raise SpecError(f"{where} must be a count >= 1 or a non-empty list of non-negative integers, got {seeds!r}")
-    values = [int(s) for s in values]
-    if len(set(values)) != len(values):
-        raise SpecError(f"{where} lists a run seed twice: {values!r}")
-    return values
-
-
-def check_steps(steps: Any) -> int:
-    """The step budget: an integer >= 1."""
-    if not _is_integer(steps) or steps < 1:
-        raise SpecError(f"steps must be an integer >= 1, got {steps!r}")
-    return int(steps)
-
-
-def check_noise(noise: Any) -> float:
-    """The gradient-noise standard deviation: a finite number >= 0."""
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0 <= noise < math.inf:
-        raise SpecError(f"noise must be a finite number >= 0 (the gradient-noise standard deviation), got {noise!r}")
-    return float(noise)
 
 
 def run(
@@ -77,7 +39,7 @@ def run(
     options = Settings.from_mapping(settings, where="landbench.run")
     steps, noise = check_steps(steps), check_noise(noise)
     seed_list = normalize_seeds(seeds)
-    if not _is_integer(instance) or instance < 0:
+    if not is_integer(instance) or instance < 0:
         raise SpecError(f"instance must be a non-negative integer (the landscape's instance seed), got {instance!r}")
     if isinstance(problem, Landscape):
         landscape = problem

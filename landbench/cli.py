@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from landbench.errors import LandbenchError
 from landbench.landscapes import FAMILIES, family, make
 from landbench.landscapes.base import family_params
 from landbench.runner import run_suite
+from landbench.settings import normalize_seeds
 from landbench.spec import bind_params, format_value, parse_spec
 from landbench.suite import adhoc_suite, available_suites, load_suite
 
@@ -152,19 +154,16 @@ def _short(value: float) -> str:
 
 
 def _seeds(value: str | None) -> list[int] | None:
+    """``--seeds 8`` (seeds 0..7) or ``--seeds 0,3,7``; checked like the API's ``seeds``."""
     if value is None:
         return None
     try:
-        if "," in value:
-            return [int(v) for v in value.split(",") if v.strip()]
-        count = int(value)
+        parsed: int | list[int] = [int(v) for v in value.split(",")] if "," in value else int(value)
     except ValueError:
         raise click.BadParameter(
             f"expected a count (8) or a comma-separated list of run seeds (0,3,7), got {value!r}"
         ) from None
-    if count < 1:
-        raise click.BadParameter(f"the number of seeds must be at least 1, got {count}")
-    return list(range(count))
+    return normalize_seeds(parsed, where="--seeds")
 
 
 @main.command()
@@ -189,7 +188,7 @@ def _seeds(value: str | None) -> list[int] | None:
     "--noise",
     "noise",
     multiple=True,
-    type=click.FloatRange(min=0),
+    type=float,
     help="Gradient-noise standard deviation. Repeatable.",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
@@ -248,24 +247,18 @@ def run(
 
 
 def summary_table(records: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table: one row per scenario, medians over its runs."""
-    groups: dict[tuple[str, str, float, int], list[dict[str, Any]]] = {}
+    """A plain-text table: one row per scenario, medians over its runs.
+
+    The escape step is the median over all runs that have a saddle, censored runs counted as
+    never escaping: ``>T`` when at least half of them did not escape within the T steps.
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["problem"], r["optimizer"], r["noise"], r["instance"]), []).append(r)
-    header = (
-        "problem",
-        "optimizer",
-        "noise",
-        "runs",
-        "div",
-        "final loss",
-        "loss gap",
-        "escaped",
-        "esc. step",
-        "sharpness",
-    )
+        groups.setdefault((r["problem"], r["optimizer"], r["noise"], r["instance"], r["steps"]), []).append(r)
+    header = ("problem", "optimizer", "noise", "inst", "steps", "runs", "div", "final loss", "loss gap", "escaped")
+    header += ("esc. step", "sharpness")
     rows = [header]
-    for (problem, optimizer, noise, _), runs in groups.items():
+    for (problem, optimizer, noise, instance, steps), runs in groups.items():
         healthy = [r for r in runs if not r["diverged"]]
         escapable = [r for r in runs if r["escaped"] is not None]
         rows.append(
@@ -273,22 +266,33 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
                 problem,
                 optimizer,
                 format_value(noise),
+                str(instance),
+                str(steps),
                 str(len(runs)),
                 str(len(runs) - len(healthy)),
                 _median(r["final_loss"] for r in healthy),
                 _median(r["loss_gap"] for r in healthy),
                 f"{sum(r['escaped'] for r in escapable)}/{len(escapable)}" if escapable else "-",
-                _median(r["escape_step"] for r in escapable if r["escaped"]),
+                _censored_median([r["escape_step"] for r in escapable], steps) if escapable else "-",
                 _median(r["sharpness"] for r in healthy),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
-        "  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _censored_median(steps: list[int | None], budget: int) -> str:
+    """Median with censored runs (None) ranked after every escape; '>T' if it falls on one."""
+    ordered = sorted(steps, key=lambda s: math.inf if s is None else s)
+    middle = ordered[(len(ordered) - 1) // 2 : len(ordered) // 2 + 1]
+    if any(s is None for s in middle):
+        return f">{budget}"
+    return f"{statistics.mean(middle):.4g}"  # type: ignore[arg-type]
 
 
 def _median(values: Any) -> str:

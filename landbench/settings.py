@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -80,3 +81,40 @@ def _targets(value: Any, where: str) -> tuple[float, ...]:
             raise SpecError(f"{where}: targets must be a non-empty list of positive finite numbers, got {value!r}")
         out.append(float(item))
     return tuple(sorted(set(out), reverse=True))
+
+
+def is_integer(value: Any) -> bool:
+    """An integer, Python's or numpy's, but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def normalize_seeds(seeds: int | Sequence[int], where: str = "seeds") -> list[int]:
+    """A count n means run seeds 0..n-1; a list is taken as given (non-negative, no repeats)."""
+    if is_integer(seeds):
+        if seeds < 1:  # type: ignore[operator]
+            raise SpecError(f"{where} must be a count >= 1 or a list of run seeds, got {seeds}")
+        return list(range(int(seeds)))  # type: ignore[arg-type]
+    try:
+        values = list(seeds)  # type: ignore[arg-type]
+    except TypeError:
+        values = []
+    if not values or any(not is_integer(s) or s < 0 for s in values):
+        raise SpecError(f"{where} must be a count >= 1 or a non-empty list of non-negative integers, got {seeds!r}")
+    values = [int(s) for s in values]
+    if len(set(values)) != len(values):
+        raise SpecError(f"{where} lists a run seed twice: {values!r}")
+    return values
+
+
+def check_steps(steps: Any) -> int:
+    """The step budget: an integer >= 1."""
+    if not is_integer(steps) or steps < 1:
+        raise SpecError(f"steps must be an integer >= 1, got {steps!r}")
+    return int(steps)
+
+
+def check_noise(noise: Any) -> float:
+    """The gradient-noise standard deviation: a finite number >= 0."""
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0 <= noise < math.inf:
+        raise SpecError(f"noise must be a finite number >= 0 (the gradient-noise standard deviation), got {noise!r}")
+    return float(noise)

@@ -28,6 +28,7 @@ expected.
 from __future__ import annotations
 
 import importlib.resources
+import itertools
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,7 @@ from landbench.errors import SpecError, SuiteError
 from landbench.landscapes import family
 from landbench.optimizers import resolve
 from landbench.records import run_key
-from landbench.settings import Settings
+from landbench.settings import Settings, check_noise, check_steps, normalize_seeds
 from landbench.spec import Spec, parse_spec
 
 if sys.version_info >= (3, 11):
@@ -70,13 +71,13 @@ class Scenario:
 
 @dataclass(frozen=True)
 class ProblemEntry:
-    """One ``[[problems]]`` table, validated: canonical specs, one per dimension."""
+    """One ``[[problems]]`` table, validated: canonical specs (one per dimension) and their budget."""
 
     problems: tuple[str, ...]
-    steps: int
-    noise: tuple[float, ...]
-    seeds: tuple[int, ...]
-    instances: tuple[int, ...]
+    steps: int = 1000
+    noise: tuple[float, ...] = (0.0,)
+    seeds: tuple[int, ...] = tuple(range(8))
+    instances: tuple[int, ...] = (0,)
 
 
 @dataclass(frozen=True)
@@ -89,19 +90,18 @@ class Suite:
     problems: tuple[ProblemEntry, ...]
     optimizers: tuple[str, ...]
     settings: Settings = field(default_factory=Settings)
+    defaults: ProblemEntry = field(default_factory=lambda: ProblemEntry(()))  # the file's top-level budget
 
     def scenarios(self) -> list[Scenario]:
-        """Every scenario, problems in file order, then instance, noise and optimizer."""
-        out = []
+        """Every scenario, problems in file order, then instance, noise and optimizer; a scenario
+        listed twice (the same problem twice, say) runs once."""
+        out: dict[Scenario, None] = {}
         for entry in self.problems:
-            for problem in entry.problems:
-                for instance in entry.instances:
-                    for noise in entry.noise:
-                        for optimizer in self.optimizers:
-                            out.append(
-                                Scenario(problem, instance, optimizer, entry.seeds, entry.steps, noise, self.settings)
-                            )
-        return out
+            for problem, instance, noise, optimizer in itertools.product(
+                entry.problems, entry.instances, entry.noise, self.optimizers
+            ):
+                out[Scenario(problem, instance, optimizer, entry.seeds, entry.steps, noise, self.settings)] = None
+        return list(out)
 
     def with_overrides(
         self,
@@ -115,28 +115,21 @@ class Suite:
     ) -> Suite:
         """The suite with its problems, optimizers, seeds, steps or noise replaced (the CLI's flags).
 
-        A replacement problem must name its dimension: ``"saddle(dim=100)"``.
+        A replacement problem must name its dimension (``"saddle(dim=100)"``) and takes the
+        file's top-level budget; the other replacements apply to every problem.
         """
         entries = self.problems
         if problems:
-            template = entries[0] if entries else None
             entries = tuple(
-                ProblemEntry(
-                    problems=(_canonical_problem(p, None, "--problem"),),
-                    steps=template.steps if template else 1000,
-                    noise=template.noise if template else (0.0,),
-                    seeds=template.seeds if template else tuple(range(8)),
-                    instances=template.instances if template else (0,),
-                )
-                for p in problems
+                replace(self.defaults, problems=(_canonical_problem(p, None, "--problem"),)) for p in problems
             )
         changes: dict[str, Any] = {}
         if steps is not None:
-            changes["steps"] = steps
+            changes["steps"] = check_steps(steps)
         if seeds is not None:
-            changes["seeds"] = tuple(seeds)
+            changes["seeds"] = tuple(normalize_seeds(seeds))
         if noise:
-            changes["noise"] = tuple(float(n) for n in noise)
+            changes["noise"] = tuple(dict.fromkeys(check_noise(n) for n in noise))
         entries = tuple(replace(e, **changes) for e in entries)
         settings = self.settings if dtype is None else replace(self.settings, dtype=dtype)
         opts = tuple(resolve(o).canonical for o in optimizers) if optimizers else self.optimizers
@@ -157,19 +150,19 @@ def available_suites() -> dict[str, Path]:
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
-    """A shipped suite by name (``"smoke"``) or a TOML file by path."""
+    """A TOML file by path, or else a shipped suite by name (``"smoke"``)."""
     path = Path(name_or_path)
-    if not path.suffix and not path.exists():
-        suites = available_suites()
-        if str(name_or_path) not in suites:
-            raise SuiteError(
-                f"unknown suite {str(name_or_path)!r}; shipped suites: {', '.join(suites) or '(none)'}, "
-                f"or give the path of a .toml file"
-            )
-        path = suites[str(name_or_path)]
-    if not path.is_file():
-        raise SuiteError(f"suite file {str(path)!r} does not exist")
-    return parse_suite(path.read_text(encoding="utf-8"), path)
+    if path.is_file():
+        return parse_suite(path.read_text(encoding="utf-8"), path)
+    suites = available_suites()
+    if str(name_or_path) in suites:
+        return parse_suite(suites[str(name_or_path)].read_text(encoding="utf-8"), suites[str(name_or_path)])
+    if path.suffix == ".toml" or path.exists():
+        raise SuiteError(f"suite file {str(path)!r} {'is not a file' if path.exists() else 'does not exist'}")
+    raise SuiteError(
+        f"unknown suite {str(name_or_path)!r}; shipped suites: {', '.join(suites) or '(none)'}, "
+        f"or give the path of a .toml file"
+    )
 
 
 class _Where:
@@ -335,7 +328,8 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
 
     name = data.get("name", Path(str(path)).stem)
     file = Path(path) if path != "<suite>" else None
-    return Suite(name, data.get("description", ""), file, tuple(entries), tuple(canonical_optimizers), settings)
+    top = ProblemEntry((), defaults["steps"], defaults["noise"], defaults["seeds"], defaults["instances"])
+    return Suite(name, data.get("description", ""), file, tuple(entries), tuple(canonical_optimizers), settings, top)
 
 
 def adhoc_suite(

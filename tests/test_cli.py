@@ -160,3 +160,39 @@ def test_ctrl_c_says_how_to_resume(tiny: Path, tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(landbench.cli, "run_suite", interrupted)
     result = CliRunner().invoke(main, ["run", str(tiny), "--out", str(tmp_path)])
     assert result.exit_code == 130 and "run the same command again to resume" in result.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seeds", "0,-1"], "--seeds must be a count >= 1 or a non-empty list"),
+        (["--seeds", "2,2"], "lists a run seed twice"),
+        (["--seeds", ","], "expected a count"),
+        (["--noise", "nan"], "noise must be a finite number >= 0"),
+        (["--noise", "inf"], "noise must be a finite number >= 0"),
+        (["--device", "cuda:7"], "device"),
+    ],
+)
+def test_bad_budget_flags_exit_with_status_2(flags: list[str], message: str, tmp_path: Path) -> None:
+    args = ["run", "--problem", "saddle(dim=3)", "--optimizer", "sgd(lr=0.1)", "--steps", "3", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args + flags)
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_summary_reports_a_censored_median_escape(tmp_path: Path) -> None:
+    # lr 0.01 from radius 1e-3 needs ~700 steps to escape: with 50 none escapes.
+    result = invoke(
+        "run",
+        "--problem",
+        "saddle(dim=5)",
+        "--optimizer",
+        "sgd(lr=0.01)",
+        "--seeds",
+        "3",
+        "--steps",
+        "50",
+        "--out",
+        str(tmp_path),
+    )
+    assert "0/3" in result.output and ">50" in result.output

@@ -219,3 +219,45 @@ def test_a_landscape_object_can_be_run_and_keeps_its_instance() -> None:
     assert record["instance"] == 5 and record["dtype"] == "float64"
     with pytest.raises(SpecError, match="conflicts"):
         landbench.run(landscape, "sgd(lr=0.1)", seeds=1, steps=3, instance=2)
+
+
+def test_noise_stays_batch_invariant_across_noise_blocks() -> None:
+    """Noise is drawn in blocks of steps (131 steps at d = 125); cross several block boundaries."""
+    seeds = [0, 3, 4]
+    batched = landbench.run("saddle(dim=125)", "sgd(lr=0.05)", seeds=seeds, steps=400, noise=0.03, dtype="float64")
+    for seed, together in zip(seeds, batched):
+        (alone,) = landbench.run(
+            "saddle(dim=125)", "sgd(lr=0.05)", seeds=[seed], steps=400, noise=0.03, dtype="float64"
+        )
+        _assert_same_run(together, alone, rel=1e-12)
+
+
+def test_an_optimizer_that_skips_steps_on_a_nan_anywhere_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Elementwise, but it skips the whole step when any gradient is non-finite: one diverged run
+    would stall every other run of its batch."""
+    import sys
+    import types
+
+    class GuardedSGD(torch.optim.SGD):
+        def step(self, closure=None):  # type: ignore[override]
+            if any(not torch.isfinite(p.grad).all() for g in self.param_groups for p in g["params"]):
+                return None
+            return super().step(closure)
+
+    module = types.ModuleType("guarded_optimizers")
+    module.GuardedSGD = GuardedSGD  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "guarded_optimizers", module)
+    with pytest.raises(BatchSafetyError, match="a NaN in one run changes the others"):
+        landbench.run("saddle(dim=4)", "guarded_optimizers:GuardedSGD(lr=0.1)", seeds=2, steps=3)
+
+
+def test_basin_width_of_a_float32_run_is_computed_at_float64_precision() -> None:
+    """At the Styblinski-Tang minimum in dimension 1e5, |f| = 3.9e6: float32 cannot resolve a rise
+    of tau = 0.1, so the metric must not be computed in float32. The Hessian is diag(34.58), so the
+    width is sqrt(2 tau / 34.58) = 0.07605 (exactly, up to the quartic term)."""
+    landscape = landbench.make("styblinski_tang(dim=100000)")
+    landscape.sample_start = lambda seeds: landscape.minima[0].point.repeat(len(seeds), 1)  # type: ignore[method-assign]
+    (record,) = landbench.run(landscape, "sgd(lr=1e-9)", seeds=1, steps=1, lanczos_iterations=4, hutchinson_probes=1)
+    curvature = 6 * 2.903534027771178**2 - 16
+    assert record["basin_width"] == pytest.approx(math.sqrt(2 * 0.1 / curvature), rel=1e-3)
+    assert record["sharpness"] == pytest.approx(curvature, rel=1e-4)

@@ -75,3 +75,40 @@ def test_spec_values_are_literals_never_evaluated() -> None:
     assert spec.kwargs == {"lr": 1e-3, "betas": (0.9, 0.99), "mix": {2: 0.5}, "name": "x", "flag": None}
     with pytest.raises(SpecError):
         parse_spec("saddle(dim=__import__('os').getcwd())")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("sgd(lr=0.1, lr=0.2)", "gives 'lr' twice"),
+        ("adam(lr=1)(lr=2)", "expected one name\\(key=value, ...\\) and nothing after it"),
+        ("saddle(dim=3).x(index=1)", "nothing after it"),
+        ("saddle(dim=3) + f(index=2)", "nothing after it"),
+    ],
+)
+def test_spec_strings_that_are_not_one_call_are_refused(spec: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_spec(spec)
+
+
+def test_huge_and_non_finite_values_are_refused_clearly() -> None:
+    with pytest.raises(SpecError, match="gamma must be a number > 0.0"):
+        landbench.make("saddle(dim=3, gamma=" + "9" * 400 + ")")
+    with pytest.raises(SpecError, match="too large for a float"):
+        resolve("sgd(lr=" + "9" * 400 + ")")
+    with pytest.raises(SpecError, match="overflow the landscape's known values"):
+        landbench.make("saddle(dim=3, gamma=1e200)")
+
+
+def test_optimizer_defaults_are_dropped_but_lr_is_always_written() -> None:
+    assert resolve("sgd(lr=0.1, momentum=0)").canonical == resolve("sgd(lr=0.1)").canonical == "sgd(lr=0.1)"
+    assert resolve("adam").canonical == resolve("adam(lr=1e-3, betas=(0.9, 0.999))").canonical == "adam(lr=0.001)"
+    assert resolve("sgd(lr=0.1, nesterov=False, momentum=0.9)").canonical == "sgd(lr=0.1, momentum=0.9)"
+
+
+def test_numpy_integers_are_accepted_where_integers_are() -> None:
+    import numpy as np
+
+    records = landbench.run("saddle(dim=4)", "sgd(lr=0.1)", seeds=np.arange(2), steps=np.int64(3))
+    assert [r["seed"] for r in records] == [0, 1] and records[0]["steps"] == 3
+    assert landbench.make({"name": "saddle", "dim": np.int32(5)}).spec == "saddle(dim=5)"

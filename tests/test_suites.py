@@ -132,3 +132,23 @@ def test_adhoc_suite_needs_problems_and_optimizers() -> None:
         ("saddle(dim=3)", (0, 1), 9, 0.0),
         ("saddle(dim=3)", (0, 1), 9, 0.5),
     ]
+
+
+def test_a_scenario_listed_twice_runs_once() -> None:
+    text = 'optimizers = ["sgd(lr=0.1)", "sgd(lr=1e-1)"]\nnoise = [0.0, 0.0]\n'
+    text += '[[problems]]\nspec = "saddle"\ndims = [3, 3]\n[[problems]]\nspec = "saddle(dim=3)"\n'
+    assert len(parse_suite(text).scenarios()) == 1
+
+
+def test_a_folder_named_like_a_suite_does_not_hide_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smoke").mkdir()
+    assert load_suite("smoke").name == "smoke"
+    with pytest.raises(SuiteError, match="is not a file"):
+        load_suite("./smoke")
+
+
+def test_replacement_problems_take_the_files_top_level_budget() -> None:
+    text = 'steps = 40\nseeds = 2\noptimizers = ["sgd(lr=0.1)"]\n[[problems]]\nspec = "saddle(dim=3)"\nsteps = 999\n'
+    (scenario,) = parse_suite(text).with_overrides(problems=["quadratic(dim=2)"]).scenarios()
+    assert (scenario.problem, scenario.steps, scenario.seeds) == ("quadratic(dim=2)", 40, (0, 1))
