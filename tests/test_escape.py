@@ -54,13 +54,22 @@ def test_no_saddle_means_no_escape_fields() -> None:
     assert record["escaped"] is None and record["escape_step"] is None
 
 
-def test_median_escape_from_a_random_start_grows_with_dimension_as_predicted() -> None:
+def test_escape_from_a_random_start_grows_with_dimension_as_predicted() -> None:
     """From a uniform point of the sphere of radius eps, the unstable coordinate starts at
-    u0 = eps |z_1|/|z|, and (u0/eps)^2 ~ Beta(1/2, (d-1)/2). The escape step is decreasing in u0,
-    so the median escape step is the scalar recursion's step from the median u0; and since
-    u0 ~ eps/sqrt(d), it grows like 1/2 log(d) / log(1 + lr gamma) (DESIGN.md)."""
+    u0 = eps |z_1|/|z|, and (u0/eps)^2 ~ Beta(1/2, (d-1)/2).
+
+    * Median: the escape step is decreasing in u0, so the median escape step is the scalar
+      recursion's step from the median u0; since u0 ~ eps/sqrt(d), it grows like
+      1/2 log(d) / log(1 + lr gamma) per unit of log d.
+    * Mean: in the linear regime T = log(r/u0)/log a, a = 1 + lr gamma, and
+      E[log(u0/eps)] = 1/2 (digamma(1/2) - digamma(d/2)) exactly, which is DESIGN.md's
+      -(1/2 log d + 0.635) for large d. Differences between dimensions are exact; the absolute
+      value is a few steps above the linear formula (the cubic term slows the last steps).
+    """
     lr, eps, seeds = 0.1, 1e-3, 401
-    medians = {}
+    log_a = math.log(1 + lr)
+    radius = math.sqrt(1 - 1 / math.sqrt(2))  # where the loss is halfway to f* (gamma = quartic = 1)
+    medians, means, errors = {}, {}, {}
     for dim in (10, 100, 1000):
         records = landbench.run(
             f"saddle(dim={dim}, init_radius={eps})",
@@ -70,16 +79,21 @@ def test_median_escape_from_a_random_start_grows_with_dimension_as_predicted() -
             dtype="float64",
             curvature=False,
         )
-        steps = [r["escape_step"] for r in records]
+        steps = np.array([r["escape_step"] for r in records], dtype=float)
         assert all(r["escaped"] for r in records)
-        medians[dim] = float(np.median(steps))
+        medians[dim], means[dim], errors[dim] = float(np.median(steps)), steps.mean(), steps.std() / math.sqrt(seeds)
         # The population median of u0 gives the prediction, up to the sampling error of a median
-        # of 401 draws (about 0.9 steps; 3 steps is over 3 standard errors).
+        # of 401 draws (about 0.6 steps; 3 steps is about 5 standard errors).
         median_u0 = eps * math.sqrt(scipy.stats.beta.ppf(0.5, 0.5, (dim - 1) / 2))
         assert abs(medians[dim] - scalar_escape_step(median_u0, lr, 1.0, 1.0)) <= 3
-    slope = 0.5 * math.log(10) / math.log(1 + lr)  # steps per decade of dimension: 12.08
+        design = (math.log(radius / eps) + 0.5 * math.log(dim) + 0.635) / log_a
+        assert 0 <= means[dim] - design <= 4
+    slope = 0.5 * math.log(10) / log_a  # steps per decade of dimension: 12.08
     assert medians[100] - medians[10] == pytest.approx(slope, abs=3)
     assert medians[1000] - medians[100] == pytest.approx(slope, abs=3)
+    for low, high in ((10, 100), (100, 1000)):
+        exact = 0.5 * (scipy.special.digamma(high / 2) - scipy.special.digamma(low / 2)) / log_a
+        assert means[high] - means[low] == pytest.approx(exact, abs=4 * math.hypot(errors[low], errors[high]))
 
 
 def test_each_random_start_escapes_when_its_own_unstable_coordinate_says() -> None:
@@ -91,9 +105,9 @@ def test_each_random_start_escapes_when_its_own_unstable_coordinate_says() -> No
     assert [r["escape_step"] for r in records] == expected
 
 
-def _mean_escape(index: int, sigma: float, seeds: int = 600) -> tuple[float, float]:
+def _mean_escape(index: int, sigma: float, seeds: int = 600, dim: int | None = None) -> tuple[float, float]:
     records = landbench.run(
-        f"saddle(dim={index + 2}, index={index}, init_radius=0.0)",
+        f"saddle(dim={dim or index + 2}, index={index}, init_radius=0.0)",
         "sgd(lr=0.1)",
         seeds=seeds,
         steps=600,
@@ -136,5 +150,5 @@ def test_noise_escape_matches_an_independent_one_dimensional_simulation() -> Non
         u = u + lr * (u - u**3) - lr * sigma * rng.standard_normal(n)
         escape[(-u * u / 2 + u**4 / 4 <= -1 / 8) & (escape < 0)] = t
     reference = escape.mean()
-    ours, standard_error = _mean_escape(1, sigma, seeds=600)
+    ours, standard_error = _mean_escape(1, sigma, seeds=600, dim=1)
     assert abs(ours - reference) <= 4 * math.hypot(standard_error, escape.std() / math.sqrt(n))

@@ -204,57 +204,67 @@ class Levy(Landscape):
         self.known = Known(f_star=0.0, minima=[minimum])
 
     @staticmethod
-    def _middle(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``M(w) = (w-1)^2 [1 + 10 sin^2(pi w + 1)]`` and its first two derivatives in w."""
-        p, dp = (w - 1.0) ** 2, 2.0 * (w - 1.0)
+    def _product(p: tuple[torch.Tensor, ...], q: tuple[torch.Tensor, ...], order: int) -> tuple[torch.Tensor, ...]:
+        """``(p q)``, ``(p q)'`` and, for order 2, ``(p q)''`` from the derivatives of p and q."""
+        out = (p[0] * q[0], p[1] * q[0] + p[0] * q[1])
+        return out if order == 1 else (*out, p[2] * q[0] + 2.0 * p[1] * q[1] + p[0] * q[2])
+
+    @classmethod
+    def _middle(cls, w: torch.Tensor, order: int) -> tuple[torch.Tensor, ...]:
+        """``M(w) = (w-1)^2 [1 + 10 sin^2(pi w + 1)]`` and its first ``order`` derivatives in w."""
         phase = math.pi * w + 1.0
-        q = 1.0 + 10.0 * torch.sin(phase) ** 2
-        dq = 10.0 * math.pi * torch.sin(2.0 * phase)
-        ddq = 20.0 * math.pi**2 * torch.cos(2.0 * phase)
-        return p * q, dp * q + p * dq, 2.0 * q + 2.0 * dp * dq + p * ddq
+        p = ((w - 1.0) ** 2, 2.0 * (w - 1.0), torch.full_like(w, 2.0))
+        q = (1.0 + 10.0 * torch.sin(phase) ** 2, 10.0 * math.pi * torch.sin(2.0 * phase))
+        if order == 2:
+            q = (*q, 20.0 * math.pi**2 * torch.cos(2.0 * phase))
+        return cls._product(p, q, order)
+
+    @classmethod
+    def _last(cls, w: torch.Tensor, order: int) -> tuple[torch.Tensor, ...]:
+        """``L(w) = (w-1)^2 [1 + sin^2(2 pi w)]`` and its first ``order`` derivatives in w."""
+        p = ((w - 1.0) ** 2, 2.0 * (w - 1.0), torch.full_like(w, 2.0))
+        q = (1.0 + torch.sin(TWO_PI * w) ** 2, TWO_PI * torch.sin(2.0 * TWO_PI * w))
+        if order == 2:
+            q = (*q, 2.0 * TWO_PI**2 * torch.cos(2.0 * TWO_PI * w))
+        return cls._product(p, q, order)
 
     @staticmethod
-    def _last(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``L(w) = (w-1)^2 [1 + sin^2(2 pi w)]`` and its first two derivatives in w."""
-        p, dp = (w - 1.0) ** 2, 2.0 * (w - 1.0)
-        q = 1.0 + torch.sin(TWO_PI * w) ** 2
-        dq = TWO_PI * torch.sin(2.0 * TWO_PI * w)
-        ddq = 2.0 * TWO_PI**2 * torch.cos(2.0 * TWO_PI * w)
-        return p * q, dp * q + p * dq, 2.0 * q + 2.0 * dp * dq + p * ddq
+    def _first(w: torch.Tensor, order: int) -> tuple[torch.Tensor, ...]:
+        """``A(w) = sin^2(pi w)`` and its first ``order`` derivatives in w."""
+        out = (torch.sin(math.pi * w) ** 2, math.pi * torch.sin(TWO_PI * w))
+        return out if order == 1 else (*out, 2.0 * math.pi**2 * torch.cos(TWO_PI * w))
 
-    @staticmethod
-    def _first(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``A(w) = sin^2(pi w)`` and its first two derivatives in w."""
-        return torch.sin(math.pi * w) ** 2, math.pi * torch.sin(TWO_PI * w), 2.0 * math.pi**2 * torch.cos(TWO_PI * w)
-
-    def _terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-coordinate value, first and second derivative in x (chain rule: dw/dx = 1/4)."""
+    def _terms(self, x: torch.Tensor, order: int) -> tuple[torch.Tensor, ...]:
+        """Per-coordinate value and its first ``order`` derivatives in x (chain rule: dw/dx = 1/4)."""
         w = 1.0 + 0.25 * (x - 1.0)
-        value, slope, curvature = (torch.zeros_like(x) for _ in range(3))
-        middle = self._middle(w[:, :-1])
-        last = self._last(w[:, -1:])
-        first = self._first(w[:, :1])
-        for out, m, l_, f, scale in zip((value, slope, curvature), middle, last, first, (1.0, 0.25, 0.0625)):
+        middle, last, first = self._middle(w[:, :-1], order), self._last(w[:, -1:], order), self._first(w[:, :1], order)
+        outputs = []
+        for m, l_, f, scale in zip(middle, last, first, (1.0, 0.25, 0.0625)):
+            out = torch.empty_like(x)
             out[:, :-1] = m * scale
             out[:, -1:] = l_ * scale
             out[:, :1] += f * scale
-        return value, slope, curvature
+            outputs.append(out)
+        return tuple(outputs)
 
     def _diagonal(self, x: torch.Tensor) -> torch.Tensor:
-        return self._terms(x)[2]
+        return self._terms(x, 2)[2]
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Levy's function, written directly (the reference for the closed-form derivatives)."""
         w = 1.0 + 0.25 * (x - 1.0)
-        total = torch.sin(math.pi * w[:, 0]) ** 2 + self._last(w[:, -1])[0]
+        total = torch.sin(math.pi * w[:, 0]) ** 2 + self._last(w[:, -1], 1)[0]
         if self.dim > 1:
-            total = total + self._middle(w[:, :-1])[0].sum(1)
+            total = total + self._middle(w[:, :-1], 1)[0].sum(1)
         return total
 
     def loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        value, slope, _ = self._terms(x)
+        """Every term depends on one coordinate: the gradient is the per-coordinate derivative."""
+        value, slope = self._terms(x, 1)
         return value.sum(1), slope
 
     def hvp(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The Hessian is diagonal: ``H v = f''(x_i) v_i``."""
         return self._diagonal(x) * v
 
     def _sample_start(self, generator: torch.Generator) -> torch.Tensor:
@@ -289,10 +299,12 @@ class Rosenbrock(Landscape):
         self.known = Known(f_star=0.0, minima=minima)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """``sum_{i<d} 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2``."""
         head, tail = x[:, :-1], x[:, 1:]
         return (100.0 * (tail - head * head) ** 2 + (1.0 - head) ** 2).sum(1)
 
     def loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``g_i = -400 x_i (x_{i+1} - x_i^2) - 2 (1 - x_i) + 200 (x_i - x_{i-1}^2)`` (terms that exist)."""
         head, tail = x[:, :-1], x[:, 1:]
         valley = tail - head * head
         loss = (100.0 * valley * valley + (1.0 - head) ** 2).sum(1)
@@ -310,6 +322,7 @@ class Rosenbrock(Landscape):
         return diagonal, -400.0 * head
 
     def hvp(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Tridiagonal: ``H_ii = 1200 x_i^2 - 400 x_{i+1} + 2 (+200 if i > 0)``, ``H_{i,i+1} = -400 x_i``."""
         diagonal, off = self._bands(x)
         out = diagonal * v
         out[:, :-1] += off * v[:, 1:]
@@ -344,8 +357,18 @@ class Rosenbrock(Landscape):
 
         start = np.ones(self.dim)
         start[0] = -1.0
-        result = scipy.optimize.minimize(fun, start, jac=True, hessp=hessp, method="trust-ncg", options={"gtol": 1e-12})
-        return torch.from_numpy(result.x)
+        point = scipy.optimize.minimize(
+            fun, start, jac=True, hessp=hessp, method="trust-ncg", options={"gtol": 1e-12}
+        ).x
+        for _ in range(20):  # polish with exact Newton steps: the Hessian is tridiagonal, a banded solve
+            z = torch.from_numpy(point)[None]
+            grad = self.loss_and_grad(z)[1][0].numpy()
+            if np.abs(grad).max() < 1e-13:
+                break
+            diagonal, off = (band[0].numpy() for band in self._bands(z))
+            bands = np.stack([np.concatenate([[0.0], off]), diagonal, np.concatenate([off, [0.0]])])
+            point = point - scipy.linalg.solve_banded((1, 1), bands, grad)
+        return torch.from_numpy(point)
 
     def _sample_start(self, generator: torch.Generator) -> torch.Tensor:
         return uniform_box(generator, self.dim, -2.0, 2.0)
@@ -379,6 +402,7 @@ class Ackley(Landscape):
         self.known = Known(f_star=0.0, minima=[minimum])
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Ackley's function, written directly (the reference for the closed-form derivatives)."""
         r = torch.sqrt((x * x).mean(1))
         return -self.a * torch.exp(-self.b * r) - torch.exp(torch.cos(self.c * x).mean(1)) + self.a + math.e
 
@@ -390,12 +414,14 @@ class Ackley(Landscape):
         return r, phi, torch.exp(torch.cos(self.c * x).mean(1, keepdim=True))
 
     def loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``grad = phi x + (c/d) E sin(c x)`` (see the class docstring)."""
         r, phi, big_e = self._radial(x)
         loss = (-self.a * torch.exp(-self.b * r) - big_e + self.a + math.e)[:, 0]
         grad = phi * x + (self.c / self.dim) * big_e * torch.sin(self.c * x)
         return loss, grad
 
     def hvp(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` of the class docstring: a rank-two update of a diagonal."""
         r, phi, big_e = self._radial(x)
         safe_r = torch.where(r > 0, r, torch.ones_like(r))
         radial = phi * (self.b + 1.0 / safe_r) / (self.dim * safe_r)

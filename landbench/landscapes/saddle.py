@@ -126,6 +126,7 @@ class Saddle(Landscape):
         return 0.5 * self.mu * s2 - 0.5 * self.gamma * u2 + 0.25 * self.quartic * u2 * u2
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """``mu/2 |P_s x|^2 - gamma/2 |P_u x|^2 + quartic/4 |P_u x|^4``."""
         _, u2, s2 = self._parts(x)
         return self._value(u2, s2)
 
