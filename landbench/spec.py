@@ -122,8 +122,9 @@ def suggest(name: str, valid: Sequence[str]) -> str:
 class Param:
     """One declared parameter of a landscape family.
 
-    ``kind`` is one of ``int``, ``float``, ``bool``, ``str`` or ``dict``; ``low``/``high`` bound
-    numbers (``low_open`` makes the lower bound strict); ``choices`` restricts strings.
+    ``kind`` is one of ``int``, ``float``, ``bool``, ``str``, ``dict`` or ``tuple`` (a list or tuple,
+    nested lists made tuples; the family checks its contents); ``low``/``high`` bound numbers
+    (``low_open`` makes the lower bound strict); ``choices`` restricts strings.
     """
 
     name: str
@@ -143,7 +144,8 @@ class Param:
         """What values are valid, in words, for error messages and ``landbench list``."""
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        kind = {int: "an integer", float: "a number", bool: "True or False", str: "a string", dict: "a dict"}[self.kind]
+        kinds = {int: "an integer", float: "a number", bool: "True or False", str: "a string", dict: "a dict"}
+        kind = {**kinds, tuple: "a tuple"}[self.kind]
         parts = []
         if self.low is not None:
             parts.append(f"{'>' if self.low_open else '>='} {format_value(self.low)}")
@@ -186,11 +188,20 @@ class Param:
             if not isinstance(value, dict):
                 raise bad
             return dict(value)
+        elif self.kind is tuple:
+            if not isinstance(value, (list, tuple)):
+                raise bad
+            return _as_tuple(value)
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             raise bad
         if self.high is not None and value > self.high:
             raise bad
         return value
+
+
+def _as_tuple(value: Any) -> Any:
+    """Lists and tuples, nested, as tuples (hashable, one canonical form)."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def bind_params(
