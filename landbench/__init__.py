@@ -9,6 +9,7 @@ from landbench._version import __version__
 from landbench.api import run
 from landbench.errors import BatchSafetyError, LandbenchError, SpecError, SuiteError
 from landbench.landscapes import FAMILIES, CriticalPoint, Landscape, make
+from landbench.mode_connectivity import connectivity
 
 __all__ = [
     "FAMILIES",
@@ -19,6 +20,7 @@ __all__ = [
     "SpecError",
     "SuiteError",
     "__version__",
+    "connectivity",
     "make",
     "run",
 ]

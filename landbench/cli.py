@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
 import json
@@ -17,6 +18,7 @@ from landbench._version import __version__
 from landbench.errors import LandbenchError
 from landbench.landscapes import FAMILIES, family, make
 from landbench.landscapes.base import family_params
+from landbench.mode_connectivity import connectivity
 from landbench.runner import run_suite
 from landbench.settings import normalize_seeds
 from landbench.spec import bind_params, format_value, parse_spec
@@ -148,6 +150,79 @@ def _print_description(info: dict[str, Any]) -> None:
 
 def _short(value: float) -> str:
     return f"{value:.6g}"
+
+
+# --- connect ------------------------------------------------------------------------------------
+
+
+def _point(value: str | None, name: str) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = None
+    if not isinstance(parsed, (list, tuple)) or not all(isinstance(v, (int, float)) for v in parsed):
+        raise click.BadParameter(f"expected a list of numbers such as [1.0, 0.0], got {value!r}", param_hint=name)
+    return [float(v) for v in parsed]
+
+
+@main.command()
+@click.argument("spec")
+@click.option(
+    "--between",
+    nargs=2,
+    type=int,
+    default=(0, 1),
+    show_default=True,
+    metavar="I J",
+    help="Two known minima (indices as `landbench describe` lists them).",
+)
+@click.option("--a", "point_a", metavar="LIST", help="The first end point, e.g. '[1.0, 0.0]' (instead of --between).")
+@click.option("--b", "point_b", metavar="LIST", help="The second end point.")
+@click.option("--instance", default=0, show_default=True, help="Instance seed of a random family.")
+@click.option("--points", default=101, show_default=True, help="Points at which each path's loss is reported.")
+@click.option("--steps", default=500, show_default=True, help="Adam steps fitting the Bezier curve's bend.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (both profiles) instead of text.")
+@_friendly
+def connect(
+    spec: str,
+    between: tuple[int, int],
+    point_a: str | None,
+    point_b: str | None,
+    instance: int,
+    points: int,
+    steps: int,
+    as_json: bool,
+) -> None:
+    """Loss barriers between two points of SPEC: the straight segment and a fitted Bezier curve.
+
+    The barrier of a path is its highest loss minus the higher end (Garipov et al. 2018). By
+    default the ends are the landscape's first two known minima; --between picks others, --a and
+    --b give points.
+    """
+    landscape = make(spec, seed=instance, dtype="float64")
+    a, b = _point(point_a, "--a"), _point(point_b, "--b")
+    if (a is None) != (b is None):
+        raise click.UsageError("give both --a and --b, or neither (then --between picks known minima)")
+    if a is None:
+        minima = landscape.minima
+        if len(minima) < 2 or not all(0 <= i < len(minima) for i in between):
+            raise click.UsageError(
+                f"{landscape.spec} has {len(minima)} known minima (0 to {len(minima) - 1}); "
+                f"choose two with --between, or give --a and --b"
+            )
+        a, b = (minima[i].point for i in between)
+    result = connectivity(landscape, a, b, points=points, steps=steps)
+    if as_json:
+        click.echo(json.dumps({"problem": landscape.spec, "instance": instance, **result.as_dict()}))
+        return
+    click.echo(f"{landscape.spec}: {result.as_dict()['distance']:.4g} apart")
+    for profile in (result.linear, result.bezier):
+        click.echo(f"  {profile.kind:<7} barrier {profile.barrier:.6g} (highest at t = {profile.peak_t:.3g})")
+    click.echo("\n     t   linear   bezier")
+    for i in range(0, len(result.linear.t), max(1, (len(result.linear.t) - 1) // 10)):
+        click.echo(f"  {result.linear.t[i]:.2f}  {result.linear.loss[i]:7.4g}  {result.bezier.loss[i]:7.4g}")
 
 
 # --- run ----------------------------------------------------------------------------------------
