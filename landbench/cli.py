@@ -133,6 +133,8 @@ def _print_description(info: dict[str, Any]) -> None:
         return
     click.echo("  parameters: " + ", ".join(f"{k}={format_value(v)}" for k, v in info["parameters"].items()))
     click.echo(f"  f* = {info['f_star']}")
+    for name, value in info.get("facts", {}).items():
+        click.echo(f"  {name}: {_short(value) if isinstance(value, float) else value}")
     points = ([info["saddle"]] if info["saddle"] else []) + info["minima"]
     for point in points:
         hessian = ", ".join(

@@ -229,8 +229,12 @@ class Landscape:
         """Map points back onto the feasible set, out of place (identity when unconstrained)."""
         return x
 
+    def facts(self) -> dict[str, Any]:
+        """Other known numbers of the instance, JSON-ready (barriers, threshold energies, ...)."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
-        """A JSON-ready description: formula, parameters, start distribution, known points."""
+        """A JSON-ready description: formula, parameters, start distribution, known points, facts."""
         return {
             "spec": self.spec,
             "family": self.family,
@@ -242,6 +246,7 @@ class Landscape:
             "f_star": self.f_star,
             "saddle": self.saddle.summary() if self.saddle else None,
             "minima": [m.summary() for m in self.minima],
+            "facts": self.facts(),
         }
 
     def __repr__(self) -> str:

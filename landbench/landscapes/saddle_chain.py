@@ -102,6 +102,13 @@ class SaddleChain(Landscape):
             note=f"saddle {i} of {d}" + (" (runs start near it)" if i == 1 else ""),
         )
 
+    def facts(self) -> dict[str, Any]:
+        """The chain's saddle values and the predicted growth of the stays of GD (per lr)."""
+        return {
+            "saddle_values": [s.value for s in self.saddles],
+            "stay_ratio": "1 + ln(1/|1 - lr stiffness|) / ln(1 + lr gamma) for gradient descent with step lr",
+        }
+
     @property
     def escape_thresholds(self) -> list[float]:
         """Halfway from saddle i's value to the next level: ``-(i - 1/2) gamma^2/(4 quartic)``."""
