@@ -83,8 +83,8 @@ def run_suite(
 def _check_before_running(suite: Suite, device: str) -> None:
     """Fail before the first batch, not half-way: the device exists, every optimizer is batch-safe."""
     place = resolve_device(device)
-    for name in suite.optimizers:
-        check_batch_safe(resolve(name), place, resolve_dtype(suite.settings.dtype))
+    for name, dtype in {(s.optimizer, s.settings.dtype) for s in suite.scenarios()}:
+        check_batch_safe(resolve(name), place, resolve_dtype(dtype))
 
 
 def _run_scenario(scenario: Scenario, seeds: list[int], device: str, bar: tqdm) -> list[dict[str, Any]]:

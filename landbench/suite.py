@@ -18,7 +18,8 @@ instances, the step budget, gradient-noise levels and metric settings::
     [[problems]]
     spec = "saddle(index=2)"             # without dim ...
     dims = [10, 100]                     # ... which comes from here
-    steps = 500                          # optional per-problem overrides: steps, noise, seeds, instances
+    steps = 500                          # optional per-problem overrides: steps, noise, seeds, instances,
+    optimizers = ["sgd(lr=10.0)"]        # optimizers (when this problem needs other step sizes), dtype
 
 A scenario is one problem at one dimension, instance, noise level and optimizer; its run seeds are
 one batch. Every error names the file, the line (where it can be found) and key, and what was
@@ -49,7 +50,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TOP_KEYS = ("name", "description", "seeds", "instances", "steps", "noise", "dtype", "optimizers", "metrics", "problems")
-PROBLEM_KEYS = ("spec", "dims", "steps", "noise", "seeds", "instances")
+PROBLEM_KEYS = ("spec", "dims", "steps", "noise", "seeds", "instances", "optimizers", "dtype")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class ProblemEntry:
     noise: tuple[float, ...] = (0.0,)
     seeds: tuple[int, ...] = tuple(range(8))
     instances: tuple[int, ...] = (0,)
+    optimizers: tuple[str, ...] = ()  # empty: the suite's optimizers
+    dtype: str | None = None  # None: the suite's dtype
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,11 @@ class Suite:
         listed twice (the same problem twice, say) runs once."""
         out: dict[Scenario, None] = {}
         for entry in self.problems:
+            settings = self.settings if entry.dtype is None else replace(self.settings, dtype=entry.dtype)
             for problem, instance, noise, optimizer in itertools.product(
-                entry.problems, entry.instances, entry.noise, self.optimizers
+                entry.problems, entry.instances, entry.noise, entry.optimizers or self.optimizers
             ):
-                out[Scenario(problem, instance, optimizer, entry.seeds, entry.steps, noise, self.settings)] = None
+                out[Scenario(problem, instance, optimizer, entry.seeds, entry.steps, noise, settings)] = None
         return list(out)
 
     def with_overrides(
@@ -113,10 +117,11 @@ class Suite:
         noise: Sequence[float] = (),
         dtype: str | None = None,
     ) -> Suite:
-        """The suite with its problems, optimizers, seeds, steps or noise replaced (the CLI's flags).
+        """The suite with its problems, optimizers, seeds, steps, noise or dtype replaced (the CLI's flags).
 
         A replacement problem must name its dimension (``"saddle(dim=100)"``) and takes the
-        file's top-level budget; the other replacements apply to every problem.
+        file's top-level budget; the other replacements apply to every problem (replacement
+        optimizers and dtype replace the per-problem ones too).
         """
         entries = self.problems
         if problems:
@@ -124,6 +129,10 @@ class Suite:
                 replace(self.defaults, problems=(_canonical_problem(p, None, "--problem"),)) for p in problems
             )
         changes: dict[str, Any] = {}
+        if optimizers:
+            changes["optimizers"] = ()
+        if dtype is not None:
+            changes["dtype"] = None
         if steps is not None:
             changes["steps"] = check_steps(steps)
         if seeds is not None:
@@ -253,6 +262,18 @@ def _budget(table: Mapping[str, Any], where: _Where, defaults: dict[str, Any], n
     return out
 
 
+def _optimizers(value: Any, where: _Where, table: str | None, nth: int) -> tuple[str, ...]:
+    """A list of optimizer specs, each resolved to its canonical string."""
+    if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
+        raise where.error(
+            "optimizers", f'expected a list of optimizer specs like "adam(lr=1e-3)", got {value!r}', table, nth
+        )
+    try:
+        return tuple(resolve(spec).canonical for spec in value)
+    except SpecError as exc:
+        raise where.error("optimizers", str(exc), table, nth) from None
+
+
 def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
     """Validate a suite's TOML text; every problem and optimizer spec is checked now."""
     where = _Where(text, path)
@@ -270,15 +291,7 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
             raise where.error(key, f"expected a string, got {data[key]!r}")
     defaults = _budget(data, where, {"steps": 1000, "noise": (0.0,), "seeds": tuple(range(8)), "instances": (0,)}, None)
 
-    optimizers = data.get("optimizers", [])
-    if not isinstance(optimizers, list) or not all(isinstance(o, str) for o in optimizers):
-        raise where.error("optimizers", f'expected a list of optimizer specs like "adam(lr=1e-3)", got {optimizers!r}')
-    canonical_optimizers = []
-    for spec in optimizers:
-        try:
-            canonical_optimizers.append(resolve(spec).canonical)
-        except SpecError as exc:
-            raise where.error("optimizers", str(exc)) from None
+    canonical_optimizers = _optimizers(data.get("optimizers", []), where, None, 0)
 
     metrics = data.get("metrics", {})
     if not isinstance(metrics, dict):
@@ -324,12 +337,26 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
         except SpecError as exc:
             raise where.error("spec", str(exc).removeprefix("spec: "), "problems", nth) from None
         budget = _budget(table, where, defaults, nth)
-        entries.append(ProblemEntry(canonical, budget["steps"], budget["noise"], budget["seeds"], budget["instances"]))
+        entry_optimizers = _optimizers(table["optimizers"], where, "problems", nth) if "optimizers" in table else ()
+        entry_dtype = table.get("dtype")
+        if entry_dtype is not None and entry_dtype not in ("float32", "float64"):
+            raise where.error("dtype", f"expected 'float32' or 'float64', got {entry_dtype!r}", "problems", nth)
+        entries.append(
+            ProblemEntry(
+                canonical,
+                budget["steps"],
+                budget["noise"],
+                budget["seeds"],
+                budget["instances"],
+                entry_optimizers,
+                entry_dtype,
+            )
+        )
 
     name = data.get("name", Path(str(path)).stem)
     file = Path(path) if path != "<suite>" else None
     top = ProblemEntry((), defaults["steps"], defaults["noise"], defaults["seeds"], defaults["instances"])
-    return Suite(name, data.get("description", ""), file, tuple(entries), tuple(canonical_optimizers), settings, top)
+    return Suite(name, data.get("description", ""), file, tuple(entries), canonical_optimizers, settings, top)
 
 
 def adhoc_suite(

@@ -152,3 +152,20 @@ def test_replacement_problems_take_the_files_top_level_budget() -> None:
     text = 'steps = 40\nseeds = 2\noptimizers = ["sgd(lr=0.1)"]\n[[problems]]\nspec = "saddle(dim=3)"\nsteps = 999\n'
     (scenario,) = parse_suite(text).with_overrides(problems=["quadratic(dim=2)"]).scenarios()
     assert (scenario.problem, scenario.steps, scenario.seeds) == ("quadratic(dim=2)", 40, (0, 1))
+
+
+def test_a_problem_can_have_its_own_optimizers_and_dtype_and_flags_replace_them() -> None:
+    text = 'optimizers = ["sgd(lr=0.1)"]\n[[problems]]\nspec = "saddle(dim=3)"\n'
+    text += (
+        '[[problems]]\nspec = "quadratic(dim=3)"\noptimizers = ["adam(lr=0.01)", "sgd(lr=1e-2)"]\ndtype = "float64"\n'
+    )
+    suite = parse_suite(text)
+    assert [(s.problem, s.optimizer, s.settings.dtype) for s in suite.scenarios()] == [
+        ("saddle(dim=3)", "sgd(lr=0.1)", "float32"),
+        ("quadratic(dim=3)", "adam(lr=0.01)", "float64"),
+        ("quadratic(dim=3)", "sgd(lr=0.01)", "float64"),
+    ]
+    replaced = suite.with_overrides(optimizers=["rmsprop(lr=0.01)"], dtype="float32").scenarios()
+    assert {(s.optimizer, s.settings.dtype) for s in replaced} == {("rmsprop(lr=0.01)", "float32")}
+    with pytest.raises(SuiteError, match="bad.toml:3: problems\\[0\\].dtype: expected 'float32' or 'float64'"):
+        parse_suite('[[problems]]\nspec = "saddle(dim=3)"\ndtype = "half"\n', "bad.toml")
