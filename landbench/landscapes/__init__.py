@@ -12,10 +12,12 @@ from landbench.landscapes.base import CriticalPoint, Known, Landscape
 from landbench.landscapes.classical import Ackley, Levy, Quadratic, Rastrigin, Rosenbrock, StyblinskiTang
 from landbench.landscapes.saddle import Saddle
 from landbench.landscapes.saddle_chain import SaddleChain
+from landbench.landscapes.valley import Valley
 from landbench.spec import Spec, parse_spec, suggest
 
 FAMILIES: dict[str, type[Landscape]] = {
-    cls.family: cls for cls in (Saddle, SaddleChain, Quadratic, Rosenbrock, Rastrigin, Ackley, StyblinskiTang, Levy)
+    cls.family: cls
+    for cls in (Saddle, SaddleChain, Valley, Quadratic, Rosenbrock, Rastrigin, Ackley, StyblinskiTang, Levy)
 }
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -270,8 +270,13 @@ class Landscape:
         return twin
 
     def tensor_bytes(self) -> int:
-        """Bytes held in the instance's tensors (its couplings, frames, frequencies, ...)."""
-        return sum(v.numel() * v.element_size() for v in vars(self).values() if isinstance(v, torch.Tensor))
+        """Bytes held in the instance's tensors (its couplings, frames, frequencies, ...), each storage once."""
+        storages = {
+            v.untyped_storage().data_ptr(): v.untyped_storage().nbytes()
+            for v in vars(self).values()
+            if isinstance(v, torch.Tensor)
+        }
+        return sum(storages.values())
 
     # --- helpers for families ------------------------------------------------------------------
 
