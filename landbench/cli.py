@@ -135,7 +135,7 @@ def _print_description(info: dict[str, Any]) -> None:
     click.echo(f"  f* = {info['f_star']}")
     for name, value in info.get("facts", {}).items():
         click.echo(f"  {name}: {_short(value) if isinstance(value, float) else value}")
-    points = ([info["saddle"]] if info["saddle"] else []) + info["minima"]
+    points = ([info["saddle"]] if info["saddle"] else []) + info["minima"] + info.get("saddles", [])
     for point in points:
         hessian = ", ".join(
             f"{k} {_short(point[k])}" for k in ("lambda_max", "lambda_min", "trace") if point[k] is not None

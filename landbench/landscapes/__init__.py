@@ -9,6 +9,7 @@ import torch
 
 from landbench.errors import SpecError
 from landbench.landscapes.base import CriticalPoint, Known, Landscape
+from landbench.landscapes.basins import Basins
 from landbench.landscapes.classical import Ackley, Levy, Quadratic, Rastrigin, Rosenbrock, StyblinskiTang
 from landbench.landscapes.saddle import Saddle
 from landbench.landscapes.saddle_chain import SaddleChain
@@ -17,7 +18,7 @@ from landbench.spec import Spec, parse_spec, suggest
 
 FAMILIES: dict[str, type[Landscape]] = {
     cls.family: cls
-    for cls in (Saddle, SaddleChain, Valley, Quadratic, Rosenbrock, Rastrigin, Ackley, StyblinskiTang, Levy)
+    for cls in (Saddle, SaddleChain, Basins, Valley, Quadratic, Rosenbrock, Rastrigin, Ackley, StyblinskiTang, Levy)
 }
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -62,11 +62,22 @@ def _describe_vector(v: torch.Tensor) -> str:
 
 @dataclass
 class Known:
-    """What is known about an instance: optimum value, designated saddle, minima."""
+    """What is known about an instance: optimum value, designated saddle (runs start near it),
+    minima (global first) and other saddles (the barriers between minima, a chain's saddles)."""
 
     f_star: float | None = None
     saddle: CriticalPoint | None = None
     minima: list[CriticalPoint] = field(default_factory=list)
+    saddles: list[CriticalPoint] = field(default_factory=list)
+
+    def placed(self, place: Callable[[CriticalPoint], CriticalPoint]) -> Known:
+        """The same knowledge with every point passed through ``place`` (device and dtype)."""
+        return Known(
+            f_star=self.f_star,
+            saddle=place(self.saddle) if self.saddle else None,
+            minima=[place(m) for m in self.minima],
+            saddles=[place(s) for s in self.saddles],
+        )
 
 
 class Landscape:
@@ -107,11 +118,7 @@ class Landscape:
         self.known = Known()
         self._build()
         self._check_known()
-        self.known = Known(
-            f_star=self.known.f_star,
-            saddle=self.place(self.known.saddle) if self.known.saddle else None,
-            minima=[self.place(m) for m in self.known.minima],
-        )
+        self.known = self.known.placed(self.place)
 
     def _check_known(self) -> None:
         """Known values must be finite numbers (extreme parameters can overflow them)."""
@@ -246,6 +253,7 @@ class Landscape:
             "f_star": self.f_star,
             "saddle": self.saddle.summary() if self.saddle else None,
             "minima": [m.summary() for m in self.minima],
+            "saddles": [s.summary() for s in self.known.saddles],
             "facts": self.facts(),
         }
 
@@ -262,11 +270,7 @@ class Landscape:
         for name, value in vars(self).items():
             if isinstance(value, torch.Tensor) and value.is_floating_point():
                 setattr(twin, name, value.to(dtype))
-        twin.known = Known(
-            f_star=self.f_star,
-            saddle=twin.place(self.saddle) if self.saddle else None,
-            minima=[twin.place(m) for m in self.minima],
-        )
+        twin.known = self.known.placed(twin.place)
         return twin
 
     def tensor_bytes(self) -> int:

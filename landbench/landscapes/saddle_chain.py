@@ -84,7 +84,7 @@ class SaddleChain(Landscape):
             trace=2 * g * d,
             note="and its 2^d - 1 sign variants: every coordinate in its well",
         )
-        self.known = Known(f_star=minimum.value, saddle=self.saddles[0], minima=[minimum])
+        self.known = Known(f_star=minimum.value, saddle=self.saddles[0], minima=[minimum], saddles=self.saddles[1:])
 
     def _saddle(self, i: int) -> CriticalPoint:
         d, g, stiff = self.dim, self.gamma, self.stiffness

@@ -131,7 +131,7 @@ class Valley(Landscape):
         self.ring_curvature = h * m * m / (2 * r * r)
         self.linear_barrier = a * r * r * (1 - math.cos(math.pi / m)) ** 2 + (h if m >= 3 else 0.0)
         self.axis_value = a * r * r  # min of f on the axis rho = 0
-        self.known = Known(f_star=0.0, minima=[self._minimum(0), self._minimum(1)])
+        self.known = Known(f_star=0.0, minima=[self._minimum(0), self._minimum(1)], saddles=[self.ring_saddle(0)])
 
     # --- what is known ----------------------------------------------------------------------------
 
@@ -188,10 +188,6 @@ class Valley(Landscape):
             "mode_field": "record 'mode': k if f(x) < h/2 (below every ring saddle) and theta is nearest "
             "2 pi k/m; null otherwise",
         }
-
-    def describe(self) -> dict[str, Any]:
-        """The base description plus the first ring saddle (the others are its rotations)."""
-        return {**super().describe(), "saddles": [self.ring_saddle(0).summary()]}
 
     # --- evaluation -------------------------------------------------------------------------------
 
