@@ -28,6 +28,7 @@ landbench_version, torch_version, schema, settings, key
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -50,8 +51,15 @@ def run_key(
     problem: str, instance: int, optimizer: str, seed: int, steps: int, noise: float, device: str, settings: Settings
 ) -> str:
     """A short stable hash of everything that determines a run's numbers (and where it ran)."""
-    identity = [RECORD_SCHEMA, problem, instance, optimizer, seed, steps, float(noise), device, settings.as_dict()]
-    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    identity = [RECORD_SCHEMA, problem, instance, optimizer, seed, steps, float(noise), device]
+    text = json.dumps(identity) + _settings_json(settings)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=256)
+def _settings_json(settings: Settings) -> str:
+    """The settings as canonical JSON, once per distinct settings (not once per run)."""
+    return json.dumps(settings.as_dict(), sort_keys=True)
 
 
 def _number(value: float) -> float | None:
@@ -82,6 +90,7 @@ def build_records(
     hits = tracker.hit_steps.cpu() if tracker.hit_steps is not None else None
     curve = tracker.curve.double().cpu()
     curvature = {name: values.double().cpu() for name, values in outcome.curvature.items()}
+    settings_dict = settings.as_dict()
     records = []
     for row, seed in enumerate(outcome.seeds):
         diverged = bool(diverged_step[row] >= 0)
@@ -121,7 +130,7 @@ def build_records(
                 "landbench_version": __version__,
                 "schema": RECORD_SCHEMA,
                 "torch_version": torch.__version__,
-                "settings": settings.as_dict(),
+                "settings": {**settings_dict, "targets": list(settings.targets)},
                 "key": run_key(
                     landscape.spec, landscape.seed, optimizer.canonical, seed, steps, noise, device, settings
                 ),
