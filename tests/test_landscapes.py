@@ -20,6 +20,7 @@ SPECS = [
     "saddle_chain(dim=1)",
     "valley(dim=5, modes=3, rotate=True)",
     "basins(dim=4, rotate=True)",
+    "gaussian_field(dim=6, length_scale=0.7, confinement=0.3)",
     "basins(dim=1, wells=((1.0, 0.5),))",
     "quadratic(dim=6, condition=50.0)",
     "quadratic(dim=1)",

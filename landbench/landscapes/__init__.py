@@ -10,6 +10,7 @@ import torch
 from landbench.errors import SpecError
 from landbench.landscapes.base import CriticalPoint, Known, Landscape
 from landbench.landscapes.basins import Basins
+from landbench.landscapes.gaussian_field import GaussianField
 from landbench.landscapes.classical import Ackley, Levy, Quadratic, Rastrigin, Rosenbrock, StyblinskiTang
 from landbench.landscapes.saddle import Saddle
 from landbench.landscapes.saddle_chain import SaddleChain
@@ -18,7 +19,19 @@ from landbench.spec import Spec, parse_spec, suggest
 
 FAMILIES: dict[str, type[Landscape]] = {
     cls.family: cls
-    for cls in (Saddle, SaddleChain, Basins, Valley, Quadratic, Rosenbrock, Rastrigin, Ackley, StyblinskiTang, Levy)
+    for cls in (
+        Saddle,
+        SaddleChain,
+        GaussianField,
+        Basins,
+        Valley,
+        Quadratic,
+        Rosenbrock,
+        Rastrigin,
+        Ackley,
+        StyblinskiTang,
+        Levy,
+    )
 }
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
