@@ -21,6 +21,7 @@ SPECS = [
     "valley(dim=5, modes=3, rotate=True)",
     "basins(dim=4, rotate=True)",
     "gaussian_field(dim=6, length_scale=0.7, confinement=0.3)",
+    "pspin(dim=6, mix={2: 0.5, 3: 1.0})",
     "basins(dim=1, wells=((1.0, 0.5),))",
     "quadratic(dim=6, condition=50.0)",
     "quadratic(dim=1)",
@@ -39,17 +40,31 @@ def test_every_family_is_covered() -> None:
     assert covered == set(FAMILIES)
 
 
+def _autograd_reference(landscape: Landscape, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Loss, gradient and Hessian-vector product by autograd. On a constrained landscape (the
+    sphere) the reference is Riemannian: the gradient projected onto the tangent space P, and
+    ``P (Hess P v) - (x . grad / |x|^2) P v`` (Absil, Mahony and Sepulchre 2008, ch. 5)."""
+    loss, grad = Landscape.loss_and_grad(landscape, x)
+    if not landscape.constrained:
+        return loss, grad, Landscape.hvp(landscape, x, v)
+    tangent_v = landscape.tangent(x, v)
+    weingarten = (x * grad).sum(1, keepdim=True) / (x * x).sum(1, keepdim=True)
+    hessian_v = landscape.tangent(x, Landscape.hvp(landscape, x, tangent_v)) - weingarten * tangent_v
+    return loss, landscape.tangent(x, grad), hessian_v
+
+
 @pytest.mark.parametrize("spec", SPECS)
 def test_closed_form_gradient_and_hvp_match_autograd(spec: str) -> None:
     landscape = landbench.make(spec, dtype=torch.float64)
     generator = torch.Generator().manual_seed(1)
     x = landscape.sample_start(range(5)) + 0.3 * torch.randn(5, landscape.dim, generator=generator, dtype=torch.float64)
+    x = landscape.retract(x)
     v = torch.randn(5, landscape.dim, generator=generator, dtype=torch.float64)
     loss, grad = landscape.loss_and_grad(x)
-    auto_loss, auto_grad = Landscape.loss_and_grad(landscape, x)  # the autograd reference
+    auto_loss, auto_grad, auto_hvp = _autograd_reference(landscape, x, v)
     torch.testing.assert_close(loss, auto_loss, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad, auto_grad, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(landscape.hvp(x, v), Landscape.hvp(landscape, x, v), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(landscape.hvp(x, v), auto_hvp, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -57,12 +72,21 @@ def test_gradient_and_hvp_match_central_finite_differences(spec: str) -> None:
     landscape = landbench.make(spec, dtype=torch.float64)
     generator = torch.Generator().manual_seed(2)
     x = landscape.sample_start([3]) + 0.1 * torch.randn(1, landscape.dim, generator=generator, dtype=torch.float64)
-    v = torch.randn(1, landscape.dim, generator=generator, dtype=torch.float64)
+    x = landscape.retract(x)
+    v = landscape.tangent(x, torch.randn(1, landscape.dim, generator=generator, dtype=torch.float64))
     v /= v.norm()
     h = 1e-5
     _, grad = landscape.loss_and_grad(x)
     slope = (landscape.loss(x + h * v) - landscape.loss(x - h * v)) / (2 * h)
     assert float(slope) == pytest.approx(float((grad * v).sum()), rel=1e-6, abs=1e-6)
+    if landscape.constrained:
+        # Along the retraction curve t -> R(x + t v) (second order for the sphere's projection),
+        # the second derivative of the loss is <v, Hess v>.
+        h = 1e-4
+        second = (landscape.loss(landscape.retract(x + h * v)) - 2 * landscape.loss(x)) / h**2
+        second = second + landscape.loss(landscape.retract(x - h * v)) / h**2
+        assert float(second) == pytest.approx(float((v * landscape.hvp(x, v)).sum()), rel=1e-4, abs=1e-5)
+        return
     curvature = (landscape.loss_and_grad(x + h * v)[1] - landscape.loss_and_grad(x - h * v)[1]) / (2 * h)
     torch.testing.assert_close(
         landscape.hvp(x, v), curvature, rtol=1e-5, atol=1e-5 * (1 + float(curvature.abs().max()))

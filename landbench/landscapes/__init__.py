@@ -10,8 +10,9 @@ import torch
 from landbench.errors import SpecError
 from landbench.landscapes.base import CriticalPoint, Known, Landscape
 from landbench.landscapes.basins import Basins
-from landbench.landscapes.gaussian_field import GaussianField
 from landbench.landscapes.classical import Ackley, Levy, Quadratic, Rastrigin, Rosenbrock, StyblinskiTang
+from landbench.landscapes.gaussian_field import GaussianField
+from landbench.landscapes.pspin import PSpin
 from landbench.landscapes.saddle import Saddle
 from landbench.landscapes.saddle_chain import SaddleChain
 from landbench.landscapes.valley import Valley
@@ -23,6 +24,7 @@ FAMILIES: dict[str, type[Landscape]] = {
         Saddle,
         SaddleChain,
         GaussianField,
+        PSpin,
         Basins,
         Valley,
         Quadratic,
