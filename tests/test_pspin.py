@@ -175,7 +175,8 @@ def test_known_energies_follow_the_tables() -> None:
     assert mixture.f_star is None and mixture.ground_state_limit is None
     assert mixture.threshold_energy == pytest.approx(2 * design[3][1], abs=1e-4)
     described = mixture.describe()
-    assert described["threshold_energy"] == mixture.threshold_energy and described["storage_used"] == "dense"
+    facts = described["facts"]
+    assert facts["threshold_energy"] == mixture.threshold_energy and facts["storage_used"] == "dense"
 
 
 def test_large_p2_falls_back_to_the_limit_of_the_ground_state(monkeypatch: pytest.MonkeyPatch) -> None:
