@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import collections
 import functools
 import inspect
 import json
@@ -331,11 +332,12 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     """
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["problem"], r["optimizer"], r["noise"], r["instance"], r["steps"]), []).append(r)
-    header = ("problem", "optimizer", "noise", "inst", "steps", "runs", "div", "final loss", "loss gap", "escaped")
-    header += ("esc. step", "sharpness")
+        key = (r["problem"], r["optimizer"], r["noise"], r["instance"], r["steps"], r["dtype"])
+        groups.setdefault(key, []).append(r)
+    header = ("problem", "optimizer", "noise", "inst", "steps", "dtype", "runs", "div", "final loss", "loss gap")
+    header += ("escaped", "esc. step", "sharpness", "ended in")
     rows = [header]
-    for (problem, optimizer, noise, instance, steps), runs in groups.items():
+    for (problem, optimizer, noise, instance, steps, dtype), runs in groups.items():
         healthy = [r for r in runs if not r["diverged"]]
         escapable = [r for r in runs if r["escaped"] is not None]
         rows.append(
@@ -345,6 +347,7 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
                 format_value(noise),
                 str(instance),
                 str(steps),
+                dtype.removeprefix("float"),
                 str(len(runs)),
                 str(len(runs) - len(healthy)),
                 _median(r["final_loss"] for r in healthy),
@@ -352,6 +355,7 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
                 f"{sum(r['escaped'] for r in escapable)}/{len(escapable)}" if escapable else "-",
                 _censored_median([r["escape_step"] for r in escapable], steps) if escapable else "-",
                 _median(r["sharpness"] for r in healthy),
+                _outcome(runs),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -361,6 +365,25 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _outcome(runs: Sequence[dict[str, Any]]) -> str:
+    """Where runs ended, from the family fields: basin or mode shares, saddles of a chain passed."""
+    parts = []
+    for field in ("basin", "mode"):
+        if field in runs[0]:
+            counts = collections.Counter(r[field] for r in runs)
+            shares = (
+                f"{'none' if k is None else k}:{100 * n / len(runs):.0f}%" for k, n in sorted(counts.items(), key=str)
+            )
+            parts.append(f"{field} " + " ".join(shares))
+    if "chain_escapes" in runs[0]:
+        passed = [sum(s is not None for s in r["chain_escapes"]) for r in runs]
+        parts.append(f"saddles passed {statistics.median(passed):g}/{len(runs[0]['chain_escapes'])}")
+        stuck = sum(r["chain_underflow"] is not None for r in runs)
+        if stuck:
+            parts.append(f"underflow {stuck}/{len(runs)}")
+    return ", ".join(parts) or "-"
 
 
 def _censored_median(steps: list[int | None], budget: int) -> str:

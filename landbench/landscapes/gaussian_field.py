@@ -45,7 +45,10 @@ class GaussianField(Landscape):
     ``-(u/l^2) I + (s/l^2) G``, G a GOE matrix (off-diagonal variance 1, diagonal variance 2), so
     its spectrum is a semicircle centred at ``-u/l^2`` of radius ``2 s sqrt(d)/l^2`` and the
     fraction of negative eigenvalues is ``F((u/s)/(2 sqrt d))``, ``F(t) = 1/2 + (t sqrt(1 - t^2) +
-    arcsin t)/pi`` on [-1, 1]: minima need ``u <~ -2 s sqrt d``. This needs ``M >> d`` (the
+    arcsin t)/pi`` on [-1, 1]: the typical Hessian is positive definite only below the edge
+    ``u = -2 s sqrt d``. Minima, whose Hessians are atypically stable, can lie somewhat above it at
+    finite d: gradient descent's minima (``field_value`` in the records) sit at about 0.87 times the
+    edge at d = 20 and d = 100 with confinement 1. This needs ``M >> d`` (the
     Hessian has rank at most 2M); see :func:`default_features` for the automatic ``M``. The
     confinement adds ``c I`` to the Hessian: the fraction becomes ``F(((u - c l^2)/s)/(2 sqrt d))``.
 
@@ -123,10 +126,21 @@ class GaussianField(Landscape):
             "index_law": (
                 "where the field (f without the confinement term) has value u, the fraction of negative Hessian "
                 "eigenvalues is F(((u - c l^2)/s)/(2 sqrt d)), F(t) = 1/2 + (t sqrt(1 - t^2) + arcsin t)/pi on "
-                "[-1, 1], so minima need u below minima_below = -2 s sqrt(d) + c l^2"
+                "[-1, 1]; the typical Hessian is positive definite only below the edge -2 s sqrt(d) + c l^2 "
+                "(minima, atypically stable, can lie somewhat above it at finite d)"
             ),
-            "minima_below": level,
+            "index_edge": level,
         }
+
+    def record_fields(
+        self, x: torch.Tensor, escape_steps: torch.Tensor | None, diverged: torch.Tensor
+    ) -> dict[str, list[Any]]:
+        """``field_value``: the field's value at the final point (the loss without the confinement
+        term), the ``u`` of the index law (null for a diverged run)."""
+        with torch.no_grad():
+            field = torch.mv(torch.cos(self._phase(x)), self.weights).mul_(self.scale).double().cpu()
+        broken = diverged.cpu()
+        return {"field_value": [None if broken[i] else float(field[i]) for i in range(field.shape[0])]}
 
     # --- evaluation -----------------------------------------------------------------------------
 
