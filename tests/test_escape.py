@@ -12,6 +12,7 @@ import pytest
 import scipy.special
 import scipy.stats
 from reference import noise_escape_mean, scalar_escape_step
+from runs import mean_noise_escape
 
 import landbench
 
@@ -105,21 +106,6 @@ def test_each_random_start_escapes_when_its_own_unstable_coordinate_says() -> No
     assert [r["escape_step"] for r in records] == expected
 
 
-def _mean_escape(index: int, sigma: float, seeds: int = 600, dim: int | None = None) -> tuple[float, float]:
-    records = landbench.run(
-        f"saddle(dim={dim or index + 2}, index={index}, init_radius=0.0)",
-        "sgd(lr=0.1)",
-        seeds=seeds,
-        steps=600,
-        noise=sigma,
-        dtype="float64",
-        curvature=False,
-    )
-    steps = np.array([r["escape_step"] for r in records], dtype=float)
-    assert all(r["escaped"] for r in records)
-    return float(steps.mean()), float(steps.std() / math.sqrt(len(steps)))
-
-
 def test_noise_driven_escape_from_the_exact_saddle_follows_the_closed_form() -> None:
     """Started exactly at the saddle, only the gradient noise can move GD. The closed form is for
     the linear regime; its dependence on sigma (log(1/sigma)/log a) and on the index k (the
@@ -127,9 +113,9 @@ def test_noise_driven_escape_from_the_exact_saddle_follows_the_closed_form() -> 
     lr, gamma = 0.1, 1.0
     radius = math.sqrt((1 - 1 / math.sqrt(2)) * gamma)  # where the loss is halfway to f*
     log_a = math.log(1 + lr * gamma)
-    k1_small, se1 = _mean_escape(1, 1e-4)
-    k1_tiny, se2 = _mean_escape(1, 1e-6)
-    k2_small, se3 = _mean_escape(2, 1e-4)
+    k1_small, se1 = mean_noise_escape(1, 1e-4)
+    k1_tiny, se2 = mean_noise_escape(1, 1e-6)
+    k2_small, se3 = mean_noise_escape(2, 1e-4)
     # sigma 100 times smaller: log(100)/log(1.1) = 48.3 steps longer.
     assert k1_tiny - k1_small == pytest.approx(math.log(100) / log_a, abs=4 * math.hypot(se1, se2) + 0.5)
     # index 2 instead of 1: 1/2 (digamma(1) - digamma(1/2)) / log a = 7.27 steps shorter.
@@ -150,5 +136,5 @@ def test_noise_escape_matches_an_independent_one_dimensional_simulation() -> Non
         u = u + lr * (u - u**3) - lr * sigma * rng.standard_normal(n)
         escape[(-u * u / 2 + u**4 / 4 <= -1 / 8) & (escape < 0)] = t
     reference = escape.mean()
-    ours, standard_error = _mean_escape(1, sigma, seeds=600, dim=1)
+    ours, standard_error = mean_noise_escape(1, sigma, seeds=600, dim=1)
     assert abs(ours - reference) <= 4 * math.hypot(standard_error, escape.std() / math.sqrt(n))

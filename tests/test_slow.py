@@ -9,6 +9,7 @@ import pytest
 import scipy.special
 import scipy.stats
 from reference import scalar_escape_step
+from runs import mean_noise_escape
 
 import landbench
 
@@ -29,26 +30,7 @@ def test_median_escape_keeps_its_log_d_law_up_to_a_hundred_thousand_dimensions()
 @pytest.mark.parametrize("index", [1, 3, 6])
 def test_noise_escape_index_dependence_follows_the_digamma_term(index: int) -> None:
     sigma, log_a = 1e-5, math.log(1 + 0.1)  # lr = 0.1, gamma = 1
-    records = landbench.run(
-        f"saddle(dim={index + 4}, index={index}, init_radius=0.0)",
-        "sgd(lr=0.1)",
-        seeds=3000,
-        steps=800,
-        noise=sigma,
-        dtype="float64",
-        curvature=False,
-    )
-    steps = np.array([r["escape_step"] for r in records], dtype=float)
-    reference = landbench.run(
-        "saddle(dim=5, init_radius=0.0)",
-        "sgd(lr=0.1)",
-        seeds=3000,
-        steps=800,
-        noise=sigma,
-        dtype="float64",
-        curvature=False,
-    )
-    base = np.array([r["escape_step"] for r in reference], dtype=float)
+    mean, error = mean_noise_escape(index, sigma, seeds=3000, dim=index + 4)
+    base_mean, base_error = mean_noise_escape(1, sigma, seeds=3000, dim=5)
     predicted = 0.5 * (scipy.special.digamma(index / 2) - scipy.special.digamma(0.5)) / log_a
-    standard_error = math.hypot(steps.std(), base.std()) / math.sqrt(3000)
-    assert base.mean() - steps.mean() == pytest.approx(predicted, abs=4 * standard_error + 0.3)
+    assert base_mean - mean == pytest.approx(predicted, abs=4 * math.hypot(error, base_error) + 0.3)
