@@ -20,7 +20,8 @@ def test_every_saddle_of_the_chain_is_where_and_what_it_is_documented_to_be() ->
         f"saddle_chain(dim={d}, gamma={gamma}, stiffness={stiffness}, quartic={quartic})", dtype="float64"
     )
     well = math.sqrt(gamma / quartic)
-    for i, saddle in enumerate(landscape.saddles, start=1):
+    for i in range(1, d + 1):
+        saddle = landscape.saddle_point(i)
         expected_point = torch.tensor([well] * (i - 1) + [0.0] * (d - i + 1), dtype=torch.float64)
         torch.testing.assert_close(saddle.point, expected_point)
         loss, grad = landscape.loss_and_grad(saddle.point[None])
@@ -75,3 +76,20 @@ def test_float32_underflow_strands_gd_where_the_contraction_law_says() -> None:
         "saddle_chain(dim=4)", f"sgd(lr={lr})", seeds=4, steps=6000, dtype="float64", curvature=False
     )
     assert all(r["chain_underflow"] is None and None not in r["chain_escapes"] for r in float64)
+
+
+def test_underflow_marks_a_subnormal_coordinate_even_one_that_later_recovers() -> None:
+    """A coordinate that is subnormal but above 2^-150/(lr gamma) still grows under GD (slowly, at
+    reduced precision): the record marks it while it is subnormal and stops once it has escaped."""
+    spec = "saddle_chain(dim=2, init_radius=6.5e-13)"
+    (early,) = landbench.run(spec, "sgd(lr=0.1)", seeds=1, steps=330, dtype="float32", curvature=False)
+    (late,) = landbench.run(spec, "sgd(lr=0.1)", seeds=1, steps=1400, dtype="float32", curvature=False)
+    assert early["chain_escapes"][1] is None and early["chain_underflow"] == 2
+    assert late["chain_escapes"][1] is not None and late["chain_underflow"] is None
+
+
+def test_a_long_chain_does_not_store_its_saddles() -> None:
+    landscape = landbench.make("saddle_chain(dim=100000)")
+    assert len(landscape.known.saddles) == 7 and landscape.tensor_bytes() < 10 * 100000 * 4
+    saddle = landscape.saddle_point(50000)
+    assert saddle.value == pytest.approx(-49999 * 0.25) and float(saddle.point[49998]) == 1.0

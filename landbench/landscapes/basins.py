@@ -29,10 +29,10 @@ _REACH = 40.0
 #: Scan points per width near each centre, and points of the coarse scan between the centres.
 _PER_WIDTH = 64
 _COARSE = 4097
-#: A well's minimum must lie within this many widths of its centre (there its Gaussian still
-#: holds ``exp(-2)`` = 14 % of its depth); a well minimum is never displaced by more than about
-#: 1.2 widths before it vanishes, and a minimum farther from every centre is the bowl's own.
-_OWN = 2.0
+#: A well's minimum must lie within this many widths of its centre: a well's own minimum is never
+#: displaced by more than about 1.2 widths before it vanishes (scanned over depths, widths and bowls),
+#: so a minimum farther out belongs to the bowl (e.g. a well of depth 1e-3 beside a deep one).
+_OWN = 1.25
 
 
 def _is_positive(value: Any) -> bool:

@@ -15,6 +15,9 @@ import torch
 from landbench.landscapes.base import DIM, CriticalPoint, Known, Landscape, uniform_sphere
 from landbench.spec import Param
 
+#: How many of the chain's saddles ``known`` lists (the others: :meth:`SaddleChain.saddle_point`).
+LISTED_SADDLES = 8
+
 
 def smoothstep(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``S(t) = t^3 (10 - 15 t + 6 t^2)`` on [0, 1] (clamped outside) and its first two derivatives:
@@ -44,9 +47,13 @@ class SaddleChain(Landscape):
       the stays grow geometrically, each ``1 + ln(1/|1 - lr L|)/ln(1 + lr gamma)`` times the last
       (Du et al.'s exponential time).
     * Underflow (Du et al. warn of it): that coordinate decays below the smallest normal float
-      within a few hundred steps (float32) or a few thousand (float64). There GD's increment
-      ``lr * gradient`` rounds to zero, so the run can never leave: an artifact of the arithmetic,
-      not of the landscape. Each record says where it happened (``chain_underflow``).
+      within a few hundred steps (float32) or a few thousand (float64). In the subnormal range the
+      arithmetic no longer follows the real dynamics: GD's increments ``lr * gradient`` lose
+      precision, and below ``2^-150 / (lr gamma)`` (float32; ``2^-1075 / (lr gamma)`` in float64)
+      they round to zero and the run is stranded for good: an artifact of the arithmetic, not of
+      the landscape. ``chain_underflow`` in the records names the saddle whose coordinate is
+      subnormal at the end of a run (a run flagged there may still escape later, and slower than
+      in real arithmetic, if the coordinate is above that level).
 
     Escape from saddle i is the first step at which the loss is at most halfway from saddle i's
     value down to saddle i+1's (to f* for the last); records list these steps as ``chain_escapes``.
@@ -74,7 +81,7 @@ class SaddleChain(Landscape):
         self.well = math.sqrt(g / q)
         self._switch_low, self._switch_high = (0.25 * self.well) ** 2, (0.75 * self.well) ** 2
         self.step_value = g * g / (4 * q)
-        self.saddles = [self.place(self._saddle(i)) for i in range(1, d + 1)]
+        listed = [self.saddle_point(i) for i in range(1, min(d, LISTED_SADDLES) + 1)]
         minimum = CriticalPoint(
             kind="minimum",
             value=-d * self.step_value,
@@ -84,7 +91,14 @@ class SaddleChain(Landscape):
             trace=2 * g * d,
             note="and its 2^d - 1 sign variants: every coordinate in its well",
         )
-        self.known = Known(f_star=minimum.value, saddle=self.saddles[0], minima=[minimum], saddles=self.saddles[1:])
+        self.known = Known(f_star=minimum.value, saddle=listed[0], minima=[minimum], saddles=listed[1:])
+
+    def saddle_point(self, i: int) -> CriticalPoint:
+        """Saddle i of the chain (1 <= i <= dim), built on demand: ``known`` lists only the first
+        ``LISTED_SADDLES``, so that a long chain does not store d points of dimension d."""
+        if not 1 <= i <= self.dim:
+            raise IndexError(f"saddle_chain has saddles 1 to {self.dim}, not {i}")
+        return self.place(self._saddle(i))
 
     def _saddle(self, i: int) -> CriticalPoint:
         d, g, stiff = self.dim, self.gamma, self.stiffness
@@ -105,7 +119,7 @@ class SaddleChain(Landscape):
     def facts(self) -> dict[str, Any]:
         """The chain's saddle values and the predicted growth of the stays of GD (per lr)."""
         return {
-            "saddle_values": [s.value for s in self.saddles],
+            "saddle_values": f"-(i - 1) gamma^2/(4 quartic) = -(i - 1) * {self.step_value:g}, i = 1..{self.dim}",
             "stay_ratio": "1 + ln(1/|1 - lr stiffness|) / ln(1 + lr gamma) for gradient descent with step lr",
         }
 
@@ -163,8 +177,8 @@ class SaddleChain(Landscape):
         self, x: torch.Tensor, escape_steps: torch.Tensor | None, diverged: torch.Tensor
     ) -> dict[str, list[Any]]:
         """``chain_escapes``: the step each saddle was left (null if not), and ``chain_underflow``:
-        the saddle a run is stuck at because the coordinate it must grow is below the smallest
-        normal float (null if none, or if the run diverged)."""
+        the saddle a run is at when the coordinate it must grow is subnormal, below the smallest
+        normal float (null if none, or if the run diverged); see the class docstring."""
         assert escape_steps is not None
         steps = escape_steps.cpu()
         tiny = torch.finfo(x.dtype).tiny

@@ -224,10 +224,17 @@ class Valley(Landscape):
         return out
 
     def _polar(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``rho``, ``theta`` (B,) and ``t = 4 rho^2 / R^2``, the gate's argument."""
-        rho2 = (z * z).sum(1)
+        """``rho``, ``theta`` (B,) and ``t = 4 rho^2 / R^2``, the gate's argument. ``rho`` is
+        ``hypot(z_1, z_2)``, exact down to the smallest floats (``rho^2`` would underflow first)."""
+        rho = torch.hypot(z[:, 0], z[:, 1])
         theta = torch.atan2(z[:, 1], z[:, 0])
-        return rho2.sqrt(), theta, rho2 * (4.0 / self.radius**2)
+        return rho, theta, rho * rho * (4.0 / self.radius**2)
+
+    @staticmethod
+    def _over_rho(vectors: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+        """``vectors / rho`` per row, 0 where ``rho = 0`` (the cone's apex, where the subgradient is 0)."""
+        safe = torch.where(rho > 0, rho, torch.ones_like(rho))[:, None]
+        return torch.where((rho > 0)[:, None], vectors / safe, torch.zeros_like(vectors))
 
     def _angular(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``A = h/2 (1 - cos m theta)``, ``A' = h m/2 sin m theta``, ``A'' = h m^2/2 cos m theta``."""
@@ -254,7 +261,7 @@ class Valley(Landscape):
         angular, slope, _ = self._angular(theta)
         switch, switch_slope, _, switch_t, _, _ = gate(t)
         kappa = 4.0 / self.radius**2
-        unit = z / rho.clamp(min=torch.finfo(z.dtype).tiny)[:, None]
+        unit = self._over_rho(z, rho)
         plane = (
             (2.0 * self.radial * (rho - self.radius))[:, None] * unit
             + (kappa * slope * switch_t)[:, None] * rotate_quarter(z)
@@ -275,13 +282,12 @@ class Valley(Landscape):
         a, kappa = self.radial, 4.0 / self.radius**2
         angular, slope, curvature = (c[:, None] for c in self._angular(theta))
         _, s1, s2, _, s_t2, s1_t = (c[:, None] for c in gate(t))
-        safe = rho.clamp(min=torch.finfo(z.dtype).tiny)[:, None]
         jz = rotate_quarter(z)
-        w = jz / safe
+        w = self._over_rho(jz, rho)
         along, outward = dot(jz, u), dot(z, u)
         plane = (
             2.0 * a * u
-            - (2.0 * a * self.radius) * w * dot(w, u) / safe
+            - (2.0 * a * self.radius) * self._over_rho(w * dot(w, u), rho)
             + (kappa**2 * curvature * s_t2) * jz * along
             + (kappa**2 * slope * (2.0 * s1_t - s_t2)) * (jz * outward + z * along)
             + (4.0 * kappa**2 * angular * s2) * z * outward
