@@ -172,7 +172,10 @@ def test_known_energies_follow_the_tables() -> None:
             assert landscape.f_star == GROUND_STATE[p] == pytest.approx(ground, abs=1e-5)
     assert threshold_energy({3: 4.0}) == pytest.approx(2 * threshold_energy({3: 1.0}), rel=1e-14)
     mixture = PSpin(dim=5, mix={3: 2.0}, dtype=F64)
-    assert mixture.f_star is None and mixture.ground_state_limit is None
+    # One degree with coefficient c is the pure model scaled by |c|; a genuine mixture has no known f*.
+    assert mixture.f_star == mixture.ground_state_limit == pytest.approx(2 * GROUND_STATE[3])
+    genuine = PSpin(dim=5, mix={2: 1.0, 3: 2.0}, dtype=F64)
+    assert genuine.f_star is None and genuine.ground_state_limit is None
     assert mixture.threshold_energy == pytest.approx(2 * design[3][1], abs=1e-4)
     described = mixture.describe()
     facts = described["facts"]
