@@ -14,10 +14,11 @@ ICML 2018.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import scipy.optimize
 import torch
 
 from landbench.errors import SpecError
@@ -68,14 +69,40 @@ def bezier(a: torch.Tensor, bend: torch.Tensor, b: torch.Tensor, t: torch.Tensor
     return (1 - t) ** 2 * a + 2 * t * (1 - t) * bend + t * t * b
 
 
-def _profile(landscape: Landscape, points: torch.Tensor, t: torch.Tensor, kind: str) -> PathProfile:
-    if landscape.constrained:
-        points = landscape.retract(points)
+def _on_landscape(landscape: Landscape, points: torch.Tensor) -> torch.Tensor:
+    """Path points mapped onto the feasible set (retracted onto the sphere; as they are elsewhere)."""
+    if not landscape.constrained:
+        return points
+    placed = landscape.retract(points)
+    if not bool(torch.isfinite(placed).all()):
+        raise SpecError(
+            "connectivity: the path passes through a point where the landscape's projection is undefined "
+            "(the centre of the sphere: antipodal end points); choose end points that are not antipodal"
+        )
+    return placed
+
+
+def _profile(
+    landscape: Landscape, path: Callable[[torch.Tensor], torch.Tensor], t: torch.Tensor, kind: str
+) -> PathProfile:
+    """The loss at ``path(t)``, and the barrier: the highest sample, refined between its neighbours
+    by a bounded scalar maximisation (a sampled maximum alone underestimates the barrier)."""
     with torch.no_grad():
-        loss = landscape.loss(points).double().cpu()
+        loss = landscape.loss(_on_landscape(landscape, path(t))).double().cpu()
+
+        def along(s: float) -> float:
+            point = path(torch.tensor([s], dtype=t.dtype, device=t.device))
+            return -float(landscape.loss(_on_landscape(landscape, point))[0])
+
+        peak = int(loss.argmax())
+        grid = t.double().cpu()
+        low, high = float(grid[max(peak - 1, 0)]), float(grid[min(peak + 1, len(grid) - 1)])
+        refined = scipy.optimize.minimize_scalar(along, bounds=(low, high), method="bounded", options={"xatol": 1e-10})
+    top, top_t = (
+        (-refined.fun, float(refined.x)) if -refined.fun > float(loss[peak]) else (float(loss[peak]), float(grid[peak]))
+    )
     ends = max(float(loss[0]), float(loss[-1]))
-    peak = int(loss.argmax())
-    return PathProfile(kind, t.double().cpu().tolist(), loss.tolist(), float(loss[peak]) - ends, float(t[peak]))
+    return PathProfile(kind, grid.tolist(), loss.tolist(), top - ends, top_t)
 
 
 def _as_point(landscape: Landscape, point: torch.Tensor | Sequence[float], name: str) -> torch.Tensor:
@@ -94,10 +121,11 @@ def fit_bezier(
 
     The mean is taken over ``samples`` fixed stratified parameters ``t_i = (i + 1/2)/samples``; its
     gradient in theta is ``mean_i 2 t_i (1 - t_i) grad f(phi(t_i))`` (closed-form gradients of the
-    landscape, no autograd). Adam (lr = 1% of |b - a|) from the midpoint plus a seeded perturbation
-    of 1% of |b - a|: between antipodal points of a symmetric landscape the straight segment is a
-    stationary point of this objective, and the perturbation lets the fit leave it. Returns theta and
-    the final mean loss (Garipov et al. 2018 fit theta the same way, with random t).
+    landscape; on a constrained landscape, through the retraction by autograd). Adam (lr = 1% of
+    |b - a|) starts from the midpoint plus a seeded perturbation of 1% of |b - a|: between
+    antipodal points of a symmetric landscape the straight segment is a stationary point of this
+    objective, and the perturbation lets the fit leave it. Returns theta and the final mean loss
+    (Garipov et al. 2018 fit theta the same way, with random t).
     """
     span = float((b - a).norm())
     scale = span if span > 0 else 1.0
@@ -107,19 +135,28 @@ def fit_bezier(
     optimizer = torch.optim.Adam([bend], lr=0.01 * scale)
     t = (torch.arange(samples, dtype=a.dtype, device=a.device) + 0.5) / samples
     weight = (2 * t * (1 - t))[:, None]
+    for _ in range(steps):
+        bend.grad = _mean_loss_gradient(landscape, a, bend.detach(), b, t, weight)
+        optimizer.step()
     with torch.no_grad():
-        for _ in range(steps):
-            points = bezier(a, bend.detach(), b, t)
-            if landscape.constrained:
-                points = landscape.retract(points)
-            _, grad = landscape.loss_and_grad(points)
-            bend.grad = (weight * grad).mean(0)
-            optimizer.step()
-        points = bezier(a, bend.detach(), b, t)
-        if landscape.constrained:
-            points = landscape.retract(points)
-        fit_loss = float(landscape.loss(points).double().mean())
+        fit_loss = float(landscape.loss(_on_landscape(landscape, bezier(a, bend.detach(), b, t))).double().mean())
     return bend.detach(), fit_loss
+
+
+def _mean_loss_gradient(
+    landscape: Landscape, a: torch.Tensor, bend: torch.Tensor, b: torch.Tensor, t: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """The gradient in the bend of the mean loss along the curve. Unconstrained: closed form,
+    ``mean_i 2 t_i (1 - t_i) grad f(phi(t_i))``. Constrained: through the retraction by autograd (the
+    retraction's Jacobian, ``sqrt(N)/|p| P`` on the sphere, is part of the objective's gradient)."""
+    if not landscape.constrained:
+        with torch.no_grad():
+            return (weight * landscape.loss_and_grad(bezier(a, bend, b, t))[1]).mean(0)
+    with torch.enable_grad():
+        bend = bend.clone().requires_grad_(True)
+        mean = landscape.loss(landscape.retract(bezier(a, bend, b, t))).mean()
+        (grad,) = torch.autograd.grad(mean, bend)
+    return grad
 
 
 def connectivity(
@@ -148,9 +185,9 @@ def connectivity(
         raise SpecError(f"connectivity: steps must be an integer >= 0, got {steps!r}")
     start, end = _as_point(landscape, a, "a"), _as_point(landscape, b, "b")
     t = torch.linspace(0.0, 1.0, points, dtype=landscape.dtype, device=landscape.device)
-    linear = _profile(landscape, torch.lerp(start, end, t[:, None]), t, "linear")
+    linear = _profile(landscape, lambda s: torch.lerp(start, end, s[:, None]), t, "linear")
     bend, fit_loss = fit_bezier(landscape, start, end, steps=steps, samples=samples, seed=seed)
-    curve = _profile(landscape, bezier(start, bend, end, t), t, "bezier")
+    curve = _profile(landscape, lambda s: bezier(start, bend, end, s), t, "bezier")
     if not (math.isfinite(linear.barrier) and math.isfinite(curve.barrier)):
         raise SpecError("connectivity: the loss along a path is not finite (do the points lie in the landscape?)")
     return Connectivity(start, end, linear, curve, bend, fit_loss)

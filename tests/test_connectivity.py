@@ -94,3 +94,25 @@ def test_connect_command(tmp_path) -> None:
     assert data["linear"]["barrier"] == pytest.approx(0.25)
     refused = CliRunner().invoke(main, ["connect", "saddle(dim=3)"])
     assert refused.exit_code != 0 and "known minima" in refused.output
+
+
+def test_no_path_beats_the_saddle_between_two_basins() -> None:
+    """basins: every path between the two minima crosses the saddle's hyperplane, where f is at least
+    the saddle value, so both barriers are at least the documented one; the fitted curve, which can
+    pass through the saddle, attains it (the maximum is refined between samples, not only sampled)."""
+    landscape = landbench.make("basins(dim=2)", dtype="float64")
+    wide, narrow = landscape.basins[0], landscape.basins[1]
+    barrier = wide.right_barrier  # saddle value minus the higher (wide) minimum's value
+    result = connectivity(landscape, wide.minimum.point, narrow.minimum.point)
+    assert result.linear.barrier >= barrier - 1e-12 and result.bezier.barrier >= barrier - 1e-12
+    assert result.bezier.barrier == pytest.approx(barrier, abs=1e-6)
+
+
+def test_on_the_sphere_paths_are_retracted_and_antipodes_are_refused() -> None:
+    landscape = landbench.make("pspin(dim=30)", dtype="float64")
+    a, b = landscape.sample_start([0, 1])
+    result = connectivity(landscape, a, b, steps=100)
+    assert 0 <= result.bezier.barrier <= result.linear.barrier + 1e-9
+    assert all(abs(value) < 3 for value in result.linear.loss)  # energies per spin, not off-sphere values
+    with pytest.raises(SpecError, match="antipodal"):
+        connectivity(landscape, a, -a)
