@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import scipy.special
+import torch
 
 
 def scalar_escape_step(u0: float, lr: float, gamma: float, quartic: float) -> int:
@@ -24,3 +25,9 @@ def noise_escape_mean(lr: float, gamma: float, sigma: float, index: int, radius:
     return (
         math.log(radius * math.sqrt(a * a - 1) / (lr * sigma)) - 0.5 * (scipy.special.digamma(index / 2) + math.log(2))
     ) / math.log(a)
+
+
+def dense_hessian(landscape, point: torch.Tensor) -> torch.Tensor:
+    """The d x d Hessian of ``landscape.loss`` at one point, by autograd (the reference for the
+    documented Hessians of critical points)."""
+    return torch.autograd.functional.hessian(lambda z: landscape.loss(z[None])[0], point, vectorize=True)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from reference import dense_hessian
 
 import landbench
 from landbench.errors import SpecError
@@ -67,10 +68,6 @@ def _scan(case: dict[str, Any], spacing: float = 2e-5) -> tuple[np.ndarray, np.n
     return grid, values, minima, maxima
 
 
-def _dense_hessian(landscape: Landscape, point: torch.Tensor) -> torch.Tensor:
-    return torch.autograd.functional.hessian(lambda z: landscape.loss(z[None])[0], point)
-
-
 # --- the documented critical points ------------------------------------------------------------
 
 
@@ -86,7 +83,7 @@ def test_minima_and_saddles_are_stationary_with_the_documented_hessians(case: di
         loss, grad = Landscape.loss_and_grad(landscape, point.point[None])  # autograd
         assert float(grad.abs().max()) < 1e-12
         assert float(loss) == pytest.approx(point.value, abs=1e-14)
-        eigenvalues = torch.linalg.eigvalsh(_dense_hessian(landscape, point.point))
+        eigenvalues = torch.linalg.eigvalsh(dense_hessian(landscape, point.point))
         assert point.lambda_max == pytest.approx(float(eigenvalues.max()), abs=1e-9)
         assert point.lambda_min == pytest.approx(float(eigenvalues.min()), abs=1e-9)
         assert point.trace == pytest.approx(float(eigenvalues.sum()), abs=1e-8)

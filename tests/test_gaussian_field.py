@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from reference import dense_hessian
 
 import landbench
 from landbench.errors import SpecError
@@ -18,10 +19,6 @@ from landbench.landscapes.gaussian_field import GaussianField
 
 def _field(dtype: torch.dtype = torch.float64, **kwargs) -> GaussianField:
     return GaussianField(dtype=dtype, **kwargs)
-
-
-def _dense_hessian(landscape: Landscape, point: torch.Tensor) -> torch.Tensor:
-    return torch.autograd.functional.hessian(lambda z: landscape.loss(z[None])[0], point)
 
 
 def test_covariance_over_instances_is_the_squared_exponential() -> None:
@@ -163,10 +160,10 @@ def test_gradient_and_hvp_match_autograd_and_finite_differences(confinement: flo
     # The loss is f + c/2 |x|^2, and the closed-form Hessian is the dense autograd one.
     field = _field(dim=6, amplitude=1.7, length_scale=0.6, seed=4)
     torch.testing.assert_close(loss, field.loss(x) + 0.5 * confinement * x.square().sum(1), rtol=1e-13, atol=1e-13)
-    dense = _dense_hessian(landscape, x[0])
+    dense = dense_hessian(landscape, x[0])
     columns = landscape.hvp(x[0].expand(6, 6), torch.eye(6, dtype=torch.float64))
     torch.testing.assert_close(columns, dense, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(dense - _dense_hessian(field, x[0]), confinement * torch.eye(6, dtype=torch.float64))
+    torch.testing.assert_close(dense - dense_hessian(field, x[0]), confinement * torch.eye(6, dtype=torch.float64))
 
 
 def test_length_scale_rescales_the_same_instance_and_amplitude_scales_the_values() -> None:
@@ -252,7 +249,18 @@ def test_gd_with_confinement_reaches_a_minimum_whose_sharpness_is_recorded() -> 
     assert float(grad.norm(dim=1).max()) < 1e-10
     for record, point, value in zip(records, x, loss):
         assert record["final_loss"] == pytest.approx(float(value), abs=1e-10)
-        spectrum = torch.linalg.eigvalsh(_dense_hessian(landscape, point))
+        spectrum = torch.linalg.eigvalsh(dense_hessian(landscape, point))
         assert float(spectrum[0]) > 0  # a minimum
         assert record["sharpness"] == pytest.approx(float(spectrum[-1]), rel=1e-8)
         assert record["f_star"] is None and record["loss_gap"] is None and record["escape_step"] is None
+
+
+def test_field_value_is_the_loss_without_the_confinement_term() -> None:
+    landscape = _field(dim=8, confinement=0.7, seed=2)
+    records = landbench.run(landscape, "sgd(lr=0.05)", seeds=3, steps=50, curvature=False)
+    final = landscape.sample_start(range(3))
+    for _ in range(50):
+        final = final - 0.05 * Landscape.loss_and_grad(landscape, final)[1]
+    bare = landscape.loss(final) - 0.35 * final.square().sum(1)
+    for record, value in zip(records, bare):
+        assert record["field_value"] == pytest.approx(float(value), abs=1e-9)

@@ -6,12 +6,9 @@ import math
 
 import pytest
 import torch
+from reference import dense_hessian
 
 import landbench
-
-
-def _dense_hessian(landscape, point: torch.Tensor) -> torch.Tensor:
-    return torch.autograd.functional.hessian(lambda z: landscape.loss(z[None])[0], point)
 
 
 def test_every_saddle_of_the_chain_is_where_and_what_it_is_documented_to_be() -> None:
@@ -27,7 +24,7 @@ def test_every_saddle_of_the_chain_is_where_and_what_it_is_documented_to_be() ->
         loss, grad = landscape.loss_and_grad(saddle.point[None])
         assert float(loss) == pytest.approx(-(i - 1) * gamma**2 / (4 * quartic), abs=1e-12)
         assert float(grad.abs().max()) < 1e-12
-        spectrum = torch.linalg.eigvalsh(_dense_hessian(landscape, saddle.point))
+        spectrum = torch.linalg.eigvalsh(dense_hessian(landscape, saddle.point))
         expected = sorted([2 * gamma] * (i - 1) + [-gamma] + [stiffness] * (d - i))
         torch.testing.assert_close(spectrum, torch.tensor(expected, dtype=torch.float64), atol=1e-9, rtol=0)
     # Any sign pattern of the wells is a global minimum.

@@ -13,6 +13,7 @@ import scipy.ndimage
 import scipy.optimize
 import scipy.stats
 import torch
+from reference import dense_hessian
 
 import landbench
 from landbench.errors import SpecError
@@ -26,10 +27,6 @@ PARAMS = {"modes": 5, "radius": 1.5, "radial": 4.0, "ring_barrier": 0.3, "confin
 
 def _valley(dim: int = 6, rotate: bool = False, **overrides: float) -> Valley:
     return Valley(dim=dim, rotate=rotate, dtype=torch.float64, **{**PARAMS, **overrides})
-
-
-def _dense_hessian(landscape: Landscape, point: torch.Tensor) -> torch.Tensor:
-    return torch.autograd.functional.hessian(lambda z: landscape.loss(z[None])[0], point, vectorize=True)
 
 
 def _plane_basis(landscape: Valley) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +61,7 @@ def test_every_mode_is_a_stationary_minimum_with_the_documented_hessian(rotate: 
             assert float(point[2:].abs().max()) == 0.0 and float(point[:2].norm()) == pytest.approx(r)
         loss, grad = Landscape.loss_and_grad(landscape, point[None])  # the autograd reference
         assert float(loss) == pytest.approx(0.0, abs=1e-14) and float(grad.abs().max()) < 1e-12
-        spectrum = torch.linalg.eigvalsh(_dense_hessian(landscape, point))
+        spectrum = torch.linalg.eigvalsh(dense_hessian(landscape, point))
         torch.testing.assert_close(spectrum, torch.tensor(expected, dtype=torch.float64), atol=1e-10, rtol=0)
         known = landscape.minimum(k)
         assert (known.value, known.index) == (0.0, 0)
@@ -86,7 +83,7 @@ def test_ring_saddles_are_stationary_of_index_one_at_value_h(rotate: bool) -> No
         torch.testing.assert_close(point, r * (math.cos(theta) * q1 + math.sin(theta) * q2), rtol=0, atol=1e-12)
         loss, grad = Landscape.loss_and_grad(landscape, point[None])
         assert float(loss) == pytest.approx(h, abs=1e-14) and float(grad.abs().max()) < 1e-12
-        spectrum = torch.linalg.eigvalsh(_dense_hessian(landscape, point))
+        spectrum = torch.linalg.eigvalsh(dense_hessian(landscape, point))
         torch.testing.assert_close(spectrum, torch.tensor(expected, dtype=torch.float64), atol=1e-10, rtol=0)
         assert int((spectrum < 0).sum()) == 1 == landscape.ring_saddle(k).index
         assert landscape.ring_saddle(k).lambda_min == pytest.approx(min(expected))
@@ -391,3 +388,15 @@ def test_runs_with_curvature_metrics_read_the_documented_hessian_at_the_minimum(
     assert [(s["value"], s["index"]) for s in description["saddles"]] == [(0.3, 1)]
     assert description["facts"]["axis_value"] == 4.0 * 1.5**2
     assert [m["value"] for m in description["minima"]] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "distance"), [(torch.float32, 1e-25), (torch.float32, 1e-36), (torch.float64, 1e-170)]
+)
+def test_the_gradient_stays_exact_next_to_the_axis(dtype: torch.dtype, distance: float) -> None:
+    """Where rho^2 would underflow, the in-plane gradient is still 2 a (rho - R) z/rho = -2 a R e_1."""
+    landscape = Valley(dim=3, dtype=dtype)
+    x = torch.tensor([[distance, 0.0, 0.3]], dtype=dtype)
+    _, grad = landscape.loss_and_grad(x)
+    expected = torch.tensor([[-2 * landscape.radial * landscape.radius, 0.0, 0.3 * landscape.confinement]], dtype=dtype)
+    torch.testing.assert_close(grad, expected, rtol=1e-6, atol=1e-6)

@@ -316,6 +316,17 @@ def squared_norm(t: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(t, dim=1).square()
 
 
+def smoothstep(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``S(t) = t^3 (10 - 15 t + 6 t^2)`` on [0, 1] (clamped outside) and its first two derivatives:
+    0 and 1 at the ends with vanishing first and second derivatives there."""
+    inside = (t > 0) & (t < 1)
+    t = t.clamp(0.0, 1.0)
+    value = t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
+    slope = torch.where(inside, 30.0 * t * t * (1.0 - t) ** 2, torch.zeros_like(t))
+    curvature = torch.where(inside, 60.0 * t * (1.0 - t) * (1.0 - 2.0 * t), torch.zeros_like(t))
+    return value, slope, curvature
+
+
 def uniform_box(generator: torch.Generator, dim: int, low: float, high: float) -> torch.Tensor:
     """A point uniform in the box ``[low, high]^dim`` (float64, CPU)."""
     return low + (high - low) * torch.rand(dim, generator=generator, dtype=torch.float64)

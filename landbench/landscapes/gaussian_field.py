@@ -46,9 +46,9 @@ class GaussianField(Landscape):
     its spectrum is a semicircle centred at ``-u/l^2`` of radius ``2 s sqrt(d)/l^2`` and the
     fraction of negative eigenvalues is ``F((u/s)/(2 sqrt d))``, ``F(t) = 1/2 + (t sqrt(1 - t^2) +
     arcsin t)/pi`` on [-1, 1]: the typical Hessian is positive definite only below the edge
-    ``u = -2 s sqrt d``. Minima, whose Hessians are atypically stable, can lie somewhat above it at
-    finite d: gradient descent's minima (``field_value`` in the records) sit at about 0.87 times the
-    edge at d = 20 and d = 100 with confinement 1. This needs ``M >> d`` (the
+    ``u = -2 s sqrt d``. Minima, whose Hessians are atypically stable, can lie above it at finite d
+    (``field_value`` in the records), and which ones gradient descent finds depends on its step:
+    it cannot stay where ``lambda_max > 2/lr``. This needs ``M >> d`` (the
     Hessian has rank at most 2M); see :func:`default_features` for the automatic ``M``. The
     confinement adds ``c I`` to the Hessian: the fraction becomes ``F(((u - c l^2)/s)/(2 sqrt d))``.
 
@@ -138,7 +138,7 @@ class GaussianField(Landscape):
         """``field_value``: the field's value at the final point (the loss without the confinement
         term), the ``u`` of the index law (null for a diverged run)."""
         with torch.no_grad():
-            field = torch.mv(torch.cos(self._phase(x)), self.weights).mul_(self.scale).double().cpu()
+            field = torch.mv(self._phase(x).cos_(), self.weights).mul_(self.scale).double().cpu()
         broken = diverged.cpu()
         return {"field_value": [None if broken[i] else float(field[i]) for i in range(field.shape[0])]}
 
@@ -157,7 +157,7 @@ class GaussianField(Landscape):
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """``s/sqrt(M) sum_m r_m cos(w_m.x - phi_m) + confinement/2 |x|^2``."""
-        return self._value(x, torch.cos(self._phase(x)))
+        return self._value(x, self._phase(x).cos_())
 
     def loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``grad = -s/sqrt(M) (r * sin theta) W + confinement x``; two (B, M) work tensors."""

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from landbench.errors import SpecError
-from landbench.landscapes.base import CriticalPoint, Known, Landscape, squared_norm
+from landbench.landscapes.base import CriticalPoint, Known, Landscape, smoothstep, squared_norm
 from landbench.spec import Param
 
 TWO_PI = 2.0 * math.pi
@@ -31,9 +31,7 @@ def gate(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
     beyond = 1.0 / t.clamp(min=1.0)  # 1 for t <= 1, 1/t beyond (where S = 1)
     rest = 1.0 - tc
     return (
-        tc * tc * tc * poly,
-        30.0 * tc * tc * rest * rest,
-        60.0 * tc * rest * (1.0 - 2.0 * tc),
+        *smoothstep(t),
         tc * tc * poly * beyond,
         tc * poly * beyond * beyond,
         30.0 * tc * rest * rest,
