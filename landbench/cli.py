@@ -91,9 +91,16 @@ def list_command(as_json: bool) -> None:
 @main.command()
 @click.argument("spec")
 @click.option("--instance", default=0, show_default=True, help="Instance seed of a random family.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float64"]),
+    default="float64",
+    show_default=True,
+    help="Precision of the instance built to describe it (float32 halves the memory of a big spin glass).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @_friendly
-def describe(spec: str, instance: int, as_json: bool) -> None:
+def describe(spec: str, instance: int, dtype: str, as_json: bool) -> None:
     """Formula, parameters and known critical points of SPEC.
 
     SPEC is a family name ("saddle") or a full spec ("saddle(dim=10, index=2)"); with a
@@ -112,7 +119,7 @@ def describe(spec: str, instance: int, as_json: bool) -> None:
             "doc": inspect.cleandoc(cls.__doc__ or ""),
         }
     else:
-        info = make(parsed, seed=instance, dtype="float64").describe()
+        info = make(parsed, seed=instance, dtype=dtype).describe()
         info["doc"] = inspect.cleandoc(cls.__doc__ or "")
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))

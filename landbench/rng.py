@@ -191,7 +191,7 @@ def counter_normal(key: int, start: int, count: int, device: torch.device | str 
       ``log``/``cos``, whose last bit differs between CPU and CUDA), accurate to about 1e-16
       relative. ``|z| <= 6.7``: the tails beyond ``sqrt(2 * 33 ln 2)`` (probability 3e-11) are cut.
 
-    Cost: about 200 elementwise tensor operations per pair, in chunks of 2**18 pairs: about 40 ns per
+    Cost: about 200 elementwise tensor operations per pair, in chunks of 2**18 pairs: about 40-60 ns per
     number on a 2-core CPU.
 
     References: G. E. P. Box and M. E. Muller, "A note on the generation of random normal deviates",

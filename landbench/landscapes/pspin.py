@@ -133,7 +133,7 @@ class PSpin(Landscape):
     2**20 couplings) at every evaluation and contracts it with the p positional contractions (a
     hand-written reverse pass for the gradient, its derivative along v for the HVP): memory about
     2**20 couplings plus ``B N^{p-2}`` per row of a block, time dominated by generating the
-    ``N^p`` couplings every evaluation (about 40 ns each on a 2-core CPU, far more than the matmul).
+    ``N^p`` couplings every evaluation (about 40-60 ns each on a 2-core CPU, far more than the matmul).
     ``auto`` is dense when the couplings take at most half the free memory of the device.
 
     Measured on a 2-core CPU, float32, B = 8, per ``loss_and_grad`` (``hvp`` costs the same):
