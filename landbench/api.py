@@ -10,7 +10,7 @@ import torch
 from landbench.engine import Progress, run_batch
 from landbench.errors import SpecError
 from landbench.landscapes import Landscape, make
-from landbench.optimizers import OptimizerSpec, check_batch_safe, resolve
+from landbench.optimizers import OptimizerSpec, resolve
 from landbench.records import build_records
 from landbench.settings import Settings, check_noise, check_steps, is_integer, normalize_seeds
 from landbench.spec import Spec
@@ -50,6 +50,5 @@ def run(
     else:
         landscape = make(problem, seed=int(instance), device=device, dtype=options.dtype)
     opt = resolve(optimizer)
-    check_batch_safe(opt, landscape.device, landscape.dtype)
     outcome = run_batch(landscape, opt, seed_list, steps=steps, noise=noise, settings=options, progress=progress)
     return build_records(landscape, opt, outcome, steps=steps, noise=noise, settings=options)

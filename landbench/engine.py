@@ -2,13 +2,16 @@
 
 Per step, on the device and without waiting on the host: the closed-form loss and gradient of
 every run, optional Gaussian gradient noise (one stream per run), one optimizer step over the
-whole tensor, the landscape's projection, and the event tracker (escape, target hits,
-divergence, loss curve), which only writes the step's losses into a device buffer. A run whose
-loss turns NaN or inf is marked diverged at that step and no longer observed: its events stop
-and it keeps its last finite loss. Its row stays in the tensor, where it cannot reach the others:
-landscapes evaluate rows independently, and the optimizer is elementwise, which
-:func:`landbench.optimizers.check_batch_safe` verifies before a run (so nothing is spent, per
-step, on freezing rows that almost never diverge).
+whole tensor (a closure re-evaluates the landscape for optimizers that ask for one: SAM, LBFGS),
+the landscape's projection, and the event tracker (escape, target hits, divergence, loss curve),
+which only writes the step's losses and evaluation counts into a device buffer. Optimizers that
+couple the runs of a tensor are stepped per tensor or one run at a time instead
+(:mod:`landbench.stepping`, chosen by :func:`landbench.optimizers.batching.choose_mode`).
+
+A run whose loss turns NaN or inf is marked diverged at that step and no longer observed: its
+events stop and it keeps its last finite loss. Its row stays in the tensor, where it cannot reach
+the others: landscapes evaluate rows independently, and the mode is chosen so that the optimizer
+keeps a NaN in its own row (so nothing is spent, per step, on freezing rows that rarely diverge).
 """
 
 from __future__ import annotations
@@ -23,20 +26,23 @@ from landbench.landscapes.base import Landscape
 from landbench.metrics.curvature import basin_width, hessian_trace, sharpness
 from landbench.metrics.events import EventTracker
 from landbench.optimizers import OptimizerSpec
+from landbench.optimizers.batching import choose_mode
 from landbench.rng import RunNoise
 from landbench.settings import Settings
+from landbench.stepping import STEPPERS, Evaluator, bind_runs
 
 Progress = Callable[[int], None]
 
 
 @dataclass
 class BatchOutcome:
-    """What a batch produced, moved to the CPU: per-run tensors plus timings."""
+    """What a batch produced: per-run tensors, the mode it ran in, and timings."""
 
     seeds: list[int]
     tracker: EventTracker
     final_x: torch.Tensor
     curvature: dict[str, torch.Tensor]
+    mode: str
     wall_s: float
     metrics_s: float
 
@@ -44,6 +50,14 @@ class BatchOutcome:
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _streams(landscape: Landscape, seeds: list[int], noise: float, mode: str) -> list[RunNoise] | None:
+    """The gradient-noise streams: none, one for the batch, or one per run in separate mode."""
+    if noise == 0:
+        return None
+    groups = [[s] for s in seeds] if mode == "separate" else [seeds]
+    return [RunNoise(landscape.seed, group, landscape.dim, landscape.dtype, landscape.device) for group in groups]
 
 
 def run_batch(
@@ -55,19 +69,23 @@ def run_batch(
     noise: float = 0.0,
     settings: Settings | None = None,
     progress: Progress | None = None,
+    mode: str | None = None,
 ) -> BatchOutcome:
-    """Run ``len(seeds)`` runs of ``optimizer`` on ``landscape`` for ``steps`` steps, as one tensor.
+    """Run ``len(seeds)`` runs of ``optimizer`` on ``landscape`` for ``steps`` steps.
 
-    ``progress`` (if given) is called with the number of steps done since its last call, about a
-    hundred times per batch; it runs on the host and never forces a device synchronisation.
+    ``mode`` is one of :data:`landbench.stepping.MODES`; by default the fastest one that gives the
+    same numbers as separate runs. ``progress`` (if given) is called with the number of steps done
+    since its last call, about a hundred times per batch, on the host, without synchronising.
     """
     settings = settings or Settings()
     device = landscape.device
     seeds = [int(s) for s in seeds]
+    mode = mode or choose_mode(optimizer, device, landscape.dtype)
     _synchronize(device)
     started = time.perf_counter()
-    param = torch.nn.Parameter(landscape.sample_start(seeds))
-    opt = optimizer.build([param])
+    evaluator = Evaluator(landscape, noise, _streams(landscape, seeds, noise, mode))
+    stepper = STEPPERS[mode](optimizer, landscape.sample_start(seeds), evaluator)
+    bind_runs(stepper, seeds, landscape.seed)
     tracker = EventTracker(
         len(seeds),
         steps,
@@ -78,26 +96,22 @@ def run_batch(
         device=device,
         dtype=landscape.dtype,
     )
-    gradient_noise = RunNoise(landscape.seed, seeds, landscape.dim, landscape.dtype, device) if noise > 0 else None
     report_every = max(1, steps // 100)
     with torch.no_grad():
         for step in range(steps):
-            loss, grad = landscape.loss_and_grad(param.detach())
-            tracker.observe(step, loss)
-            if gradient_noise is not None:
-                grad.add_(gradient_noise.sample(step), alpha=noise)
-            param.grad = grad
-            opt.step()
-            landscape.project_(param.data)
+            loss, grad = evaluator.gradient(stepper.points())
+            tracker.observe(step, loss, _evals(stepper.evals, device))
+            _count(stepper)
+            stepper.step(grad)
             if progress is not None and (step + 1) % report_every == 0:
                 progress(report_every)
-        tracker.observe(steps, landscape.loss(param.detach()))
+        final_x = stepper.points()
+        tracker.observe(steps, landscape.loss(final_x), _evals(stepper.evals, device))
         tracker.flush()
     _synchronize(device)
     wall_s = time.perf_counter() - started
     if progress is not None:
         progress(steps % report_every)
-    final_x = param.detach()
     curvature = _curvature(landscape, final_x, seeds, settings) if settings.curvature else {}
     _synchronize(device)
     return BatchOutcome(
@@ -105,9 +119,25 @@ def run_batch(
         tracker=tracker,
         final_x=final_x,
         curvature=curvature,
+        mode=mode,
         wall_s=wall_s,
         metrics_s=time.perf_counter() - started - wall_s,
     )
+
+
+def _evals(evals: int | list[int], device: torch.device) -> int | torch.Tensor:
+    """The evaluation counts for the tracker: one int for all runs, or a per-run tensor."""
+    return evals if isinstance(evals, int) else torch.tensor(evals, dtype=torch.int64, device=device)
+
+
+def _count(stepper: object) -> None:
+    """One more gradient evaluation for every run (the one each step starts with)."""
+    evals = stepper.evals  # type: ignore[attr-defined]
+    if isinstance(evals, int):
+        stepper.evals = evals + 1  # type: ignore[attr-defined]
+    else:
+        for run in range(len(evals)):
+            evals[run] += 1
 
 
 #: The largest landscape (bytes of its tensors) whose float64 twin the basin width may build.

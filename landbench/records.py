@@ -13,12 +13,14 @@ f_star, loss_gap    the known optimum value and ``final_loss - f_star`` (null wh
 escape_step         first step t >= 1 with f(x_t) at most halfway from the saddle's value to f*;
                     null with ``escaped: false`` when censored; both null without a saddle
 targets, hit_steps  targets on the loss gap and the first step each is reached (null if never)
+hit_evals           the gradient evaluations the run had spent when it reached each target
 sharpness           largest Hessian eigenvalue at the last iterate (Lanczos)
 hessian_trace       Hutchinson estimate of tr H at the last iterate
 basin_width         radius where the mean loss rise along random directions reaches ``tau``
                     (null if it never does within the scan: wider than ~4096 r0)
 diverged            whether the loss became NaN or inf; ``diverged_step`` is the first step it was
-grad_evals          gradient evaluations the run used before it diverged (``steps`` otherwise)
+grad_evals          gradient evaluations the run used (up to its divergence if it diverged)
+batch_mode          how the runs of the batch were stepped: batched, per_tensor or separate
 wall_s, batch_size  wall time of the optimisation loop of the batch the run was in, and its size
 metrics_s           wall time of the batch's curvature metrics
 curve               ``{"steps": [...], "loss": [...]}`` at log-spaced steps (null after divergence)
@@ -44,7 +46,7 @@ from landbench.settings import Settings
 
 #: Version of what a record means; bumped whenever a metric's definition changes, so that a re-run
 #: into an old results folder recomputes instead of reusing records of another meaning.
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = 2
 
 
 def run_key(
@@ -88,6 +90,8 @@ def build_records(
     escape = tracker.escape_steps[:, 0].cpu() if tracker.escape_steps is not None else None
     extra = landscape.record_fields(outcome.final_x, tracker.escape_steps, tracker.diverged_step >= 0)
     hits = tracker.hit_steps.cpu() if tracker.hit_steps is not None else None
+    hit_evals = tracker.hit_evals.cpu() if tracker.hit_evals is not None else None
+    evals = tracker.evals.cpu()
     curve = tracker.curve.double().cpu()
     curvature = {name: values.double().cpu() for name, values in outcome.curvature.items()}
     settings_dict = settings.as_dict()
@@ -113,6 +117,7 @@ def build_records(
             "escaped": None if escape is None else bool(escape[row] >= 0),
             "targets": list(settings.targets),
             "hit_steps": None if hits is None else [_step(h) for h in hits[row]],
+            "hit_evals": None if hit_evals is None else [_step(h) for h in hit_evals[row]],
         }
         for name in ("sharpness", "hessian_trace", "basin_width"):
             record[name] = None if diverged or name not in curvature else _number(curvature[name][row])
@@ -121,7 +126,8 @@ def build_records(
                 "tau": settings.tau,
                 "diverged": diverged,
                 "diverged_step": _step(diverged_step[row]),
-                "grad_evals": int(diverged_step[row]) if diverged else steps,
+                "grad_evals": int(evals[row]),
+                "batch_mode": outcome.mode,
                 "wall_s": outcome.wall_s,
                 "batch_size": len(outcome.seeds),
                 **{name: values[row] for name, values in extra.items()},

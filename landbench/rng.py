@@ -43,7 +43,7 @@ def cpu_generator(*parts: int | str) -> torch.Generator:
 
 
 def block_steps(dim: int) -> int:
-    """How many steps of noise a run draws at once: about 2**14 numbers a draw, 1 to 256 steps.
+    """How many gradient evaluations of noise a run draws at once: about 2**14 numbers a draw, 1 to 256.
 
     It depends on the dimension only, so a run's noise does not depend on the batch it is in; the
     buffer holds B * block_steps * dim numbers (64 KiB per run in float32 for dim <= 2**14).
@@ -52,14 +52,15 @@ def block_steps(dim: int) -> int:
 
 
 class RunNoise:
-    """Standard normal gradient noise, one independent stream per run.
+    """Standard normal gradient noise, one independent stream per run, one draw per gradient evaluation.
 
     Run i draws from its own :class:`torch.Generator` on the device, seeded with
-    ``derive_seed(instance, seed_i, "noise")``, in blocks of :func:`block_steps` steps, so that a run's
-    noise is the same whichever runs share its batch, while the generator calls per step stay at
-    ``B / block_steps(dim)``. (CPU and CUDA generators are different algorithms: a run's noise on
-    the GPU is a different, equally valid, draw than on the CPU; the landscape instance is identical.)
-    Steps must be requested in order 0, 1, 2, ...
+    ``derive_seed(instance, seed_i, "noise")``, in blocks of :func:`block_steps` evaluations, so that a
+    run's k-th gradient evaluation gets the same noise whichever runs share its batch (and whether
+    its optimizer evaluates once per step, twice like SAM, or a varying number of times like LBFGS,
+    as long as the run's own evaluations come in order), while the generator calls per evaluation
+    stay at ``B / block_steps(dim)``. (CPU and CUDA generators are different algorithms: a run's
+    noise on the GPU is a different, equally valid, draw than on the CPU; the instance is identical.)
     """
 
     def __init__(self, instance: int, seeds: Sequence[int], dim: int, dtype: torch.dtype, device: torch.device | str):
@@ -69,13 +70,15 @@ class RunNoise:
         ]
         self.block = block_steps(dim)
         self.buffer = torch.empty((len(seeds), self.block, dim), dtype=dtype, device=device)
+        self.drawn = 0
 
-    def sample(self, step: int) -> torch.Tensor:
-        """The ``(B, dim)`` noise of the given step (a view into a reused buffer)."""
-        offset = step % self.block
+    def next(self) -> torch.Tensor:
+        """The ``(B, dim)`` noise of the next gradient evaluation (a view into a reused buffer)."""
+        offset = self.drawn % self.block
         if offset == 0:
             for row, generator in zip(self.buffer, self.generators):
                 torch.randn(row.shape, generator=generator, out=row)
+        self.drawn += 1
         return self.buffer[:, offset]
 
 

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from landbench.engine import run_batch
 from landbench.landscapes import make, resolve_device, resolve_dtype
-from landbench.optimizers import check_batch_safe, resolve
+from landbench.optimizers import choose_mode, resolve
 from landbench.records import build_records
 from landbench.store import ResultStore
 from landbench.suite import Scenario, Suite
@@ -84,13 +84,12 @@ def _check_before_running(suite: Suite, device: str) -> None:
     """Fail before the first batch, not half-way: the device exists, every optimizer is batch-safe."""
     place = resolve_device(device)
     for name, dtype in {(s.optimizer, s.settings.dtype) for s in suite.scenarios()}:
-        check_batch_safe(resolve(name), place, resolve_dtype(dtype))
+        choose_mode(resolve(name), place, resolve_dtype(dtype))
 
 
 def _run_scenario(scenario: Scenario, seeds: list[int], device: str, bar: tqdm) -> list[dict[str, Any]]:
     landscape = make(scenario.problem, seed=scenario.instance, device=device, dtype=scenario.settings.dtype)
     optimizer = resolve(scenario.optimizer)
-    check_batch_safe(optimizer, landscape.device, landscape.dtype)
     runs_per_step = len(seeds) / scenario.steps
     outcome = run_batch(
         landscape,

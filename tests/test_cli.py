@@ -143,11 +143,13 @@ def test_console_script_is_installed() -> None:
     assert "landbench, version" in completed.stdout
 
 
-def test_a_suite_with_an_unsafe_optimizer_fails_before_running_anything(tmp_path: Path) -> None:
+def test_a_suite_with_a_failing_optimizer_fails_before_running_anything(tmp_path: Path) -> None:
     suite = tmp_path / "unsafe.toml"
-    suite.write_text('optimizers = ["sgd(lr=0.1)", "lbfgs"]\n[[problems]]\nspec = "saddle(dim=3)"\n')
+    suite.write_text(
+        'optimizers = ["sgd(lr=0.1)", "torch.optim:SparseAdam(lr=0.1)"]\n[[problems]]\nspec = "saddle(dim=3)"\n'
+    )
     result = CliRunner().invoke(main, ["run", str(suite), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "closure" in result.output
+    assert result.exit_code == 2 and "fails on a small test problem" in result.output
     assert not (tmp_path / "out").exists()
 
 

@@ -59,14 +59,19 @@ def test_chunked_tracker_equals_the_per_step_definitions(chunk: int) -> None:
         dtype=torch.float64,
         chunk=chunk,
     )
+    per_step = torch.arange(1, batch + 1)  # run b spends b + 1 evaluations a step (as LBFGS might)
     for t in range(steps + 1):
-        tracker.observe(t, history[t])
+        tracker.observe(t, history[t], per_step * t)
     tracker.flush()
     expected = naive_events(history.tolist(), threshold, f_star, targets, tracker.curve_steps)
     assert tracker.diverged_step.tolist() == expected["diverged"]
     torch.testing.assert_close(tracker.last_loss, torch.tensor(expected["last"], dtype=torch.float64), equal_nan=True)
     assert tracker.escape_steps[:, 0].tolist() == expected["escape"]
     assert tracker.hit_steps.tolist() == expected["hits"]
+    expected_evals = [[-1 if h < 0 else (b + 1) * h for h in hits] for b, hits in enumerate(expected["hits"])]
+    assert tracker.hit_evals.tolist() == expected_evals
+    spent = [(b + 1) * (steps if d < 0 else d) for b, d in enumerate(expected["diverged"])]
+    assert tracker.evals.tolist() == spent
     torch.testing.assert_close(tracker.curve, torch.tensor(expected["curve"], dtype=torch.float64), equal_nan=True)
     assert expected["diverged"][:4] == [-1, 5, 17, 0]
 
@@ -91,6 +96,6 @@ def test_observing_out_of_order_is_refused() -> None:
         device=torch.device("cpu"),
         dtype=torch.float32,
     )
-    tracker.observe(0, torch.zeros(1))
+    tracker.observe(0, torch.zeros(1), 0)
     with pytest.raises(AssertionError):
-        tracker.observe(2, torch.zeros(1))
+        tracker.observe(2, torch.zeros(1), 2)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from landbench.errors import SpecError
-from landbench.optimizers.batching import check_batch_safe
+from landbench.optimizers.batching import choose_mode
 from landbench.spec import Spec, format_spec, parse_spec, suggest
 
 BUILTIN: dict[str, type[torch.optim.Optimizer]] = {
@@ -164,4 +164,4 @@ def _try_build(spec: OptimizerSpec) -> None:
         raise SpecError(f"optimizer {spec.canonical}: {exc}") from None
 
 
-__all__ = ["BUILTIN", "OptimizerSpec", "check_batch_safe", "optimizer_class", "resolve"]
+__all__ = ["BUILTIN", "OptimizerSpec", "choose_mode", "optimizer_class", "resolve"]

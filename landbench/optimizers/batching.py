@@ -1,11 +1,14 @@
-"""Is it safe to run B independent runs as one (B, d) parameter tensor with one optimizer?
+"""Which mode runs B independent runs of an optimizer fastest while keeping them independent?
 
-It is when the optimizer is elementwise: the torch.optim classes landbench names (SGD, Adam,
-AdamW, RMSprop, Adagrad, NAdam, RAdam, Adamax, ASGD, Rprop, Adadelta) are. It is not when the
-update of one entry depends on others: a global gradient norm, a per-tensor trust ratio (LAMB,
-LARS), a factored second moment (Adafactor), orthogonalisation (Muon), a closure (LBFGS), or a
-guard that skips the whole step when any gradient is NaN (one diverged run would stall the rest).
-Rather than trust a list, landbench checks each optimizer spec once per device and dtype.
+``batched`` (one (B, d) tensor) is right for elementwise optimizers: SGD, Adam, AdamW, RMSprop,
+Adagrad, NAdam, RAdam, Adamax, ASGD, Rprop, Adadelta, SAM and perturbed GD as landbench writes
+them. ``per_tensor`` (B tensors of shape (1, d), one optimizer) is right when the update couples
+the entries of a tensor but not different tensors: a per-tensor trust ratio (LAMB, LARS), a
+factored second moment (Adafactor). ``separate`` (one optimizer per run) is right for everything,
+including a global norm over all parameters, a guard that skips the whole step when any gradient
+is NaN, and a closure with a line search (LBFGS). Rather than trust a list, landbench checks each
+optimizer spec once per device and dtype, in that order, and takes the first mode that matches
+separate runs (:func:`choose_mode`).
 """
 
 from __future__ import annotations
@@ -15,72 +18,99 @@ from typing import TYPE_CHECKING
 import torch
 
 from landbench.errors import BatchSafetyError
+from landbench.landscapes.base import DIM, Landscape
 
 if TYPE_CHECKING:
     from landbench.optimizers import OptimizerSpec
 
-_checked: set[tuple[str, str, torch.dtype]] = set()
+_chosen: dict[tuple[str, str, torch.dtype], str] = {}
 _STEPS = 5
-_NAN_FROM = 2  # the poisoned run's gradient is NaN from this step on
+#: Start scales of the probe runs: very different scales expose global norms; the last run starts
+#: at infinity, so its loss and gradient are non-finite from the first step (a guard that skips the
+#: whole step on any NaN would then stall the others).
+_SCALES = (0.1, 1.0, 10.0, float("inf"))
 
 
-def _trajectory(
-    spec: OptimizerSpec, start: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, poisoned: torch.Tensor
-) -> torch.Tensor:
-    """Iterates after ``_STEPS`` steps on ``g(x) = slope * x + offset``; rows marked ``poisoned``
-    get a NaN gradient from step ``_NAN_FROM`` on."""
-    param = start.clone().requires_grad_(True)
-    optimizer = spec.build([param])
-    for step in range(_STEPS):
-        grad = slope * param.detach() + offset
-        if step >= _NAN_FROM:
-            grad = torch.where(poisoned, torch.nan, grad)
-        param.grad = grad
-        optimizer.step()
-    return param.detach()
+class _Probe(Landscape):
+    """``f(x) = sum_i a_i x_i^2 / 2 + c_i x_i`` on 4 coordinates, a fixed instance (the probe)."""
+
+    family = "batch_safety_probe"
+    params = (DIM,)
+
+    def _build(self) -> None:
+        self.curvatures = self._tensor(torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64))
+        self.offsets = self._tensor(torch.tensor([0.3, -0.2, 0.1, 0.05], dtype=torch.float64))
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return (0.5 * self.curvatures * x * x + self.offsets * x).sum(1)
+
+    def loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loss(x), self.curvatures * x + self.offsets
+
+    def _sample_start(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(self.dim, generator=generator, dtype=torch.float64)
 
 
-def check_batch_safe(
-    spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64
-) -> None:
-    """Raise :class:`BatchSafetyError` unless batched runs equal separate runs for this spec.
+def _trajectory(spec: OptimizerSpec, mode: str, probe: _Probe, start: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    """Points after ``_STEPS`` steps of ``spec`` in ``mode`` from ``start`` (the engine's steppers)."""
+    from landbench.stepping import STEPPERS, Evaluator, bind_runs
 
-    Three runs of very different scale (so that global norms differ) and a fourth whose gradient
-    turns NaN after two steps take five steps on ``g(x) = a_b x + c_b``, on ``device`` in ``dtype``,
-    batched and one by one: the three healthy runs must agree (to 1e-9 in float64, 1e-5 in float32).
-    Any error the optimizer raises on the way is reported as unsafe. Cached per (spec, device, dtype).
+    stepper = STEPPERS[mode](spec, start, Evaluator(probe, 0.0, None))
+    bind_runs(stepper, seeds, 0)
+    with torch.no_grad():
+        for _ in range(_STEPS):
+            _, grad = probe.loss_and_grad(stepper.points())
+            stepper.step(grad)
+    return stepper.points()
+
+
+def choose_mode(spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> str:
+    """The fastest mode (``batched``, ``per_tensor``, ``separate``) whose runs equal separate runs.
+
+    On a probe quadratic, four runs (three healthy ones of start scale 0.1, 1 and 10, and one whose
+    gradient is infinite from the start) take five steps, on ``device`` in ``dtype``, in each mode; the three
+    healthy rows must equal the same runs made one at a time (to 1e-9 in float64, 1e-5 in float32).
+    ``separate`` always qualifies; an optimizer that fails even alone raises BatchSafetyError.
+    Cached per (spec, device, dtype).
     """
     device = torch.device(device)
     key = (spec.canonical, str(device), dtype)
-    if key in _checked:
-        return
+    if key in _chosen:
+        return _chosen[key]
+    probe = _Probe(dim=4, device=device, dtype=dtype)
     generator = torch.Generator().manual_seed(0)
-    scales = torch.tensor([[0.1], [1.0], [10.0], [1.0]], dtype=torch.float64)
-    start = scales * torch.randn(4, 4, generator=generator, dtype=torch.float64)
-    slope = torch.tensor([[0.5], [1.0], [2.0], [1.0]], dtype=torch.float64)
-    offset = scales * torch.randn(4, 4, generator=generator, dtype=torch.float64)
-    start, slope, offset = (t.to(device=device, dtype=dtype) for t in (start, slope, offset))
-    poisoned = torch.tensor([[False], [False], [False], [True]], device=device)
+    directions = torch.randn(len(_SCALES), 4, generator=generator, dtype=torch.float64)
+    start = (torch.tensor(_SCALES, dtype=torch.float64)[:, None] * directions).to(device=device, dtype=dtype)
+    seeds = list(range(len(_SCALES)))
+    healthy = len(_SCALES) - 1
     try:
-        batched = _trajectory(spec, start, slope, offset, poisoned)[:3]
-        rows = [slice(i, i + 1) for i in range(3)]
-        separate = torch.cat([_trajectory(spec, start[r], slope[r], offset[r], poisoned[r]) for r in rows])
-    except TypeError as exc:
-        if "closure" in str(exc):
-            raise BatchSafetyError(
-                f"optimizer {spec.canonical} cannot be stepped without a closure ({exc}); landbench steps "
-                f"optimizers with precomputed gradients, so closure optimizers such as lbfgs are not supported yet"
-            ) from None
-        raise BatchSafetyError(f"optimizer {spec.canonical} failed on a test problem: {exc}") from None
+        alone = torch.cat([_trajectory(spec, "separate", probe, start[i : i + 1], [i]) for i in range(healthy)])
     except Exception as exc:  # noqa: BLE001 - any failure of a third-party optimizer is reported as such
         raise BatchSafetyError(
-            f"optimizer {spec.canonical} failed on a test problem on {device} in {dtype}: {type(exc).__name__}: {exc}"
+            f"optimizer {spec.canonical} fails on a small test problem on {device} in {dtype} even for a single "
+            f"run: {type(exc).__name__}: {exc}"
         ) from None
     tolerance = 1e-9 if dtype == torch.float64 else 1e-5
-    if not torch.allclose(batched, separate, rtol=tolerance, atol=tolerance * 1e-3):
-        raise BatchSafetyError(
-            f"optimizer {spec.canonical} couples the runs of a batch (its update of one run depends on the "
-            f"others, e.g. through a global norm, or a NaN in one run changes the others), so B runs cannot "
-            f"share one tensor; batch-safe optimizers are elementwise ones such as sgd, adam, adamw, rmsprop"
-        )
-    _checked.add(key)
+    chosen = "separate"
+    for mode in ("batched", "per_tensor"):
+        if _agrees(spec, mode, probe, start, seeds, alone, tolerance):
+            chosen = mode
+            break
+    _chosen[key] = chosen
+    return chosen
+
+
+def _agrees(
+    spec: OptimizerSpec,
+    mode: str,
+    probe: _Probe,
+    start: torch.Tensor,
+    seeds: list[int],
+    alone: torch.Tensor,
+    tol: float,
+) -> bool:
+    try:
+        together = _trajectory(spec, mode, probe, start, seeds)[: alone.shape[0]]
+    except Exception:  # noqa: BLE001 - a mode the optimizer cannot run in is simply not chosen
+        return False
+    return bool(torch.allclose(together, alone, rtol=tol, atol=tol * 1e-3))

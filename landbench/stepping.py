@@ -1,0 +1,179 @@
+"""How an optimizer steps B runs: three modes, from fastest to most general.
+
+* ``batched``: one ``(B, d)`` parameter tensor, one optimizer. Valid for elementwise optimizers.
+* ``per_tensor``: B parameter tensors of shape ``(1, d)``, one optimizer. Valid for optimizers that
+  couple the entries of a tensor (a per-tensor norm, trust ratio or factored moment) but treat
+  tensors independently; its kernels still run over all B tensors at once (``foreach``).
+* ``separate``: B optimizers, one per run. Valid for every optimizer, including those that couple
+  all their parameters (a global norm) or that evaluate the landscape several times per step
+  through a closure (LBFGS's line search): the closure then evaluates that run alone.
+
+:func:`landbench.optimizers.batching.choose_mode` picks the fastest mode that gives the same
+numbers as separate runs. Every mode offers the same operations to the engine: the current points,
+a step from given gradients, and a closure for optimizers that ask for one. The engine evaluates
+the landscape on all runs at once wherever the mode allows it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+
+from landbench.landscapes.base import Landscape
+from landbench.optimizers import OptimizerSpec
+from landbench.rng import RunNoise
+
+MODES = ("batched", "per_tensor", "separate")
+
+
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` requires a closure (a ``closure`` parameter without a default)."""
+    parameter = inspect.signature(optimizer.step).parameters.get("closure")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+class Evaluator:
+    """Gradient evaluations: the landscape's closed-form gradient plus the scenario's noise, one
+    draw per evaluation from each run's own stream (:class:`landbench.rng.RunNoise`)."""
+
+    def __init__(self, landscape: Landscape, noise: float, streams: list[RunNoise] | None) -> None:
+        self.landscape = landscape
+        self.noise = noise
+        self.streams = streams  # None without noise; one stream for the batch, or one per run
+
+    def gradient(self, x: torch.Tensor, runs: slice | int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and (noisy) gradient at the rows of ``x``: every run (``runs=None``) or one run."""
+        loss, grad = self.landscape.loss_and_grad(x)
+        if self.streams is not None:
+            if isinstance(runs, int):
+                noise = self.streams[runs].next()
+            elif len(self.streams) == 1:
+                noise = self.streams[0].next()
+            else:
+                noise = torch.cat([stream.next() for stream in self.streams])
+            grad.add_(noise, alpha=self.noise)
+        return loss, grad
+
+
+class Stepper(Protocol):
+    """The operations every mode offers the engine."""
+
+    evals: int | list[int]
+
+    def points(self) -> torch.Tensor: ...
+
+    def step(self, grad: torch.Tensor) -> None: ...
+
+
+class BatchedStepper:
+    """One (B, d) parameter tensor and one optimizer."""
+
+    def __init__(self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator) -> None:
+        self.param = torch.nn.Parameter(start.clone())
+        self.optimizer = spec.build([self.param])
+        self.evaluator = evaluator
+        self.closure = self._closure if needs_closure(self.optimizer) else None
+        self.evals = 0  # the same for every run
+
+    def points(self) -> torch.Tensor:
+        return self.param.detach()
+
+    def _closure(self) -> torch.Tensor:
+        loss, grad = self.evaluator.gradient(self.param.detach())
+        self.param.grad = grad
+        self.evals += 1
+        return loss.sum()
+
+    def step(self, grad: torch.Tensor) -> None:
+        self.param.grad = grad
+        if self.closure is None:
+            self.optimizer.step()
+        else:
+            self.optimizer.step(self.closure)
+        self.evaluator.landscape.project_(self.param.data)
+
+
+class PerTensorStepper:
+    """B parameter tensors of shape (1, d) and one optimizer over the list."""
+
+    def __init__(self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator) -> None:
+        self.params = [torch.nn.Parameter(row.clone()) for row in start.split(1)]
+        self.optimizer = spec.build(self.params)
+        self.evaluator = evaluator
+        self.closure = self._closure if needs_closure(self.optimizer) else None
+        self.evals = 0
+
+    def points(self) -> torch.Tensor:
+        return torch.cat([p.detach() for p in self.params])
+
+    def _assign(self, grad: torch.Tensor) -> None:
+        for param, row in zip(self.params, grad.split(1)):
+            param.grad = row
+
+    def _closure(self) -> torch.Tensor:
+        loss, grad = self.evaluator.gradient(self.points())
+        self._assign(grad)
+        self.evals += 1
+        return loss.sum()
+
+    def step(self, grad: torch.Tensor) -> None:
+        self._assign(grad)
+        if self.closure is None:
+            self.optimizer.step()
+        else:
+            self.optimizer.step(self.closure)
+        for param in self.params:
+            self.evaluator.landscape.project_(param.data)
+
+
+class SeparateStepper:
+    """B optimizers, one per run, each over its own (1, d) parameter tensor."""
+
+    def __init__(self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator) -> None:
+        self.params = [torch.nn.Parameter(row.clone()) for row in start.split(1)]
+        self.optimizers = [spec.build([param]) for param in self.params]
+        self.evaluator = evaluator
+        self.closures: list[Callable[[], torch.Tensor] | None] = [
+            self._closure_for(i) if needs_closure(opt) else None for i, opt in enumerate(self.optimizers)
+        ]
+        self.evals = [0] * len(self.params)  # per run: a closure optimizer may evaluate more often
+
+    def points(self) -> torch.Tensor:
+        return torch.cat([p.detach() for p in self.params])
+
+    def _closure_for(self, run: int) -> Callable[[], torch.Tensor]:
+        def closure() -> torch.Tensor:
+            loss, grad = self.evaluator.gradient(self.params[run].detach(), run)
+            self.params[run].grad = grad
+            self.evals[run] += 1
+            return loss.sum()
+
+        return closure
+
+    def step(self, grad: torch.Tensor) -> None:
+        for param, optimizer, closure, row in zip(self.params, self.optimizers, self.closures, grad.split(1)):
+            param.grad = row
+            if closure is None:
+                optimizer.step()
+            else:
+                optimizer.step(closure)
+            self.evaluator.landscape.project_(param.data)
+
+
+STEPPERS: dict[str, type] = {"batched": BatchedStepper, "per_tensor": PerTensorStepper, "separate": SeparateStepper}
+
+
+def bind_runs(stepper: Stepper, seeds: list[int], instance: int) -> None:
+    """Give optimizers that draw random numbers (``bind_runs(seeds, instance)``, e.g. perturbed GD)
+    the run seeds of their rows, so their draws do not depend on the batch."""
+    if isinstance(stepper, SeparateStepper):
+        for optimizer, seed in zip(stepper.optimizers, seeds):
+            if hasattr(optimizer, "bind_runs"):
+                optimizer.bind_runs([seed], instance)
+        return
+    optimizer = stepper.optimizer  # type: ignore[attr-defined]
+    if hasattr(optimizer, "bind_runs"):
+        optimizer.bind_runs(seeds, instance)

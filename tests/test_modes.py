@@ -1,0 +1,94 @@
+"""Batched and fallback modes: each optimizer runs in the fastest mode that equals separate runs."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+
+import landbench
+from landbench.engine import run_batch
+from landbench.errors import BatchSafetyError
+from landbench.optimizers import choose_mode, resolve
+from landbench.settings import Settings
+
+
+class GlobalNormSGD(torch.optim.SGD):
+    """SGD on the gradient clipped to a global norm of 1 over all its parameters (couples every run)."""
+
+    def step(self, closure=None):  # type: ignore[override]
+        grads = [p.grad for group in self.param_groups for p in group["params"]]
+        total = torch.sqrt(sum((g * g).sum() for g in grads))
+        for g in grads:
+            g.mul_(torch.clamp(1.0 / total, max=1.0))
+        return super().step(closure)
+
+
+class GuardedSGD(torch.optim.SGD):
+    """SGD that skips the whole step when any gradient is non-finite (one NaN run stalls the rest)."""
+
+    def step(self, closure=None):  # type: ignore[override]
+        if any(not torch.isfinite(p.grad).all() for group in self.param_groups for p in group["params"]):
+            return None
+        return super().step(closure)
+
+
+@pytest.fixture(autouse=True)
+def third_party(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("third_party_optimizers")
+    module.GlobalNormSGD = GlobalNormSGD  # type: ignore[attr-defined]
+    module.GuardedSGD = GuardedSGD  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "third_party_optimizers", module)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "mode"),
+    [
+        ("sgd(lr=0.1, momentum=0.9)", "batched"),
+        ("adam(lr=0.01)", "batched"),
+        ("torch.optim:Adafactor(lr=0.01)", "per_tensor"),  # a factored moment per tensor
+        ("third_party_optimizers:GlobalNormSGD(lr=0.1)", "separate"),  # a norm over all parameters
+        ("third_party_optimizers:GuardedSGD(lr=0.1)", "separate"),  # a NaN anywhere stalls all
+        ("lbfgs(lr=0.5, max_iter=4)", "separate"),  # a closure and a line search over everything
+    ],
+)
+def test_each_optimizer_gets_the_fastest_mode_that_keeps_runs_independent(optimizer: str, mode: str) -> None:
+    assert choose_mode(resolve(optimizer), "cpu", torch.float64) == mode
+    seeds = [0, 1, 2]
+    problem = "rosenbrock(dim=4)"
+    batched = landbench.run(problem, optimizer, seeds=seeds, steps=40, noise=0.01, dtype="float64")
+    assert {r["batch_mode"] for r in batched} == {mode}
+    for seed, together in zip(seeds, batched):
+        (alone,) = landbench.run(problem, optimizer, seeds=[seed], steps=40, noise=0.01, dtype="float64")
+        for key in ("final_loss", "grad_evals", "hit_steps", "hit_evals", "diverged"):
+            assert together[key] == pytest.approx(alone[key], rel=1e-10), key
+
+
+def test_lbfgs_counts_its_own_evaluations_per_run() -> None:
+    """LBFGS evaluates the landscape several times per step (its closure), a varying number per run:
+    grad_evals counts them all, and hit_evals is never below the step of the hit."""
+    records = landbench.run("rosenbrock(dim=4)", "lbfgs(lr=0.5, max_iter=5)", seeds=4, steps=30, dtype="float64")
+    assert all(r["grad_evals"] > 30 for r in records)
+    assert len({r["grad_evals"] for r in records}) > 1
+    for r in records:
+        for step, evals in zip(r["hit_steps"], r["hit_evals"]):
+            assert (step is None) == (evals is None)
+            assert step is None or evals >= step
+
+
+@pytest.mark.parametrize("mode", ["per_tensor", "separate"])
+def test_every_mode_gives_the_numbers_of_the_batched_mode_for_an_elementwise_optimizer(mode: str) -> None:
+    landscape = landbench.make("saddle(dim=20, index=2, rotate=True)", dtype="float64")
+    settings = Settings(dtype="float64", curvature=False)
+    spec = resolve("adam(lr=0.05)")
+    batched = run_batch(landscape, spec, [0, 1, 2], steps=60, noise=0.02, settings=settings, mode="batched")
+    other = run_batch(landscape, spec, [0, 1, 2], steps=60, noise=0.02, settings=settings, mode=mode)
+    torch.testing.assert_close(other.final_x, batched.final_x, rtol=1e-12, atol=1e-12)
+    assert other.tracker.hit_steps.tolist() == batched.tracker.hit_steps.tolist()
+
+
+def test_an_optimizer_that_fails_even_alone_is_refused_with_its_error() -> None:
+    with pytest.raises(BatchSafetyError, match="fails on a small test problem .* even for a single run"):
+        landbench.run("saddle(dim=4)", "torch.optim:SparseAdam(lr=0.1)", seeds=2, steps=3)
