@@ -1,0 +1,217 @@
+"""The leaderboard as strict JSON, as Markdown and as a terminal table; warnings always come first."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from landbench.ranking.leaderboard import Leaderboard, Pair, ScenarioResult
+
+#: The taus at which Markdown shows the performance profiles (clipped to tau_max).
+PROFILE_TAUS = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+
+METHOD = (
+    "Scenarios are (problem, noise, steps); instances and seeds are repetitions. Per scenario and target, "
+    "ERT = (evaluations of successful runs to the hit + evaluations spent by unsuccessful runs) / successes "
+    "(COCO; null when no run succeeds), beside the success rate; diverged runs are failures. The reference "
+    "target is the hardest one some optimizer reaches in at least half its runs. Per scenario, optimizers are "
+    "ranked by success rate and ERT at the reference target, then diverged share, then median final gap over "
+    "non-diverged runs (ties share the mean rank). Mean rank: {confidence:.0%} percentile-bootstrap CI over "
+    "scenarios ({bootstrap} resamples, seed {seed}). Score: area under the performance profile of the ERT at "
+    "the reference target (Dolan and More 2002), 1/(tau_max-1) * integral of rho(tau) from 1 to tau_max = "
+    "{tau_max:g}, on a linear tau axis as in AlgoPerf (Dahl et al. 2023). Pairs: Wilcoxon signed-rank test of "
+    "the per-scenario ranks, Holm-adjusted over all pairs; a difference is called when p_holm < {alpha:g}."
+)
+
+
+def as_dict(board: Leaderboard) -> dict[str, Any]:
+    """The leaderboard as JSON-ready data, with every non-finite number as null."""
+    data = {
+        "options": board.options,
+        "warnings": board.warnings,
+        "notes": board.notes,
+        "standings": [asdict(s) for s in board.standings],
+        "pairwise": [asdict(p) for p in board.pairwise],
+        "profile": asdict(board.profile),
+        "groups": [asdict(g) for g in board.groups],
+        "scenarios": [_scenario_dict(r) for r in board.scenarios],
+    }
+    return _strict(data)
+
+
+def _scenario_dict(result: ScenarioResult) -> dict[str, Any]:
+    k = result.reference
+    return {
+        "problem": result.scenario.problem,
+        "noise": result.scenario.noise,
+        "steps": result.scenario.steps,
+        "family": result.family,
+        "group": result.group,
+        "time_unit": result.time_unit,
+        "targets": list(result.targets),
+        "reference_target": None if k is None else result.targets[k],
+        "final_metric": "loss_gap" if result.targets else "final_loss",
+        "optimizers": {
+            o: {
+                "rank": result.ranks[o],
+                "runs": s.runs,
+                "diverged": s.diverged,
+                "instances": list(s.instances),
+                "success_rate": [n / s.runs for n in s.successes],
+                "ert": list(s.ert),
+                "reference_success_rate": None if k is None else s.success_rate(k),
+                "reference_ert": None if k is None else s.ert[k],
+                "median_final": s.median_final,
+            }
+            for o, s in result.summaries.items()
+        },
+    }
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def to_text(board: Leaderboard) -> str:
+    """For the terminal: warnings, standings, the calls on pairs, the breakdown by family."""
+    lines = _headline(board) + [f"WARNING: {w}" for w in board.warnings]
+    if not board.standings:
+        return "\n".join(lines)
+    lines += ["", _aligned(*_standings_table(board))]
+    lines += ["", f"Pairs (Wilcoxon signed-rank over scenarios, Holm-adjusted p < {board.options['alpha']:g}):"]
+    lines += [f"  {_verdict(p)}" for p in board.pairwise] or ["  (one optimizer: no pairs)"]
+    lines += ["", "By family (mean rank / score):", _aligned(*_groups_table(board))]
+    lines += [f"note: {n}" for n in board.notes]
+    lines += ["", "Per-scenario tables: --markdown or --json."]
+    return "\n".join(lines)
+
+
+def to_markdown(board: Leaderboard) -> str:
+    """A Markdown report: warnings, standings, pairs, families, profiles, per-scenario tables, method."""
+    lines = ["# landbench leaderboard", "", *_headline(board), ""]
+    lines += [f"> **Warning:** {w}\n" for w in board.warnings]
+    if board.standings:
+        lines += ["## Standings", "", _markdown(*_standings_table(board)), ""]
+        lines += ["## Pairs", "", _markdown(*_pairs_table(board)), ""]
+        lines += ["## By family (mean rank / score)", "", _markdown(*_groups_table(board)), ""]
+        if board.profile.scenarios:
+            lines += ["## Performance profiles", "", _markdown(*_profile_table(board)), ""]
+        lines += ["## Scenarios", ""]
+        for result in board.scenarios:
+            lines += [f"### {result.scenario.label}", "", _scenario_caption(result), ""]
+            lines += [_markdown(*_scenario_table(result, [s.optimizer for s in board.standings])), ""]
+    lines += ["## Method", "", METHOD.format(**board.options), ""]
+    lines += [f"- note: {n}" for n in board.notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _headline(board: Leaderboard) -> list[str]:
+    timed = sum(bool(r.targets) for r in board.scenarios)
+    return [
+        f"{len(board.standings)} optimizers on {len(board.scenarios)} scenarios "
+        f"({timed} with targets, {len(board.scenarios) - timed} ranked by final loss)"
+    ]
+
+
+Table = tuple[Sequence[str], Sequence[Sequence[str]]]
+
+
+def _standings_table(board: Leaderboard) -> Table:
+    level = f"{board.options['confidence']:.0%} CI"
+    header = ["#", "optimizer", "mean rank", level, f"score (tau<={board.options['tau_max']:g})", "best in"]
+    rows = [
+        [str(i + 1), s.optimizer, f"{s.mean_rank:.2f}", f"[{s.ci_low:.2f}, {s.ci_high:.2f}]", _num(s.score, ".3f")]
+        + [f"{s.best_in}/{len(board.scenarios)}"]
+        for i, s in enumerate(board.standings)
+    ]
+    return header, rows
+
+
+def _verdict(pair: Pair) -> str:
+    if pair.better is None:
+        return (
+            f"{pair.first} ~ {pair.second}: no significant difference "
+            f"({pair.first} wins {pair.win_rate:.0%}, p_holm = {pair.p_holm:.3g})"
+        )
+    worse = pair.second if pair.better == pair.first else pair.first
+    rate = pair.win_rate if pair.better == pair.first else 1 - pair.win_rate
+    return f"{pair.better} beats {worse}: wins {rate:.0%} of scenarios (ties half), p_holm = {pair.p_holm:.3g}"
+
+
+def _pairs_table(board: Leaderboard) -> Table:
+    header = ["first", "second", "first's win rate", "p", "p (Holm)", "call"]
+    rows = [
+        [p.first, p.second, f"{p.win_rate:.0%}", f"{p.p_value:.3g}", f"{p.p_holm:.3g}"]
+        + [f"{p.better} better" if p.better else "no significant difference"]
+        for p in board.pairwise
+    ]
+    return header, rows
+
+
+def _groups_table(board: Leaderboard) -> Table:
+    header = ["optimizer"] + [f"{g.group} ({g.scenarios})" for g in board.groups]
+    rows = [
+        [s.optimizer] + [f"{g.mean_rank[s.optimizer]:.2f} / {_num(g.score[s.optimizer], '.2f')}" for g in board.groups]
+        for s in board.standings
+    ]
+    return header, rows
+
+
+def _profile_table(board: Leaderboard) -> Table:
+    profile = board.profile
+    grid = sorted({min(t, profile.tau_max) for t in PROFILE_TAUS})
+    at = np.searchsorted(profile.taus, grid, side="right") - 1
+    header = ["optimizer"] + [f"rho({t:g})" for t in grid]
+    rows = [[s.optimizer] + [f"{profile.rho[s.optimizer][i]:.2f}" for i in at] for s in board.standings]
+    return header, rows
+
+
+def _scenario_caption(result: ScenarioResult) -> str:
+    if not result.targets:
+        reference = "none (f* unknown: ranked by final loss)"
+    elif result.reference is None:
+        reference = "none (no target reached by any optimizer in half its runs)"
+    else:
+        reference = f"{result.targets[result.reference]:g}"
+    return f"Family {result.family} ({result.group}); reference target {reference}; time in {result.time_unit}."
+
+
+def _scenario_table(result: ScenarioResult, order: list[str]) -> Table:
+    final = "median final gap" if result.targets else "median final loss"
+    header = ["optimizer", "rank", "success", "ERT", "diverged", final]
+    rows = []
+    for o in order:
+        s = result.summaries[o]
+        k = result.reference
+        success = "-" if k is None else f"{s.success_rate(k):.0%}"
+        ert = "-" if k is None else _num(s.ert[k], ".4g")
+        median = "all diverged" if math.isinf(s.median_final) else f"{s.median_final:.3g}"
+        rows.append([o, f"{result.ranks[o]:g}", success, ert, f"{s.diverged}/{s.runs}", median])
+    return header, rows
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def _aligned(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)])

@@ -1,0 +1,115 @@
+"""The statistics behind the leaderboard: expected running time, ranks, the bootstrap, paired tests.
+
+All functions are pure and take plain sequences or numpy arrays; none knows what a record is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata, wilcoxon
+
+
+def expected_running_time(hits: Sequence[float | None], spent: Sequence[float]) -> float:
+    """COCO's expected running time (ERT) to one target over the runs of one optimizer.
+
+    With ``hits[i]`` the evaluations run i had used when it first reached the target (``None``
+    if it never did) and ``spent[i]`` the evaluations it used in all (its budget, or what it used
+    before it diverged)::
+
+        ERT = (sum over successful runs of hits[i] + sum over unsuccessful runs of spent[i]) / n_successful
+
+    the expected cost of reaching the target by restarting independent runs until one succeeds.
+    ``inf`` when no run succeeded. References: Price, "Differential evolution vs. the functions
+    of the 2nd ICEO" (1997); Auger and Hansen, "Performance evaluation of an advanced local search
+    evolutionary algorithm", CEC 2005; Hansen, Auger, Brockhoff, Tusar and Tusar, "COCO:
+    Performance assessment", arXiv:1605.03560.
+    """
+    successes = sum(hit is not None for hit in hits)
+    if successes == 0:
+        return math.inf
+    used = sum(hit if hit is not None else total for hit, total in zip(hits, spent))
+    return used / successes
+
+
+def average_ranks(keys: Sequence[Any]) -> list[float]:
+    """Fractional ranks of ``keys`` (smaller key = better = rank 1); equal keys share their mean rank.
+
+    Keys that compare equal and occupy sorted positions i..j (1-based) all get (i + j) / 2, as
+    ``scipy.stats.rankdata(method="average")``; keys may be tuples (lexicographic order).
+    """
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    ranks = [0.0] * len(keys)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and keys[order[end + 1]] == keys[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, *, resamples: int, seed: int, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile-bootstrap confidence intervals of the column means of ``values`` (rows resampled).
+
+    ``values`` is (S, K): one row per scenario. Each of ``resamples`` resamples draws S rows with
+    replacement (``numpy.random.default_rng(seed).integers(0, S, (resamples, S))``) and takes the
+    column means; the interval is the (1 - confidence)/2 and (1 + confidence)/2 percentiles of
+    those means (``numpy.percentile``, linear interpolation). Efron and Tibshirani, "An
+    Introduction to the Bootstrap" (1993), ch. 13.
+    """
+    rows = values.shape[0]
+    draws = np.random.default_rng(seed).integers(0, rows, size=(resamples, rows))
+    means = np.stack([values[draw].mean(axis=0) for draw in draws])
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
+    return low, high
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given.
+
+    With the m p-values sorted ascending p_(1) <= ... <= p_(m), the adjusted value of p_(i) is
+    ``max over j <= i of min(1, (m - j + 1) p_(j))``; rejecting where the adjusted value is below
+    alpha is Holm's step-down procedure, which controls the family-wise error rate at alpha.
+    Holm, "A simple sequentially rejective multiple test procedure", Scand. J. Statist. 6 (1979).
+    """
+    m = len(pvalues)
+    adjusted = [0.0] * m
+    running = 0.0
+    for position, index in enumerate(sorted(range(m), key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - position) * pvalues[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def signed_rank_test(differences: Sequence[float]) -> tuple[float, int]:
+    """Two-sided Wilcoxon signed-rank test of paired differences (one per scenario): (p, side).
+
+    Zero differences are dropped (Wilcoxon's treatment, ``zero_method="wilcox"``); when every
+    difference is zero the two are tied and p = 1. scipy picks the exact null distribution for
+    small samples without ties and the normal approximation otherwise. With n non-zero
+    differences the smallest p possible is 2 / 2^n, so n >= 6 is needed for p < 0.05.
+    ``side`` is the sign of W+ - W-, the rank sums of the positive and the negative differences
+    (ranks of |d| among the non-zero ones): -1 when the differences lean negative, 0 when neither.
+    Wilcoxon, "Individual comparisons by ranking methods", Biometrics Bulletin 1 (1945).
+    """
+    nonzero = np.asarray([d for d in differences if d != 0], dtype=float)
+    if nonzero.size == 0:
+        return 1.0, 0
+    ranks = rankdata(np.abs(nonzero))
+    side = int(np.sign(ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()))
+    return float(wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided").pvalue), side
+
+
+def win_rate(first: Sequence[float], second: Sequence[float]) -> float:
+    """Share of scenarios where ``first`` ranks better (lower) than ``second``, ties counting half."""
+    wins = sum(1.0 if a < b else 0.5 if a == b else 0.0 for a, b in zip(first, second))
+    return wins / len(first)
