@@ -52,6 +52,10 @@ def third_party(monkeypatch: pytest.MonkeyPatch) -> None:
         ("third_party_optimizers:GlobalNormSGD(lr=0.1)", "separate"),  # a norm over all parameters
         ("third_party_optimizers:GuardedSGD(lr=0.1)", "separate"),  # a NaN anywhere stalls all
         ("lbfgs(lr=0.5, max_iter=4)", "separate"),  # a closure and a line search over everything
+        ("sam(lr=0.05, rho=0.1)", "batched"),  # a closure; the ascent step is normalised per run
+        ("sam(base='adam', rho=0.1, lr=0.02)", "batched"),
+        ("pgd(lr=0.05, g_thres=2.0, t_thres=3, radius=0.1)", "batched"),  # kicks from per-run streams
+        ("muon(lr=0.02)", "per_tensor"),  # orthogonalises each matrix: a (1, d) tensor is one run
     ],
 )
 def test_each_optimizer_gets_the_fastest_mode_that_keeps_runs_independent(optimizer: str, mode: str) -> None:

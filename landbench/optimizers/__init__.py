@@ -1,14 +1,25 @@
 """Optimizer specs: ``"adam(lr=1e-3)"`` to a validated factory of torch optimizers.
 
-Names map to :mod:`torch.optim` classes (``sgd``, ``adam``, ``adamw``, ``rmsprop``, ``adagrad``,
-``nadam``, ``radam``, ``adamax``, ``asgd``, ``rprop``, ``adadelta``); ``"pkg.module:Class(...)"``
-imports any other class. Arguments are checked against the class's signature, so a typo or a bad
-value fails before anything runs, with a message that names what is valid.
+A name is looked up in three places, in order:
+
+1. landbench's own: ``gd`` (plain gradient descent), ``sam`` (Foret et al. 2021, around any base),
+   ``pgd`` (perturbed gradient descent, Jin et al. 2017);
+2. every :mod:`torch.optim` class, by its lower-case name: ``sgd``, ``adam``, ``adamw``,
+   ``rmsprop``, ``adagrad``, ``nadam``, ``radam``, ``adamax``, ``asgd``, ``rprop``, ``adadelta``,
+   ``adafactor``, ``muon``, ``lbfgs``, ``sparseadam``;
+3. the ``landbench.optimizers`` entry-point group, through which an installed package registers
+   names (``[project.entry-points."landbench.optimizers"] mine = "pkg.module:Class"``).
+
+``"pkg.module:Class(...)"`` imports any other class, such as one written for ordinary torch models.
+Arguments are checked against the class's signature, so a typo or a bad value fails before anything
+runs, with a message that names what is valid. How the runs of a batch are stepped (one tensor,
+one tensor per run, or one optimizer per run) is chosen per spec by :func:`choose_mode`.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
 import math
 from collections.abc import Iterable, Mapping
@@ -19,9 +30,18 @@ import torch
 
 from landbench.errors import SpecError
 from landbench.optimizers.batching import choose_mode
+from landbench.optimizers.gd import GradientDescent
+from landbench.optimizers.perturbed import PerturbedGD
+from landbench.optimizers.sam import SAM
 from landbench.spec import Spec, format_spec, parse_spec, suggest
 
+#: The entry-point group through which other packages register optimizer names.
+ENTRY_POINT_GROUP = "landbench.optimizers"
+
 BUILTIN: dict[str, type[torch.optim.Optimizer]] = {
+    "gd": GradientDescent,
+    "sam": SAM,
+    "pgd": PerturbedGD,
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -33,7 +53,10 @@ BUILTIN: dict[str, type[torch.optim.Optimizer]] = {
     "asgd": torch.optim.ASGD,
     "rprop": torch.optim.Rprop,
     "adadelta": torch.optim.Adadelta,
+    "adafactor": torch.optim.Adafactor,
+    "muon": torch.optim.Muon,
     "lbfgs": torch.optim.LBFGS,
+    "sparseadam": torch.optim.SparseAdam,
 }
 
 
@@ -73,17 +96,45 @@ def _import_class(path: str) -> type:
     return target
 
 
+def registered() -> dict[str, importlib.metadata.EntryPoint]:
+    """Names that installed packages register in the ``landbench.optimizers`` entry-point group
+    (built-in names win over them)."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN}
+
+
+def optimizer_names() -> list[str]:
+    """Every name a spec may use: the built-in ones, then the registered ones."""
+    return [*BUILTIN, *sorted(registered())]
+
+
 def optimizer_class(name: str) -> type:
-    """The class of a built-in name or of a ``"pkg.module:Class"`` path."""
+    """The class of a built-in or registered name, or of a ``"pkg.module:Class"`` path."""
     if ":" in name:
         return _import_class(name)
-    try:
+    if name in BUILTIN:
         return BUILTIN[name]
-    except KeyError:
-        raise SpecError(
-            f"unknown optimizer {name!r}{suggest(name, list(BUILTIN))}; valid names: {', '.join(BUILTIN)}, "
-            f"or an import path such as 'pkg.module:Class(lr=1e-3)'"
-        ) from None
+    plugins = registered()
+    if name in plugins:
+        try:
+            target = plugins[name].load()
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in is reported with its name
+            raise SpecError(
+                f"optimizer {name!r} is registered by the package {_distribution(plugins[name])} as "
+                f"{plugins[name].value!r}, which cannot be loaded: {type(exc).__name__}: {exc}"
+            ) from None
+        if not isinstance(target, type):
+            raise SpecError(f"optimizer {name!r}: the entry point {plugins[name].value!r} is not a class")
+        return target
+    names = optimizer_names()
+    raise SpecError(
+        f"unknown optimizer {name!r}{suggest(name, names)}; valid names: {', '.join(names)}, "
+        f"or an import path such as 'pkg.module:Class(lr=1e-3)'"
+    )
+
+
+def _distribution(entry_point: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(entry_point, "dist", None)
+    return repr(dist.name) if dist is not None else "(unknown)"
 
 
 def _signature(cls: type) -> dict[str, inspect.Parameter]:
@@ -164,4 +215,13 @@ def _try_build(spec: OptimizerSpec) -> None:
         raise SpecError(f"optimizer {spec.canonical}: {exc}") from None
 
 
-__all__ = ["BUILTIN", "OptimizerSpec", "choose_mode", "optimizer_class", "resolve"]
+__all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "OptimizerSpec",
+    "choose_mode",
+    "optimizer_class",
+    "optimizer_names",
+    "registered",
+    "resolve",
+]

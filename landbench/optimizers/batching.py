@@ -88,7 +88,7 @@ def choose_mode(spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: 
     except Exception as exc:  # noqa: BLE001 - any failure of a third-party optimizer is reported as such
         raise BatchSafetyError(
             f"optimizer {spec.canonical} fails on a small test problem on {device} in {dtype} even for a single "
-            f"run: {type(exc).__name__}: {exc}"
+            f"run: {type(exc).__name__}: {exc}{_hint(exc)}"
         ) from None
     tolerance = 1e-9 if dtype == torch.float64 else 1e-5
     chosen = "separate"
@@ -98,6 +98,16 @@ def choose_mode(spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: 
             break
     _chosen[key] = chosen
     return chosen
+
+
+def _hint(exc: Exception) -> str:
+    """What an error most likely means for landbench, where it has a likely meaning."""
+    if "does not require grad" in str(exc) or "create_graph" in str(exc):
+        return (
+            " (landbench hands optimizers closed-form gradients without an autograd graph, so optimizers that "
+            "differentiate the gradient, such as Hessian-vector methods like AdaHessian or Sophia-H, cannot run)"
+        )
+    return ""
 
 
 def _agrees(
