@@ -70,21 +70,33 @@ def run_batch(
     settings: Settings | None = None,
     progress: Progress | None = None,
     mode: str | None = None,
+    lrs: Sequence[float] | None = None,
 ) -> BatchOutcome:
     """Run ``len(seeds)`` runs of ``optimizer`` on ``landscape`` for ``steps`` steps.
 
     ``mode`` is one of :data:`landbench.stepping.MODES`; by default the fastest one that gives the
-    same numbers as separate runs. ``progress`` (if given) is called with the number of steps done
-    since its last call, about a hundred times per batch, on the host, without synchronising.
+    same numbers as separate runs. ``lrs`` runs a learning-rate grid in the same batch: the outcome
+    has ``len(lrs) * len(seeds)`` rows, the seeds' runs at ``lrs[0]``, then at ``lrs[1]``, ... (only
+    in the ``batched`` and ``per_tensor`` modes; each rate is a param group). ``progress`` (if
+    given) is called with the number of steps done since its last call, about a hundred times per
+    batch, on the host, without synchronising.
     """
     settings = settings or Settings()
     device = landscape.device
     seeds = [int(s) for s in seeds]
     mode = mode or choose_mode(optimizer, device, landscape.dtype)
+    copies = 1 if lrs is None else len(lrs)
+    if lrs is not None and mode == "separate":
+        raise ValueError("a learning-rate grid shares a batch only in the batched and per_tensor modes")
     _synchronize(device)
     started = time.perf_counter()
-    evaluator = Evaluator(landscape, noise, _streams(landscape, seeds, noise, mode))
-    stepper = STEPPERS[mode](optimizer, landscape.sample_start(seeds), evaluator)
+    evaluator = Evaluator(landscape, noise, _streams(landscape, seeds, noise, mode), copies)
+    start = landscape.sample_start(seeds)
+    if lrs is None:
+        stepper = STEPPERS[mode](optimizer, start, evaluator)
+    else:
+        stepper = STEPPERS[mode](optimizer, start.repeat(copies, 1), evaluator, lrs)
+        seeds = seeds * copies
     bind_runs(stepper, seeds, landscape.seed)
     tracker = EventTracker(
         len(seeds),

@@ -34,6 +34,7 @@ import functools
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -50,10 +51,21 @@ RECORD_SCHEMA = 2
 
 
 def run_key(
-    problem: str, instance: int, optimizer: str, seed: int, steps: int, noise: float, device: str, settings: Settings
+    problem: str,
+    instance: int,
+    optimizer: str,
+    seed: int,
+    steps: int,
+    noise: float,
+    device: str,
+    settings: Settings,
+    role: tuple[str, str] | None = None,
 ) -> str:
-    """A short stable hash of everything that determines a run's numbers (and where it ran)."""
-    identity = [RECORD_SCHEMA, problem, instance, optimizer, seed, steps, float(noise), device]
+    """A short stable hash of everything that determines a run's numbers (and where it ran), and of
+    its ``role`` in a tuned suite, ``(phase, label)``, when it has one."""
+    identity: list[Any] = [RECORD_SCHEMA, problem, instance, optimizer, seed, steps, float(noise), device]
+    if role is not None:
+        identity.append(list(role))
     text = json.dumps(identity) + _settings_json(settings)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -75,14 +87,16 @@ def _step(value: int) -> int | None:
 
 def build_records(
     landscape: Landscape,
-    optimizer: OptimizerSpec,
+    optimizer: OptimizerSpec | Sequence[OptimizerSpec],
     outcome: BatchOutcome,
     *,
     steps: int,
     noise: float,
     settings: Settings,
 ) -> list[dict[str, Any]]:
-    """The records of one batch, in the order of its seeds."""
+    """The records of one batch, in the order of its rows; ``optimizer`` is one spec, or one per row
+    (a learning-rate grid that shared the batch)."""
+    specs = [optimizer] * len(outcome.seeds) if isinstance(optimizer, OptimizerSpec) else list(optimizer)
     tracker = outcome.tracker
     device = landscape.device.type
     final = tracker.last_loss.double().cpu()
@@ -96,12 +110,12 @@ def build_records(
     curvature = {name: values.double().cpu() for name, values in outcome.curvature.items()}
     settings_dict = settings.as_dict()
     records = []
-    for row, seed in enumerate(outcome.seeds):
+    for row, (seed, spec) in enumerate(zip(outcome.seeds, specs)):
         diverged = bool(diverged_step[row] >= 0)
         final_loss = _number(final[row])
         record: dict[str, Any] = {
             "problem": landscape.spec,
-            "optimizer": optimizer.canonical,
+            "optimizer": spec.canonical,
             "family": landscape.family,
             "dim": landscape.dim,
             "instance": landscape.seed,
@@ -137,9 +151,7 @@ def build_records(
                 "schema": RECORD_SCHEMA,
                 "torch_version": torch.__version__,
                 "settings": {**settings_dict, "targets": list(settings.targets)},
-                "key": run_key(
-                    landscape.spec, landscape.seed, optimizer.canonical, seed, steps, noise, device, settings
-                ),
+                "key": run_key(landscape.spec, landscape.seed, spec.canonical, seed, steps, noise, device, settings),
             }
         )
         records.append(record)

@@ -17,8 +17,8 @@ the landscape on all runs at once wherever the mode allows it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import torch
 
@@ -37,12 +37,17 @@ def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
 
 class Evaluator:
     """Gradient evaluations: the landscape's closed-form gradient plus the scenario's noise, one
-    draw per evaluation from each run's own stream (:class:`landbench.rng.RunNoise`)."""
+    draw per evaluation from each run's own stream (:class:`landbench.rng.RunNoise`).
 
-    def __init__(self, landscape: Landscape, noise: float, streams: list[RunNoise] | None) -> None:
+    ``copies`` > 1 is a learning-rate grid sharing the batch: the rows are ``copies`` blocks of the
+    same runs (same seeds), and every block gets the same noise, as separate runs would.
+    """
+
+    def __init__(self, landscape: Landscape, noise: float, streams: list[RunNoise] | None, copies: int = 1) -> None:
         self.landscape = landscape
         self.noise = noise
         self.streams = streams  # None without noise; one stream for the batch, or one per run
+        self.copies = copies
 
     def gradient(self, x: torch.Tensor, runs: slice | int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and (noisy) gradient at the rows of ``x``: every run (``runs=None``) or one run."""
@@ -54,8 +59,19 @@ class Evaluator:
                 noise = self.streams[0].next()
             else:
                 noise = torch.cat([stream.next() for stream in self.streams])
-            grad.add_(noise, alpha=self.noise)
+            if self.copies == 1:
+                grad.add_(noise, alpha=self.noise)
+            else:
+                grad.view(self.copies, -1, grad.shape[-1]).add_(noise, alpha=self.noise)
         return loss, grad
+
+
+def _groups(params: list[torch.nn.Parameter], lrs: Sequence[float] | None) -> list[Any]:
+    """The optimizer's parameters: all of them, or one param group per learning rate (equal shares)."""
+    if lrs is None:
+        return params
+    share = len(params) // len(lrs)
+    return [{"params": params[i * share : (i + 1) * share], "lr": lr} for i, lr in enumerate(lrs)]
 
 
 class Stepper(Protocol):
@@ -69,49 +85,29 @@ class Stepper(Protocol):
 
 
 class BatchedStepper:
-    """One (B, d) parameter tensor and one optimizer."""
+    """One (B, d) parameter tensor and one optimizer; with ``lrs``, one (B, d) tensor per learning
+    rate, each in its own param group (a grid of G rates over the same B runs, as G*B rows)."""
 
-    def __init__(self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator) -> None:
-        self.param = torch.nn.Parameter(start.clone())
-        self.optimizer = spec.build([self.param])
+    def __init__(
+        self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator, lrs: Sequence[float] | None = None
+    ) -> None:
+        self.params = [torch.nn.Parameter(block.clone()) for block in start.chunk(len(lrs) if lrs else 1)]
+        self.optimizer = spec.build(_groups(self.params, lrs))
         self.evaluator = evaluator
         self.closure = self._closure if needs_closure(self.optimizer) else None
         self.evals = 0  # the same for every run
 
     def points(self) -> torch.Tensor:
-        return self.param.detach()
-
-    def _closure(self) -> torch.Tensor:
-        loss, grad = self.evaluator.gradient(self.param.detach())
-        self.param.grad = grad
-        self.evals += 1
-        return loss.sum()
-
-    def step(self, grad: torch.Tensor) -> None:
-        self.param.grad = grad
-        if self.closure is None:
-            self.optimizer.step()
-        else:
-            self.optimizer.step(self.closure)
-        self.evaluator.landscape.project_(self.param.data)
-
-
-class PerTensorStepper:
-    """B parameter tensors of shape (1, d) and one optimizer over the list."""
-
-    def __init__(self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator) -> None:
-        self.params = [torch.nn.Parameter(row.clone()) for row in start.split(1)]
-        self.optimizer = spec.build(self.params)
-        self.evaluator = evaluator
-        self.closure = self._closure if needs_closure(self.optimizer) else None
-        self.evals = 0
-
-    def points(self) -> torch.Tensor:
+        if len(self.params) == 1:
+            return self.params[0].detach()
         return torch.cat([p.detach() for p in self.params])
 
     def _assign(self, grad: torch.Tensor) -> None:
-        for param, row in zip(self.params, grad.split(1)):
-            param.grad = row
+        if len(self.params) == 1:
+            self.params[0].grad = grad
+        else:
+            for param, block in zip(self.params, grad.chunk(len(self.params))):
+                param.grad = block
 
     def _closure(self) -> torch.Tensor:
         loss, grad = self.evaluator.gradient(self.points())
@@ -127,6 +123,24 @@ class PerTensorStepper:
             self.optimizer.step(self.closure)
         for param in self.params:
             self.evaluator.landscape.project_(param.data)
+
+
+class PerTensorStepper(BatchedStepper):
+    """B parameter tensors of shape (1, d) and one optimizer over the list (with ``lrs``: G*B
+    tensors, the B runs of each learning rate in its own param group)."""
+
+    def __init__(
+        self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator, lrs: Sequence[float] | None = None
+    ) -> None:
+        self.params = [torch.nn.Parameter(row.clone()) for row in start.split(1)]
+        self.optimizer = spec.build(_groups(self.params, lrs))
+        self.evaluator = evaluator
+        self.closure = self._closure if needs_closure(self.optimizer) else None
+        self.evals = 0
+
+    def _assign(self, grad: torch.Tensor) -> None:
+        for param, row in zip(self.params, grad.split(1)):
+            param.grad = row
 
 
 class SeparateStepper:
@@ -176,4 +190,4 @@ def bind_runs(stepper: Stepper, seeds: list[int], instance: int) -> None:
         return
     optimizer = stepper.optimizer  # type: ignore[attr-defined]
     if hasattr(optimizer, "bind_runs"):
-        optimizer.bind_runs(seeds, instance)
+        optimizer.bind_runs(seeds, instance)  # rows of every parameter tensor, in order

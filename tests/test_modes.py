@@ -96,3 +96,22 @@ def test_every_mode_gives_the_numbers_of_the_batched_mode_for_an_elementwise_opt
 def test_an_optimizer_that_fails_even_alone_is_refused_with_its_error() -> None:
     with pytest.raises(BatchSafetyError, match="fails on a small test problem .* even for a single run"):
         landbench.run("saddle(dim=4)", "torch.optim:SparseAdam(lr=0.1)", seeds=2, steps=3)
+
+
+@pytest.mark.parametrize(
+    "optimizer", ["sgd(momentum=0.9)", "adafactor(beta2_decay=-0.8)", "sam(rho=0.05)", "pgd(g_thres=5.0, t_thres=4)"]
+)
+def test_a_learning_rate_grid_in_one_batch_equals_each_rate_run_on_its_own(optimizer: str) -> None:
+    """G rates x B runs as G*B rows (one param group per rate) give each rate's own numbers, noise included."""
+    landscape = landbench.make("rosenbrock(dim=4)", dtype="float64")
+    settings = Settings(dtype="float64", curvature=False)
+    spec, lrs, seeds = resolve(optimizer), [1e-4, 3e-4, 1e-3], [0, 1]
+    grid = run_batch(landscape, spec, seeds, steps=50, noise=0.05, settings=settings, lrs=lrs)
+    assert grid.mode == choose_mode(spec, "cpu", torch.float64) and grid.seeds == seeds * 3
+    for g, lr in enumerate(lrs):
+        alone = run_batch(
+            landscape, resolve(f"{optimizer[:-1]}, lr={lr})"), seeds, steps=50, noise=0.05, settings=settings
+        )
+        rows = slice(g * len(seeds), (g + 1) * len(seeds))
+        torch.testing.assert_close(grid.final_x[rows], alone.final_x, rtol=1e-12, atol=1e-14, equal_nan=True)
+        assert grid.tracker.hit_steps[rows].tolist() == alone.tracker.hit_steps.tolist()

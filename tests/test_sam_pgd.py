@@ -359,7 +359,7 @@ def test_bad_arguments_raise_spec_errors_naming_what_is_valid(build: Callable, m
 def test_bind_runs_needs_one_seed_per_row_before_the_first_step() -> None:
     param = torch.nn.Parameter(torch.zeros(3, 2))
     opt = PerturbedGD([param])
-    with pytest.raises(ValueError, match="2 seeds for a parameter of 3 runs"):
+    with pytest.raises(ValueError, match="2 seeds for parameters of 3 runs in all"):
         opt.bind_runs([0, 1], 0)
     param.grad = torch.zeros_like(param)
     opt.step()

@@ -143,22 +143,25 @@ class PerturbedGD(torch.optim.Optimizer):
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def bind_runs(self, seeds: Sequence[int], instance: int) -> None:
-        """Give the rows of the (single) parameter tensor their runs' random streams, before the first step:
-        run ``i`` draws from a generator seeded with ``derive_seed(instance, seeds[i], "perturbation")``."""
+        """Give every run its own random stream, before the first step: the rows of the parameter
+        tensors, in the order of ``param_groups``, are the runs of ``seeds``, and run ``i`` draws from
+        a generator seeded with ``derive_seed(instance, seeds[i], "perturbation")``."""
         params = [p for group in self.param_groups for p in group["params"]]
-        if len(params) != 1:
-            raise ValueError(f"bind_runs needs exactly one parameter tensor (the batch of runs), got {len(params)}")
-        (param,) = params
-        runs, dim = run_rows(param).shape
-        if len(seeds) != runs:
-            raise ValueError(f"bind_runs got {len(seeds)} seeds for a parameter of {runs} runs")
-        if self.state.get(param):
+        shapes = [run_rows(p).shape for p in params]
+        if len(seeds) != sum(runs for runs, _ in shapes):
+            raise ValueError(
+                f"bind_runs got {len(seeds)} seeds for parameters of {sum(r for r, _ in shapes)} runs in all"
+            )
+        if any(self.state.get(p) for p in params):
             raise ValueError("bind_runs must come before the first step")
-        generators = [
-            torch.Generator(device=param.device).manual_seed(derive_seed(instance, int(seed), "perturbation"))
-            for seed in seeds
-        ]
-        self._samplers[param] = BallSampler(generators, runs, dim, param.dtype, param.device)
+        first = 0
+        for param, (runs, dim) in zip(params, shapes):
+            generators = [
+                torch.Generator(device=param.device).manual_seed(derive_seed(instance, int(seed), "perturbation"))
+                for seed in seeds[first : first + runs]
+            ]
+            self._samplers[param] = BallSampler(generators, runs, dim, param.dtype, param.device)
+            first += runs
 
     def _sampler(self, param: torch.Tensor, runs: int, dim: int) -> BallSampler:
         if param not in self._samplers:
