@@ -1,4 +1,4 @@
-"""The ``landbench`` command: list, describe, run."""
+"""The ``landbench`` command: list, describe, connect, run, rank."""
 
 from __future__ import annotations
 
@@ -20,9 +20,12 @@ from landbench.errors import LandbenchError
 from landbench.landscapes import FAMILIES, family, make
 from landbench.landscapes.base import family_params
 from landbench.mode_connectivity import connectivity
+from landbench.ranking import rank
+from landbench.references import available_references, load_reference
 from landbench.runner import run_suite
 from landbench.settings import normalize_seeds
 from landbench.spec import bind_params, format_value, parse_spec
+from landbench.store import load_results
 from landbench.suite import adhoc_suite, available_suites, load_suite
 
 DEFAULT_OUT = "landbench_results"
@@ -329,6 +332,60 @@ def run(
     if not as_json:
         click.echo(summary_table(result.records))
         click.echo(f"\n{result.ran} runs ran, {result.skipped} were already in {out}/results.jsonl")
+
+
+# --- rank ---------------------------------------------------------------------------------------
+
+
+@main.command("rank")
+@click.argument("results", nargs=-1)
+@click.option(
+    "--against",
+    multiple=True,
+    metavar="NAME|PATH",
+    help="Reference results to rank against: a shipped set (e.g. 'baselines') or a results folder or file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON.")
+@click.option("--markdown", is_flag=True, help="Print the leaderboard as Markdown.")
+@click.option("--alpha", default=0.05, show_default=True, help="Significance level of the paired tests (Holm).")
+@click.option("--tau-max", default=4.0, show_default=True, help="Profile ratio up to which the score integrates.")
+@click.option("--bootstrap", default=2000, show_default=True, help="Bootstrap resamples of the mean-rank intervals.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@_friendly
+def rank_command(
+    results: Sequence[str],
+    against: Sequence[str],
+    as_json: bool,
+    markdown: bool,
+    alpha: float,
+    tau_max: float,
+    bootstrap: int,
+    seed: int,
+) -> None:
+    """Rank the optimizers in RESULTS (results folders or .jsonl files) on the scenarios they share.
+
+    Per scenario: COCO's expected running time with success rates (diverged runs are failures);
+    overall: mean rank with a bootstrap interval, the area under the performance profile, pairwise
+    Wilcoxon tests with Holm's correction, and a breakdown per family group. Tuning-phase records
+    are left out. Results that mix devices, versions or settings are ranked with a warning.
+    """
+    if not results and not against:
+        raise click.UsageError(
+            "give results to rank (folders or .jsonl files) and/or --against a reference set "
+            f"(shipped: {', '.join(available_references())})"
+        )
+    if as_json and markdown:
+        raise click.UsageError("give --json or --markdown, not both")
+    records = load_results(results)
+    for reference in against:
+        records += load_reference(reference)
+    board = rank(records, alpha=alpha, tau_max=tau_max, bootstrap=bootstrap, seed=seed)
+    if as_json:
+        click.echo(json.dumps(board.as_dict(), indent=2, allow_nan=False))
+    elif markdown:
+        click.echo(board.to_markdown())
+    else:
+        click.echo(board.to_text())
 
 
 def summary_table(records: Sequence[dict[str, Any]]) -> str:

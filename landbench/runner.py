@@ -16,6 +16,7 @@ from landbench.optimizers import choose_mode, resolve
 from landbench.records import build_records
 from landbench.store import ResultStore
 from landbench.suite import Scenario, Suite
+from landbench.tuning import choose, scored, tuning_units, with_lr
 
 
 @dataclass
@@ -43,18 +44,22 @@ def run_suite(
 ) -> SuiteRun:
     """Run every scenario of ``suite`` that ``out`` does not hold yet, appending each batch as it ends.
 
-    ``on_record`` sees every record of the suite in scenario order, stored ones included (the
-    CLI's ``--json`` prints them). ``progress``: a bar on stderr (None: only on a terminal).
+    A suite with a ``[tuning]`` table first runs its tuning grids (:mod:`landbench.tuning`), then
+    scores its scenarios with the chosen learning rates; both phases resume from ``out``.
+    ``on_record`` sees every scored record of the suite in scenario order, stored ones included
+    (the CLI's ``--json`` prints them). ``progress``: a bar on stderr (None: only on a terminal).
     """
     _check_before_running(suite, device)
     store = ResultStore(out)
     device_type = torch.device(device).type
     stored = {r["key"]: r for r in store.records() if "key" in r}
     scenarios = suite.scenarios()
-    remaining = missing_seeds(scenarios, stored, device)
+    units = tuning_units(suite.tuning, scenarios) if suite.tuning is not None else []
+    grids = {unit: [with_lr(unit.optimizer, lr) for lr in suite.tuning.grid_for(unit.optimizer)] for unit in units}  # type: ignore[union-attr]
+    tune_left = {u: any(u.key(s, device_type, o) not in stored for o in grids[u] for s in u.seeds) for u in units}
     result = SuiteRun()
     bar = tqdm(
-        total=sum(len(seeds) for seeds in remaining.values()),
+        total=sum(len(grids[u]) * len(u.seeds) for u in units if tune_left[u]) + sum(len(sc.seeds) for sc in scenarios),
         unit="run",
         desc=suite.name,
         disable=None if progress is None else not progress,
@@ -62,22 +67,78 @@ def run_suite(
         delay=0.5,
     )
     with bar:
+        info: dict[Scenario, dict[str, Any]] = {}
+        if suite.tuning is not None:
+            tuned = []
+            for unit in units:
+                if tune_left[unit]:
+                    bar.set_postfix_str(f"tuning {unit.label} on {unit.problem}", refresh=False)
+                    done = bar.n
+                    new = _tune_unit(unit, grids[unit], device, bar)
+                    store.append(r for r in new if r["key"] not in stored)
+                    stored.update((r["key"], r) for r in new)
+                    bar.update(done + len(new) - bar.n)
+                tuned += [stored[unit.key(s, device_type, o)] for o in grids[unit] for s in unit.seeds]
+            scenarios, info = scored(scenarios, suite.tuning, choose(tuned))
+        remaining = missing_seeds(scenarios, stored, device)
+        bar.total = bar.n + sum(len(seeds) for seeds in remaining.values())
+        ran_before = bar.n
         for scenario in scenarios:
             seeds = remaining[scenario]
-            new: dict[int, dict[str, Any]] = {}
+            new_records: dict[int, dict[str, Any]] = {}
             if seeds:
                 bar.set_postfix_str(f"{scenario.problem} {scenario.optimizer}", refresh=False)
-                new = {r["seed"]: r for r in _run_scenario(scenario, seeds, device, bar)}
-                store.append(new[s] for s in seeds)
+                runs = _run_scenario(scenario, seeds, device, bar)
+                for record in runs:
+                    _set_role(record, scenario, device_type, info.get(scenario))
+                new_records = {r["seed"]: r for r in runs}
+                store.append(new_records[s] for s in seeds)
                 result.ran += len(seeds)
-                bar.update(result.ran - bar.n)  # exact count, whatever the per-step increments added up to
+                bar.update(ran_before + result.ran - bar.n)  # exact, whatever the per-step increments added up to
             for seed in scenario.seeds:
-                record = new.get(seed) or stored[scenario.key(seed, device_type)]
-                result.skipped += seed not in new
+                record = new_records.get(seed) or stored[scenario.key(seed, device_type)]
+                result.skipped += seed not in new_records
                 result.records.append(record)
                 if on_record is not None:
                     on_record(record)
     return result
+
+
+def _set_role(record: dict[str, Any], scenario: Scenario, device_type: str, tuning: dict[str, Any] | None) -> None:
+    """Mark a record of a tuned suite with its phase, its label and (scored runs) the tuning it got."""
+    if scenario.phase is None:
+        return
+    record["phase"] = scenario.phase
+    record["label"] = scenario.label
+    if tuning is not None:
+        record["tuning"] = tuning
+    record["key"] = scenario.key(record["seed"], device_type, record["optimizer"])
+
+
+def _tune_unit(unit: Scenario, specs: list[str], device: str, bar: tqdm) -> list[dict[str, Any]]:
+    """Every rate of a tuning grid on one tuning batch: in one batch where the optimizer's mode
+    allows it (a param group per rate), else one batch per rate."""
+    landscape = make(unit.problem, seed=unit.instance, device=device, dtype=unit.settings.dtype)
+    base = resolve(unit.optimizer)
+    resolved = [resolve(spec) for spec in specs]
+    seeds = list(unit.seeds)
+    runs_per_step = len(seeds) * len(specs) / unit.steps
+    common = {"steps": unit.steps, "noise": unit.noise, "settings": unit.settings}
+    if choose_mode(base, landscape.device, landscape.dtype) == "separate":
+        records = []
+        for spec in resolved:
+            outcome = run_batch(
+                landscape, spec, seeds, progress=lambda n: bar.update(n * len(seeds) / unit.steps), **common
+            )
+            records += build_records(landscape, spec, outcome, **common)
+    else:
+        lrs = [float(spec.kwargs["lr"]) for spec in resolved]
+        outcome = run_batch(landscape, base, seeds, lrs=lrs, progress=lambda n: bar.update(n * runs_per_step), **common)
+        records = build_records(landscape, [spec for spec in resolved for _ in seeds], outcome, **common)
+    device_type = landscape.device.type
+    for record in records:
+        _set_role(record, unit, device_type, None)
+    return records
 
 
 def _check_before_running(suite: Suite, device: str) -> None:

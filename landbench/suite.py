@@ -43,13 +43,27 @@ from landbench.optimizers import resolve
 from landbench.records import run_key
 from landbench.settings import Settings, check_noise, check_steps, normalize_seeds
 from landbench.spec import Spec, parse_spec
+from landbench.tuning import Tuning, check_disjoint, check_grid
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-TOP_KEYS = ("name", "description", "seeds", "instances", "steps", "noise", "dtype", "optimizers", "metrics", "problems")
+TOP_KEYS = (
+    "name",
+    "description",
+    "seeds",
+    "instances",
+    "steps",
+    "noise",
+    "dtype",
+    "optimizers",
+    "metrics",
+    "tuning",
+    "problems",
+)
+TUNING_KEYS = ("instances", "seeds", "grid", "grids")
 PROBLEM_KEYS = ("spec", "dims", "steps", "noise", "seeds", "instances", "optimizers", "dtype")
 
 
@@ -64,10 +78,24 @@ class Scenario:
     steps: int
     noise: float
     settings: Settings
+    phase: str | None = None  # in a tuned suite: "tune" or "score"
+    label: str | None = None  # in a tuned suite: the optimizer's spec without lr, its name in rankings
 
-    def key(self, seed: int, device: str) -> str:
-        """The key of this scenario's run with the given seed (see :func:`landbench.records.run_key`)."""
-        return run_key(self.problem, self.instance, self.optimizer, seed, self.steps, self.noise, device, self.settings)
+    def key(self, seed: int, device: str, optimizer: str | None = None) -> str:
+        """The key of this scenario's run with the given seed (see :func:`landbench.records.run_key`);
+        ``optimizer`` replaces the scenario's (a rate of a tuning grid)."""
+        role = None if self.phase is None else (self.phase, str(self.label))
+        return run_key(
+            self.problem,
+            self.instance,
+            optimizer or self.optimizer,
+            seed,
+            self.steps,
+            self.noise,
+            device,
+            self.settings,
+            role,
+        )
 
 
 @dataclass(frozen=True)
@@ -94,6 +122,7 @@ class Suite:
     optimizers: tuple[str, ...]
     settings: Settings = field(default_factory=Settings)
     defaults: ProblemEntry = field(default_factory=lambda: ProblemEntry(()))  # the file's top-level budget
+    tuning: Tuning | None = None  # [tuning]: learning rates are tuned per family before scoring
 
     def scenarios(self) -> list[Scenario]:
         """Every scenario, problems in file order, then instance, noise and optimizer; a scenario
@@ -356,7 +385,45 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
     name = data.get("name", Path(str(path)).stem)
     file = Path(path) if path != "<suite>" else None
     top = ProblemEntry((), defaults["steps"], defaults["noise"], defaults["seeds"], defaults["instances"])
-    return Suite(name, data.get("description", ""), file, tuple(entries), canonical_optimizers, settings, top)
+    suite = Suite(name, data.get("description", ""), file, tuple(entries), canonical_optimizers, settings, top)
+    if "tuning" not in data:
+        return suite
+    suite = replace(suite, tuning=_tuning(data["tuning"], where))
+    overlap = check_disjoint(suite.tuning, suite.scenarios())
+    if overlap:
+        raise where.error("instances" if "instances" in overlap.split()[0] else "seeds", overlap, "tuning")
+    return suite
+
+
+def _tuning(table: Any, where: _Where) -> Tuning:
+    """The ``[tuning]`` table: instances, seeds, grid, and [tuning.grids] per optimizer."""
+    if not isinstance(table, dict):
+        raise where.error("tuning", "expected a table [tuning] (instances, seeds, grid, [tuning.grids])")
+    for key in table:
+        if key not in TUNING_KEYS:
+            raise where.error(key, f"unknown key; valid keys of [tuning]: {', '.join(TUNING_KEYS)}", "tuning")
+    out = Tuning()
+    for key, what in (("instances", "instance seeds"), ("seeds", "run seeds")):
+        if key in table:
+            values = _int_list(table[key], count_ok=False)
+            if values is None:
+                raise where.error(key, f"expected a non-empty list of distinct non-negative {what}", "tuning")
+            out = replace(out, **{key: values})
+    if "grid" in table:
+        grid = check_grid(table["grid"])
+        if grid is None:
+            raise where.error("grid", "expected a non-empty list of distinct positive learning rates", "tuning")
+        out = replace(out, grid=grid)
+    grids = table.get("grids", {})
+    if not isinstance(grids, dict):
+        raise where.error("grids", "expected a table [tuning.grids] of optimizer = [rates]", "tuning")
+    parsed = []
+    for name, value in grids.items():
+        grid = check_grid(value)
+        if grid is None:
+            raise where.error(name, "expected a non-empty list of distinct positive learning rates", "tuning.grids")
+        parsed.append((name, grid))
+    return replace(out, grids=tuple(parsed))
 
 
 def adhoc_suite(

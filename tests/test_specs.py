@@ -46,7 +46,7 @@ def test_bad_problem_specs(spec: object, message: str) -> None:
     [
         ("sgd(lr=-0.1)", "lr must be a positive finite number, got -0.1"),
         ("sgd(lr=0)", "lr must be a positive finite number"),
-        ("adamm(lr=0.1)", "unknown optimizer 'adamm' \\(did you mean 'adam'\\?\\); valid names: gd, sam, pgd, sgd, adam"),
+        ("adamm(lr=0.1)", "unknown optimizer 'adamm' \\(did you mean 'adam'\\?\\); valid names: gd, sam, pgd, sgd"),
         (
             "sgd(lr=0.1, momentun=0.9)",
             "unknown argument 'momentun' \\(did you mean 'momentum'\\?\\); valid arguments: lr, momentum",

@@ -34,8 +34,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "classical": ("quadratic", "rosenbrock", "rastrigin", "ackley", "styblinski_tang", "levy"),
 }
 
-#: Record fields that must agree within a scenario for its runs to be comparable.
-PROVENANCE_FIELDS = ("device", "dtype", "landbench_version", "torch_version", "batch_mode")
+#: Record fields that must agree within a scenario for its runs to be comparable. (``batch_mode``
+#: is not one: every mode gives the numbers of separate runs, which is how it is chosen.)
+PROVENANCE_FIELDS = ("device", "dtype", "landbench_version", "torch_version")
 
 #: Settings that change only the curvature metrics and the stored curve, never a ranked number.
 METRIC_ONLY_SETTINGS = ("curvature", "tau", "lanczos_iterations", "hutchinson_probes", "basin_probes", "curve_points")
@@ -106,11 +107,12 @@ def select(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 
 
 def by_scenario(records: Iterable[dict[str, Any]]) -> dict[Scenario, dict[str, list[dict[str, Any]]]]:
-    """Records grouped by scenario, then by optimizer (canonical spec string)."""
+    """Records grouped by scenario, then by optimizer: its ``label`` (a tuned optimizer's spec
+    without ``lr``, the same in every family whatever rate each family got), else its spec."""
     grouped: dict[Scenario, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         scenario = Scenario(str(record["problem"]), float(record["noise"]), int(record["steps"]))
-        grouped[scenario][str(record["optimizer"])].append(record)
+        grouped[scenario][str(record.get("label") or record["optimizer"])].append(record)
     return {scenario: dict(runs) for scenario, runs in sorted(grouped.items())}
 
 
@@ -181,7 +183,7 @@ def _final(record: dict[str, Any], with_f_star: bool) -> float | None:
 def provenance_report(runs_by_scenario: dict[Scenario, list[dict[str, Any]]]) -> tuple[list[str], list[str]]:
     """Warnings and notes, one per field whose value differs between runs compared within a scenario.
 
-    Checked: device, dtype, landbench and torch versions, batch mode, the time unit, and each
+    Checked: device, dtype, landbench and torch versions, the time unit, and each
     setting other than dtype (which has its own field). Differences across scenarios are fine
     (each scenario is ranked on its own); within a scenario they mean that the optimizers were
     not measured alike, and the ranking says so rather than mixing silently: a warning, or a note

@@ -90,23 +90,37 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
+#: Up to this many non-zero differences the signed-rank p-value is exact (all 2^n sign patterns).
+EXACT_SIGNED_RANK = 16
+
+
 def signed_rank_test(differences: Sequence[float]) -> tuple[float, int]:
     """Two-sided Wilcoxon signed-rank test of paired differences (one per scenario): (p, side).
 
     Zero differences are dropped (Wilcoxon's treatment, ``zero_method="wilcox"``); when every
-    difference is zero the two are tied and p = 1. scipy picks the exact null distribution for
-    small samples without ties and the normal approximation otherwise. With n non-zero
-    differences the smallest p possible is 2 / 2^n, so n >= 6 is needed for p < 0.05.
-    ``side`` is the sign of W+ - W-, the rank sums of the positive and the negative differences
-    (ranks of |d| among the non-zero ones): -1 when the differences lean negative, 0 when neither.
+    difference is zero the two are tied and p = 1. With W+ the sum of the ranks of |d| (mean ranks
+    for ties) over the positive differences, and n <= :data:`EXACT_SIGNED_RANK` non-zero ones, p is
+    exact: the share of the 2^n equally likely sign patterns whose W+ is at least as far from its
+    mean n(n+1)/4 as the observed one (ties and all; scipy would run a slow permutation test).
+    Beyond that, scipy's normal approximation with the tie correction. The smallest p possible is
+    2 / 2^n, so n >= 6 is needed for p < 0.05. ``side`` is the sign of W+ - W-: -1 when the
+    differences lean negative, 0 when neither.
     Wilcoxon, "Individual comparisons by ranking methods", Biometrics Bulletin 1 (1945).
     """
     nonzero = np.asarray([d for d in differences if d != 0], dtype=float)
     if nonzero.size == 0:
         return 1.0, 0
     ranks = rankdata(np.abs(nonzero))
-    side = int(np.sign(ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()))
-    return float(wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided").pvalue), side
+    w_plus = ranks[nonzero > 0].sum()
+    side = int(np.sign(w_plus - (ranks.sum() - w_plus)))
+    n = nonzero.size
+    if n > EXACT_SIGNED_RANK:
+        return float(wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided", method="approx").pvalue), side
+    patterns = (np.arange(2**n)[:, None] >> np.arange(n)) & 1  # every assignment of signs
+    sums = patterns @ ranks
+    centre = ranks.sum() / 2
+    extreme = np.abs(sums - centre) >= abs(w_plus - centre) - 1e-9
+    return float(extreme.mean()), side
 
 
 def win_rate(first: Sequence[float], second: Sequence[float]) -> float:
