@@ -377,6 +377,11 @@ def rank_command(
     if as_json and markdown:
         raise click.UsageError("give --json or --markdown, not both")
     records = load_results(results)
+    if results and not any(r.get("phase", "score") == "score" for r in records):
+        raise LandbenchError(
+            f"no scored runs in {', '.join(results)} ({len(records)} records, none of phase 'score'): "
+            "run a suite into it first, e.g. landbench run baselines --optimizer SPEC --out DIR"
+        )
     for reference in against:
         records += load_reference(reference)
     board = rank(records, alpha=alpha, tau_max=tau_max, bootstrap=bootstrap, seed=seed)

@@ -59,10 +59,10 @@ def run_key(
     noise: float,
     device: str,
     settings: Settings,
-    role: tuple[str, str] | None = None,
+    role: tuple[str, ...] | None = None,
 ) -> str:
     """A short stable hash of everything that determines a run's numbers (and where it ran), and of
-    its ``role`` in a tuned suite, ``(phase, label)``, when it has one."""
+    its ``role`` in a tuned suite, ``(phase, label[, tuning])``, when it has one."""
     identity: list[Any] = [RECORD_SCHEMA, problem, instance, optimizer, seed, steps, float(noise), device]
     if role is not None:
         identity.append(list(role))

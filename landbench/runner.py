@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from tqdm import tqdm
 from landbench.engine import run_batch
 from landbench.landscapes import make, resolve_device, resolve_dtype
 from landbench.optimizers import choose_mode, resolve
+from landbench.optimizers.batching import grid_shares_batch
 from landbench.records import build_records
 from landbench.store import ResultStore
 from landbench.suite import Scenario, Suite
@@ -67,7 +69,6 @@ def run_suite(
         delay=0.5,
     )
     with bar:
-        info: dict[Scenario, dict[str, Any]] = {}
         if suite.tuning is not None:
             tuned = []
             for unit in units:
@@ -79,7 +80,7 @@ def run_suite(
                     stored.update((r["key"], r) for r in new)
                     bar.update(done + len(new) - bar.n)
                 tuned += [stored[unit.key(s, device_type, o)] for o in grids[unit] for s in unit.seeds]
-            scenarios, info = scored(scenarios, suite.tuning, choose(tuned))
+            scenarios = scored(scenarios, suite.tuning, choose(tuned))
         remaining = missing_seeds(scenarios, stored, device)
         bar.total = bar.n + sum(len(seeds) for seeds in remaining.values())
         ran_before = bar.n
@@ -90,7 +91,7 @@ def run_suite(
                 bar.set_postfix_str(f"{scenario.problem} {scenario.optimizer}", refresh=False)
                 runs = _run_scenario(scenario, seeds, device, bar)
                 for record in runs:
-                    _set_role(record, scenario, device_type, info.get(scenario))
+                    _set_role(record, scenario, device_type)
                 new_records = {r["seed"]: r for r in runs}
                 store.append(new_records[s] for s in seeds)
                 result.ran += len(seeds)
@@ -104,27 +105,27 @@ def run_suite(
     return result
 
 
-def _set_role(record: dict[str, Any], scenario: Scenario, device_type: str, tuning: dict[str, Any] | None) -> None:
+def _set_role(record: dict[str, Any], scenario: Scenario, device_type: str) -> None:
     """Mark a record of a tuned suite with its phase, its label and (scored runs) the tuning it got."""
     if scenario.phase is None:
         return
     record["phase"] = scenario.phase
     record["label"] = scenario.label
-    if tuning is not None:
-        record["tuning"] = tuning
+    if scenario.tuning is not None:
+        record["tuning"] = json.loads(scenario.tuning)
     record["key"] = scenario.key(record["seed"], device_type, record["optimizer"])
 
 
 def _tune_unit(unit: Scenario, specs: list[str], device: str, bar: tqdm) -> list[dict[str, Any]]:
-    """Every rate of a tuning grid on one tuning batch: in one batch where the optimizer's mode
-    allows it (a param group per rate), else one batch per rate."""
+    """Every rate of a tuning grid on one tuning batch: in one batch where the optimizer takes a
+    param group per rate (:func:`landbench.optimizers.batching.grid_shares_batch`), else one batch per rate."""
     landscape = make(unit.problem, seed=unit.instance, device=device, dtype=unit.settings.dtype)
     base = resolve(unit.optimizer)
     resolved = [resolve(spec) for spec in specs]
     seeds = list(unit.seeds)
     runs_per_step = len(seeds) * len(specs) / unit.steps
     common = {"steps": unit.steps, "noise": unit.noise, "settings": unit.settings}
-    if choose_mode(base, landscape.device, landscape.dtype) == "separate":
+    if not grid_shares_batch(base, landscape.device, landscape.dtype):
         records = []
         for spec in resolved:
             outcome = run_batch(
@@ -137,7 +138,7 @@ def _tune_unit(unit: Scenario, specs: list[str], device: str, bar: tqdm) -> list
         records = build_records(landscape, [spec for spec in resolved for _ in seeds], outcome, **common)
     device_type = landscape.device.type
     for record in records:
-        _set_role(record, unit, device_type, None)
+        _set_role(record, unit, device_type)
     return records
 
 

@@ -12,6 +12,7 @@ readers keep the first record of a key.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import sys
@@ -90,8 +91,10 @@ class ResultStore:
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a JSONL file; a malformed line is reported on stderr and skipped, never deleted."""
-    with open(path, encoding="utf-8") as handle:
+    """Records of a JSONL file (gzipped if its name ends in ``.gz``); a malformed line is reported
+    on stderr and skipped, never deleted."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -102,7 +105,7 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Records from result folders and/or ``.jsonl`` files."""
+    """Records from result folders and/or ``.jsonl`` (or ``.jsonl.gz``) files."""
     out: list[dict[str, Any]] = []
     for path in map(Path, paths):
         if path.is_dir():

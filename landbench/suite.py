@@ -43,7 +43,7 @@ from landbench.optimizers import resolve
 from landbench.records import run_key
 from landbench.settings import Settings, check_noise, check_steps, normalize_seeds
 from landbench.spec import Spec, parse_spec
-from landbench.tuning import Tuning, check_disjoint, check_grid
+from landbench.tuning import Tuning, check_disjoint, check_grid, check_optimizers, label_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -80,11 +80,12 @@ class Scenario:
     settings: Settings
     phase: str | None = None  # in a tuned suite: "tune" or "score"
     label: str | None = None  # in a tuned suite: the optimizer's spec without lr, its name in rankings
+    tuning: str | None = None  # in a tuned suite's scored scenarios: the records' tuning field, as JSON
 
     def key(self, seed: int, device: str, optimizer: str | None = None) -> str:
         """The key of this scenario's run with the given seed (see :func:`landbench.records.run_key`);
         ``optimizer`` replaces the scenario's (a rate of a tuning grid)."""
-        role = None if self.phase is None else (self.phase, str(self.label))
+        role = None if self.phase is None else (self.phase, str(self.label), *([self.tuning] if self.tuning else []))
         return run_key(
             self.problem,
             self.instance,
@@ -171,7 +172,14 @@ class Suite:
         entries = tuple(replace(e, **changes) for e in entries)
         settings = self.settings if dtype is None else replace(self.settings, dtype=dtype)
         opts = tuple(resolve(o).canonical for o in optimizers) if optimizers else self.optimizers
-        return replace(self, problems=entries, optimizers=opts, settings=settings)
+        suite = replace(self, problems=entries, optimizers=opts, settings=settings)
+        if suite.tuning is not None:
+            problem = check_disjoint(suite.tuning, suite.scenarios()) or check_optimizers(
+                suite.tuning, [sc.optimizer for sc in suite.scenarios()]
+            )
+            if problem:
+                raise SuiteError(f"{self.name}: [tuning]: {problem}")
+        return suite
 
 
 def suite_directory() -> Path:
@@ -392,6 +400,9 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
     overlap = check_disjoint(suite.tuning, suite.scenarios())
     if overlap:
         raise where.error("instances" if "instances" in overlap.split()[0] else "seeds", overlap, "tuning")
+    clash = check_optimizers(suite.tuning, [sc.optimizer for sc in suite.scenarios()])
+    if clash:
+        raise where.error("grids" if "[tuning.grids]" in clash else "optimizers", clash, "tuning")
     return suite
 
 
@@ -422,7 +433,11 @@ def _tuning(table: Any, where: _Where) -> Tuning:
         grid = check_grid(value)
         if grid is None:
             raise where.error(name, "expected a non-empty list of distinct positive learning rates", "tuning.grids")
-        parsed.append((name, grid))
+        try:
+            key = label_of(name) if "(" in name else name
+        except SpecError as exc:
+            raise where.error(name, str(exc), "tuning.grids") from None
+        parsed.append((key, grid))
     return replace(out, grids=tuple(parsed))
 
 

@@ -30,6 +30,7 @@ same budget rather than at their defaults.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -104,9 +105,30 @@ def with_lr(optimizer: str, lr: float) -> str:
 
 
 def tunable(optimizer: str) -> bool:
-    """Whether the optimizer has a learning rate to tune (an ``lr`` argument or ``**kwargs``)."""
+    """Whether the optimizer has a learning rate to tune: an ``lr`` argument (which its canonical
+    spec always writes), or ``sam``, which passes ``lr`` to its base."""
     spec = resolve(optimizer)
     return "lr" in spec.kwargs or spec.name == "sam"
+
+
+def check_optimizers(tuning: Tuning, optimizers: Iterable[str]) -> str | None:
+    """Why a tuned suite's optimizers cannot be tuned as given, or None: two specs that differ only
+    in ``lr`` (tuning sets it, so they would be the same contestant), or a ``[tuning.grids]`` key
+    that names none of the optimizers."""
+    labels: dict[str, str] = {}
+    for optimizer in dict.fromkeys(optimizers):
+        label = label_of(optimizer) if tunable(optimizer) else optimizer
+        if label in labels:
+            return (
+                f"optimizers {labels[label]!r} and {optimizer!r} differ only in lr, which tuning chooses: "
+                f"list {label!r} once"
+            )
+        labels[label] = optimizer
+    names = {parse_spec(o, what="optimizer").name for o in labels.values()}
+    for key, _ in tuning.grids:
+        if key not in labels and key not in names:
+            return f"[tuning.grids] {key!r} names none of the optimizers; valid: {', '.join([*names, *labels])}"
+    return None
 
 
 def family_of(problem: str) -> str:
@@ -165,19 +187,19 @@ def choose(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], float]:
     return chosen
 
 
-def scored(
-    scenarios: Sequence[Scenario], tuning: Tuning, chosen: Mapping[tuple[str, str], float]
-) -> tuple[list[Scenario], dict[Scenario, dict[str, Any]]]:
-    """The suite's scenarios with tuned rates, and the ``tuning`` field of each one's records."""
+def scored(scenarios: Sequence[Scenario], tuning: Tuning, chosen: Mapping[tuple[str, str], float]) -> list[Scenario]:
+    """The suite's scenarios with tuned rates; each carries the ``tuning`` field of its records
+    (family, chosen rate, grid, tuning instances and seeds) as canonical JSON, which enters its
+    runs' keys, so that a change of grid or tuning runs never reuses old scored records."""
     out: list[Scenario] = []
-    info: dict[Scenario, dict[str, Any]] = {}
     for sc in scenarios:
         label = label_of(sc.optimizer) if tunable(sc.optimizer) else sc.optimizer
         family = family_of(sc.problem)
+        optimizer = sc.optimizer
         if (label, family) in chosen:
             lr = chosen[(label, family)]
-            new = replace(sc, optimizer=with_lr(sc.optimizer, lr), phase="score", label=label)
-            info[new] = {
+            optimizer = with_lr(sc.optimizer, lr)
+            info: dict[str, Any] = {
                 "family": family,
                 "lr": lr,
                 "grid": list(tuning.grid_for(sc.optimizer)),
@@ -186,7 +208,8 @@ def scored(
                 "criterion": CRITERION,
             }
         else:
-            new = replace(sc, phase="score", label=label)
-            info[new] = {"family": family, "lr": None, "note": "no learning rate to tune"}
-        out.append(new)
-    return out, info
+            info = {"family": family, "lr": None, "note": "no learning rate to tune"}
+        out.append(
+            replace(sc, optimizer=optimizer, phase="score", label=label, tuning=json.dumps(info, sort_keys=True))
+        )
+    return out

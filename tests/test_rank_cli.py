@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -43,6 +44,16 @@ def test_rank_refuses_nothing_to_rank_and_unknown_references(results: Path) -> N
     assert unknown.exit_code == 2 and "unknown reference 'basleines'; shipped references: baselines" in unknown.output
     both = CliRunner().invoke(main, ["rank", str(results), "--json", "--markdown"])
     assert both.exit_code == 2
+    empty = CliRunner().invoke(main, ["rank", str(results.parent)])  # a folder without results
+    assert empty.exit_code == 2 and "no scored runs in" in empty.output
+
+
+def test_rank_reads_gzipped_results(results: Path, tmp_path: Path) -> None:
+    packed = tmp_path / "results.jsonl.gz"
+    packed.write_bytes(gzip.compress((results / "results.jsonl").read_bytes()))
+    plain = json.loads(CliRunner().invoke(main, ["rank", str(results), "--json"]).output)
+    zipped = json.loads(CliRunner().invoke(main, ["rank", str(packed), "--json"]).output)
+    assert zipped == plain
 
 
 def test_the_shipped_baselines_cover_their_suite_with_every_classic_tuned_on_held_out_runs() -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from landbench.errors import SuiteError
+from landbench.optimizers import resolve
+from landbench.optimizers.batching import grid_shares_batch
 from landbench.ranking import rank
 from landbench.runner import run_suite
 from landbench.store import ResultStore
@@ -104,6 +109,7 @@ def test_a_tuned_suite_resumes_without_rerunning_anything(tuned: tuple[Path, lis
         ("[tuning]\ngrid = [0.1, -1.0]\n", "tuning.grid: expected a non-empty list of distinct positive"),
         ("[tuning]\ngird = [0.1]\n", "tuning.gird: unknown key; valid keys of .tuning.: instances, seeds, grid"),
         ("[tuning]\n[tuning.grids]\nadam = [0.1, 0.1]\n", "adam: expected a non-empty list of distinct positive"),
+        ("[tuning]\n[tuning.grids]\nadma = [0.1]\n", "'adma' names none of the optimizers; valid: gd"),
     ],
 )
 def test_bad_tuning_tables_are_refused_with_the_place_and_what_is_valid(table: str, message: str) -> None:
@@ -122,3 +128,40 @@ def test_grids_come_from_the_suite_then_the_shipped_defaults() -> None:
     assert np.allclose(np.diff(np.log10(DEFAULT_GRID)), 0.5, atol=1e-3)  # half decades
     assert label_of("sgd(lr=0.1, momentum=0.9)") == "sgd(momentum=0.9)"
     assert with_lr("sam(base='adam')", 0.01) == "sam(base='adam', lr=0.01)"
+
+
+def test_specs_that_differ_only_in_lr_and_overrides_that_overlap_tuning_are_refused() -> None:
+    text = (
+        'seeds = 4\noptimizers = ["adam(lr=0.1)", "adam(lr=0.01)"]\n[tuning]\n[[problems]]\nspec = "quadratic(dim=2)"\n'
+    )
+    with pytest.raises(SuiteError, match="differ only in lr, which tuning chooses: list 'adam' once"):
+        parse_suite(text)
+    suite = parse_suite(SUITE)
+    with pytest.raises(SuiteError, match=r"seeds \[10, 11\] are both tuned on and scored"):
+        suite.with_overrides(seeds=[10, 11, 12])
+
+
+class SelfRate(torch.optim.Optimizer):
+    """Reads its rate from ``self.lr``, not from its param groups (as some third-party classes do)."""
+
+    def __init__(self, params, lr: float = 0.01) -> None:  # noqa: ANN001
+        self.lr = lr
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(p.grad, alpha=-self.lr)
+
+
+def test_a_grid_shares_a_batch_only_when_the_optimizer_reads_the_rate_of_its_param_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = types.ModuleType("self_rate")
+    module.SelfRate = SelfRate  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "self_rate", module)
+    assert grid_shares_batch(resolve("adam(lr=0.01)"))
+    assert grid_shares_batch(resolve("sam(lr=0.1)"))
+    assert not grid_shares_batch(resolve("self_rate:SelfRate(lr=0.1)"))  # tuned one rate at a time
+    assert not grid_shares_batch(resolve("lbfgs"))  # separate mode

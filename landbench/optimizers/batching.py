@@ -51,11 +51,21 @@ class _Probe(Landscape):
         return torch.randn(self.dim, generator=generator, dtype=torch.float64)
 
 
-def _trajectory(spec: OptimizerSpec, mode: str, probe: _Probe, start: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+def _trajectory(
+    spec: OptimizerSpec,
+    mode: str,
+    probe: _Probe,
+    start: torch.Tensor,
+    seeds: list[int],
+    lrs: list[float] | None = None,
+) -> torch.Tensor:
     """Points after ``_STEPS`` steps of ``spec`` in ``mode`` from ``start`` (the engine's steppers)."""
     from landbench.stepping import STEPPERS, Evaluator, bind_runs
 
-    stepper = STEPPERS[mode](spec, start, Evaluator(probe, 0.0, None))
+    if lrs is None:
+        stepper = STEPPERS[mode](spec, start, Evaluator(probe, 0.0, None))
+    else:
+        stepper = STEPPERS[mode](spec, start, Evaluator(probe, 0.0, None, len(lrs)), lrs)
     bind_runs(stepper, seeds, 0)
     with torch.no_grad():
         for _ in range(_STEPS):
@@ -98,6 +108,46 @@ def choose_mode(spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: 
             break
     _chosen[key] = chosen
     return chosen
+
+
+_grid_safe: dict[tuple[str, str, torch.dtype], bool] = {}
+
+
+def grid_shares_batch(
+    spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64
+) -> bool:
+    """Whether a learning-rate grid may share one batch: two rates as two param groups, in the
+    spec's mode, give each rate's own numbers on the probe. An optimizer that reads its rate from
+    somewhere other than its param groups (``self.lr``, say) fails this and tunes one rate at a time.
+    """
+    from landbench.optimizers import resolve
+    from landbench.spec import format_spec
+
+    device = torch.device(device)
+    key = (spec.canonical, str(device), dtype)
+    if key in _grid_safe:
+        return _grid_safe[key]
+    mode = choose_mode(spec, device, dtype)
+    safe = False
+    if mode != "separate":
+        base = float(spec.kwargs.get("lr", 1e-3))
+        lrs = [base, base * 0.3]
+        probe = _Probe(dim=4, device=device, dtype=dtype)
+        start = torch.randn(2, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(device, dtype)
+        try:
+            together = _trajectory(spec, mode, probe, start.repeat(2, 1), [0, 1, 0, 1], lrs)
+            alone = torch.cat(
+                [
+                    _trajectory(resolve(format_spec(spec.name, {**spec.kwargs, "lr": lr})), mode, probe, start, [0, 1])
+                    for lr in lrs
+                ]
+            )
+            tolerance = 1e-9 if dtype == torch.float64 else 1e-5
+            safe = bool(torch.allclose(together, alone, rtol=tolerance, atol=tolerance * 1e-3))
+        except Exception:  # noqa: BLE001 - a grid the optimizer cannot take is simply not shared
+            safe = False
+    _grid_safe[key] = safe
+    return safe
 
 
 def _hint(exc: Exception) -> str:

@@ -12,20 +12,12 @@ import torch
 from landbench.errors import SpecError
 from landbench.spec import suggest
 
-#: Base optimizers by the names landbench gives them (the elementwise torch.optim classes).
-BASES: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "rmsprop": torch.optim.RMSprop,
-    "adagrad": torch.optim.Adagrad,
-    "nadam": torch.optim.NAdam,
-    "radam": torch.optim.RAdam,
-    "adamax": torch.optim.Adamax,
-    "asgd": torch.optim.ASGD,
-    "rprop": torch.optim.Rprop,
-    "adadelta": torch.optim.Adadelta,
-}
+
+def bases() -> dict[str, type[torch.optim.Optimizer]]:
+    """Base optimizers by name: landbench's named optimizers whose ``step`` needs no closure."""
+    from landbench.optimizers import BUILTIN  # the registry imports this module
+
+    return {name: cls for name, cls in BUILTIN.items() if not _requires_closure(cls) and cls is not SAM}
 
 
 def run_rows(tensor: torch.Tensor) -> torch.Tensor:
@@ -40,18 +32,21 @@ def _requires_closure(cls: type) -> bool:
 
 
 def base_class(base: str | type) -> type[torch.optim.Optimizer]:
-    """The base optimizer class: a name of :data:`BASES` or a :class:`torch.optim.Optimizer` subclass
+    """The base optimizer class: a name of :func:`bases` or a :class:`torch.optim.Optimizer` subclass
     whose ``step`` works without a closure."""
     if isinstance(base, str):
-        if base not in BASES:
+        names = bases()
+        if base in ("lbfgs", "sam"):
+            raise SpecError(f"sam: base {base!r} needs a closure in step(); valid bases: {', '.join(names)}")
+        if base not in names:
             raise SpecError(
-                f"sam: unknown base {base!r}{suggest(base, list(BASES))}; valid bases: {', '.join(BASES)}, "
+                f"sam: unknown base {base!r}{suggest(base, list(names))}; valid bases: {', '.join(names)}, "
                 f"or a torch.optim.Optimizer subclass"
             )
-        return BASES[base]
+        return names[base]
     if not (isinstance(base, type) and issubclass(base, torch.optim.Optimizer)):
         raise SpecError(
-            f"sam: base must be one of {', '.join(BASES)} or a torch.optim.Optimizer subclass, got {base!r}"
+            f"sam: base must be one of {', '.join(bases())} or a torch.optim.Optimizer subclass, got {base!r}"
         )
     if _requires_closure(base):
         raise SpecError(f"sam: base {base.__name__} needs a closure in step(); use a base that steps on a gradient")
@@ -104,7 +99,7 @@ class SAM(torch.optim.Optimizer):
     with several tensors (or a 2-D weight) this differs from Foret et al.'s single norm over all
     weights. Two gradient evaluations per step; memory: one copy of the parameters.
 
-    ``base`` is a name of :data:`BASES` or a ``torch.optim.Optimizer`` subclass that steps without a
+    ``base`` is a name of :func:`bases` or a ``torch.optim.Optimizer`` subclass that steps without a
     closure; ``base_kwargs`` (``lr``, ``momentum``, ``betas``, ...) go to it. ``param_groups`` and
     ``state`` are the base's (so ``lr`` schedulers and ``state_dict`` see the base's values; the
     groups also carry ``rho`` and ``adaptive``). ``step`` requires the closure and returns its loss,

@@ -87,7 +87,7 @@ def to_text(board: Leaderboard) -> str:
     """For the terminal: warnings, standings, the calls on pairs, the breakdown by family."""
     lines = _headline(board) + [f"WARNING: {w}" for w in board.warnings]
     if not board.standings:
-        return "\n".join(lines)
+        return "\n".join(lines + [f"note: {n}" for n in board.notes])
     lines += ["", _aligned(*_standings_table(board))]
     lines += ["", f"Pairs (Wilcoxon signed-rank over scenarios, Holm-adjusted p < {board.options['alpha']:g}):"]
     lines += [f"  {_verdict(p)}" for p in board.pairwise] or ["  (one optimizer: no pairs)"]

@@ -8,8 +8,6 @@ float64; only the scored records are kept, without their loss curves, gzipped. R
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +36,6 @@ def load_reference(name_or_path: str) -> list[dict[str, Any]]:
             f"unknown reference {name_or_path!r}; shipped references: {', '.join(available_references()) or '(none)'}, "
             f"or give a results folder or .jsonl file"
         )
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
     return load_results([path])
 
 
