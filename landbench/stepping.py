@@ -16,7 +16,6 @@ the landscape on all runs at once wherever the mode allows it.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -24,15 +23,10 @@ import torch
 
 from landbench.landscapes.base import Landscape
 from landbench.optimizers import OptimizerSpec
+from landbench.optimizers.sam import requires_closure as needs_closure
 from landbench.rng import RunNoise
 
 MODES = ("batched", "per_tensor", "separate")
-
-
-def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether ``optimizer.step`` requires a closure (a ``closure`` parameter without a default)."""
-    parameter = inspect.signature(optimizer.step).parameters.get("closure")
-    return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
 class Evaluator:

@@ -17,7 +17,7 @@ def bases() -> dict[str, type[torch.optim.Optimizer]]:
     """Base optimizers by name: landbench's named optimizers whose ``step`` needs no closure."""
     from landbench.optimizers import BUILTIN  # the registry imports this module
 
-    return {name: cls for name, cls in BUILTIN.items() if not _requires_closure(cls) and cls is not SAM}
+    return {name: cls for name, cls in BUILTIN.items() if not requires_closure(cls) and cls is not SAM}
 
 
 def run_rows(tensor: torch.Tensor) -> torch.Tensor:
@@ -26,17 +26,21 @@ def run_rows(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.ndim == 2 else tensor.reshape(1, -1)
 
 
-def _requires_closure(cls: type) -> bool:
-    closure = inspect.signature(cls.step).parameters.get("closure")
-    return closure is not None and closure.default is inspect.Parameter.empty
+def requires_closure(optimizer: type | torch.optim.Optimizer) -> bool:
+    """Whether ``step`` of an optimizer (class or instance) requires a closure: a ``closure``
+    parameter without a default."""
+    parameter = inspect.signature(optimizer.step).parameters.get("closure")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
 def base_class(base: str | type) -> type[torch.optim.Optimizer]:
     """The base optimizer class: a name of :func:`bases` or a :class:`torch.optim.Optimizer` subclass
     whose ``step`` works without a closure."""
     if isinstance(base, str):
+        from landbench.optimizers import BUILTIN
+
         names = bases()
-        if base in ("lbfgs", "sam"):
+        if base in BUILTIN and base not in names:
             raise SpecError(f"sam: base {base!r} needs a closure in step(); valid bases: {', '.join(names)}")
         if base not in names:
             raise SpecError(
@@ -48,7 +52,7 @@ def base_class(base: str | type) -> type[torch.optim.Optimizer]:
         raise SpecError(
             f"sam: base must be one of {', '.join(bases())} or a torch.optim.Optimizer subclass, got {base!r}"
         )
-    if _requires_closure(base):
+    if requires_closure(base):
         raise SpecError(f"sam: base {base.__name__} needs a closure in step(); use a base that steps on a gradient")
     return base
 
