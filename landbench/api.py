@@ -3,17 +3,79 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from landbench.engine import Progress, run_batch
+from landbench.engine import BatchOutcome, Progress, run_batch
 from landbench.errors import SpecError
 from landbench.landscapes import Landscape, make
 from landbench.optimizers import OptimizerSpec, resolve
 from landbench.records import build_records
 from landbench.settings import Settings, check_noise, check_steps, is_integer, normalize_seeds
 from landbench.spec import Spec
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One scenario, validated and built, ready to run: the landscape instance (on its device), the
+    resolved optimizer, the run seeds, the budget and the settings. :func:`run` is
+    ``plan.records(plan.execute())``; a timing harness (the pytest plugin's ``landbench_benchmark``)
+    times :meth:`execute` alone, so that building the instance and the records is not timed."""
+
+    landscape: Landscape
+    optimizer: OptimizerSpec
+    seeds: list[int]
+    steps: int
+    noise: float
+    settings: Settings
+
+    def execute(self, progress: Progress | None = None) -> BatchOutcome:
+        """Run every seed as one batch (:func:`landbench.engine.run_batch`); on a GPU the call
+        returns only once the device has finished (it synchronises before and after the loop)."""
+        return run_batch(
+            self.landscape,
+            self.optimizer,
+            self.seeds,
+            steps=self.steps,
+            noise=self.noise,
+            settings=self.settings,
+            progress=progress,
+        )
+
+    def records(self, outcome: BatchOutcome) -> list[dict[str, Any]]:
+        """One record per run of ``outcome`` (see :mod:`landbench.records`)."""
+        return build_records(
+            self.landscape, self.optimizer, outcome, steps=self.steps, noise=self.noise, settings=self.settings
+        )
+
+
+def plan(
+    problem: str | Mapping[str, Any] | Spec | Landscape,
+    optimizer: str | Mapping[str, Any] | Spec | OptimizerSpec,
+    seeds: int | Sequence[int] = 8,
+    steps: int = 1000,
+    device: torch.device | str = "cpu",
+    noise: float = 0.0,
+    instance: int = 0,
+    **settings: Any,
+) -> RunPlan:
+    """Validate the arguments of :func:`run` and build the landscape and optimizer, without running."""
+    options = Settings.from_mapping(settings, where="landbench.run")
+    steps, noise = check_steps(steps), check_noise(noise)
+    seed_list = normalize_seeds(seeds)
+    if not is_integer(instance) or instance < 0:
+        raise SpecError(f"instance must be a non-negative integer (the landscape's instance seed), got {instance!r}")
+    if isinstance(problem, Landscape):
+        landscape = problem
+        if instance not in (0, landscape.seed):
+            raise SpecError(f"instance={instance} conflicts with the given landscape's instance seed {landscape.seed}")
+        if str(landscape.dtype).removeprefix("torch.") != options.dtype:
+            options = Settings.from_mapping({**options.as_dict(), "dtype": str(landscape.dtype).removeprefix("torch.")})
+    else:
+        landscape = make(problem, seed=int(instance), device=device, dtype=options.dtype)
+    return RunPlan(landscape, resolve(optimizer), seed_list, steps, noise, options)
 
 
 def run(
@@ -36,19 +98,5 @@ def run(
     and precision settings of :class:`~landbench.settings.Settings` (``dtype``, ``targets``,
     ``curvature``, ``tau``, ...). All runs go through the device as one batch.
     """
-    options = Settings.from_mapping(settings, where="landbench.run")
-    steps, noise = check_steps(steps), check_noise(noise)
-    seed_list = normalize_seeds(seeds)
-    if not is_integer(instance) or instance < 0:
-        raise SpecError(f"instance must be a non-negative integer (the landscape's instance seed), got {instance!r}")
-    if isinstance(problem, Landscape):
-        landscape = problem
-        if instance not in (0, landscape.seed):
-            raise SpecError(f"instance={instance} conflicts with the given landscape's instance seed {landscape.seed}")
-        if str(landscape.dtype).removeprefix("torch.") != options.dtype:
-            options = Settings.from_mapping({**options.as_dict(), "dtype": str(landscape.dtype).removeprefix("torch.")})
-    else:
-        landscape = make(problem, seed=int(instance), device=device, dtype=options.dtype)
-    opt = resolve(optimizer)
-    outcome = run_batch(landscape, opt, seed_list, steps=steps, noise=noise, settings=options, progress=progress)
-    return build_records(landscape, opt, outcome, steps=steps, noise=noise, settings=options)
+    prepared = plan(problem, optimizer, seeds, steps, device, noise, instance, **settings)
+    return prepared.records(prepared.execute(progress))

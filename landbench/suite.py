@@ -156,7 +156,7 @@ class Suite:
         entries = self.problems
         if problems:
             entries = tuple(
-                replace(self.defaults, problems=(_canonical_problem(p, None, "--problem"),)) for p in problems
+                replace(self.defaults, problems=(canonical_problem(p, None, "--problem"),)) for p in problems
             )
         changes: dict[str, Any] = {}
         if optimizers:
@@ -263,7 +263,8 @@ def _noise_list(value: Any) -> tuple[float, ...] | None:
     return None
 
 
-def _canonical_problem(spec: str | Mapping[str, Any] | Spec, dim: int | None, where: str) -> str:
+def canonical_problem(spec: str | Mapping[str, Any] | Spec, dim: int | None, where: str) -> str:
+    """The canonical spec of a problem at ``dim`` (None: the spec must name its dim); errors name ``where``."""
     parsed = parse_spec(spec, what="problem")
     kwargs = dict(parsed.kwargs)
     if dim is not None:
@@ -370,7 +371,7 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
                 )
             dims = list(dims_value)
         try:
-            canonical = tuple(_canonical_problem(table["spec"], d, "spec") for d in dims)
+            canonical = tuple(canonical_problem(table["spec"], d, "spec") for d in dims)
         except SpecError as exc:
             raise where.error("spec", str(exc).removeprefix("spec: "), "problems", nth) from None
         budget = _budget(table, where, defaults, nth)
