@@ -393,6 +393,96 @@ def rank_command(
         click.echo(board.to_text())
 
 
+# --- report and plot ----------------------------------------------------------------------------
+
+
+@main.command("report")
+@click.argument("results", nargs=-1)
+@click.option(
+    "--against",
+    multiple=True,
+    metavar="NAME|PATH",
+    help="Reference results to report with: a shipped set (e.g. 'baselines') or a results folder or file.",
+)
+@click.option(
+    "--out",
+    default="landbench_report",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for index.html, report.md and figures/.",
+)
+@click.option("--title", default="landbench report", show_default=True, help="Title of the report.")
+@_friendly
+def report_command(results: Sequence[str], against: Sequence[str], out: str, title: str) -> None:
+    """Write a report of RESULTS (results folders or .jsonl files): the leaderboard and figures.
+
+    OUT/index.html (self-contained, images in OUT/figures/) and OUT/report.md hold the leaderboard
+    of `landbench rank` and the figures the records allow: escape time against dimension and
+    saddle index, ECDFs of time to target, performance profiles, final loss gap and basin width
+    distributions, sharpness against final loss, and the wide-basin share against dimension and
+    noise. Needs matplotlib (pip install 'landbench[plot]').
+    """
+    from landbench.report import write_report
+
+    if not results and not against:
+        raise click.UsageError(
+            "give results to report (folders or .jsonl files) and/or --against a reference set "
+            f"(shipped: {', '.join(available_references())})"
+        )
+    records = load_results(results)
+    for reference in against:
+        records += load_reference(reference)
+    written = write_report(records, out, title=title)
+    click.echo(f"wrote {written.html} and {written.markdown} with {len(written.figures)} figures")
+    for name, why in written.skipped.items():
+        click.echo(f"  not drawn: {name}: {why}")
+
+
+@main.command("plot")
+@click.argument("spec")
+@click.option(
+    "--optimizer",
+    "optimizers",
+    multiple=True,
+    required=True,
+    metavar="SPEC",
+    help="An optimizer whose trajectories to draw. Repeatable.",
+)
+@click.option("--seeds", default="3", show_default=True, metavar="N|LIST", help="Run seeds: a count or a list.")
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(min=1), help="Optimizer steps per run.")
+@click.option("--instance", default=0, show_default=True, type=click.IntRange(min=0), help="Instance seed.")
+@click.option("--noise", default=0.0, show_default=True, type=float, help="Gradient-noise standard deviation.")
+@click.option(
+    "--out", default="landbench_plot.png", show_default=True, type=click.Path(dir_okay=False), help="PNG file."
+)
+@_friendly
+def plot_command(
+    spec: str, optimizers: Sequence[str], seeds: str, steps: int, instance: int, noise: float, out: str
+) -> None:
+    """Draw SPEC (a problem with its dim) with each optimizer's trajectories.
+
+    In 2-D the landscape itself; above, the slice through its known structure (the saddle and the
+    line to its minimum, or the line between two known minima) completed by the top principal
+    directions of the iterates (Li et al. 2018), with the iterates projected onto it. Needs
+    matplotlib (pip install 'landbench[plot]').
+    """
+    from landbench.report.landscape import plot_landscape
+
+    seed_list = _seeds(seeds)
+    if noise < 0 or not math.isfinite(noise):
+        raise click.BadParameter(f"expected a finite number >= 0, got {noise}", param_hint="--noise")
+    if not out.lower().endswith(".png"):
+        raise click.BadParameter(f"expected a .png file name, got {out!r}", param_hint="--out")
+    _, runs, plane = plot_landscape(
+        spec, optimizers, seeds=seed_list, steps=steps, instance=instance, noise=noise, out=out
+    )
+    click.echo(f"wrote {out}" + (f": {plane.description}" if plane.description else ""))
+    for run in runs:
+        diverged = sum(d is not None for d in run.diverged)
+        if diverged:
+            click.echo(f"  {run.optimizer}: {diverged}/{len(run.seeds)} runs diverged")
+
+
 def summary_table(records: Sequence[dict[str, Any]]) -> str:
     """A plain-text table: one row per scenario, medians over its runs.
 

@@ -1,0 +1,516 @@
+"""The report's figures: each is drawn only when the records hold what it needs, else skipped with a note.
+
+Every function takes a :class:`Context` and returns a :class:`Drawn`: a matplotlib figure with
+its title and caption, or no figure and the reason. Colours and markers are the optimizer's
+everywhere (:class:`~landbench.report.mpl.Styles`); diverged runs are counted in the legend and
+never drawn as numbers; censored escape times are never drawn as numbers either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from landbench.report import data
+from landbench.report.mpl import Styles, grid, tidy
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from landbench.ranking import Leaderboard
+
+#: At most this many panels per figure (the others are named in the note).
+MAX_PANELS = 9
+#: Loss gaps below this are drawn at it on a log axis (float32 resolves gaps only to ~1e-7 |f*|).
+GAP_FLOOR = 1e-12
+
+
+@dataclass
+class Context:
+    """What every figure draws from: grouped scored records, the leaderboard, the optimizers' styles."""
+
+    grouped: data.Grouped
+    board: Leaderboard
+    styles: Styles
+
+
+@dataclass
+class Drawn:
+    """A figure (``figure`` None when skipped, with ``note`` saying why) and its words."""
+
+    name: str
+    title: str
+    caption: str = ""
+    figure: Figure | None = None
+    note: str = ""
+
+
+def _skip(name: str, title: str, why: str) -> Drawn:
+    return Drawn(name, title, note=why)
+
+
+def _legend(figure: Figure, styles: Styles, names: Sequence[str], diverged: dict[str, int], kind: str = "line") -> None:
+    """One legend for the figure, below the panels: each optimizer, with its diverged runs counted."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles: list[Any] = []
+    for name in names:
+        label = name + (f" ({diverged[name]} diverged)" if diverged.get(name) else "")
+        color = styles.color(name)
+        if kind == "patch":
+            handles.append(Patch(facecolor=color, alpha=0.6, edgecolor=color, hatch=styles.hatch(name), label=label))
+        else:
+            # "marker": a scatter's dot alone; "line": line and marker; "plain": the line alone
+            marker = styles.marker(name) if kind in ("line", "marker") else None
+            line = styles.linestyle(name) if kind != "marker" else "none"
+            size = 7 if kind == "marker" else 5
+            handles.append(Line2D([], [], color=color, marker=marker, ls=line, markersize=size, label=label))
+    columns = max(1, min(len(names), 3 if max(len(h.get_label()) for h in handles) > 28 else 4))
+    figure.legend(handles=handles, loc="outside lower center", ncols=columns, frameon=False)
+
+
+def _more(panels: Sequence[Any], title: Callable[[Any], str]) -> str:
+    if len(panels) <= MAX_PANELS:
+        return ""
+    rest = [title(p) for p in panels[MAX_PANELS:]]
+    return f" Not shown ({len(rest)} more panels): {'; '.join(rest[:5])}{' ...' if len(rest) > 5 else ''}."
+
+
+def _spread(index: int, count: int, decades: float = 0.025) -> float:
+    """A small multiplicative offset so that error bars of optimizers at the same x do not overlap."""
+    return 10 ** (decades * (index - (count - 1) / 2))
+
+
+# --- escape time ------------------------------------------------------------------------------
+
+
+def escape_time(ctx: Context, axis: str) -> Drawn:
+    """Median escape step (interquartile bars) against the dimension or the saddle index, per optimizer."""
+    what = {"dim": "dimension d", "index": "saddle index k (unstable directions)"}[axis]
+    name, title = f"escape_{axis}", f"Escape time against {what.split(' (')[0]}"
+    panels = data.sweep(ctx.grouped, axis, data.has_saddle)
+    if not panels:
+        return _skip(name, title, f"no saddle problem was run at two or more values of {axis} with all else equal")
+    figure, axes = grid(min(len(panels), MAX_PANELS))
+    names = ctx.styles.sort({o for p in panels for o in p.series})
+    diverged: dict[str, int] = dict.fromkeys(names, 0)
+    censored = []
+    for ax, panel in zip(axes, panels):
+        present = [o for o in names if o in panel.series]
+        for i, optimizer in enumerate(present):
+            xs, stats = zip(*sorted((x, data.escape_stats(rs)) for x, rs in panel.series[optimizer].items()))
+            diverged[optimizer] += sum(s.diverged for s in stats)
+            color, marker = ctx.styles.color(optimizer), ctx.styles.marker(optimizer)
+            shifted = [x * _spread(i, len(present)) for x in xs]
+            known = [(x, s) for x, s in zip(shifted, stats) if s.median is not None]
+            if known:
+                line = ctx.styles.linestyle(optimizer)
+                ax.plot(
+                    [x for x, _ in known],
+                    [s.median for _, s in known],
+                    color=color,
+                    marker=marker,
+                    ms=4,
+                    lw=1.3,
+                    ls=line,
+                )
+            bars = [(x, s) for x, s in known if s.q1 is not None and s.q3 is not None]
+            if bars:
+                low = [s.median - s.q1 for _, s in bars]  # type: ignore[operator]
+                high = [s.q3 - s.median for _, s in bars]  # type: ignore[operator]
+                ax.errorbar(
+                    [x for x, _ in bars],
+                    [s.median for _, s in bars],
+                    yerr=[low, high],
+                    fmt="none",
+                    ecolor=color,
+                    elinewidth=1,
+                    capsize=2.5,
+                )
+            lost = [x for x, s in zip(shifted, stats) if s.median is None]
+            if lost:
+                ax.plot(
+                    lost,
+                    [1.0] * len(lost),
+                    linestyle="none",
+                    marker="^",
+                    ms=6,
+                    mfc="white",
+                    mec=color,
+                    transform=ax.get_xaxis_transform(),
+                    clip_on=False,
+                )
+            censored += [
+                f"{optimizer} at {axis} = {x:g}: {s.escaped}/{s.runs} escaped"
+                for x, s in zip(xs, stats)
+                if s.escaped < s.runs
+            ]
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(panel.xs(), [f"{x:g}" for x in panel.xs()])
+        ax.set_title(panel.title, fontsize=8)
+        ax.set_xlabel(what)
+        ax.set_ylabel("escape step (optimizer steps)")
+    tidy(axes)
+    _legend(figure, ctx.styles, names, diverged)
+    caption = (
+        f"Median escape step (the first step at which the loss is halfway from the saddle's value down to f*) "
+        f"against {what}, over the instances and seeds of each point; bars span the interquartile range. "
+        "Runs that did not escape within the budget are censored, never drawn as numbers: a median is drawn only "
+        "where more than half the runs escaped, a bar only where more than three quarters did; a hollow triangle "
+        "at the top of a panel marks a point where at most half escaped."
+    )
+    if censored:
+        caption += f" Censored runs: {'; '.join(censored[:8])}{' ...' if len(censored) > 8 else ''}."
+    return Drawn(name, title, caption + _more(panels, lambda p: p.title), figure)
+
+
+def escape_vs_dim(ctx: Context) -> Drawn:
+    """Escape time against the dimension."""
+    return escape_time(ctx, "dim")
+
+
+def escape_vs_index(ctx: Context) -> Drawn:
+    """Escape time against the saddle index."""
+    return escape_time(ctx, "index")
+
+
+# --- time to target -----------------------------------------------------------------------------
+
+
+def ecdf_time_to_target(ctx: Context) -> Drawn:
+    """COCO-style ECDFs: the share of (run, target) pairs reached against gradient evaluations."""
+    name, title = "ecdf", "Time to target (ECDF of run-target pairs)"
+    panels = data.ecdfs(ctx.grouped)
+    if not panels:
+        return _skip(name, title, "no scenario has targets (f* is unknown for every problem run)")
+    groups = [g for g in panels if g != "all"]
+    keys = ["all"] + groups if len(groups) > 1 else groups
+    figure, axes = grid(min(len(keys), MAX_PANELS))
+    names = ctx.styles.sort({o for p in panels.values() for o in p})
+    uneven = False
+    for ax, key in zip(axes, keys):
+        curves = panels[key]
+        uneven |= len({c.scenarios for c in curves.values()}) > 1
+        for optimizer in ctx.styles.sort(curves):
+            c = curves[optimizer]
+            reached = np.arange(1, len(c.times) + 1) / c.pairs
+            xs = np.concatenate([[1.0], c.times, [max(c.budget, 1.0)]])
+            ys = np.concatenate([[0.0], reached, [reached[-1] if len(reached) else 0.0]])
+            color = ctx.styles.color(optimizer)
+            ax.step(xs, ys, where="post", color=color, lw=1.4, ls=ctx.styles.linestyle(optimizer))
+            ax.plot(xs[-1], ys[-1], marker="x", color=color, ms=6, mew=1.5)
+        runs = max(c.scenarios for c in curves.values())
+        ax.set_title(f"{'all scenarios' if key == 'all' else key} ({runs} scenario{'s' * (runs != 1)})", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("gradient evaluations")
+        ax.set_ylabel("fraction of (run, target) pairs")
+    tidy(axes)
+    _legend(figure, ctx.styles, names, {o: c.diverged for o, c in panels["all"].items()}, kind="plain")
+    caption = (
+        "Empirical cumulative distribution of the time to target, as in COCO (Hansen et al. 2016): for every run "
+        "and every target on the loss gap (10, 1, ..., 1e-8, those all runs of the scenario track), the gradient "
+        "evaluations the run had spent when it first reached the target (a start already within a target counts "
+        "as 1). A curve ends, marked x, at the largest budget its runs spent; its height there is the share of "
+        "pairs ever reached. Scenarios where f* is unknown have no targets and are left out. A diverged run keeps "
+        "the targets it reached before diverging."
+    )
+    if uneven:
+        caption += " Optimizers ran different scenarios here: curves over different scenario sets are not comparable."
+    return Drawn(name, title, caption, figure)
+
+
+def performance_profiles(ctx: Context) -> Drawn:
+    """The leaderboard's performance profiles (Dolan and More) of the ERT at the reference target."""
+    name, title = "profiles", "Performance profiles"
+    profile = ctx.board.profile
+    if not profile.scenarios:
+        return _skip(name, title, "no ranked scenario has a reference target (see the leaderboard's warnings)")
+    figure, (ax,) = grid(1, panel=(5.0, 3.0))
+    names = [s.optimizer for s in ctx.board.standings]
+    for optimizer in names:
+        color, line = ctx.styles.color(optimizer), ctx.styles.linestyle(optimizer)
+        ax.step(profile.taus, profile.rho[optimizer], where="post", color=color, lw=1.5, ls=line)
+    ax.set_xlim(1, profile.tau_max)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("ratio tau to the fastest optimizer's ERT")
+    ax.set_ylabel("fraction of scenarios")
+    _legend(figure, ctx.styles, names, {}, kind="plain")
+    caption = (
+        f"Share of the {profile.scenarios} ranked scenarios with a reference target on which each optimizer's "
+        f"expected running time is within tau times the fastest one's (Dolan and More 2002); the area under each "
+        f"curve up to tau = {profile.tau_max:g}, normalised, is the leaderboard's score."
+    )
+    return Drawn(name, title, caption, figure)
+
+
+# --- distributions -----------------------------------------------------------------------------
+
+
+def _boxes(
+    ctx: Context, panels: dict[str, dict[str, data.Values]], ylabel: str, floor: float | None, missing: str
+) -> Figure:
+    keys = list(panels)[:MAX_PANELS]
+    figure, axes = grid(len(keys))
+    names = ctx.styles.sort({o for p in panels.values() for o in p})
+    for ax, key in zip(axes, keys):
+        present = ctx.styles.sort(panels[key])
+        values = [panels[key][o].values for o in present]
+        shown = [np.maximum(v, floor) if floor else v for v in values]
+        positions = np.arange(len(present))
+        filled = [i for i, v in enumerate(shown) if len(v)]
+        if filled:
+            parts = ax.boxplot(
+                [shown[i] for i in filled],
+                positions=positions[filled],
+                widths=0.6,
+                patch_artist=True,
+                showfliers=False,
+                medianprops={"color": "black", "lw": 1.2},
+            )
+            for box, i in zip(parts["boxes"], filled):
+                color = ctx.styles.color(present[i])
+                box.set(facecolor=color, alpha=0.55, edgecolor=color, hatch=ctx.styles.hatch(present[i]))
+            rng = np.random.default_rng(0)
+            for i in filled:
+                jitter = rng.uniform(-0.18, 0.18, len(shown[i]))
+                ax.plot(
+                    positions[i] + jitter,
+                    shown[i],
+                    linestyle="none",
+                    marker=".",
+                    ms=2.5,
+                    color=ctx.styles.color(present[i]),
+                    alpha=0.8,
+                )
+        ax.set_yscale("log" if all((v > 0).all() for v in shown if len(v)) else "linear")
+        notes = []
+        for i, o in enumerate(present):
+            counts = [
+                f"{panels[key][o].diverged} div." if panels[key][o].diverged else "",
+                f"{panels[key][o].missing} {missing}" if panels[key][o].missing else "",
+            ]
+            text = "\n".join(c for c in counts if c)
+            if text:
+                notes.append((i, text))
+        for i, text in notes:
+            ax.annotate(
+                text,
+                (positions[i], 0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, -3),
+                textcoords="offset points",
+                ha="center",
+                va="top",
+                fontsize=6.5,
+                color="0.3",
+            )
+        ax.set_xticks(positions, [""] * len(present))
+        ax.set_xlim(-0.7, len(present) - 0.3)
+        ax.tick_params(axis="x", length=0)
+        ax.grid(axis="x", visible=False)
+        ax.set_title(key, fontsize=8)
+        ax.set_ylabel(ylabel)
+        if floor is not None and any(len(v) and (v <= floor).any() for v in values):
+            ax.axhline(floor, color="0.45", lw=0.8, ls="--", zorder=0)
+            ax.annotate(
+                f"<= {floor:g}",
+                (1, floor),
+                xycoords=("axes fraction", "data"),
+                xytext=(-2, 2),
+                textcoords="offset points",
+                ha="right",
+                va="bottom",
+                fontsize=6.5,
+                color="0.35",
+            )
+    tidy(axes)
+    diverged = {o: sum(p[o].diverged for p in panels.values() if o in p) for o in names}
+    _legend(figure, ctx.styles, names, diverged, kind="patch")
+    return figure
+
+
+def loss_gaps(ctx: Context) -> Drawn:
+    """Final loss gap per optimizer and family group (log scale), diverged runs counted."""
+    name, title = "loss_gap", "Final loss gap"
+    panels = data.distributions(
+        ctx.grouped, "loss_gap", lambda s, r: data.by_group(s, r) if r.get("f_star") is not None else None
+    )
+    if not any(len(v.values) for p in panels.values() for v in p.values()):
+        return _skip(name, title, "no run with a known f* (and so a loss gap) that did not diverge")
+    figure = _boxes(ctx, panels, "final loss gap f - f*", GAP_FLOOR, "null")
+    caption = (
+        "Final loss gap f(x_T) - f* of every run that did not diverge, per family group (problems where f* is "
+        "known), pooled over the group's problems, dimensions, noise levels, instances and seeds: box from the first "
+        f"to the third quartile, black line at the median, whiskers to 1.5 IQR, dots the runs. Gaps below "
+        f"{GAP_FLOOR:g} (float32 resolves gaps only to about 1e-7 |f*|) are drawn at {GAP_FLOOR:g}. Diverged runs "
+        "are counted under their box and in the legend."
+    )
+    return Drawn(name, title, caption + _more(list(panels), str), figure)
+
+
+def basin_widths(ctx: Context) -> Drawn:
+    """Basin width at the final point per optimizer and family group (log scale)."""
+    name, title = "basin_width", "Basin width at the final point"
+    panels = data.distributions(ctx.grouped, "basin_width", data.by_group)
+    if not any(len(v.values) for p in panels.values() for v in p.values()):
+        return _skip(name, title, "no run has a basin width (curvature metrics were off, or every run diverged)")
+    taus = sorted({float(r["tau"]) for rs in ctx.grouped.values() for x in rs.values() for r in x if r.get("tau")})
+    figure = _boxes(ctx, panels, "basin width r (distance in x)", None, "unbounded")
+    caption = (
+        "Basin width at the final iterate: the smallest radius at which the mean loss rise along random "
+        f"directions reaches tau (tau = {', '.join(f'{t:g}' for t in taus) or '?'}), per family group, over the runs "
+        "that did not diverge; larger is flatter. Runs whose rise stayed below tau over the whole scan have no "
+        "width and are counted as unbounded under their box; diverged runs are counted too, never drawn."
+    )
+    return Drawn(name, title, caption + _more(list(panels), str), figure)
+
+
+def sharpness_vs_loss(ctx: Context) -> Drawn:
+    """Sharpness against the final loss gap (final loss where f* is unknown), per family."""
+    name, title = "sharpness", "Sharpness against final loss"
+    known = {
+        data.by_family(s, r)
+        for s, runs in ctx.grouped.items()
+        for rs in runs.values()
+        for r in rs
+        if r.get("f_star") is not None
+    }
+    unknown = {data.by_family(s, r) for s, runs in ctx.grouped.items() for rs in runs.values() for r in rs} - known
+
+    def x_of(record: data.Record) -> float | None:
+        return record.get("final_loss") if record.get("family") in unknown else record.get("loss_gap")
+
+    panels = {k: v for k, v in data.paired(ctx.grouped, x_of, "sharpness").items() if any(len(p.x) for p in v.values())}
+    if not panels:
+        return _skip(name, title, "no run has a sharpness (curvature metrics were off, or every run diverged)")
+    keys = list(panels)[:MAX_PANELS]
+    figure, axes = grid(len(keys))
+    names = ctx.styles.sort({o for p in panels.values() for o in p})
+    for ax, key in zip(axes, keys):
+        gap = key not in unknown
+        for optimizer in ctx.styles.sort(panels[key]):
+            p = panels[key][optimizer]
+            x = np.maximum(p.x, GAP_FLOOR) if gap else p.x
+            ax.plot(
+                x,
+                p.y,
+                linestyle="none",
+                marker=ctx.styles.marker(optimizer),
+                ms=3.5,
+                alpha=0.7,
+                color=ctx.styles.color(optimizer),
+                mew=0,
+            )
+        ys = np.concatenate([p.y for p in panels[key].values()])
+        if gap:
+            ax.set_xscale("log")
+        if len(ys) and (ys > 0).all() and ys.max() > 20 * ys.min():
+            ax.set_yscale("log")
+        ax.set_xlabel("final loss gap f - f*" if gap else "final loss f (f* unknown)")
+        ax.set_ylabel("sharpness λ_max")
+        ax.set_title(key, fontsize=8)
+    tidy(axes)
+    diverged = {o: sum(p[o].diverged for p in panels.values() if o in p) for o in names}
+    _legend(figure, ctx.styles, names, diverged, kind="marker")
+    caption = (
+        "Largest Hessian eigenvalue at the final iterate (Lanczos) against the final loss gap, one dot per run that "
+        "did not diverge, per family (against the final loss where f* is unknown). Gaps below "
+        f"{GAP_FLOOR:g} are drawn at {GAP_FLOOR:g}. A negative sharpness means the run ended where every "
+        "curvature is negative (near a maximum or a saddle of index d)."
+    )
+    return Drawn(name, title, caption + _more(list(panels), str), figure)
+
+
+# --- basins ----------------------------------------------------------------------------------
+
+
+def wide_basin_share(ctx: Context, axis: str) -> Drawn:
+    """The share of runs that end in the wide basin against the dimension or the gradient noise."""
+    what = {"dim": "dimension d", "noise": "gradient noise sigma"}[axis]
+    name, title = f"basin_share_{axis}", f"Wide-basin share against {what.split(' sigma')[0]}"
+    panels = data.sweep(ctx.grouped, axis, data.is_basins)
+    if not panels:
+        return _skip(name, title, f"no basins problem was run at two or more values of {axis} with all else equal")
+    figure, axes = grid(min(len(panels), MAX_PANELS))
+    names = ctx.styles.sort({o for p in panels for o in p.series})
+    diverged: dict[str, int] = dict.fromkeys(names, 0)
+    for ax, panel in zip(axes, panels):
+        xs = panel.xs()
+        present = [o for o in names if o in panel.series]
+        for i, optimizer in enumerate(present):
+            points = sorted((x, data.wide_share(rs)) for x, rs in panel.series[optimizer].items())
+            diverged[optimizer] += sum(s.diverged for _, s in points)
+            shown = [(x, s) for x, s in points if s.runs]
+            if axis == "noise":
+                position = [xs.index(x) + 0.06 * (i - (len(present) - 1) / 2) for x, _ in shown]
+            else:
+                position = [x * _spread(i, len(present)) for x, _ in shown]
+            share = np.array([s.share for _, s in shown])
+            error = [share - [s.low for _, s in shown], [s.high for _, s in shown] - share]
+            color = ctx.styles.color(optimizer)
+            ax.errorbar(
+                position,
+                share,
+                yerr=error,
+                color=color,
+                marker=ctx.styles.marker(optimizer),
+                ms=4,
+                lw=1.3,
+                capsize=2.5,
+                elinewidth=1,
+            )
+        if axis == "noise":
+            ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+            ax.set_xlim(-0.5, len(xs) - 0.5)
+        else:
+            ax.set_xscale("log")
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.minorticks_off()
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(panel.title, fontsize=8)
+        ax.set_xlabel(what)
+        ax.set_ylabel("share ending in the wide basin")
+    tidy(axes)
+    _legend(figure, ctx.styles, names, diverged)
+    caption = (
+        f"Share of the runs that did not diverge whose final point lies in the basin of the widest well (record "
+        f"field basin; well {{wide}} of the problem's wells), against the {what}, with 95 % Wilson intervals; "
+        "runs that ended in no basin count as not wide. Diverged runs are left out of the share and counted in "
+        "the legend."
+    )
+    wide = sorted(
+        {data.wide_well(str(r["problem"])) for p in panels for rs in p.series.values() for x in rs.values() for r in x}
+    )
+    return Drawn(
+        name, title, caption.format(wide=" or ".join(map(str, wide))) + _more(panels, lambda p: p.title), figure
+    )
+
+
+def basin_share_vs_dim(ctx: Context) -> Drawn:
+    """Wide-basin share against the dimension."""
+    return wide_basin_share(ctx, "dim")
+
+
+def basin_share_vs_noise(ctx: Context) -> Drawn:
+    """Wide-basin share against the gradient noise."""
+    return wide_basin_share(ctx, "noise")
+
+
+#: The report's figures, in order.
+FIGURES: tuple[Callable[[Context], Drawn], ...] = (
+    escape_vs_dim,
+    escape_vs_index,
+    ecdf_time_to_target,
+    performance_profiles,
+    loss_gaps,
+    basin_widths,
+    sharpness_vs_loss,
+    basin_share_vs_dim,
+    basin_share_vs_noise,
+)
