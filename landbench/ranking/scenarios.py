@@ -144,7 +144,7 @@ def time_unit(record: dict[str, Any]) -> str:
 
 def summarize(runs: Sequence[dict[str, Any]], targets: tuple[float, ...]) -> RunSummary:
     """The :class:`RunSummary` of one optimizer's runs on a scenario with these targets."""
-    hits = [_hit_times(r, targets) for r in runs]
+    hits = [hit_times(r, targets) for r in runs]
     spent = [_spent(r) for r in runs]
     finals = [v for r in runs if not r["diverged"] and (v := _final(r, bool(targets))) is not None]
     return RunSummary(
@@ -158,7 +158,7 @@ def summarize(runs: Sequence[dict[str, Any]], targets: tuple[float, ...]) -> Run
     )
 
 
-def _hit_times(record: dict[str, Any], targets: tuple[float, ...]) -> list[float | None]:
+def hit_times(record: dict[str, Any], targets: tuple[float, ...]) -> list[float | None]:
     times = record.get("hit_evals") if "hit_evals" in record else record.get("hit_steps")
     if times is None:
         return [None] * len(targets)

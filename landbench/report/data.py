@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from landbench.landscapes import family
-from landbench.ranking.scenarios import GROUPS, Scenario, _hit_times, by_scenario, group_of, scenario_targets, select
+from landbench.ranking.scenarios import GROUPS, Scenario, by_scenario, group_of, hit_times, scenario_targets, select
 from landbench.spec import bind_params, format_spec, non_defaults, parse_spec
 
 Record = dict[str, Any]
@@ -176,7 +176,7 @@ def ecdfs(grouped: Grouped) -> dict[str, dict[str, Ecdf]]:
             for panel in ("all", group):
                 key = (panel, optimizer)
                 for r in rs:
-                    hits[key] += [max(1.0, float(t)) for t in _hit_times(r, targets) if t is not None]
+                    hits[key] += [max(1.0, float(t)) for t in hit_times(r, targets) if t is not None]
                     budget[key] = max(budget[key], float(r.get("grad_evals", r["steps"])))
                 c = count[key]
                 c[0] += len(rs) * len(targets)
