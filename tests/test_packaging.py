@@ -23,3 +23,15 @@ def test_every_subpackage_is_listed_in_pyproject() -> None:
 
 def test_the_catalogue_is_found_at_run_time() -> None:
     assert set(available_suites()) == {p.stem for p in (ROOT / "problems").glob("*.toml")}
+
+
+def test_every_image_the_readme_shows_exists_and_is_a_png() -> None:
+    import re
+
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (ROOT / "README.md").read_text())
+    assert images, "the README shows figures"
+    for image in images:
+        path = ROOT / image
+        assert path.is_file(), f"README shows {image}, which does not exist"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{image} is not a PNG"
+        assert path.stat().st_size < 200_000, f"{image} is over 200 kB"

@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
-import tomllib
 
 import landbench
 from landbench.suite import suite_directory
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 @pytest.fixture(autouse=True, scope="module")
