@@ -1,0 +1,321 @@
+"""Track landbench scores per commit with asv (airspeed velocity), in any repository.
+
+Subclass :class:`LandbenchScores` in a module of your asv ``benchmarks/`` folder and name the
+optimizers and problems; asv then runs every problem once per asv run (in ``setup_cache``) and
+tracks, per optimizer and problem, numbers where larger is worse (asv's convention)::
+
+    from landbench.asv_tracking import LandbenchScores
+
+    class MyOptimizerScores(LandbenchScores):
+        optimizers = ["mypkg.optim:MyOpt(lr=0.01)", "adam(lr=0.01)"]
+        problems = ["saddle(dim=100, index=3)", "rosenbrock(dim=10)", "basins(dim=2)"]
+        seeds = 8
+        steps = 1000
+
+The metrics (``track_`` methods; ``metrics`` selects them, by default all):
+
+============== ========= ===================================================================
+metric         unit      value
+============== ========= ===================================================================
+escape_steps   steps     median escape step over the runs (saddle problems)
+loss_gap       loss      median final ``loss - f*`` (problems with a known f*)
+basin_miss     fraction  share of runs that did not end in the widest well (``basins``)
+sharpness      curvature median largest Hessian eigenvalue at the last iterate
+diverged       fraction  share of runs whose loss became NaN or inf
+============== ========= ===================================================================
+
+A run that never escaped is censored, never a number: the median counts it as infinitely late,
+and a median that lands on a censored (or diverged) run is ``nan``, which asv shows as ``n/a``
+(as it does for a metric that does not apply to a problem, such as ``escape_steps`` on
+Rosenbrock). Diverged runs count as infinitely bad in every median and as misses in
+``basin_miss``.
+
+The base class is abstract (its ``optimizers`` and ``problems`` are abstract), so asv does not
+discover it where it is imported; a subclass that sets both is discovered, with its inherited
+``track_`` methods. Each such subclass gets a ``setup_cache`` of its own (asv shares a cache
+between benchmarks whose ``setup_cache`` comes from the same file and line, which an inherited
+method would), and a ``version`` that changes with its settings, so that asv starts a new series
+when ``seeds``, ``steps`` or the like change.
+
+The device is ``LANDBENCH_ASV_DEVICE`` (default ``cpu``; ``cuda`` on a GPU machine). Set
+``"launch_method": "forkserver"`` in asv.conf.json: asv then imports torch once, not once per
+benchmark and parameter. The README's "Tracking performance with asv" has a complete example.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import hashlib
+import inspect
+import linecache
+import math
+import os
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from landbench.api import run
+from landbench.landscapes import Landscape, make
+from landbench.spec import parse_spec
+
+#: Environment variable that selects the device the scores are computed on.
+DEVICE_ENV = "LANDBENCH_ASV_DEVICE"
+
+#: Bump when the definition of a metric changes (it enters every subclass's asv ``version``).
+SCORES_VERSION = 1
+
+Record = Mapping[str, Any]
+
+
+def benchmark_device() -> torch.device:
+    """The device of the benchmarks: ``$LANDBENCH_ASV_DEVICE``, else the CPU."""
+    return torch.device(os.environ.get(DEVICE_ENV, "cpu") or "cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def _tuned_specs() -> dict[tuple[str, str], str]:
+    """(label, family) -> the optimizer spec the shipped baselines chose for that family."""
+    from landbench.references import load_reference
+
+    return {(r["label"], r["tuning"]["family"]): r["optimizer"] for r in load_reference("baselines")}
+
+
+def reference_labels() -> list[str]:
+    """The optimizers of the shipped baselines, by label (their spec without ``lr``)."""
+    return sorted({label for label, _ in _tuned_specs()})
+
+
+def reference_spec(label: str, problem: str) -> str:
+    """The spec of a classic at the learning rate the shipped baselines tuned for ``problem``'s family.
+
+    ``reference_spec("adam", "saddle(dim=100, index=3)")`` is ``"adam(lr=10.0)"``: the rate Adam
+    was given on the saddle family by ``landbench run baselines`` (see the README).
+    """
+    family = parse_spec(problem, what="problem").name
+    try:
+        return _tuned_specs()[(label, family)]
+    except KeyError:
+        raise ValueError(
+            f"no tuned rate for {label!r} on the {family!r} family in the shipped baselines; "
+            f"labels: {', '.join(reference_labels())}"
+        ) from None
+
+
+# The metrics: each maps one scenario's records (and its landscape) to one number, larger is worse.
+
+
+def _median_or_nan(values: Sequence[float]) -> float:
+    """The median, or nan when it is infinite (it lands on a censored or diverged run) or undefined."""
+    if not values:
+        return math.nan
+    median = float(np.median(np.asarray(values, dtype=np.float64)))
+    return median if math.isfinite(median) else math.nan
+
+
+def escape_steps(records: Sequence[Record], landscape: Landscape) -> float:
+    """Median escape step; runs that never escaped (or diverged) count as infinitely late."""
+    if all(r["escaped"] is None for r in records):
+        return math.nan  # no designated saddle
+    return _median_or_nan([r["escape_step"] if r["escaped"] else math.inf for r in records])
+
+
+def loss_gap(records: Sequence[Record], landscape: Landscape) -> float:
+    """Median final ``loss - f*``; diverged runs count as infinitely far; nan when f* is unknown."""
+    if any(r["loss_gap"] is None and not r["diverged"] for r in records):
+        return math.nan
+    return _median_or_nan([math.inf if r["diverged"] else r["loss_gap"] for r in records])
+
+
+def basin_miss(records: Sequence[Record], landscape: Landscape) -> float:
+    """Share of runs that did not end in the widest well's basin (nan unless the family is ``basins``)."""
+    wells = getattr(landscape, "wells", None)
+    if landscape.family != "basins" or not wells:
+        return math.nan
+    wide = max(range(len(wells)), key=lambda j: wells[j][1])
+    return sum(r.get("basin") != wide for r in records) / len(records)
+
+
+def sharpness(records: Sequence[Record], landscape: Landscape) -> float:
+    """Median largest Hessian eigenvalue at the last iterate; diverged runs count as infinitely sharp."""
+    if any(r["sharpness"] is None and not r["diverged"] for r in records):
+        return math.nan  # curvature metrics were off
+    return _median_or_nan([math.inf if r["diverged"] else r["sharpness"] for r in records])
+
+
+def diverged(records: Sequence[Record], landscape: Landscape) -> float:
+    """Share of runs whose loss became NaN or inf."""
+    return sum(bool(r["diverged"]) for r in records) / len(records)
+
+
+#: Metric name -> (summary of a scenario's records, asv unit).
+METRICS: dict[str, tuple[Callable[[Sequence[Record], Landscape], float], str]] = {
+    "escape_steps": (escape_steps, "steps"),
+    "loss_gap": (loss_gap, "loss"),
+    "basin_miss": (basin_miss, "fraction"),
+    "sharpness": (sharpness, "curvature"),
+    "diverged": (diverged, "fraction"),
+}
+
+Scores = dict[tuple[str, str, str], float]
+
+
+def _track(metric: str) -> Callable[..., float]:
+    """The ``track_<metric>`` method: look the number up in the cache that ``setup_cache`` made."""
+
+    def track(self: LandbenchScores, scores: Scores, optimizer: str, problem: str) -> float:
+        return scores[(metric, optimizer, problem)]
+
+    track.__name__ = track.__qualname__ = f"track_{metric}"
+    track.__doc__ = f"{METRICS[metric][0].__doc__} Unit: {METRICS[metric][1]}; larger is worse."
+    track.unit = METRICS[metric][1]  # type: ignore[attr-defined]
+    return track
+
+
+class LandbenchScores(abc.ABC):
+    """Base class of asv benchmarks that track landbench scores; subclass it and set the attributes.
+
+    Required: ``optimizers`` (specs, or labels that :meth:`optimizer_spec` turns into specs) and
+    ``problems`` (problem specs with ``dim``). Optional: ``seeds`` (a count or a list), ``steps``,
+    ``noise``, ``instance``, ``dtype``, ``metrics`` (names of :data:`METRICS` to track) and asv's
+    ``timeout`` (it also bounds ``setup_cache``, which runs everything).
+    """
+
+    seeds: ClassVar[int | Sequence[int]] = 8
+    steps: ClassVar[int] = 1000
+    noise: ClassVar[float] = 0.0
+    instance: ClassVar[int] = 0
+    dtype: ClassVar[str] = "float32"
+    metrics: ClassVar[Sequence[str]] = tuple(METRICS)
+    timeout: ClassVar[float] = 600.0
+    param_names: ClassVar[list[str]] = ["optimizer", "problem"]
+
+    @property
+    @abc.abstractmethod
+    def optimizers(self) -> Sequence[str]:
+        """The optimizers to track (an asv parameter)."""
+
+    @property
+    @abc.abstractmethod
+    def problems(self) -> Sequence[str]:
+        """The problem specs to run them on, each with ``dim`` (an asv parameter)."""
+
+    track_escape_steps = _track("escape_steps")
+    track_loss_gap = _track("loss_gap")
+    track_basin_miss = _track("basin_miss")
+    track_sharpness = _track("sharpness")
+    track_diverged = _track("diverged")
+
+    def optimizer_spec(self, optimizer: str, problem: str) -> str:
+        """The spec to run for the parameter ``optimizer`` on ``problem`` (by default itself)."""
+        return optimizer
+
+    def compute_scores(self) -> Scores:
+        """Run every optimizer on every problem and summarise: ``{(metric, optimizer, problem): value}``."""
+        device = benchmark_device()
+        scores: Scores = {}
+        for problem in self.problems:
+            landscape = make(problem, seed=self.instance, device=device, dtype=self.dtype)
+            for optimizer in self.optimizers:
+                records = run(
+                    landscape,
+                    self.optimizer_spec(optimizer, problem),
+                    seeds=self.seeds,
+                    steps=self.steps,
+                    noise=self.noise,
+                    curvature="sharpness" in self.metrics,
+                )
+                for metric in self.metrics:
+                    scores[(metric, optimizer, problem)] = float(METRICS[metric][0](records, landscape))
+        return scores
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if any(isinstance(getattr(cls, name), property) for name in ("optimizers", "problems")):
+            return  # still abstract: an intermediate base, not a benchmark
+        _check(cls)
+        cls.params = [list(cls.optimizers), list(cls.problems)]
+        for metric in METRICS:
+            name = f"track_{metric}"
+            if metric not in cls.metrics:
+                setattr(cls, name, None)  # not a function: asv does not discover it
+            elif getattr(cls, name) is None:  # hidden by a parent that tracked less
+                setattr(cls, name, LandbenchScores.__dict__[name])
+        if "version" not in cls.__dict__:
+            digest = hashlib.sha256(_settings(cls).encode()).hexdigest()[:16]
+            cls.version = f"landbench-scores-{SCORES_VERSION}-{digest}"
+        if "setup_cache" not in cls.__dict__:
+            cls.setup_cache = _own_setup_cache(cls)
+
+
+def _check(cls: type[LandbenchScores]) -> None:
+    """Refuse a subclass whose settings cannot run, at import (so that ``asv check`` says why)."""
+    for name in ("optimizers", "problems"):
+        value = getattr(cls, name)
+        if isinstance(value, str) or not value or not all(isinstance(v, str) for v in value):
+            raise TypeError(f"{cls.__qualname__}.{name} must be a non-empty list of spec strings, got {value!r}")
+    unknown = [cls.metrics] if isinstance(cls.metrics, str) else [m for m in cls.metrics if m not in METRICS]
+    if unknown:
+        raise TypeError(
+            f"{cls.__qualname__}.metrics must be a list of metric names, got {unknown!r}; valid: {', '.join(METRICS)}"
+        )
+    for problem in cls.problems:
+        if "dim" not in parse_spec(problem, what="problem").kwargs:
+            raise TypeError(f"{cls.__qualname__}.problems: {problem!r} must give dim, e.g. 'saddle(dim=100)'")
+
+
+def _settings(cls: type[LandbenchScores]) -> str:
+    """The settings that change what a subclass's numbers mean (they enter its asv version)."""
+    seeds = cls.seeds if isinstance(cls.seeds, int) else list(cls.seeds)
+    return (
+        f"seeds={seeds!r}, steps={cls.steps!r}, noise={cls.noise!r}, instance={cls.instance!r}, "
+        f"dtype={cls.dtype!r}, metrics={list(cls.metrics)!r}"
+    )
+
+
+def _own_setup_cache(cls: type[LandbenchScores]) -> Callable[[LandbenchScores], Scores]:
+    """A ``setup_cache`` for ``cls`` alone.
+
+    asv keys a setup cache by the defining module and the source line of ``setup_cache``, so an
+    inherited method would make every subclass share the first one's numbers. This one is compiled
+    from a few lines of its own (registered with :mod:`linecache`, so that ``inspect`` can read
+    them) that claim ``cls``'s module and sit at ``cls``'s line there: a key that is unique per class
+    and the same in every process.
+    """
+    try:
+        line = inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError):
+        line = zlib.crc32(f"{cls.__module__}.{cls.__qualname__}".encode()) % 100_000 + 1
+    filename = f"<landbench.asv_tracking setup_cache of {cls.__module__}.{cls.__qualname__}>"
+    body = [
+        "def setup_cache(self):",
+        f"    # {cls.__qualname__}: {_settings(cls)}",
+        "    return self.compute_scores()",
+    ]
+    source = "\n" * (line - 1) + "\n".join(body) + "\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, filename, "exec"), namespace)
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    function = namespace["setup_cache"]
+    function.__module__ = cls.__module__
+    function.__qualname__ = f"{cls.__qualname__}.setup_cache"
+    function.__doc__ = "Run every optimizer on every problem once per asv run; the track_ methods read the numbers."
+    return function
+
+
+__all__ = [
+    "DEVICE_ENV",
+    "METRICS",
+    "LandbenchScores",
+    "basin_miss",
+    "benchmark_device",
+    "diverged",
+    "escape_steps",
+    "loss_gap",
+    "reference_labels",
+    "reference_spec",
+    "sharpness",
+]
