@@ -76,18 +76,25 @@ def test_asv_check_passes(asv_home: Path, tmp_config: Path) -> None:
 
 
 def test_asv_quick_run_has_no_failures(asv_home: Path, tmp_config: Path) -> None:
-    """A representative subset (the whole suite takes about 45 s here): the landscape timings over
-    every family and dimension, with the skip of pspin at d = 1000, an engine timing, and a quality
-    class through asv's setup_cache (a separate process whose pickled numbers the track_ reads)."""
-    bench = r"LandscapeEvaluation\.time_|OptimizerStepCost|SaddleEscape"
+    """``asv run --python=same --quick`` over the whole suite, as CI must run it: every benchmark once,
+    the skip of pspin at d = 1000 saying why, and the quality classes through asv's setup_cache (a
+    separate process whose pickled numbers the track_ methods read)."""
     done = asv(
-        "run", "--python=same", "--quick", "--dry-run", "--show-stderr", "--bench", bench,
-        "--config", str(tmp_config), cwd=ROOT, home=asv_home,
+        "run", "--python=same", "--quick", "--dry-run", "--show-stderr",
+        "--config", str(tmp_config), cwd=ROOT, home=asv_home, timeout=300,
     )  # fmt: skip
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert "failed" not in out, out
-    for name in ("time_loss_and_grad", "OptimizerStepCost.time_steps", "SaddleEscape.track_escape_steps"):
+    for name in (
+        "LandscapeEvaluation.time_loss_and_grad",
+        "LandscapeEvaluation.peakmem_loss_and_grad",
+        "OptimizerSteps.time_steps",
+        "OptimizerStepCost.time_steps",
+        "SaddleEscape.track_escape_steps",
+        "ClassicalGap.track_loss_gap",
+        "WideBasin.track_basin_miss",
+    ):
         assert name in out, out
     assert "4 GB at N = 1000" in out  # the skipped combination says why
     assert not (ROOT / ".asv" / "results" / "ci").exists()
