@@ -60,6 +60,7 @@ import torch
 
 from landbench.api import run
 from landbench.landscapes import Landscape, make
+from landbench.landscapes.basins import widest_well
 from landbench.spec import parse_spec
 
 #: Environment variable that selects the device the scores are computed on.
@@ -135,7 +136,7 @@ def basin_miss(records: Sequence[Record], landscape: Landscape) -> float:
     wells = getattr(landscape, "wells", None)
     if landscape.family != "basins" or not wells:
         return math.nan
-    wide = max(range(len(wells)), key=lambda j: wells[j][1])
+    wide = widest_well(wells)
     return sum(r.get("basin") != wide for r in records) / len(records)
 
 

@@ -269,12 +269,11 @@ def _target_position(targets: Sequence[float], target: float) -> int:
 def _basin_index(problem: str, basin: int | str) -> int:
     """The index of ``basin`` ("wide", "narrow" or an index) among the wells of a basins problem."""
     from landbench.landscapes import make
+    from landbench.landscapes.basins import narrowest_well, widest_well
 
     wells = make(problem).wells
     if basin in ("wide", "narrow"):
-        widths = [width for _, width in wells]
-        pick = max if basin == "wide" else min
-        return widths.index(pick(widths))
+        return widest_well(wells) if basin == "wide" else narrowest_well(wells)
     if isinstance(basin, bool) or not isinstance(basin, int) or not 0 <= basin < len(wells):
         raise ValueError(
             f"assert_in_basin: basin must be 'wide', 'narrow' or a well index 0..{len(wells) - 1} of {problem}, "

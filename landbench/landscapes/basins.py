@@ -35,6 +35,19 @@ _COARSE = 4097
 _OWN = 1.25
 
 
+def widest_well(wells: Any) -> int:
+    """The index of the widest of ``wells`` (``(depth, width)`` pairs; the first of equally wide ones):
+    the well whose basin the records, the assertions and the reports call "the wide basin"."""
+    widths = [float(width) for _, width in wells]
+    return widths.index(max(widths))
+
+
+def narrowest_well(wells: Any) -> int:
+    """The index of the narrowest of ``wells`` (the first of equally narrow ones)."""
+    widths = [float(width) for _, width in wells]
+    return widths.index(min(widths))
+
+
 def _is_positive(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False

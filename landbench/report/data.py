@@ -282,9 +282,10 @@ def paired(grouped: Grouped, x_of: Callable[[Record], float | None], y_metric: s
 
 def wide_well(problem: str) -> int:
     """The index of the widest well of a ``basins`` problem (the first of equally wide ones)."""
+    from landbench.landscapes.basins import widest_well
+
     _, values = problem_params(problem)
-    widths = [width for _, width in values["wells"]]
-    return widths.index(max(widths))
+    return widest_well(values["wells"])
 
 
 def is_basins(record: Record) -> bool:
