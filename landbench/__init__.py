@@ -3,13 +3,34 @@
 >>> import landbench
 >>> landscape = landbench.make("saddle(dim=100, index=3)")
 >>> records = landbench.run("saddle(dim=100, index=3)", "sgd(lr=0.1)", seeds=8, steps=500)
+
+The names below are imported on first use, so that ``import landbench`` (and the pytest plugin,
+which every pytest run of an environment with landbench loads) does not import torch until
+something that needs it is used.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from landbench._version import __version__
-from landbench.api import run
 from landbench.errors import BatchSafetyError, LandbenchError, SpecError, SuiteError
-from landbench.landscapes import FAMILIES, CriticalPoint, Landscape, make
-from landbench.mode_connectivity import connectivity
+
+if TYPE_CHECKING:
+    from landbench.api import run
+    from landbench.landscapes import FAMILIES, CriticalPoint, Landscape, make
+    from landbench.mode_connectivity import connectivity
+
+#: Public name -> the module that defines it (imported when the name is first used).
+_LAZY = {
+    "run": "landbench.api",
+    "FAMILIES": "landbench.landscapes",
+    "CriticalPoint": "landbench.landscapes",
+    "Landscape": "landbench.landscapes",
+    "make": "landbench.landscapes",
+    "connectivity": "landbench.mode_connectivity",
+}
 
 __all__ = [
     "FAMILIES",
@@ -24,3 +45,15 @@ __all__ = [
     "make",
     "run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'landbench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

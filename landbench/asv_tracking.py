@@ -121,7 +121,7 @@ def escape_steps(records: Sequence[Record], landscape: Landscape) -> float:
     """Median escape step; runs that never escaped (or diverged) count as infinitely late."""
     if all(r["escaped"] is None for r in records):
         return math.nan  # no designated saddle
-    return _median_or_nan([r["escape_step"] if r["escaped"] else math.inf for r in records])
+    return _median_or_nan([r["escape_step"] if r["escaped"] and not r["diverged"] else math.inf for r in records])
 
 
 def loss_gap(records: Sequence[Record], landscape: Landscape) -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import itertools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,17 +53,19 @@ class SuiteProblem:
     noise: float
     steps: int
     seeds: tuple[int, ...]
-    instances: tuple[int, ...]
+    instance: int
     optimizers: tuple[str, ...]
     dtype: str
+    tagged: bool = False  # the id names the instance (the suite lists several, or another than 0)
 
     def __str__(self) -> str:
         return self.spec
 
     @property
     def id(self) -> str:
-        """The test id: the spec, and the noise level when there is noise."""
-        return self.spec if self.noise == 0 else f"{self.spec}-noise={self.noise:g}"
+        """The test id: the spec, the noise level when there is noise, the instance when it is tagged."""
+        noise = f"-noise={self.noise:g}" if self.noise != 0 else ""
+        return self.spec + noise + (f"-instance={self.instance}" if self.tagged else "")
 
 
 # -- options ----------------------------------------------------------------------------------------
@@ -144,13 +147,15 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def suite_problems(suite: Suite, dims: Sequence[int] | None = None) -> list[SuiteProblem | tuple[str, str]]:
-    """The suite's problems at each of their dimensions (or at ``dims``) and noise levels. A problem
-    that cannot take one of ``dims`` comes as ``(spec, reason)`` instead (the test is skipped)."""
+    """The suite's problems at each of their dimensions (or at ``dims``), noise levels and instances,
+    each with its entry's budget (an entry that repeats another's problem with another budget is
+    kept). A problem that cannot take one of ``dims`` comes as ``(spec, reason)`` instead (the test
+    is skipped)."""
     from landbench.errors import LandbenchError
     from landbench.spec import parse_spec
     from landbench.suite import canonical_problem
 
-    out: dict[str, SuiteProblem | tuple[str, str]] = {}
+    out: dict[str | SuiteProblem, SuiteProblem | tuple[str, str]] = {}
     for entry in suite.problems:
         specs = list(entry.problems)
         if dims is not None:
@@ -163,7 +168,7 @@ def suite_problems(suite: Suite, dims: Sequence[int] | None = None) -> list[Suit
                         out.setdefault(f"{spec}-dim={dim}", (f"{spec}-dim={dim}", f"{spec} at dim={dim}: {error}"))
         for spec in specs:
             parsed = parse_spec(spec)
-            for noise in entry.noise:
+            for noise, instance in itertools.product(entry.noise, entry.instances):
                 problem = SuiteProblem(
                     spec=spec,
                     family=parsed.name,
@@ -171,11 +176,12 @@ def suite_problems(suite: Suite, dims: Sequence[int] | None = None) -> list[Suit
                     noise=noise,
                     steps=entry.steps,
                     seeds=entry.seeds,
-                    instances=entry.instances,
+                    instance=instance,
                     optimizers=entry.optimizers or suite.optimizers,
                     dtype=entry.dtype or suite.settings.dtype,
+                    tagged=entry.instances != (0,),
                 )
-                out.setdefault(problem.id, problem)
+                out.setdefault(problem, problem)
     return list(out.values())
 
 
@@ -309,7 +315,7 @@ def _run_arguments(config: pytest.Config, problem: Any, optimizer: Any, kwargs: 
         arguments.setdefault("steps", problem.steps)
         arguments.setdefault("noise", problem.noise)
         arguments.setdefault("dtype", problem.dtype)
-        arguments.setdefault("instance", problem.instances[0])
+        arguments.setdefault("instance", problem.instance)
         default_seeds: Any = _seed_count(config) or list(problem.seeds)
         problem = problem.spec
     else:

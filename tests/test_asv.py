@@ -16,14 +16,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+# asv is in the test extra: a missing asv fails here rather than skipping these tests unnoticed.
+import asv as _asv_installed  # noqa: F401
+import asv_runner  # noqa: F401
 import numpy as np
 import pytest
 
-pytest.importorskip("asv")
-pytest.importorskip("asv_runner")
-
-import landbench  # noqa: E402
-from landbench.asv_tracking import METRICS, LandbenchScores, escape_steps  # noqa: E402
+import landbench
+from landbench.asv_tracking import METRICS, LandbenchScores, escape_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "landbench" / "references" / "baselines.jsonl.gz"
@@ -169,12 +169,20 @@ def test_units_and_larger_is_worse(quality) -> None:  # noqa: ANN001
 
 def test_censored_escape_is_nan_never_a_number() -> None:
     saddle = landbench.make("saddle(dim=10)")
-    runs = [{"escaped": True, "escape_step": 10 + i} for i in range(5)] + [{"escaped": False, "escape_step": None}] * 3
+    escaped = [{"escaped": True, "escape_step": 10 + i, "diverged": False} for i in range(5)]
+    runs = escaped + [{"escaped": False, "escape_step": None, "diverged": False}] * 3
     assert escape_steps(runs, saddle) == 13.5  # 5 of 8 escaped: the median (13 + 14) / 2 is real
     assert math.isnan(escape_steps(runs[2:], saddle))  # 3 of 6 escaped: the median is censored
     records = landbench.run("saddle(dim=100, index=3)", "gd(lr=0.0001)", seeds=4, steps=20, curvature=False)
     assert not any(r["escaped"] for r in records)
     assert math.isnan(escape_steps(records, landbench.make("saddle(dim=100, index=3)")))
+    # Runs that escaped and then diverged are not fast escapes: at lr 3 gradient descent leaves the
+    # saddle at once (|1 + 3| growth along the unstable direction) and blows up (|1 - 3| = 2 along the
+    # stable ones, then the quartic), so all four runs have an escape step and all diverge.
+    blown = landbench.run("saddle(dim=10)", "gd(lr=3.0)", seeds=4, steps=100, curvature=False)
+    assert all(r["escaped"] and r["diverged"] for r in blown)
+    assert math.isnan(escape_steps(blown, saddle))
+    assert escape_steps(escaped + [{**escaped[0], "diverged": True}] * 2, saddle) == 13.0  # 5 real of 7
     # A problem without a saddle has no escape at all.
     assert math.isnan(escape_steps(landbench.run("quadratic(dim=4)", "gd(lr=0.1)", seeds=2, steps=5), saddle))
 

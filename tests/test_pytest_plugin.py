@@ -53,6 +53,20 @@ def collected_ids(result: pytest.RunResult, test: str) -> list[str]:
     return [line[len(prefix) : -1] for line in result.outlines if line.startswith(prefix)]
 
 
+def test_the_plugin_does_not_import_torch_into_runs_that_do_not_use_it(pytester: pytest.Pytester) -> None:
+    """Every pytest run in an environment with landbench loads the plugin: it must stay light."""
+    pytester.makepyfile(
+        test_plain="""
+        import sys
+
+        def test_no_torch(pytestconfig):
+            assert pytestconfig.pluginmanager.hasplugin("landbench")
+            assert "torch" not in sys.modules
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
 def test_landbench_problem_runs_over_the_suite_problems(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_fixtures="""
@@ -145,6 +159,43 @@ def test_options_come_from_the_ini_file_and_a_users_own_suite(pytester: pytest.P
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test_each[[]quadratic(dim=2, condition=4.0)[]] PASSED*"])
     result.stdout.fnmatch_lines(["landbench: suite=mine.toml"])
+
+
+def test_every_instance_and_every_budget_of_a_suite_is_a_test(pytester: pytest.Pytester) -> None:
+    pytester.makefile(
+        ".toml",
+        mine="""
+        name = "mine"
+        seeds = 2
+        optimizers = ["gd(lr=0.1)"]
+
+        [[problems]]
+        spec = "saddle(rotate=True)"
+        dims = [3]
+        steps = 30
+        instances = [0, 3]
+
+        [[problems]]
+        spec = "saddle(rotate=True)"
+        dims = [3]
+        steps = 50
+        """,
+    )
+    pytester.makepyfile(
+        test_fixtures="""
+        import json
+
+        def test_each(landbench_problem, landbench_run):
+            (record, _) = landbench_run(landbench_problem, "gd(lr=0.1)")
+            with open("runs.jsonl", "a") as out:
+                out.write(json.dumps([record["instance"], record["steps"]]) + "\\n")
+        """
+    )
+    result = pytester.runpytest("-v", "--landbench-suite", "mine.toml")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*test_each[[]saddle(dim=3, rotate=True)-instance=3[]] PASSED*"])
+    rows = [json.loads(line) for line in (pytester.path / "runs.jsonl").read_text().splitlines()]
+    assert sorted(map(tuple, rows)) == [(0, 30), (0, 50), (3, 30)]
 
 
 @pytest.mark.parametrize(

@@ -132,6 +132,15 @@ def test_escape_medians_are_numpy_medians_of_the_records(results: Path) -> None:
             assert (stats.q1, stats.q3) == tuple(np.quantile(steps, [0.25, 0.75]))
 
 
+def test_runs_that_escaped_then_diverged_are_not_plotted_as_escape_times() -> None:
+    """At lr 3 gradient descent leaves the saddle within a few steps and then blows up: every run
+    has an escape step and every run diverged, so no escape time may be drawn."""
+    records = landbench.run("saddle(dim=10)", "gd(lr=3.0)", seeds=4, steps=100, curvature=False)
+    assert all(r["escaped"] and r["escape_step"] is not None and r["diverged"] for r in records)
+    stats = data.escape_stats(records)
+    assert (stats.escaped, stats.diverged, stats.median, stats.q1, stats.q3) == (0, 4, None, None, None)
+
+
 @pytest.mark.parametrize("escaped", range(9))
 def test_censored_median_is_never_a_number_where_half_did_not_escape(escaped: int) -> None:
     times = [float(t) for t in (3, 9, 4, 12, 7, 30, 5, 8)[:escaped]] + [None] * (8 - escaped)

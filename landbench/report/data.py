@@ -123,11 +123,12 @@ class EscapeStats:
 
 
 def escape_stats(runs: Sequence[Record]) -> EscapeStats:
-    """Quartiles of the escape step over ``runs``, censored runs (``escaped`` false) counted as never escaping."""
-    times = [r["escape_step"] if r["escaped"] else None for r in runs]
+    """Quartiles of the escape step over ``runs``; censored runs (``escaped`` false) and diverged runs
+    (even those that escaped before diverging) count as never escaping, never as numbers."""
+    times = [r["escape_step"] if r["escaped"] and not r["diverged"] else None for r in runs]
     return EscapeStats(
         runs=len(runs),
-        escaped=sum(bool(r["escaped"]) for r in runs),
+        escaped=sum(t is not None for t in times),
         diverged=sum(bool(r["diverged"]) for r in runs),
         q1=censored_quantile(times, 0.25),
         median=censored_quantile(times, 0.5),
