@@ -55,12 +55,12 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from landbench.api import run
 from landbench.landscapes import Landscape, make
 from landbench.landscapes.basins import widest_well
+from landbench.ranking.stats import censored_quantile
 from landbench.spec import parse_spec
 
 #: Environment variable that selects the device the scores are computed on.
@@ -109,26 +109,24 @@ def reference_spec(label: str, problem: str) -> str:
 # The metrics: each maps one scenario's records (and its landscape) to one number, larger is worse.
 
 
-def _median_or_nan(values: Sequence[float]) -> float:
-    """The median, or nan when it is infinite (it lands on a censored or diverged run) or undefined."""
-    if not values:
-        return math.nan
-    median = float(np.median(np.asarray(values, dtype=np.float64)))
-    return median if math.isfinite(median) else math.nan
+def _median_or_nan(values: Sequence[float | None]) -> float:
+    """The median where ``None`` is a censored or diverged run (ranked last); nan when it falls on one."""
+    median = censored_quantile(values, 0.5)
+    return math.nan if median is None else median
 
 
 def escape_steps(records: Sequence[Record], landscape: Landscape) -> float:
     """Median escape step; runs that never escaped (or diverged) count as infinitely late."""
     if all(r["escaped"] is None for r in records):
         return math.nan  # no designated saddle
-    return _median_or_nan([r["escape_step"] if r["escaped"] and not r["diverged"] else math.inf for r in records])
+    return _median_or_nan([r["escape_step"] if r["escaped"] and not r["diverged"] else None for r in records])
 
 
 def loss_gap(records: Sequence[Record], landscape: Landscape) -> float:
     """Median final ``loss - f*``; diverged runs count as infinitely far; nan when f* is unknown."""
     if any(r["loss_gap"] is None and not r["diverged"] for r in records):
         return math.nan
-    return _median_or_nan([math.inf if r["diverged"] else r["loss_gap"] for r in records])
+    return _median_or_nan([None if r["diverged"] else r["loss_gap"] for r in records])
 
 
 def basin_miss(records: Sequence[Record], landscape: Landscape) -> float:
@@ -144,7 +142,7 @@ def sharpness(records: Sequence[Record], landscape: Landscape) -> float:
     """Median largest Hessian eigenvalue at the last iterate; diverged runs count as infinitely sharp."""
     if any(r["sharpness"] is None and not r["diverged"] for r in records):
         return math.nan  # curvature metrics were off
-    return _median_or_nan([math.inf if r["diverged"] else r["sharpness"] for r in records])
+    return _median_or_nan([None if r["diverged"] else r["sharpness"] for r in records])
 
 
 def diverged(records: Sequence[Record], landscape: Landscape) -> float:

@@ -547,11 +547,10 @@ def _outcome(runs: Sequence[dict[str, Any]]) -> str:
 
 def _censored_median(steps: list[int | None], budget: int) -> str:
     """Median with censored runs (None) ranked after every escape; '>T' if it falls on one."""
-    ordered = sorted(steps, key=lambda s: math.inf if s is None else s)
-    middle = ordered[(len(ordered) - 1) // 2 : len(ordered) // 2 + 1]
-    if any(s is None for s in middle):
-        return f">{budget}"
-    return f"{statistics.mean(middle):.4g}"  # type: ignore[arg-type]
+    from landbench.ranking.stats import censored_quantile
+
+    median = censored_quantile(steps, 0.5)
+    return f">{budget}" if median is None else f"{median:.4g}"
 
 
 def _median(values: Any) -> str:

@@ -155,14 +155,11 @@ def summary(records: Records) -> dict[str, Any]:
 
 
 def censored_median(times: Sequence[int | float | None]) -> float | None:
-    """The median of times where ``None`` means "never" (later than any time): None when half or
-    more of them are never, since the median is then not a number."""
-    if not times:
-        return None
-    ordered = sorted(math.inf if t is None else t for t in times)
-    n = len(ordered)
-    middle = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-    return None if math.isinf(middle) else float(middle)
+    """The median of times where ``None`` means "never" (later than any time): None when it falls on
+    a never, since the median is then not a number (:func:`landbench.ranking.stats.censored_quantile`)."""
+    from landbench.ranking.stats import censored_quantile
+
+    return censored_quantile(times, 0.5)
 
 
 # -- helpers ----------------------------------------------------------------------------------------

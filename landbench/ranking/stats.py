@@ -127,3 +127,18 @@ def win_rate(first: Sequence[float], second: Sequence[float]) -> float:
     """Share of scenarios where ``first`` ranks better (lower) than ``second``, ties counting half."""
     wins = sum(1.0 if a < b else 0.5 if a == b else 0.0 for a, b in zip(first, second))
     return wins / len(first)
+
+
+def censored_quantile(times: Sequence[float | None], q: float) -> float | None:
+    """The q-quantile (linear interpolation, as :func:`numpy.quantile`) of times where ``None`` is a
+    censored run (never happened within the budget), ranked after every finite time; ``None`` where
+    the quantile falls on a censored run, since it is then not a number (Kaplan-Meier reading of
+    right-censored data without ties at the budget)."""
+    if not times:
+        return None
+    ordered = sorted(math.inf if t is None else float(t) for t in times)
+    position = q * (len(ordered) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    if math.isinf(ordered[high]):
+        return None
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

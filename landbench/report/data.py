@@ -20,6 +20,7 @@ import numpy as np
 
 from landbench.landscapes import family
 from landbench.ranking.scenarios import GROUPS, Scenario, by_scenario, group_of, hit_times, scenario_targets, select
+from landbench.ranking.stats import censored_quantile
 from landbench.spec import bind_params, format_spec, non_defaults, parse_spec
 
 Record = dict[str, Any]
@@ -95,19 +96,6 @@ def _sortable(value: Any) -> tuple[int, float, str]:
 
 
 # --- escape times ------------------------------------------------------------------------------
-
-
-def censored_quantile(times: Sequence[float | None], q: float) -> float | None:
-    """The q-quantile (linear interpolation, as :func:`numpy.quantile`) of times where ``None`` is a
-    censored run, ranked after every finite time; ``None`` where the quantile falls on a censored run."""
-    if not times:
-        return None
-    ordered = sorted(math.inf if t is None else float(t) for t in times)
-    position = q * (len(ordered) - 1)
-    low, high = math.floor(position), math.ceil(position)
-    if math.isinf(ordered[high]):
-        return None
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 @dataclass(frozen=True)
