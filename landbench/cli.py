@@ -336,15 +336,35 @@ def run(
 
 # --- rank ---------------------------------------------------------------------------------------
 
-
-@main.command("rank")
-@click.argument("results", nargs=-1)
-@click.option(
+_against_option = click.option(
     "--against",
     multiple=True,
     metavar="NAME|PATH",
-    help="Reference results to rank against: a shipped set (e.g. 'baselines') or a results folder or file.",
+    help="Reference results to take with RESULTS: a shipped set (e.g. 'baselines') or a results folder or file.",
 )
+
+
+def _results_and_references(results: Sequence[str], against: Sequence[str], verb: str) -> list[dict[str, Any]]:
+    """The records of RESULTS and of the --against references; RESULTS, when given, must hold scored runs."""
+    if not results and not against:
+        raise click.UsageError(
+            f"give results to {verb} (folders or .jsonl files) and/or --against a reference set "
+            f"(shipped: {', '.join(available_references())})"
+        )
+    records = load_results(results)
+    if results and not any(r.get("phase", "score") == "score" for r in records):
+        raise LandbenchError(
+            f"no scored runs in {', '.join(results)} ({len(records)} records, none of phase 'score'), so no scored "
+            f"runs to {verb}: run a suite into it first, e.g. landbench run baselines --optimizer SPEC --out DIR"
+        )
+    for reference in against:
+        records += load_reference(reference)
+    return records
+
+
+@main.command("rank")
+@click.argument("results", nargs=-1)
+@_against_option
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON.")
 @click.option("--markdown", is_flag=True, help="Print the leaderboard as Markdown.")
 @click.option("--alpha", default=0.05, show_default=True, help="Significance level of the paired tests (Holm).")
@@ -369,21 +389,9 @@ def rank_command(
     Wilcoxon tests with Holm's correction, and a breakdown per family group. Tuning-phase records
     are left out. Results that mix devices, versions or settings are ranked with a warning.
     """
-    if not results and not against:
-        raise click.UsageError(
-            "give results to rank (folders or .jsonl files) and/or --against a reference set "
-            f"(shipped: {', '.join(available_references())})"
-        )
     if as_json and markdown:
         raise click.UsageError("give --json or --markdown, not both")
-    records = load_results(results)
-    if results and not any(r.get("phase", "score") == "score" for r in records):
-        raise LandbenchError(
-            f"no scored runs in {', '.join(results)} ({len(records)} records, none of phase 'score'): "
-            "run a suite into it first, e.g. landbench run baselines --optimizer SPEC --out DIR"
-        )
-    for reference in against:
-        records += load_reference(reference)
+    records = _results_and_references(results, against, "rank")
     board = rank(records, alpha=alpha, tau_max=tau_max, bootstrap=bootstrap, seed=seed)
     if as_json:
         click.echo(json.dumps(board.as_dict(), indent=2, allow_nan=False))
@@ -398,12 +406,7 @@ def rank_command(
 
 @main.command("report")
 @click.argument("results", nargs=-1)
-@click.option(
-    "--against",
-    multiple=True,
-    metavar="NAME|PATH",
-    help="Reference results to report with: a shipped set (e.g. 'baselines') or a results folder or file.",
-)
+@_against_option
 @click.option(
     "--out",
     default="landbench_report",
@@ -424,14 +427,7 @@ def report_command(results: Sequence[str], against: Sequence[str], out: str, tit
     """
     from landbench.report import write_report
 
-    if not results and not against:
-        raise click.UsageError(
-            "give results to report (folders or .jsonl files) and/or --against a reference set "
-            f"(shipped: {', '.join(available_references())})"
-        )
-    records = load_results(results)
-    for reference in against:
-        records += load_reference(reference)
+    records = _results_and_references(results, against, "report")
     written = write_report(records, out, title=title)
     click.echo(f"wrote {written.html} and {written.markdown} with {len(written.figures)} figures")
     for name, why in written.skipped.items():
