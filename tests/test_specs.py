@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
+import torch
 
 import landbench
 from landbench.errors import SpecError
@@ -112,3 +116,118 @@ def test_numpy_integers_are_accepted_where_integers_are() -> None:
     records = landbench.run("saddle(dim=4)", "sgd(lr=0.1)", seeds=np.arange(2), steps=np.int64(3))
     assert [r["seed"] for r in records] == [0, 1] and records[0]["steps"] == 3
     assert landbench.make({"name": "saddle", "dim": np.int32(5)}).spec == "saddle(dim=5)"
+
+
+# --- arguments that a class taking **kwargs swallows -------------------------------------------------
+
+
+class KwargsIntoGroups(torch.optim.Optimizer):
+    """Takes ``**kwargs`` into its param groups and reads ``decay`` in ``step``: legitimate."""
+
+    def __init__(self, params, lr: float = 0.1, **kwargs) -> None:  # noqa: ANN001
+        super().__init__(params, {"lr": lr, **kwargs})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.mul_(1 - group.get("decay", 0.0)).add_(p.grad, alpha=-group["lr"])
+
+
+class KwargsAsAttribute(torch.optim.SGD):
+    """Keeps one of its ``**kwargs`` as an attribute: legitimate."""
+
+    def __init__(self, params, lr: float = 0.1, **kwargs) -> None:  # noqa: ANN001
+        self.clip = kwargs.pop("clip", None)
+        super().__init__(params, lr=lr)
+
+
+class KwargsToWrapped(torch.optim.Optimizer):
+    """Passes its ``**kwargs`` to a wrapped SGD, which reads them in its step: legitimate."""
+
+    def __init__(self, params, lr: float = 0.1, **kwargs) -> None:  # noqa: ANN001
+        params = list(params)
+        super().__init__(params, {"lr": lr})
+        self.inner = torch.optim.SGD(params, lr=lr, **kwargs)
+
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        return self.inner.step(closure)
+
+
+@pytest.fixture
+def kwargs_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("kwargs_classes")
+    for cls in (KwargsIntoGroups, KwargsAsAttribute, KwargsToWrapped):
+        setattr(module, cls.__name__, cls)
+    monkeypatch.setitem(sys.modules, "kwargs_classes", module)
+
+
+def test_an_argument_a_kwargs_class_swallows_is_refused_like_a_typo_for_adam() -> None:
+    pytest.importorskip("pytorch_optimizer")
+    # pytorch-optimizer's Lion puts **kwargs into its param groups, where nothing ever reads 'betaz'
+    with pytest.raises(
+        SpecError,
+        match=r"^optimizer pytorch_optimizer:Lion: unknown argument 'betaz' \(did you mean 'betas'\?\): the class "
+        r"takes \*\*kwargs and stored it in its param groups, but a step never reads it; valid arguments: lr, betas, ",
+    ):
+        resolve("pytorch_optimizer:Lion(betaz=(0.9, 0.99))")
+    with pytest.raises(
+        SpecError, match=r"unknown argument 'betaz' \(did you mean 'betas'\?\); valid arguments: lr, betas"
+    ):
+        resolve("adam(betaz=(0.9, 0.99))")
+    # D-Adaptation's classes drop what they do not know
+    with pytest.raises(
+        SpecError, match=r"unknown argument 'd00' \(did you mean 'd0'\?\): the class takes \*\*kwargs and ignored it"
+    ):
+        resolve("pytorch_optimizer:DAdaptAdam(d00=1e-5)")
+    assert resolve("pytorch_optimizer:Lion(betas=(0.9, 0.95))").kwargs["betas"] == (0.9, 0.95)
+    assert resolve("sam(lr=0.1, momentum=0.9)").canonical == "sam(lr=0.1, momentum=0.9)"  # SAM's base reads it
+
+
+@pytest.mark.usefixtures("kwargs_classes")
+def test_kwargs_a_class_uses_are_accepted() -> None:
+    assert resolve("kwargs_classes:KwargsIntoGroups(decay=0.5)").kwargs == {"lr": 0.1, "decay": 0.5}
+    assert resolve("kwargs_classes:KwargsAsAttribute(clip=1.0)").kwargs["clip"] == 1.0
+    assert resolve("kwargs_classes:KwargsToWrapped(momentum=0.9)").kwargs["momentum"] == 0.9
+    with pytest.raises(SpecError, match="unknown argument 'decy': the class takes .*valid arguments: lr$"):
+        resolve("kwargs_classes:KwargsIntoGroups(decy=0.5)")  # stored in the groups, never read
+    with pytest.raises(
+        SpecError, match=r"unknown argument 'clipp': the class takes \*\*kwargs and ignored it; valid arguments: lr$"
+    ):
+        resolve("kwargs_classes:KwargsAsAttribute(clipp=1.0)")  # dropped
+    # and the accepted argument does what it says: one step of decay 0.5 halves x before the gradient step
+    records = landbench.run(
+        "quadratic(dim=2, condition=1.0)",
+        "kwargs_classes:KwargsIntoGroups(lr=0.1, decay=0.5)",
+        seeds=[0],
+        steps=1,
+        dtype="float64",
+        curvature=False,
+    )
+    x0 = landbench.make("quadratic(dim=2, condition=1.0)", dtype="float64").sample_start([0])
+    x1 = 0.5 * x0 - 0.1 * x0  # f = |x|^2/2: the gradient is x
+    assert records[0]["final_loss"] == pytest.approx(float(0.5 * (x1 * x1).sum()), rel=1e-12)
+
+
+def test_the_cli_refuses_a_swallowed_argument_with_status_2_and_one_line(tmp_path) -> None:  # noqa: ANN001
+    pytest.importorskip("pytorch_optimizer")
+    from click.testing import CliRunner
+
+    from landbench.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--problem",
+            "quadratic(dim=2)",
+            "--optimizer",
+            "pytorch_optimizer:Lion(betaz=(0.9, 0.99))",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: optimizer pytorch_optimizer:Lion: unknown argument 'betaz' (did you mean 'betas'?)")
+    assert not (tmp_path / "results.jsonl").exists()

@@ -12,8 +12,18 @@ A name is looked up in three places, in order:
 
 ``"pkg.module:Class(...)"`` imports any other class, such as one written for ordinary torch models.
 Arguments are checked against the class's signature, so a typo or a bad value fails before anything
-runs, with a message that names what is valid. How the runs of a batch are stepped (one tensor,
-one tensor per run, or one optimizer per run) is chosen per spec by :func:`choose_mode`.
+runs, with a message that names what is valid; for a class that takes ``**kwargs``, an argument
+outside its signature is refused too when a trial instance keeps it nowhere (no attribute, no
+param-group default) or keeps it only in its param groups and never reads it in a step. How the
+runs of a batch are stepped (one tensor, one tensor per run, or one optimizer per run) is chosen per
+spec by :func:`choose_mode`.
+
+A *learning-rate-free* optimizer (D-Adaptation, Prodigy, DoG, ...) estimates its own step size;
+its ``lr`` is a multiplier meant to stay near its default of 1. A class declares itself so with the
+class attribute ``landbench_learning_rate_free = True`` (``False`` opts a subclass out), and
+:data:`LEARNING_RATE_FREE` names the well-known ones (:func:`learning_rate_free`); tuning then
+searches a multiplier grid around the default ``lr`` instead of an absolute grid
+(:mod:`landbench.tuning`).
 """
 
 from __future__ import annotations
@@ -37,6 +47,23 @@ from landbench.spec import Spec, format_spec, parse_spec, suggest
 
 #: The entry-point group through which other packages register optimizer names.
 ENTRY_POINT_GROUP = "landbench.optimizers"
+#: The class attribute through which an optimizer declares itself learning-rate-free (True or False).
+LEARNING_RATE_FREE_ATTRIBUTE = "landbench_learning_rate_free"
+#: Well-known learning-rate-free classes, as ``"top_level_package:ClassName"`` (the class itself,
+#: not its subclasses): pytorch-optimizer 4.1.0's D-Adaptation variants, Prodigy and AdamG ("parameter
+#: free"); the reference packages ``dadaptation`` (Defazio and Mishchenko 2023), ``prodigyopt``
+#: (Mishchenko and Defazio 2023) and ``dog`` (DoG and LDoG, Ivgi, Hinder and Carmon 2023).
+LEARNING_RATE_FREE: frozenset[str] = frozenset(
+    {
+        *(f"pytorch_optimizer:{n}" for n in ("DAdaptAdaGrad", "DAdaptAdam", "DAdaptAdan", "DAdaptLion", "DAdaptSGD")),
+        "pytorch_optimizer:Prodigy",
+        "pytorch_optimizer:AdamG",
+        *(f"dadaptation:{n}" for n in ("DAdaptAdaGrad", "DAdaptAdam", "DAdaptAdan", "DAdaptLion", "DAdaptSGD")),
+        "prodigyopt:Prodigy",
+        "dog:DoG",
+        "dog:LDoG",
+    }
+)
 
 BUILTIN: dict[str, type[torch.optim.Optimizer]] = {
     "gd": GradientDescent,
@@ -78,6 +105,20 @@ class OptimizerSpec:
     def build(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
         """A fresh optimizer over ``params``."""
         return self.cls(params, **self.kwargs)
+
+    @property
+    def learning_rate_free(self) -> bool:
+        """Whether the class estimates its own step size (see :func:`learning_rate_free`)."""
+        return learning_rate_free(self.cls)
+
+
+def learning_rate_free(cls: type) -> bool:
+    """Whether ``cls`` is learning-rate-free: its ``landbench_learning_rate_free`` attribute where it
+    sets one (a bool), else whether :data:`LEARNING_RATE_FREE` lists it."""
+    declared = getattr(cls, LEARNING_RATE_FREE_ATTRIBUTE, None)
+    if isinstance(declared, bool):
+        return declared
+    return f"{cls.__module__.partition('.')[0]}:{cls.__qualname__}" in LEARNING_RATE_FREE
 
 
 def _import_class(path: str) -> type:
@@ -203,23 +244,122 @@ def resolve(spec: str | Mapping[str, Any] | Spec | OptimizerSpec) -> OptimizerSp
     if missing:
         raise SpecError(f"{owner}: the argument(s) {', '.join(missing)} are required")
     resolved = OptimizerSpec(parsed.name, cls, ordered)
-    _try_build(resolved)
+    trial = _try_build(resolved)
+    if accepts_any:
+        _check_swallowed(owner, trial, [k for k in ordered if k not in defaults], list(defaults))
     return resolved
 
 
-def _try_build(spec: OptimizerSpec) -> None:
+def _try_build(spec: OptimizerSpec) -> torch.optim.Optimizer:
     """Build once on a dummy tensor, so that the class's own value checks fail now, with the spec named."""
     try:
-        spec.build([torch.zeros(1, 2, requires_grad=True)])
+        return spec.build([torch.zeros(1, 2, requires_grad=True)])
     except (ValueError, TypeError, RuntimeError) as exc:
         raise SpecError(f"optimizer {spec.canonical}: {exc}") from None
+
+
+def _check_swallowed(owner: str, optimizer: Any, extra: list[str], valid: list[str]) -> None:
+    """Refuse an argument outside the signature that a ``**kwargs`` class does nothing with: one that
+    ends up nowhere (no param-group default, no attribute, no mapping or wrapped optimizer among the
+    attributes), or only in the param groups (as pytorch-optimizer's classes put every ``**kwargs``)
+    but is never read by a trial step (:func:`_keys_read_by_a_step`). A typo such as ``betaz`` is one."""
+    read: set[str] | None = None
+    for key in extra:
+        if _kept(optimizer, key, depth=2, groups=False):
+            continue
+        if _kept(optimizer, key, depth=2, groups=True):
+            read = _keys_read_by_a_step(optimizer) if read is None else read
+            if "*" in read or key in read:
+                continue
+            what = "stored it in its param groups, but a step never reads it"
+        else:
+            what = "ignored it"
+        raise SpecError(
+            f"{owner}: unknown argument {key!r}{suggest(key, valid)}: the class takes **kwargs and {what}; "
+            f"valid arguments: {', '.join(valid)}"
+        )
+
+
+def _kept(holder: Any, key: str, depth: int, groups: bool) -> bool:
+    """Whether ``key`` ended up in ``holder``: an attribute, or (``groups``) its defaults or first
+    param group, or (``depth`` levels down) a mapping or optimizer held in one of its attributes."""
+    if isinstance(holder, Mapping):
+        return key in holder
+    if hasattr(holder, key):
+        return True
+    if groups:
+        param_groups = getattr(holder, "param_groups", None) or [{}]
+        if key in (getattr(holder, "defaults", None) or {}) or key in param_groups[0]:
+            return True
+    if depth == 0:
+        return False
+    return any(
+        _kept(value, key, depth - 1, groups)
+        for name, value in getattr(holder, "__dict__", {}).items()
+        if name not in ("state", "param_groups", "defaults") and isinstance(value, (Mapping, torch.optim.Optimizer))
+    )
+
+
+class _ReadLog(dict):  # type: ignore[type-arg]
+    """A param group that notes the keys read from it by name."""
+
+    def __init__(self, data: Mapping[str, Any], read: set[str]) -> None:
+        super().__init__(data)
+        self.read = read
+
+    def __getitem__(self, key: Any) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: Any) -> bool:
+        self.read.add(key)
+        return super().__contains__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().setdefault(key, default)
+
+
+def _keys_read_by_a_step(optimizer: Any) -> set[str]:
+    """The keys that one step of the trial optimizer (on ``f(x) = |x|^2/2 + sum x``, with a closure
+    where ``step`` takes one) reads by name from a param group or from the defaults of the optimizer
+    or of an optimizer it wraps. A step that fails proves nothing: then ``{"*"}`` (every key)."""
+    read: set[str] = set()
+    wrapped = [v for v in vars(optimizer).values() if isinstance(v, torch.optim.Optimizer)]
+    for holder in (optimizer, *wrapped):
+        groups = holder.param_groups  # replaced in place: a wrapper and its base may share the list
+        groups[:] = [g if isinstance(g, _ReadLog) else _ReadLog(g, read) for g in groups]
+        holder.defaults = _ReadLog(holder.defaults, read)
+    params = list(dict.fromkeys(p for group in optimizer.param_groups for p in group["params"]))
+
+    def closure() -> torch.Tensor:
+        for p in params:
+            p.grad = p.detach() + 1.0
+        return sum((0.5 * p.detach() * p.detach() + p.detach()).sum() for p in params)  # type: ignore[return-value]
+
+    try:
+        closure()
+        if "closure" in inspect.signature(optimizer.step).parameters:
+            optimizer.step(closure)
+        else:
+            optimizer.step()
+    except Exception:  # noqa: BLE001 - a third-party step that cannot run here proves nothing
+        return {"*"}
+    return read
 
 
 __all__ = [
     "BUILTIN",
     "ENTRY_POINT_GROUP",
+    "LEARNING_RATE_FREE",
+    "LEARNING_RATE_FREE_ATTRIBUTE",
     "OptimizerSpec",
     "choose_mode",
+    "learning_rate_free",
     "optimizer_class",
     "optimizer_names",
     "registered",
