@@ -27,6 +27,8 @@ from landbench.settings import normalize_seeds
 from landbench.spec import bind_params, format_value, parse_spec
 from landbench.store import load_results
 from landbench.suite import adhoc_suite, available_suites, load_suite
+from landbench.tuning import PlanEntry
+from landbench.tuning import plan as tuning_plan
 
 DEFAULT_OUT = "landbench_results"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -290,6 +292,12 @@ def _seeds(value: str | None) -> list[int] | None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record per run per line on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
+@click.option(
+    "--tune/--no-tune",
+    default=None,
+    help="Tune each optimizer's lr per family before scoring (default: as the suite says, i.e. when it has a "
+    "[tuning] table; --tune on a suite without one uses the default table), or keep every lr as given.",
+)
 @_friendly
 def run(
     suite: str | None,
@@ -303,23 +311,26 @@ def run(
     out: str,
     as_json: bool,
     progress: bool | None,
+    tune: bool | None,
 ) -> None:
     """Run SUITE (a shipped suite's name or a .toml file), or the --problem and --optimizer given.
 
     Results are appended to OUT/results.jsonl as each batch finishes; running the same thing into
-    the same folder again skips the runs that are there, so an interrupted sweep resumes.
+    the same folder again skips the runs that are there, so an interrupted sweep resumes. A suite
+    with a [tuning] table (such as baselines) tunes each optimizer's lr per family first, replacing
+    the lr of its spec; --no-tune keeps every spec as given. Which one happens is said on stderr.
     """
     seed_list = _seeds(seeds)
     if suite is None:
-        plan = adhoc_suite(problems, optimizers, seed_list, steps, noise)
-        if dtype:
-            plan = plan.with_overrides(dtype=dtype)
+        plan = adhoc_suite(problems, optimizers, seed_list, steps, noise).with_overrides(dtype=dtype, tune=tune)
     else:
         plan = load_suite(suite).with_overrides(
-            problems=problems, optimizers=optimizers, seeds=seed_list, steps=steps, noise=noise, dtype=dtype
+            problems=problems, optimizers=optimizers, seeds=seed_list, steps=steps, noise=noise, dtype=dtype, tune=tune
         )
     if not plan.scenarios():
         raise click.UsageError(f"suite {plan.name!r} has no problems or no optimizers to run")
+    for entry in tuning_plan(plan.tuning, [sc.optimizer for sc in plan.scenarios()]):
+        click.echo(_tuning_line(entry), err=True)
     emit = (lambda record: click.echo(json.dumps(record))) if as_json else None
     try:
         result = run_suite(plan, out, device=device, progress=progress, on_record=emit)
@@ -332,6 +343,20 @@ def run(
     if not as_json:
         click.echo(summary_table(result.records))
         click.echo(f"\n{result.ran} runs ran, {result.skipped} were already in {out}/results.jsonl")
+
+
+def _tuning_line(entry: PlanEntry) -> str:
+    """What ``landbench run`` does with one optimizer's lr, in one line."""
+    if entry.action == "none":
+        return f"no lr to tune: {entry.optimizer} runs as given"
+    if entry.action == "keep":
+        return f"lr kept as given: {entry.optimizer}"
+    line = f"tuning lr of {entry.label} per family over {entry.grid}"
+    if entry.learning_rate_free:
+        line += " (learning-rate-free: lr is a multiplier)"
+    if entry.explicit_lr:
+        line += f" (pass --no-tune to keep lr={entry.lr:g})"
+    return line
 
 
 # --- rank ---------------------------------------------------------------------------------------

@@ -47,7 +47,9 @@ def run_suite(
     """Run every scenario of ``suite`` that ``out`` does not hold yet, appending each batch as it ends.
 
     A suite with a ``[tuning]`` table first runs its tuning grids (:mod:`landbench.tuning`), then
-    scores its scenarios with the chosen learning rates; both phases resume from ``out``.
+    scores its scenarios with the chosen learning rates; both phases resume from ``out``. With its
+    tuning turned off (``suite.with_overrides(tune=False)``) there are no tuning runs, and the
+    scored records say that nothing was tuned.
     ``on_record`` sees every scored record of the suite in scenario order, stored ones included
     (the CLI's ``--json`` prints them). ``progress``: a bar on stderr (None: only on a terminal).
     """
@@ -57,7 +59,7 @@ def run_suite(
     stored = {r["key"]: r for r in store.records() if "key" in r}
     scenarios = suite.scenarios()
     units = tuning_units(suite.tuning, scenarios) if suite.tuning is not None else []
-    grids = {unit: [with_lr(unit.optimizer, lr) for lr in suite.tuning.grid_for(unit.optimizer)] for unit in units}  # type: ignore[union-attr]
+    grids = {unit: [with_lr(unit.optimizer, lr) for lr in suite.tuning.rates_for(unit.optimizer)] for unit in units}  # type: ignore[union-attr]
     tune_left = {u: any(u.key(s, device_type, o) not in stored for o in grids[u] for s in u.seeds) for u in units}
     result = SuiteRun()
     bar = tqdm(

@@ -43,7 +43,7 @@ from landbench.optimizers import resolve
 from landbench.records import run_key
 from landbench.settings import Settings, check_noise, check_steps, normalize_seeds
 from landbench.spec import Spec, parse_spec
-from landbench.tuning import Tuning, check_disjoint, check_grid, check_optimizers, label_of
+from landbench.tuning import Tuning, check_disjoint, check_optimizers, check_tuning, label_of, parse_grid
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,12 +146,16 @@ class Suite:
         steps: int | None = None,
         noise: Sequence[float] = (),
         dtype: str | None = None,
+        tune: bool | None = None,
     ) -> Suite:
         """The suite with its problems, optimizers, seeds, steps, noise or dtype replaced (the CLI's flags).
 
         A replacement problem must name its dimension (``"saddle(dim=100)"``) and takes the
         file's top-level budget; the other replacements apply to every problem (replacement
-        optimizers and dtype replace the per-problem ones too).
+        optimizers and dtype replace the per-problem ones too). ``tune=False`` keeps every
+        optimizer's spec as given, its lr included (a tuned suite's records then say that nothing
+        was tuned); ``tune=True`` tunes a suite without ``[tuning]`` with the default table
+        (:class:`landbench.tuning.Tuning`); None leaves the suite's tuning as it is.
         """
         entries = self.problems
         if problems:
@@ -172,13 +176,15 @@ class Suite:
         entries = tuple(replace(e, **changes) for e in entries)
         settings = self.settings if dtype is None else replace(self.settings, dtype=dtype)
         opts = tuple(resolve(o).canonical for o in optimizers) if optimizers else self.optimizers
-        suite = replace(self, problems=entries, optimizers=opts, settings=settings)
-        if suite.tuning is not None:
-            problem = check_disjoint(suite.tuning, suite.scenarios()) or check_optimizers(
-                suite.tuning, [sc.optimizer for sc in suite.scenarios()]
-            )
-            if problem:
-                raise SuiteError(f"{self.name}: [tuning]: {problem}")
+        tuning = self.tuning
+        if tune is True:
+            tuning = replace(tuning or Tuning(), enabled=True)
+        elif tune is False and tuning is not None:
+            tuning = replace(tuning, enabled=False)
+        suite = replace(self, problems=entries, optimizers=opts, settings=settings, tuning=tuning)
+        problem = check_tuning(suite.tuning, suite.scenarios())
+        if problem:
+            raise SuiteError(f"{self.name}: [tuning]{'' if self.tuning else ' (the default, for --tune)'}: {problem}")
         return suite
 
 
@@ -408,7 +414,8 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
 
 
 def _tuning(table: Any, where: _Where) -> Tuning:
-    """The ``[tuning]`` table: instances, seeds, grid, and [tuning.grids] per optimizer."""
+    """The ``[tuning]`` table: instances, seeds, grid, and [tuning.grids] per optimizer; a grid is a
+    list of rates or ``{relative = [factors]}`` (:func:`landbench.tuning.parse_grid`)."""
     if not isinstance(table, dict):
         raise where.error("tuning", "expected a table [tuning] (instances, seeds, grid, [tuning.grids])")
     for key in table:
@@ -422,24 +429,32 @@ def _tuning(table: Any, where: _Where) -> Tuning:
                 raise where.error(key, f"expected a non-empty list of distinct non-negative {what}", "tuning")
             out = replace(out, **{key: values})
     if "grid" in table:
-        grid = check_grid(table["grid"])
-        if grid is None:
-            raise where.error("grid", "expected a non-empty list of distinct positive learning rates", "tuning")
-        out = replace(out, grid=grid)
+        try:
+            out = replace(out, grid=parse_grid(table["grid"]))
+        except ValueError as exc:
+            raise where.error("grid", str(exc), "tuning") from None
     grids = table.get("grids", {})
     if not isinstance(grids, dict):
-        raise where.error("grids", "expected a table [tuning.grids] of optimizer = [rates]", "tuning")
+        raise where.error(
+            "grids", "expected a table [tuning.grids] of optimizer = [rates] or {relative = [factors]}", "tuning"
+        )
     parsed = []
     for name, value in grids.items():
-        grid = check_grid(value)
-        if grid is None:
-            raise where.error(name, "expected a non-empty list of distinct positive learning rates", "tuning.grids")
         try:
+            grid = parse_grid(value)
             key = label_of(name) if "(" in name else name
-        except SpecError as exc:
-            raise where.error(name, str(exc), "tuning.grids") from None
+        except (ValueError, SpecError) as exc:
+            raise _grids_error(where, name, str(exc)) from None
         parsed.append((key, grid))
     return replace(out, grids=tuple(parsed))
+
+
+def _grids_error(where: _Where, name: str, message: str) -> SuiteError:
+    """An error in ``[tuning.grids]``, at the line of ``name = ...`` whether the key is bare or quoted."""
+    line = next(
+        (n for key in (name, f'"{name}"', f"'{name}'") if (n := where.line(key, "tuning.grids")) is not None), None
+    )
+    return SuiteError(f"{where.path}{f':{line}' if line else ''}: tuning.grids.{name}: {message}")
 
 
 def adhoc_suite(

@@ -13,7 +13,11 @@ import torch
 
 import landbench
 from landbench.errors import BatchSafetyError, SpecError
-from landbench.optimizers import choose_mode, optimizer_names, resolve
+from landbench.optimizers import LEARNING_RATE_FREE, choose_mode, optimizer_names, resolve
+from landbench.runner import run_suite
+from landbench.store import ResultStore
+from landbench.suite import parse_suite
+from landbench.tuning import DEFAULT_GRID, MULTIPLIER_GRID, Grid, Tuning
 
 
 def test_gd_is_exactly_x_minus_lr_g() -> None:
@@ -142,3 +146,84 @@ def test_classes_of_the_pytorch_optimizer_package_run_unchanged(spec: str, mode:
     alone = landbench.run("rosenbrock(dim=4)", spec, seeds=[1], steps=50, dtype="float64", curvature=False)
     assert records[1]["final_loss"] == pytest.approx(alone[0]["final_loss"], rel=1e-9)
     assert np.isfinite(records[1]["final_loss"])
+
+
+# --- learning-rate-free optimizers: a multiplier grid around their default lr -------------------------
+
+
+class SelfTuned(torch.optim.SGD):
+    """A plug-in that declares itself learning-rate-free (its lr a multiplier of 0.5 by default)."""
+
+    landbench_learning_rate_free = True
+
+    def __init__(self, params, lr: float = 0.5) -> None:  # noqa: ANN001
+        super().__init__(params, lr=lr)
+
+
+@pytest.fixture
+def self_tuned(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("self_tuned")
+    module.SelfTuned = SelfTuned  # type: ignore[attr-defined]
+    pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
+
+    class NotFree(pytorch_optimizer.DAdaptSGD):
+        """A subclass that opts out: its lr is an ordinary step size."""
+
+        landbench_learning_rate_free = False
+
+    module.NotFree = NotFree  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "self_tuned", module)
+
+
+def test_the_list_of_learning_rate_free_classes_names_real_classes_whose_lr_is_a_multiplier_of_1() -> None:
+    pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
+    import inspect
+
+    listed = sorted(n.partition(":")[2] for n in LEARNING_RATE_FREE if n.startswith("pytorch_optimizer:"))
+    assert {"DAdaptAdaGrad", "DAdaptAdam", "DAdaptAdan", "DAdaptLion", "DAdaptSGD", "Prodigy"} <= set(listed)
+    for name in listed:
+        cls = getattr(pytorch_optimizer, name)
+        assert inspect.signature(cls.__init__).parameters["lr"].default == 1.0, name
+        assert resolve(f"pytorch_optimizer:{name}").learning_rate_free, name
+    assert not resolve("pytorch_optimizer:Lion").learning_rate_free
+    assert not resolve("adadelta").learning_rate_free and not resolve("adam").learning_rate_free
+
+
+@pytest.mark.usefixtures("self_tuned")
+def test_a_learning_rate_free_optimizer_is_tuned_over_a_multiplier_grid_never_the_absolute_one() -> None:
+    assert MULTIPLIER_GRID == (0.1, 0.3162, 1.0, 3.162, 10.0)  # x0.1 to x10 in half decades
+    default = Tuning()
+    absolute = Tuning(grid=(1e-3, 1e-2, 1e-1))  # a suite-wide absolute grid is for ordinary rates
+    for tuning in (default, absolute):
+        for spec in ("pytorch_optimizer:Prodigy", "pytorch_optimizer:DAdaptAdam(lr=2.0)"):
+            assert tuning.grid_for(spec) == Grid(MULTIPLIER_GRID, "multiplier")
+            assert tuning.rates_for(spec) == MULTIPLIER_GRID  # around the default lr (1), not the spec's
+        assert tuning.rates_for("self_tuned:SelfTuned") == (0.05, 0.1581, 0.5, 1.581, 5.0)
+        assert tuning.rates_for("self_tuned:NotFree") == tuning.grid.values  # opted out
+    assert default.rates_for("pytorch_optimizer:Lion") == DEFAULT_GRID
+    named = Tuning(grids=(("pytorch_optimizer:Prodigy", (0.5, 1.0)),))
+    assert named.rates_for("pytorch_optimizer:Prodigy") == (0.5, 1.0)  # [tuning.grids] names it: that grid
+    relative = Tuning(grid=Grid((0.5, 1.0, 2.0), "relative"))
+    assert relative.rates_for("pytorch_optimizer:Prodigy(lr=0.5)") == (0.25, 0.5, 1.0)  # the suite-wide relative one
+
+
+def test_a_learning_rate_free_optimizer_runs_its_multiplier_grid_and_the_records_say_so(tmp_path: Path) -> None:
+    pytest.importorskip("pytorch_optimizer")
+    text = (
+        'seeds = [0, 1]\nsteps = 100\ndtype = "float64"\noptimizers = ["pytorch_optimizer:Prodigy", "adam"]\n'
+        "[metrics]\ncurvature = false\n[tuning]\nseeds = [10, 11]\n"
+        '[[problems]]\nspec = "quadratic(condition=10.0)"\ndims = [4]\n'
+    )
+    run_suite(parse_suite(text), tmp_path, progress=False)
+    records = ResultStore(tmp_path).records()
+    prodigy = [r for r in records if r["label"] == "pytorch_optimizer:Prodigy"]
+    assert {r["optimizer"] for r in prodigy if r["phase"] == "tune"} == {
+        f"pytorch_optimizer:Prodigy(lr={m})" for m in MULTIPLIER_GRID
+    }
+    scored = [r["tuning"] for r in prodigy if r["phase"] == "score"]
+    assert scored and all(t["learning_rate_free"] and t["grid_kind"] == "multiplier" for t in scored)
+    assert all(
+        t["relative_to"] == 1.0 and t["grid"] == list(MULTIPLIER_GRID) and t["lr"] in MULTIPLIER_GRID for t in scored
+    )
+    adam = [r["tuning"] for r in records if r["label"] == "adam" and r["phase"] == "score"]
+    assert all(not t["learning_rate_free"] and t["grid"] == list(DEFAULT_GRID) for t in adam)
