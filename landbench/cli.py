@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import ast
-import collections
 import functools
 import inspect
 import json
 import math
-import statistics
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -505,11 +503,14 @@ def plot_command(
 
 
 def summary_table(records: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table: one row per scenario, medians over its runs.
-
-    The escape step is the median over all runs that have a saddle, censored runs counted as
-    never escaping: ``>T`` when at least half of them did not escape within the T steps.
+    """A plain-text table: one row per scenario, from :func:`landbench.outcomes.summarize` (the summary
+    every view shows): runs, diverged runs, median final loss and gap and sharpness (diverged runs
+    ranked worst: ``-`` when the median falls on one), escaped runs (a run that diverged escaped
+    nothing) and the median escape step (``>T`` when at least half the runs did not escape within
+    the T steps), and where the runs ended (the family's own fields).
     """
+    from landbench.outcomes import summarize
+
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in records:
         key = (r["problem"], r["optimizer"], r["noise"], r["instance"], r["steps"], r["dtype"])
@@ -518,8 +519,8 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     header += ("escaped", "esc. step", "sharpness", "ended in")
     rows = [header]
     for (problem, optimizer, noise, instance, steps, dtype), runs in groups.items():
-        healthy = [r for r in runs if not r["diverged"]]
-        escapable = [r for r in runs if r["escaped"] is not None]
+        summary = summarize(runs)
+        escapes = summary.escapes
         rows.append(
             (
                 problem,
@@ -528,14 +529,14 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
                 str(instance),
                 str(steps),
                 dtype.removeprefix("float"),
-                str(len(runs)),
-                str(len(runs) - len(healthy)),
-                _median(r["final_loss"] for r in healthy),
-                _median(r["loss_gap"] for r in healthy),
-                f"{sum(r['escaped'] for r in escapable)}/{len(escapable)}" if escapable else "-",
-                _censored_median([r["escape_step"] for r in escapable], steps) if escapable else "-",
-                _median(r["sharpness"] for r in healthy),
-                _outcome(runs),
+                str(summary.runs),
+                str(summary.diverged),
+                _number(summary.median_final_loss),
+                _number(summary.median_loss_gap),
+                "-" if escapes is None else f"{escapes.escaped}/{summary.runs}",
+                "-" if escapes is None else _number(escapes.median, f">{steps}"),
+                _number(summary.median_sharpness),
+                ", ".join(text for text in summary.family_text.values() if text) or "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -547,36 +548,8 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _outcome(runs: Sequence[dict[str, Any]]) -> str:
-    """Where runs ended, from the family fields: basin or mode shares, saddles of a chain passed."""
-    parts = []
-    for field in ("basin", "mode"):
-        if field in runs[0]:
-            counts = collections.Counter(r[field] for r in runs)
-            shares = (
-                f"{'none' if k is None else k}:{100 * n / len(runs):.0f}%" for k, n in sorted(counts.items(), key=str)
-            )
-            parts.append(f"{field} " + " ".join(shares))
-    if "chain_escapes" in runs[0]:
-        passed = [sum(s is not None for s in r["chain_escapes"]) for r in runs]
-        parts.append(f"saddles passed {statistics.median(passed):g}/{len(runs[0]['chain_escapes'])}")
-        stuck = sum(r["chain_underflow"] is not None for r in runs)
-        if stuck:
-            parts.append(f"underflow {stuck}/{len(runs)}")
-    return ", ".join(parts) or "-"
-
-
-def _censored_median(steps: list[int | None], budget: int) -> str:
-    """Median with censored runs (None) ranked after every escape; '>T' if it falls on one."""
-    from landbench.ranking.stats import censored_quantile
-
-    median = censored_quantile(steps, 0.5)
-    return f">{budget}" if median is None else f"{median:.4g}"
-
-
-def _median(values: Any) -> str:
-    numbers = [v for v in values if v is not None]
-    return f"{statistics.median(numbers):.4g}" if numbers else "-"
+def _number(value: float | None, missing: str = "-") -> str:
+    return missing if value is None else f"{value:.4g}"
 
 
 if __name__ == "__main__":  # pragma: no cover

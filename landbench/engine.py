@@ -12,13 +12,23 @@ A run whose loss turns NaN or inf is marked diverged at that step and no longer 
 events stop and it keeps its last finite loss. Its row stays in the tensor, where it cannot reach
 the others: landscapes evaluate rows independently, and the mode is chosen so that the optimizer
 keeps a NaN in its own row (so nothing is spent, per step, on freezing rows that rarely diverge).
+
+Independence is checked, not assumed. The mode comes from a probe (:func:`choose_mode`), and in
+addition every batch that shares an optimizer between runs (``batched`` or ``per_tensor``) re-runs
+one of its runs alone, over the whole budget, and compares the final points (:func:`_verify`): a
+mismatch means the optimizer couples its rows in a way the probe missed (a statistic over all
+parameters that matters only later, say), and the batch is run again in ``separate`` mode. The
+outcome says which seed was checked and whether it matched (the records' ``independence``).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -26,10 +36,10 @@ from landbench.landscapes.base import Landscape
 from landbench.metrics.curvature import basin_width, hessian_trace, sharpness
 from landbench.metrics.events import EventTracker
 from landbench.optimizers import OptimizerSpec
-from landbench.optimizers.batching import choose_mode
+from landbench.optimizers.batching import choose_mode, demote, with_rate
 from landbench.rng import RunNoise
 from landbench.settings import Settings
-from landbench.stepping import STEPPERS, Evaluator, bind_runs
+from landbench.stepping import STEPPERS, Evaluator, Stepper, bind_runs
 
 Progress = Callable[[int], None]
 
@@ -45,6 +55,17 @@ class BatchOutcome:
     mode: str
     wall_s: float
     metrics_s: float
+    #: for a batched or per-tensor batch, the run checked alone (see :func:`_verify`); None otherwise
+    independence: dict[str, Any] | None = None
+
+
+class CoupledBatch(RuntimeError):
+    """A learning-rate grid sharing a batch did not match one of its runs made alone: its rates must
+    run one batch each (the caller's job, since a grid cannot run in ``separate`` mode)."""
+
+    def __init__(self, check: dict[str, Any]) -> None:
+        super().__init__(f"seed {check['seed']} at lr {check.get('lr')} differs from its run alone")
+        self.check = check
 
 
 def _synchronize(device: torch.device) -> None:
@@ -71,6 +92,7 @@ def run_batch(
     progress: Progress | None = None,
     mode: str | None = None,
     lrs: Sequence[float] | None = None,
+    verify: bool = True,
 ) -> BatchOutcome:
     """Run ``len(seeds)`` runs of ``optimizer`` on ``landscape`` for ``steps`` steps.
 
@@ -79,17 +101,67 @@ def run_batch(
     has ``len(lrs) * len(seeds)`` rows, the seeds' runs at ``lrs[0]``, then at ``lrs[1]``, ... (only
     in the ``batched`` and ``per_tensor`` modes; each rate is a param group). ``progress`` (if
     given) is called with the number of steps done since its last call, about a hundred times per
-    batch, on the host, without synchronising.
+    batch, on the host, without synchronising. ``verify`` (default on) re-runs one run of a
+    batched or per-tensor batch alone and, if it differs, the whole batch in ``separate`` mode
+    (with ``lrs``, it raises :class:`CoupledBatch` instead); benchmarks of the step loop turn it off.
     """
     settings = settings or Settings()
     device = landscape.device
     seeds = [int(s) for s in seeds]
     mode = mode or choose_mode(optimizer, device, landscape.dtype)
-    copies = 1 if lrs is None else len(lrs)
     if lrs is not None and mode == "separate":
         raise ValueError("a learning-rate grid shares a batch only in the batched and per_tensor modes")
     _synchronize(device)
     started = time.perf_counter()
+    tracker, final_x, rows = _execute(landscape, optimizer, seeds, steps, noise, settings, mode, lrs, progress)
+    _synchronize(device)
+    wall_s = time.perf_counter() - started
+    independence = None
+    if verify and mode != "separate":
+        independence = _verify(landscape, optimizer, seeds, steps, noise, settings, lrs, tracker, final_x)
+        if not independence["matched"]:
+            demote(optimizer, device, landscape.dtype)
+            warnings.warn(
+                f"{optimizer.canonical}: seed {independence['seed']} run alone differs from its row in a "
+                f"{mode} batch on {landscape.spec} ({independence.get('difference')}): the optimizer couples the "
+                "runs it steps together, so it runs one run at a time from now on",
+                stacklevel=2,
+            )
+            if lrs is not None:
+                raise CoupledBatch(independence)
+            rerun = run_batch(
+                landscape, optimizer, seeds, steps=steps, noise=noise, settings=settings, mode="separate"
+            )
+            rerun.independence = {**independence, "rerun": "separate"}
+            return rerun
+    started_metrics = time.perf_counter()
+    curvature = _curvature(landscape, final_x, rows, settings) if settings.curvature else {}
+    _synchronize(device)
+    return BatchOutcome(
+        seeds=rows,
+        tracker=tracker,
+        final_x=final_x,
+        curvature=curvature,
+        mode=mode,
+        wall_s=wall_s,
+        metrics_s=time.perf_counter() - started_metrics,
+        independence=independence,
+    )
+
+
+def _execute(
+    landscape: Landscape,
+    optimizer: OptimizerSpec,
+    seeds: list[int],
+    steps: int,
+    noise: float,
+    settings: Settings,
+    mode: str,
+    lrs: Sequence[float] | None,
+    progress: Progress | None,
+) -> tuple[EventTracker, torch.Tensor, list[int]]:
+    """The step loop of a batch: the tracker, the final points and the run seed of each row."""
+    copies = 1 if lrs is None else len(lrs)
     evaluator = Evaluator(landscape, noise, _streams(landscape, seeds, noise, mode), copies)
     start = landscape.sample_start(seeds)
     if lrs is None:
@@ -105,36 +177,86 @@ def run_batch(
         f_star=landscape.f_star,
         targets=settings.targets,
         curve_points=settings.curve_points,
-        device=device,
+        device=landscape.device,
         dtype=landscape.dtype,
     )
     report_every = max(1, steps // 100)
+
+    def observe(step: int, loss: torch.Tensor) -> None:
+        tracker.observe(step, loss, _evals(stepper.evals, landscape.device))
+        if progress is not None and step > 0 and step % report_every == 0:
+            progress(report_every)
+
+    final_x = step_loop(stepper, evaluator, steps, observe)
+    with torch.no_grad():
+        tracker.observe(steps, landscape.loss(final_x), _evals(stepper.evals, landscape.device))
+    tracker.flush()
+    if progress is not None:
+        progress(steps - report_every * ((steps - 1) // report_every))  # the steps not reported yet
+    return tracker, final_x, seeds
+
+
+def step_loop(
+    stepper: Stepper,
+    evaluator: Evaluator,
+    steps: int,
+    observe: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """The one step loop of landbench (the engine and the batch-safety probe): ``steps`` times, the
+    loss and (noisy) gradient at the current points, ``observe(step, loss)``, one optimizer step.
+    Returns the final points."""
     with torch.no_grad():
         for step in range(steps):
             loss, grad = evaluator.gradient(stepper.points())
-            tracker.observe(step, loss, _evals(stepper.evals, device))
+            if observe is not None:
+                observe(step, loss)
             _count(stepper)
             stepper.step(grad)
-            if progress is not None and (step + 1) % report_every == 0:
-                progress(report_every)
-        final_x = stepper.points()
-        tracker.observe(steps, landscape.loss(final_x), _evals(stepper.evals, device))
-        tracker.flush()
-    _synchronize(device)
-    wall_s = time.perf_counter() - started
-    if progress is not None:
-        progress(steps % report_every)
-    curvature = _curvature(landscape, final_x, seeds, settings) if settings.curvature else {}
-    _synchronize(device)
-    return BatchOutcome(
-        seeds=seeds,
-        tracker=tracker,
-        final_x=final_x,
-        curvature=curvature,
-        mode=mode,
-        wall_s=wall_s,
-        metrics_s=time.perf_counter() - started - wall_s,
-    )
+        return stepper.points()
+
+
+#: Relative tolerance of the spot check, per dtype: the run alone must end within this distance
+#: (relative to the size of its final point) of its row in the batch. Elementwise optimizers give
+#: identical numbers (0 difference); the tolerance leaves room for a reduction done in another order.
+VERIFY_RTOL = {torch.float64: 1e-9, torch.float32: 1e-5}
+
+
+def _verify(
+    landscape: Landscape,
+    optimizer: OptimizerSpec,
+    seeds: list[int],
+    steps: int,
+    noise: float,
+    settings: Settings,
+    lrs: Sequence[float] | None,
+    tracker: EventTracker,
+    final_x: torch.Tensor,
+) -> dict[str, Any]:
+    """Re-run one row of a batch alone, over its whole budget, and compare the final points.
+
+    The row is a deterministic function of the seeds (so a re-run checks the same one), and its run
+    alone gets the same start and the same noise stream as in the batch. It matches when both
+    diverged at the same step, or neither did and ``|x_alone - x_batch| <= rtol (|x_alone| + 1e-30)``
+    with ``rtol`` from :data:`VERIFY_RTOL`.
+    """
+    rows = len(seeds) * (1 if lrs is None else len(lrs))
+    row = zlib.crc32(repr((landscape.seed, seeds, steps)).encode()) % rows
+    seed = seeds[row % len(seeds)]
+    lr = None if lrs is None else float(lrs[row // len(seeds)])
+    alone_spec = optimizer if lr is None else with_rate(optimizer, lr)
+    alone, alone_x, _ = _execute(landscape, alone_spec, [seed], steps, noise, settings, "separate", None, None)
+    diverged = (int(tracker.diverged_step[row]), int(alone.diverged_step[0]))
+    difference = float((alone_x[0] - final_x[row]).double().norm() / (alone_x[0].double().norm() + 1e-30))
+    if diverged[0] >= 0 or diverged[1] >= 0:
+        matched = diverged[0] == diverged[1]
+    else:
+        matched = difference <= VERIFY_RTOL.get(landscape.dtype, 1e-5)
+    check: dict[str, Any] = {"seed": seed, "matched": bool(matched)}
+    if lr is not None:
+        check["lr"] = lr
+    if not matched:
+        check["difference"] = difference if diverged == (-1, -1) else f"diverged at {diverged[0]} / {diverged[1]}"
+    return check
 
 
 def _evals(evals: int | list[int], device: torch.device) -> int | torch.Tensor:

@@ -1,6 +1,8 @@
 """One record (a JSON-ready dict) per run, and the key that identifies a run for resuming.
 
-Fields (all JSON; null where a value does not apply or was censored):
+Fields (all JSON; null where a value does not apply, was censored, or the run diverged). What each
+outcome means, and what a diverged or censored run holds in it, is defined in
+:mod:`landbench.outcomes` (its ``FIELDS`` table); this module only writes the records.
 
 ==================  ===========================================================================
 problem, optimizer  canonical spec strings (the problem's includes ``dim``)
@@ -8,19 +10,25 @@ family, dim         the landscape family and dimension
 instance, seed      the landscape's instance seed and the run seed
 steps, noise        the budget in optimizer steps; the gradient-noise standard deviation
 dtype, device       where and in what precision the run ran
-final_loss          f at the last iterate, noise-free (the last finite value if it diverged)
+final_loss          f at the last iterate, noise-free (null if the run diverged)
 f_star, loss_gap    the known optimum value and ``final_loss - f_star`` (null when f* is unknown)
 escape_step         first step t >= 1 with f(x_t) at most halfway from the saddle's value to f*;
-                    null with ``escaped: false`` when censored; both null without a saddle
-targets, hit_steps  targets on the loss gap and the first step each is reached (null if never)
-hit_evals           the gradient evaluations the run had spent when it reached each target
+                    null with ``escaped: false`` when censored or diverged; both null without a saddle
+targets             targets on the loss gap
+reach_steps         per target, the first step from which the gap stays at most the target until
+                    the end of the budget (null if the final gap is above it, or the run diverged)
+reach_evals         the same in gradient evaluations spent
+first_hit_steps     COCO's first-hitting step per target (kept as observed; for comparison only)
+first_hit_evals     the same in gradient evaluations
 sharpness           largest Hessian eigenvalue at the last iterate (Lanczos)
 hessian_trace       Hutchinson estimate of tr H at the last iterate
 basin_width         radius where the mean loss rise along random directions reaches ``tau``
                     (null if it never does within the scan: wider than ~4096 r0)
 diverged            whether the loss became NaN or inf; ``diverged_step`` is the first step it was
-grad_evals          gradient evaluations the run used (up to its divergence if it diverged)
+grad_evals          gradient evaluations over the whole budget (a diverged run is charged them all)
 batch_mode          how the runs of the batch were stepped: batched, per_tensor or separate
+independence        for a batched or per-tensor batch: the seed re-run alone over the whole budget
+                    and whether it matched its row (null for a separate batch)
 wall_s, batch_size  wall time of the optimisation loop of the batch the run was in, and its size
 metrics_s           wall time of the batch's curvature metrics
 curve               ``{"steps": [...], "loss": [...]}`` at log-spaced steps (null after divergence)
@@ -43,11 +51,8 @@ from landbench._version import __version__
 from landbench.engine import BatchOutcome
 from landbench.landscapes.base import Landscape
 from landbench.optimizers import OptimizerSpec
+from landbench.outcomes import RECORD_SCHEMA
 from landbench.settings import Settings
-
-#: Version of what a record means; bumped whenever a metric's definition changes, so that a re-run
-#: into an old results folder recomputes instead of reusing records of another meaning.
-RECORD_SCHEMA = 2
 
 
 def run_key(
@@ -103,8 +108,7 @@ def build_records(
     diverged_step = tracker.diverged_step.cpu()
     escape = tracker.escape_steps[:, 0].cpu() if tracker.escape_steps is not None else None
     extra = landscape.record_fields(outcome.final_x, tracker.escape_steps, tracker.diverged_step >= 0)
-    hits = tracker.hit_steps.cpu() if tracker.hit_steps is not None else None
-    hit_evals = tracker.hit_evals.cpu() if tracker.hit_evals is not None else None
+    targets = _per_target(tracker)
     evals = tracker.evals.cpu()
     curve = tracker.curve.double().cpu()
     curvature = {name: values.double().cpu() for name, values in outcome.curvature.items()}
@@ -112,7 +116,8 @@ def build_records(
     records = []
     for row, (seed, spec) in enumerate(zip(outcome.seeds, specs)):
         diverged = bool(diverged_step[row] >= 0)
-        final_loss = _number(final[row])
+        final_loss = None if diverged else _number(final[row])  # a diverged run has no final loss
+        escaped = None if escape is None else bool(escape[row] >= 0) and not diverged
         record: dict[str, Any] = {
             "problem": landscape.spec,
             "optimizer": spec.canonical,
@@ -127,11 +132,10 @@ def build_records(
             "final_loss": final_loss,
             "f_star": None if landscape.f_star is None else _number(landscape.f_star),
             "loss_gap": None if landscape.f_star is None or final_loss is None else final_loss - landscape.f_star,
-            "escape_step": None if escape is None else _step(escape[row]),
-            "escaped": None if escape is None else bool(escape[row] >= 0),
+            "escape_step": _step(escape[row]) if escaped else None,
+            "escaped": escaped,
             "targets": list(settings.targets),
-            "hit_steps": None if hits is None else [_step(h) for h in hits[row]],
-            "hit_evals": None if hit_evals is None else [_step(h) for h in hit_evals[row]],
+            **{name: None if values is None else [_step(v) for v in values[row]] for name, values in targets.items()},
         }
         for name in ("sharpness", "hessian_trace", "basin_width"):
             record[name] = None if diverged or name not in curvature else _number(curvature[name][row])
@@ -142,6 +146,7 @@ def build_records(
                 "diverged_step": _step(diverged_step[row]),
                 "grad_evals": int(evals[row]),
                 "batch_mode": outcome.mode,
+                "independence": outcome.independence,
                 "wall_s": outcome.wall_s,
                 "batch_size": len(outcome.seeds),
                 **{name: values[row] for name, values in extra.items()},
@@ -156,3 +161,16 @@ def build_records(
         )
         records.append(record)
     return records
+
+
+def _per_target(tracker: Any) -> dict[str, torch.Tensor | None]:
+    """The per-target times of the tracker, by record field (-1 where censored; all None without f*)."""
+    held = tracker.held()
+    if held is None:
+        return dict.fromkeys(("reach_steps", "reach_evals", "first_hit_steps", "first_hit_evals"))
+    return {
+        "reach_steps": held[0].cpu(),
+        "reach_evals": held[1].cpu(),
+        "first_hit_steps": tracker.first_hit_steps.cpu(),
+        "first_hit_evals": tracker.first_hit_evals.cpu(),
+    }

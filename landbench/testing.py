@@ -9,8 +9,10 @@ that says what was claimed and what the runs did when fewer than ``at_least`` of
     assert_escapes(records, within=200)                 # every run escaped by step 200
     assert_reaches(records, target=1e-6, at_least=0.75)  # 6 of 8 runs reached f* + 1e-6
 
-A diverged run never meets a claim. A run that was censored (never escaped, never reached the
-target within its budget) is reported as such, never as a number.
+What counts as escaped, reached and diverged is :mod:`landbench.outcomes`' rule, the same as in
+every other view: a diverged run never meets a claim (even one it met before diverging), a target
+counts as reached only when the run holds it to the end of its budget, and a run that was censored
+(never escaped, never reached the target) is reported as such, never as a number.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from landbench import outcomes
 
 __all__ = ["assert_escapes", "assert_in_basin", "assert_no_divergence", "assert_reaches", "summary"]
 
@@ -29,25 +33,27 @@ def assert_escapes(records: Records, within: int | None = None, at_least: float 
     """Claim: at least a share ``at_least`` of the runs escaped the saddle, by step ``within`` if given.
 
     A run escapes at its ``escape_step``: the first step t >= 1 with ``f(x_t)`` at most halfway from
-    the saddle's value down to f* (see the record fields in the README). Only problems with a
-    designated saddle (``saddle``, ``saddle_chain``) have one.
+    the saddle's value down to f* (see the record fields in the README), if it did not diverge
+    (:func:`landbench.outcomes.escape_time`). Only problems with a designated saddle (``saddle``,
+    ``saddle_chain``) have one.
     """
     __tracebackhide__ = True  # pytest shows the failing claim, not these lines
     _check_records(records, "assert_escapes")
     within = _check_budget(within, "within")
     share = _check_share(at_least)
-    if any(r.get("escaped") is None for r in records):
+    if not all(outcomes.has_saddle(r) for r in records):
         raise ValueError(
-            f"assert_escapes: {_problems(r for r in records if r.get('escaped') is None)} has no designated saddle; "
-            "escape times exist for the families saddle and saddle_chain"
+            f"assert_escapes: {_problems(r for r in records if not outcomes.has_saddle(r))} has no designated "
+            "saddle; escape times exist for the families saddle and saddle_chain"
         )
 
     def met(record: dict[str, Any]) -> bool:
-        step = record["escape_step"]
-        return not record["diverged"] and step is not None and (within is None or step <= within)
+        step = outcomes.escape_time(record)
+        return step is not None and (within is None or step <= within)
 
     claim = "escaped the saddle" + (f" within {within} steps" if within is not None else "")
-    details = [f"escape steps: {_times([r['escape_step'] for r in records if not r['diverged']], 'never escaped')}"]
+    healthy = [r for r in records if not outcomes.is_diverged(r)]
+    details = [f"escape steps: {_times([outcomes.escape_time(r) for r in healthy], 'never escaped')}"]
     return _judge(records, met, share, claim, details)
 
 
@@ -58,8 +64,9 @@ def assert_reaches(
     at_least: float = 1.0,
     unit: str = "steps",
 ) -> float:
-    """Claim: at least a share ``at_least`` of the runs reached ``f(x) - f* <= target``, by ``within``
-    (in ``unit``: optimizer ``"steps"`` or gradient ``"evals"``) if given.
+    """Claim: at least a share ``at_least`` of the runs reached ``f(x) - f* <= target`` and held it to
+    the end of their budget, from ``within`` on (in ``unit``: optimizer ``"steps"`` or gradient
+    ``"evals"``) if given (:func:`landbench.outcomes.reach_time`).
 
     ``target`` must be one of the records' ``targets`` (by default 10, 1, 0.1, ..., 1e-8; pass
     ``targets=[...]`` to :func:`landbench.run` for others), and the problem must have a known f*.
@@ -70,29 +77,35 @@ def assert_reaches(
     share = _check_share(at_least)
     if unit not in ("steps", "evals"):
         raise ValueError(f"assert_reaches: unit must be 'steps' or 'evals', got {unit!r}")
-    field = "hit_steps" if unit == "steps" else "hit_evals"
-    unknown = [r for r in records if r.get(field) is None]
+    unknown = [r for r in records if not outcomes.has_targets(r)]
     if unknown:
         raise ValueError(
             f"assert_reaches: {_problems(unknown)} has no known optimum f*, so no target on the loss gap "
             "can be checked; claim something about final_loss instead"
         )
-    positions = [_target_position(r["targets"], target) for r in records]  # checks every record first
-    position_of = {id(r): position for r, position in zip(records, positions)}
+    for record in records:  # every record first, so that a wrong target is named before any claim
+        _target_position(record["targets"], target)
 
-    def hit(record: dict[str, Any]) -> int | None:
-        return None if record["diverged"] else record[field][position_of[id(record)]]
+    def reached(record: dict[str, Any]) -> int | None:
+        return outcomes.reach_time(record, target, unit)  # type: ignore[arg-type]
 
     def met(record: dict[str, Any]) -> bool:
-        time = hit(record)
+        time = reached(record)
         return time is not None and (within is None or time <= within)
 
-    claim = f"reached loss gap {target:g}" + (f" within {within} {unit}" if within is not None else "")
-    gaps = [r["loss_gap"] for r in records if not r["diverged"] and r["loss_gap"] is not None]
+    claim = f"reached loss gap {target:g} and held it" + (f" from {within} {unit} on" if within is not None else "")
+    healthy = [r for r in records if not outcomes.is_diverged(r)]
+    gaps = [gap for r in healthy if (gap := outcomes.final_value(r, "loss_gap")) is not None]
+    left = sum(
+        reached(r) is None and outcomes.first_hit_time(r, target, unit) is not None  # type: ignore[arg-type]
+        for r in healthy
+    )
     details = [
-        f"first {unit} at the target: {_times([hit(r) for r in records if not r['diverged']], 'never reached')}",
+        f"{unit} from which the target was held: {_times([reached(r) for r in healthy], 'did not hold it')}",
         f"final loss gaps: {_values(gaps)}",
     ]
+    if left:
+        details.append(f"{left} run(s) reached the target and left it again before the end of the budget")
     return _judge(records, met, share, claim, details)
 
 
@@ -100,27 +113,26 @@ def assert_in_basin(records: Records, basin: int | str = "wide", at_least: float
     """Claim: at least a share ``at_least`` of the runs ended in ``basin`` of a ``basins`` problem.
 
     ``basin`` is a well's index (the record field ``basin``), or ``"wide"`` / ``"narrow"``: the
-    well of largest / smallest width in the problem's ``wells``.
+    well of largest / smallest width in the problem's ``wells``
+    (:func:`landbench.landscapes.basins.in_basin`; a diverged run ended in no basin).
     """
     __tracebackhide__ = True  # pytest shows the failing claim, not these lines
+    from landbench.landscapes.basins import in_basin, summarize_basins, well_index
+
     _check_records(records, "assert_in_basin")
     share = _check_share(at_least)
     others = [r for r in records if r.get("family") != "basins"]
     if others:
         raise ValueError(f"assert_in_basin: {_problems(others)} is not a basins problem (no basin field)")
-    wanted = {r["problem"]: _basin_index(r["problem"], basin) for r in records}
-
-    def met(record: dict[str, Any]) -> bool:
-        return not record["diverged"] and record.get("basin") == wanted[record["problem"]]
-
-    wells = ", ".join(str(w) for w in sorted(set(wanted.values())))
-    name = f"basin {basin}" if isinstance(basin, int) else f"the {basin} basin (well {wells})"
-    ended = [r.get("basin") for r in records if not r["diverged"]]
-    counts = ", ".join(
-        f"{'no basin' if b is None else f'basin {b}'}: {ended.count(b)}"
-        for b in sorted(set(ended), key=lambda b: (b is None, b))
-    )
-    return _judge(records, met, share, f"ended in {name}", [f"where the runs ended: {counts or '-'}"])
+    try:
+        wanted = sorted({well_index(str(r["problem"]), basin) for r in records})
+    except ValueError as exc:
+        raise ValueError(f"assert_in_basin: {exc}") from None
+    name = f"basin {basin}" if isinstance(basin, int) else f"the {basin} basin (well {', '.join(map(str, wanted))})"
+    ended = summarize_basins(records)
+    counts = ", ".join(f"{'no basin' if b == 'none' else f'basin {b}'}: {n}" for b, n in ended["ended_in"].items())
+    details = [f"where the runs ended: {counts or '-'}"]
+    return _judge(records, lambda r: in_basin(r, basin), share, f"ended in {name}", details)
 
 
 def assert_no_divergence(records: Records) -> None:
@@ -131,26 +143,28 @@ def assert_no_divergence(records: Records) -> None:
 
 
 def summary(records: Records) -> dict[str, Any]:
-    """The headline numbers of a set of runs, as JSON-ready values: runs, diverged, the share that
-    escaped and the median escape step (null when half or more never escaped), the median final
-    loss and loss gap, and the median sharpness (null where not measured)."""
+    """The headline numbers of a set of runs, as JSON-ready values, from
+    :func:`landbench.outcomes.summarize` (the summary every view shows): runs, diverged, the share
+    that escaped and the median escape step (null when half or more never escaped or diverged), the
+    median final loss, loss gap and sharpness (null when the median falls on a diverged run, or the
+    value was not measured), and the family's own summaries (``basin``, ``mode``, ...)."""
     _check_records(records, "summary")
-    finite = [r for r in records if not r["diverged"]]
+    result = outcomes.summarize(records)
     out: dict[str, Any] = {
         "problem": _one_or_many(r["problem"] for r in records),
         "optimizer": _one_or_many(r["optimizer"] for r in records),
         "device": _one_or_many(r["device"] for r in records),
-        "runs": len(records),
+        "runs": result.runs,
         "steps": max(r["steps"] for r in records),
-        "diverged": len(records) - len(finite),
+        "diverged": result.diverged,
     }
-    if records[0].get("escaped") is not None:
-        steps = [r["escape_step"] if not r["diverged"] else None for r in records]
-        out["escaped_share"] = sum(s is not None for s in steps) / len(records)
-        out["median_escape_step"] = censored_median(steps)
-    for field in ("final_loss", "loss_gap", "sharpness"):
-        values = [r[field] for r in finite if r.get(field) is not None]
-        out[f"median_{field}"] = statistics.median(values) if values else None
+    if result.escapes is not None:
+        out["escaped_share"] = result.escaped_share
+        out["median_escape_step"] = result.escapes.median
+    out["median_final_loss"] = result.median_final_loss
+    out["median_loss_gap"] = result.median_loss_gap
+    out["median_sharpness"] = result.median_sharpness
+    out.update(result.family)
     return out
 
 
@@ -253,9 +267,9 @@ def _check_share(at_least: float) -> float:
 
 
 def _target_position(targets: Sequence[float], target: float) -> int:
-    for position, value in enumerate(targets):
-        if math.isclose(value, target, rel_tol=1e-9):
-            return position
+    position = outcomes.target_position(targets, target)
+    if position is not None:
+        return position
     listed = ", ".join(f"{t:g}" for t in targets)
     raise ValueError(
         f"assert_reaches: target {target:g} is not among the records' targets ({listed}); "
@@ -263,17 +277,3 @@ def _target_position(targets: Sequence[float], target: float) -> int:
     )
 
 
-def _basin_index(problem: str, basin: int | str) -> int:
-    """The index of ``basin`` ("wide", "narrow" or an index) among the wells of a basins problem."""
-    from landbench.landscapes import make
-    from landbench.landscapes.basins import narrowest_well, widest_well
-
-    wells = make(problem).wells
-    if basin in ("wide", "narrow"):
-        return widest_well(wells) if basin == "wide" else narrowest_well(wells)
-    if isinstance(basin, bool) or not isinstance(basin, int) or not 0 <= basin < len(wells):
-        raise ValueError(
-            f"assert_in_basin: basin must be 'wide', 'narrow' or a well index 0..{len(wells) - 1} of {problem}, "
-            f"got {basin!r}"
-        )
-    return basin

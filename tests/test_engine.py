@@ -12,7 +12,17 @@ import landbench
 from landbench.errors import SpecError
 
 NUMBERS = ("final_loss", "loss_gap", "sharpness", "hessian_trace", "basin_width")
-STEPS = ("escape_step", "escaped", "hit_steps", "diverged", "diverged_step", "grad_evals")
+STEPS = (
+    "escape_step",
+    "escaped",
+    "reach_steps",
+    "reach_evals",
+    "first_hit_steps",
+    "first_hit_evals",
+    "diverged",
+    "diverged_step",
+    "grad_evals",
+)
 
 
 def _assert_same_run(a: dict, b: dict, rel: float) -> None:
@@ -67,9 +77,10 @@ def test_noise_is_the_documented_gradient_noise() -> None:
     assert record["final_loss"] == pytest.approx(80.0, abs=5 * 0.04 * math.sqrt(8000) / 2)
 
 
-def test_hit_steps_and_curve_match_the_closed_form_of_gd_on_a_quadratic() -> None:
+def test_target_times_and_curve_match_the_closed_form_of_gd_on_a_quadratic() -> None:
     """On f = x^2/2 (quadratic, dim 1) GD gives x_t = (1 - lr)^t x_0, so f(x_t) = f(x_0) (1 - lr)^(2t)
-    and target e is first reached at t = ceil(log(e / f0) / (2 log(1 - lr)))."""
+    and target e is first reached at t = ceil(log(e / f0) / (2 log(1 - lr))); the loss only falls, so
+    the target is held from the first hit on."""
     lr = 0.1
     landscape = landbench.make("quadratic(dim=1)", dtype="float64")
     records = landbench.run(landscape, f"sgd(lr={lr})", seeds=3, steps=200, curvature=False)
@@ -81,7 +92,8 @@ def test_hit_steps_and_curve_match_the_closed_form_of_gd_on_a_quadratic() -> Non
             for e in record["targets"]
         ]
         expected_hits = [t if t <= 200 else None for t in expected_hits]
-        assert record["hit_steps"] == expected_hits
+        assert record["reach_steps"] == record["first_hit_steps"] == expected_hits
+        assert record["reach_evals"] == expected_hits  # one evaluation a step
         for step, loss in zip(record["curve"]["steps"], record["curve"]["loss"]):
             assert loss == pytest.approx(f0 * (1 - lr) ** (2 * step), rel=1e-12)
         assert record["grad_evals"] == 200 and record["diverged"] is False
@@ -127,8 +139,9 @@ def test_a_diverging_run_is_recorded_and_does_not_poison_the_others() -> None:
     healthy = [r for r in records if not r["diverged"]]
     assert diverged and healthy
     for r in diverged:
-        assert isinstance(r["diverged_step"], int) and r["grad_evals"] == r["diverged_step"]
-        assert r["final_loss"] is not None and math.isfinite(r["final_loss"])  # the last finite loss
+        assert isinstance(r["diverged_step"], int) and r["grad_evals"] == 200  # charged the whole budget
+        assert r["final_loss"] is None and r["loss_gap"] is None  # a diverged run has no final value
+        assert r["escaped"] is None and r["reach_steps"] == [None] * len(r["targets"])
         assert r["sharpness"] is None and r["basin_width"] is None
         after = [loss for step, loss in zip(r["curve"]["steps"], r["curve"]["loss"]) if step >= r["diverged_step"]]
         assert after and all(loss is None for loss in after)
@@ -140,7 +153,7 @@ def test_a_diverging_run_is_recorded_and_does_not_poison_the_others() -> None:
 def test_a_batch_that_diverges_entirely_still_returns_records() -> None:
     records = landbench.run("rosenbrock(dim=3)", "sgd(lr=1.0)", seeds=2, steps=50)
     assert all(r["diverged"] for r in records)
-    assert all(r["loss_gap"] is not None for r in records)
+    assert all(r["loss_gap"] is None and r["reach_evals"] == [None] * len(r["targets"]) for r in records)
     json.dumps(records, allow_nan=False)
 
 
@@ -163,9 +176,12 @@ def test_record_carries_the_documented_fields() -> None:
         "escape_step",
         "escaped",
         "targets",
-        "hit_steps",
-        "hit_evals",
+        "reach_steps",
+        "reach_evals",
+        "first_hit_steps",
+        "first_hit_evals",
         "batch_mode",
+        "independence",
         "sharpness",
         "hessian_trace",
         "basin_width",

@@ -14,9 +14,21 @@ def naive_events(
     history: list[list[float]], threshold: float, f_star: float, targets: list[float], curve: list[int]
 ) -> dict:
     """The definitions of landbench.metrics.events, one run and one step at a time."""
-    out: dict = {"diverged": [], "last": [], "escape": [], "hits": [], "curve": []}
+    out: dict = {"diverged": [], "last": [], "escape": [], "hits": [], "curve": [], "held": []}
     for run in zip(*history):
         diverged, last, escape, hits, points = -1, math.nan, -1, [-1] * len(targets), []
+        # held: the first t from which every later step is finite and within the target, if the last one is
+        held = []
+        for target in targets:
+            ok = [math.isfinite(v) and v - f_star <= target for v in run]
+            diverged_at = next((t for t, v in enumerate(run) if not math.isfinite(v)), None)
+            if diverged_at is not None:
+                ok = [o and t < diverged_at for t, o in enumerate(ok)]
+            start = len(run)
+            while start > 0 and ok[start - 1]:
+                start -= 1
+            held.append(start if start < len(run) else -1)
+        out["held"].append(held)
         for t, loss in enumerate(run):
             if diverged < 0 and not math.isfinite(loss):
                 diverged = t
@@ -30,7 +42,7 @@ def naive_events(
                     hits[i] = t
         for s in curve:
             points.append(run[s] if diverged < 0 or s < diverged else math.nan)
-        for key, value in zip(out, (diverged, last, escape, hits, points)):
+        for key, value in zip(("diverged", "last", "escape", "hits", "curve"), (diverged, last, escape, hits, points)):
             out[key].append(value)
     return out
 
@@ -47,7 +59,9 @@ def test_chunked_tracker_equals_the_per_step_definitions(chunk: int) -> None:
     history[17:, 2] = math.inf  # diverges at 17
     history[0, 3] = math.nan  # diverges at 0
     history[38, 4] = -5.0  # below every target late, then fine again
-    threshold, f_star, targets = -0.5, -1.0, [1.0, 0.3, 0.1, 1e-3]
+    history[-8:, 5] = f_star = -1.0  # reaches f* for good 8 steps before the end ...
+    history[-20, 5] = f_star  # ... after a first visit that it leaves
+    threshold, targets = -0.5, [1.0, 0.3, 0.1, 1e-3]
     tracker = EventTracker(
         batch,
         steps,
@@ -67,13 +81,17 @@ def test_chunked_tracker_equals_the_per_step_definitions(chunk: int) -> None:
     assert tracker.diverged_step.tolist() == expected["diverged"]
     torch.testing.assert_close(tracker.last_loss, torch.tensor(expected["last"], dtype=torch.float64), equal_nan=True)
     assert tracker.escape_steps[:, 0].tolist() == expected["escape"]
-    assert tracker.hit_steps.tolist() == expected["hits"]
+    assert tracker.first_hit_steps.tolist() == expected["hits"]
     expected_evals = [[-1 if h < 0 else (b + 1) * h for h in hits] for b, hits in enumerate(expected["hits"])]
-    assert tracker.hit_evals.tolist() == expected_evals
-    spent = [(b + 1) * (steps if d < 0 else d) for b, d in enumerate(expected["diverged"])]
-    assert tracker.evals.tolist() == spent
+    assert tracker.first_hit_evals.tolist() == expected_evals
+    held_steps, held_evals = tracker.held()
+    assert held_steps.tolist() == expected["held"]
+    assert held_evals.tolist() == [[-1 if h < 0 else (b + 1) * h for h in held] for b, held in enumerate(expected["held"])]
+    assert tracker.evals.tolist() == [(b + 1) * steps for b in range(batch)]  # the whole budget, diverged or not
     torch.testing.assert_close(tracker.curve, torch.tensor(expected["curve"], dtype=torch.float64), equal_nan=True)
     assert expected["diverged"][:4] == [-1, 5, 17, 0]
+    assert expected["held"][5][-1] == steps - 7 and expected["hits"][5][-1] == steps - 19  # left, came back
+    assert all(h == [-1] * len(targets) for h in expected["held"][1:4])  # a diverged run holds nothing
 
 
 def test_curve_steps_are_log_spaced_and_include_both_ends() -> None:

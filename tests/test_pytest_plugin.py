@@ -256,8 +256,9 @@ def test_helper_assertions_fail_with_a_readable_message(pytester: pytest.Pyteste
     )
     result.stdout.fnmatch_lines(
         [
-            "E * rosenbrock(dim=10) with sgd(lr=0.0001), 2 runs of 50 steps: 0 of 2 runs reached loss gap 1e-06 (0%)*",
-            "E * first steps at the target: 2 run(s) never reached",
+            "E * rosenbrock(dim=10) with sgd(lr=0.0001), 2 runs of 50 steps: 0 of 2 runs reached loss gap 1e-06 and "
+            "held it (0%)*",
+            "E * steps from which the target was held: 2 run(s) did not hold it",
             "E * final loss gaps: min *, median *, max *",
         ]
     )

@@ -35,7 +35,11 @@ def make_record(
     targets: list[float] = TARGETS,
     **fields: Any,
 ) -> dict[str, Any]:
-    """A run record with the fields ranking reads; ``hits`` are evaluations (and steps: one per step)."""
+    """A run record with the fields ranking reads; ``hits`` are the times from which each target is
+    held, in evaluations (and steps: one per step), also written as first hits; ``spent`` is where a
+    diverged run diverged (every run is charged its whole budget, ``grad_evals = steps``). Like an old
+    or hand-written record, a diverged one may hold hits and a final loss: the ranking must read it
+    under landbench.outcomes' policy all the same."""
     hits = hits if hits is not None else [None] * len(targets)
     record = {
         "problem": problem,
@@ -52,11 +56,14 @@ def make_record(
         "f_star": f_star,
         "loss_gap": None if f_star is None else final - f_star,
         "targets": list(targets),
-        "hit_steps": None if f_star is None else list(hits),
-        "hit_evals": None if f_star is None else list(hits),
+        "reach_steps": None if f_star is None else list(hits),
+        "reach_evals": None if f_star is None else list(hits),
+        "first_hit_steps": None if f_star is None else list(hits),
+        "first_hit_evals": None if f_star is None else list(hits),
         "diverged": diverged,
         "diverged_step": spent if diverged else None,
-        "grad_evals": spent if spent is not None else steps,
+        "grad_evals": steps,
+        "schema": 3,
         "batch_mode": "batched",
         "landbench_version": "0.1.0",
         "torch_version": "2.13.0",
@@ -87,25 +94,27 @@ def hand_made_runs(**extra: Any) -> list[dict[str, Any]]:
 
 
 def test_ert_and_success_rate_follow_coco_on_hand_made_runs() -> None:
-    """Target 1: hits after 10, 20 and 5 evaluations, one run spends its budget of 100 without:
-    ERT = (10 + 20 + 5 + 100) / 3 = 45, success 3/4. Target 0.01: one hit after 50; the others
-    spend 100, 100 and 30 (the diverged one, up to its divergence): ERT = 280 / 1, success 1/4.
-    The median final gap is over the three runs that did not diverge: median(0.005, 0.5, 3) = 0.5."""
+    """Target 1: held from 10 and 20 evaluations; one run spends its budget of 100 without; the
+    diverged run had touched it at 5 but a diverged run reaches nothing and is charged its whole
+    budget: ERT = (10 + 20 + 100 + 100) / 2 = 115, success 2/4. Target 0.01: one success at 50, the
+    others charged 100 each: ERT = 350, success 1/4. The median final gap ranks the diverged run
+    worst: median(0.005, 0.5, 3, worst) = (0.5 + 3) / 2 = 1.75."""
     a = strict_json(rank(hand_made_runs()))["scenarios"][0]["optimizers"]["a"]
-    assert a["ert"] == pytest.approx([45.0, 280.0])
-    assert a["success_rate"] == [0.75, 0.25]
-    assert (a["runs"], a["diverged"], a["median_final"]) == (4, 1, 0.5)
+    assert a["ert"] == pytest.approx([115.0, 350.0])
+    assert a["success_rate"] == [0.5, 0.25]
+    assert (a["runs"], a["diverged"], a["median_final"]) == (4, 1, 1.75)
 
 
-def test_without_hit_evals_times_are_steps_and_a_diverged_run_spends_its_steps_to_divergence() -> None:
-    """Same runs in steps: a run that did not diverge spent its 100 steps, the diverged one 30."""
+def test_records_of_an_older_schema_are_left_out_with_a_warning() -> None:
+    """Schema 2 counted a target touched once as reached: such records are never mixed in."""
     runs = hand_made_runs()
-    for record in runs:
-        del record["hit_evals"]
-        record["grad_evals"] = 999  # evaluations are not the unit here
-    scenario = strict_json(rank(runs))["scenarios"][0]
-    assert scenario["time_unit"] == "steps"
-    assert scenario["optimizers"]["a"]["ert"] == pytest.approx([45.0, 280.0])
+    old = make_record("a", seed=7, hits=[1, 1], schema=2)
+    old["hit_steps"] = old["hit_evals"] = old.pop("reach_steps")
+    board = rank([*runs, old])
+    assert strict_json(board)["scenarios"][0]["optimizers"]["a"]["runs"] == 4
+    assert any("1 records of schema 2 left out" in w for w in board.warnings)
+    newer = make_record("a", seed=7, schema=4)
+    assert any("newer landbench" in w for w in rank([*runs, newer]).warnings)
 
 
 def test_an_optimizer_that_never_reaches_a_target_has_null_ert_and_zero_success() -> None:
@@ -114,22 +123,22 @@ def test_an_optimizer_that_never_reaches_a_target_has_null_ert_and_zero_success(
 
 
 def test_the_reference_target_is_the_hardest_reached_by_someone_in_half_its_runs() -> None:
-    """Optimizer "a" reaches 1 in 3 of 4 runs and 0.01 in 1 of 4 (less than half): the reference is 1."""
+    """Optimizer "a" holds 1 in 2 of 4 runs (half) and 0.01 in 1 of 4 (less): the reference is 1."""
     scenario = strict_json(rank(hand_made_runs()))["scenarios"][0]
     assert scenario["reference_target"] == 1.0
-    assert scenario["optimizers"]["a"]["reference_ert"] == pytest.approx(45.0)
+    assert scenario["optimizers"]["a"]["reference_ert"] == pytest.approx(115.0)
 
 
 def test_diverged_runs_are_failures_never_numbers() -> None:
-    """A diverged run's last loss (1e30 here) never enters a median; all-diverged gives null and
-    ranks below an optimizer that made no progress but did not diverge."""
+    """A diverged run's last loss (a small 1e-3 here) never enters a median as a number: it ranks
+    worst; all-diverged gives null and ranks below an optimizer that made no progress."""
     runs = [make_record("steady", seed=s, final=g) for s, g in enumerate([1.0, 3.0, 1e30])]  # median 3
-    runs += [make_record("wild", seed=s, final=g, diverged=s == 2, spent=4) for s, g in enumerate([1.0, 3.0, 1e30])]
-    runs += [make_record("dead", seed=s, final=1e30, diverged=True, spent=3) for s in range(3)]
+    runs += [make_record("wild", seed=s, final=g, diverged=s == 2, spent=4) for s, g in enumerate([1.0, 3.0, 1e-3])]
+    runs += [make_record("dead", seed=s, final=1e-3, diverged=True, spent=3) for s in range(3)]
     board = strict_json(rank(runs))
     table = board["scenarios"][0]["optimizers"]
     assert table["steady"]["median_final"] == 3.0
-    assert table["wild"]["median_final"] == 2.0  # median(1, 3): the diverged run is left out
+    assert table["wild"]["median_final"] == 3.0  # median(1, 3, worst): the diverged run is not its 1e-3
     assert table["dead"]["median_final"] is None
     assert [s["optimizer"] for s in board["standings"]] == ["steady", "wild", "dead"]
 
@@ -359,10 +368,10 @@ def test_different_instances_within_a_scenario_are_reported() -> None:
 def test_only_scoring_runs_count_and_repeated_keys_count_once() -> None:
     runs = hand_made_runs()
     tuning = make_record("a", seed=9, hits=[1, 1], phase="tune")
-    repeat = dict(runs[2], hit_evals=[1, 1], hit_steps=[1, 1])  # same key: the first record stands
+    repeat = dict(runs[2], reach_evals=[1, 1], reach_steps=[1, 1])  # same key: the first record stands
     board = rank([*runs, tuning, repeat, make_record("a", seed=8, hits=[None, None], phase="score")])
     a = strict_json(board)["scenarios"][0]["optimizers"]["a"]
-    assert a["runs"] == 5 and a["ert"][0] == pytest.approx((10 + 20 + 5 + 100 + 100) / 3)
+    assert a["runs"] == 5 and a["ert"][0] == pytest.approx((10 + 20 + 100 + 100 + 100) / 2)
     assert board.notes == [
         "1 tuning-phase records left out (only phase 'score' is ranked)",
         "1 repeated records (same key) counted once",

@@ -32,8 +32,10 @@ def record(seed: int, **fields) -> dict:
         "escaped": True,
         "escape_step": None,
         "targets": [1.0, 1e-3],
-        "hit_steps": [None, None],
-        "hit_evals": [None, None],
+        "reach_steps": [None, None],
+        "reach_evals": [None, None],
+        "first_hit_steps": [None, None],
+        "first_hit_evals": [None, None],
         "final_loss": 0.0,
         "loss_gap": 0.0,
         "sharpness": None,
@@ -68,17 +70,19 @@ def test_a_diverged_run_never_meets_a_claim_and_is_named() -> None:
 
 def test_reaches_reads_the_column_of_the_target_in_each_record() -> None:
     records = [
-        record(0, hit_steps=[3, 50], hit_evals=[6, 100]),
-        record(1, hit_steps=[4, None], hit_evals=[8, None]),
+        record(0, reach_steps=[3, 50], reach_evals=[6, 100]),
+        record(1, reach_steps=[4, None], reach_evals=[8, None], first_hit_steps=[4, 30], first_hit_evals=[8, 60]),
         # the same target in another position: found by value, not by place
-        record(2, targets=[1e-3, 1.0], hit_steps=[70, 5], hit_evals=[140, 10]),
+        record(2, targets=[1e-3, 1.0], reach_steps=[70, 5], reach_evals=[140, 10]),
     ]
     assert assert_reaches(records, target=1.0) == 1.0
     assert assert_reaches(records, target=1e-3, at_least=2 / 3) == pytest.approx(2 / 3)
     assert assert_reaches(records, target=1e-3, within=60, at_least=1 / 3) == pytest.approx(1 / 3)
     assert assert_reaches(records, target=1e-3, within=100, unit="evals", at_least=1 / 3) == pytest.approx(1 / 3)
-    with pytest.raises(AssertionError, match=r"first steps at the target: 50, 70; 1 run\(s\) never reached"):
+    with pytest.raises(AssertionError, match=r"steps from which the target was held: 50, 70; 1 run\(s\) did not hold it"):
         assert_reaches(records, target=1e-3)
+    with pytest.raises(AssertionError, match=r"1 run\(s\) reached the target and left it again"):
+        assert_reaches(records, target=1e-3)  # run 1 touched it at step 30 (its first hit), then left
 
 
 @pytest.mark.parametrize(
@@ -92,7 +96,7 @@ def test_reaches_reads_the_column_of_the_target_in_each_record() -> None:
         (lambda r: assert_escapes([]), "no records"),
         (lambda r: assert_escapes(r[0]), "pass the list of records"),
         (lambda r: assert_escapes([{**r[0], "escaped": None}]), "has no designated saddle"),
-        (lambda r: assert_reaches([{**r[0], "hit_steps": None}], 1.0), "no known optimum f"),
+        (lambda r: assert_reaches([{**r[0], "reach_steps": None}], 1.0), "no known optimum f"),
     ],
 )
 def test_bad_claims_are_refused_with_what_is_valid(call, message: str) -> None:

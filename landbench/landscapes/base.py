@@ -24,6 +24,52 @@ DIM = Param("dim", int, doc="dimension d of the search space", low=1)
 
 
 @dataclass(frozen=True)
+class FamilyField:
+    """A record field that a family adds (see :meth:`Landscape.record_fields`), with how a set of
+    runs is summarised over it, so that every view (the CLI's table, the assertions, the report,
+    the asv metrics) reads the family's own summary instead of knowing the family.
+
+    ``summarize(records)`` gets the records of one problem's runs (diverged ones included: they hold
+    null in the field, and the family says what that counts as) and returns a JSON-ready dict;
+    ``describe(summary)`` turns it into a few words for a table cell.
+    """
+
+    name: str
+    doc: str
+    summarize: Callable[[Sequence[dict[str, Any]]], dict[str, Any]]
+    describe: Callable[[dict[str, Any]], str]
+
+
+def where_runs_ended(records: Sequence[dict[str, Any]], name: str) -> dict[str, Any]:
+    """Where runs ended, by a categorical final-point field (``basin``, ``mode``): the number of runs
+    per value (``"none"`` where the run ended in none), the diverged runs apart (they ended nowhere:
+    :mod:`landbench.outcomes`), and the number of runs."""
+    counts: dict[str, int] = {}
+    diverged = 0
+    for record in records:
+        if record["diverged"]:
+            diverged += 1
+            continue
+        value = record.get(name)
+        label = "none" if value is None else str(value)
+        counts[label] = counts.get(label, 0) + 1
+    ordered = dict(sorted(counts.items(), key=lambda item: (item[0] == "none", len(item[0]), item[0])))
+    return {"runs": len(records), "diverged": diverged, "ended_in": ordered}
+
+
+def describe_ends(name: str) -> Callable[[dict[str, Any]], str]:
+    """The table text of :func:`where_runs_ended`: ``"basin 0:50% 1:25% none:25%"`` (diverged runs
+    are a column of their own in every table)."""
+
+    def describe(summary: dict[str, Any]) -> str:
+        runs = summary["runs"] or 1
+        shares = " ".join(f"{value}:{100 * count / runs:.0f}%" for value, count in summary["ended_in"].items())
+        return f"{name} {shares}".strip()
+
+    return describe
+
+
+@dataclass(frozen=True)
 class CriticalPoint:
     """A known critical point: its location, loss value, Morse index and Hessian summary.
 
@@ -95,6 +141,8 @@ class Landscape:
     reference: ClassVar[str] = ""
     start: ClassVar[str] = ""  # the start distribution, in words
     constrained: ClassVar[bool] = False  # True when project_/tangent/retract are not the identity
+    #: the fields this family adds to a run's record, and how runs are summarised over them
+    outcome_fields: ClassVar[tuple[FamilyField, ...]] = ()
     dim: int
 
     def __init__(

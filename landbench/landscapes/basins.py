@@ -7,8 +7,10 @@ precision, and every run's record says which basin it ended in.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +19,17 @@ import scipy.optimize
 import torch
 
 from landbench.errors import SpecError
-from landbench.landscapes.base import DIM, CriticalPoint, Known, Landscape, squared_norm
-from landbench.spec import Param
+from landbench.landscapes.base import (
+    DIM,
+    CriticalPoint,
+    FamilyField,
+    Known,
+    Landscape,
+    describe_ends,
+    squared_norm,
+    where_runs_ended,
+)
+from landbench.spec import Param, bind_params, parse_spec
 
 #: The default wells, ``(depth, width)``: well 0 wide, well 1 narrow (sixteen times the curvature).
 DEFAULT_WELLS = ((1.0, 1.0), (1.0, 0.25))
@@ -46,6 +57,42 @@ def narrowest_well(wells: Any) -> int:
     """The index of the narrowest of ``wells`` (the first of equally narrow ones)."""
     widths = [float(width) for _, width in wells]
     return widths.index(min(widths))
+
+
+def well_index(problem: str, which: int | str = "wide") -> int:
+    """The index of a well of a ``basins`` problem spec: ``"wide"`` (:func:`widest_well`),
+    ``"narrow"`` (:func:`narrowest_well`) or an index, checked against the problem's wells."""
+    wells = wells_of(problem)
+    if which == "wide":
+        return widest_well(wells)
+    if which == "narrow":
+        return narrowest_well(wells)
+    if isinstance(which, bool) or not isinstance(which, int) or not 0 <= which < len(wells):
+        raise ValueError(
+            f"basin must be 'wide', 'narrow' or a well index 0..{len(wells) - 1} of {problem}, got {which!r}"
+        )
+    return which
+
+
+@functools.lru_cache(maxsize=1024)
+def wells_of(problem: str) -> tuple[tuple[float, float], ...]:
+    """The ``(depth, width)`` wells of a ``basins`` problem spec (defaults filled in), without building it."""
+    spec = parse_spec(problem, what="problem")
+    return tuple(tuple(map(float, well)) for well in bind_params(Basins.family, Basins.params, spec.kwargs)["wells"])
+
+
+def in_basin(record: dict[str, Any], which: int | str = "wide") -> bool:
+    """Whether a run ended in a well's basin (``which``: see :func:`well_index`); a diverged run ended
+    in none (:mod:`landbench.outcomes`)."""
+    return not record["diverged"] and record.get("basin") == well_index(str(record["problem"]), which)
+
+
+def summarize_basins(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Where the runs ended (:func:`~landbench.landscapes.base.where_runs_ended`), and how many, and
+    which share of all runs (diverged ones included, as misses), ended in the wide basin."""
+    summary = where_runs_ended(records, "basin")
+    wide = sum(in_basin(r) for r in records)
+    return {**summary, "wide": wide, "wide_share": wide / len(records) if records else None}
 
 
 def _is_positive(value: Any) -> bool:
@@ -245,6 +292,15 @@ class Basins(Landscape):
         Param("init_scale", float, 2.0, "standard deviation of each start coordinate", low=0.0, low_open=True),
     )
     formula = "f(x) = bowl/2 |x|^2 - sum_j a_j exp(-|x - t_j u|^2 / (2 w_j^2)),  t_j = (j - (n-1)/2) separation"
+    outcome_fields = (
+        FamilyField(
+            "basin",
+            "the well whose basin the final iterate is in (null: none, or diverged); summary: runs per well, and "
+            "the share of all runs in the widest well",
+            lambda records: summarize_basins(records),
+            describe_ends("basin"),
+        ),
+    )
     reference = "Hochreiter and Schmidhuber 1997; Keskar et al. 2017; Wu, Ma and E 2018"
     start = "x0 ~ N(0, init_scale^2 I_d)"
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from landbench.landscapes.base import DIM, Landscape, squared_norm
+from landbench.landscapes.base import DIM, FamilyField, Landscape, squared_norm
+from landbench.outcomes import median_of
 from landbench.spec import Param
 
 #: Elements of the frequency matrix drawn at a time (in float64, on the CPU): chunks of about 8 MB.
@@ -72,6 +73,15 @@ class GaussianField(Landscape):
     """
 
     family = "gaussian_field"
+    outcome_fields = (
+        FamilyField(
+            "field_value",
+            "the field's value u at the final point (the loss without the confinement term; null if diverged); "
+            "summary: its median, diverged runs ranked highest",
+            lambda records: {"median": median_of(records, "field_value")},
+            lambda summary: "" if summary["median"] is None else f"field u {summary['median']:.3g}",
+        ),
+    )
     params = (
         DIM,
         Param("length_scale", float, 1.0, "correlation length l of the field", low=0.0, low_open=True),

@@ -8,11 +8,13 @@ with splines; this one is a smooth closed form with the same mechanism.
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from landbench.landscapes.base import DIM, CriticalPoint, Known, Landscape, smoothstep, uniform_sphere
+from landbench.landscapes.base import DIM, CriticalPoint, FamilyField, Known, Landscape, smoothstep, uniform_sphere
 from landbench.spec import Param
 
 #: How many of the chain's saddles ``known`` lists (the others: :meth:`SaddleChain.saddle_point`).
@@ -49,6 +51,22 @@ class SaddleChain(Landscape):
     """
 
     family = "saddle_chain"
+    outcome_fields = (
+        FamilyField(
+            "chain_escapes",
+            "the step each saddle of the chain was left (null: not left, or the run diverged); summary: the median "
+            "number of saddles passed (a diverged run passed none)",
+            lambda records: summarize_chain(records),
+            lambda summary: f"saddles passed {summary['median_passed']:g}/{summary['saddles']}",
+        ),
+        FamilyField(
+            "chain_underflow",
+            "the saddle where a run is stranded because its unstable coordinate is subnormal (null: none); "
+            "summary: how many runs are",
+            lambda records: {"stranded": sum(r.get("chain_underflow") is not None for r in records)},
+            lambda summary: f"underflow {summary['stranded']}" if summary["stranded"] else "",
+        ),
+    )
     params = (
         DIM,
         Param("gamma", float, 1.0, "negative curvature at each saddle", low=0.0, low_open=True),
@@ -174,7 +192,8 @@ class SaddleChain(Landscape):
         magnitude = x.detach().abs().cpu()
         escapes, underflow = [], []
         for row in range(steps.shape[0]):
-            passed = [int(s) if s >= 0 else None for s in steps[row]]
+            lost = bool(diverged[row])  # a diverged run escaped nothing (landbench.outcomes)
+            passed = [int(s) if s >= 0 and not lost else None for s in steps[row]]
             escapes.append(passed)
             current = next((i for i, s in enumerate(passed) if s is None), None)
             stuck = current is not None and not bool(diverged[row]) and bool(magnitude[row, current] < tiny)
@@ -183,3 +202,10 @@ class SaddleChain(Landscape):
 
     def _sample_start(self, generator: torch.Generator) -> torch.Tensor:
         return uniform_sphere(generator, self.dim, self.init_radius)
+
+
+def summarize_chain(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The saddles each run passed (none for a diverged run), their median and the chain's length."""
+    passed = [0 if r["diverged"] else sum(s is not None for s in r["chain_escapes"]) for r in records]
+    saddles = max((len(r["chain_escapes"]) for r in records), default=0)
+    return {"saddles": saddles, "passed": passed, "median_passed": statistics.median(passed) if passed else 0}

@@ -16,7 +16,16 @@ from typing import Any
 import torch
 
 from landbench.errors import SpecError
-from landbench.landscapes.base import CriticalPoint, Known, Landscape, smoothstep, squared_norm
+from landbench.landscapes.base import (
+    CriticalPoint,
+    FamilyField,
+    Known,
+    Landscape,
+    describe_ends,
+    smoothstep,
+    squared_norm,
+    where_runs_ended,
+)
 from landbench.spec import Param
 
 TWO_PI = 2.0 * math.pi
@@ -80,6 +89,15 @@ class Valley(Landscape):
     """
 
     family = "valley"
+    outcome_fields = (
+        FamilyField(
+            "mode",
+            "the minimum on the ring whose well the run ended trapped in (null: none, or diverged); summary: runs "
+            "per mode",
+            lambda records: where_runs_ended(records, "mode"),
+            describe_ends("mode"),
+        ),
+    )
     params = (
         Param("dim", int, doc="dimension d of the search space (the ring lies in a 2-plane)", low=2),
         Param("modes", int, 4, "number m of minima on the ring", low=2),

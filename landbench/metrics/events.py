@@ -1,4 +1,4 @@
-"""First-passage events of B runs, from the loss history, on the device with no host synchronisation.
+"""First-passage and holding events of B runs, from the loss history, on the device with no host sync.
 
 At every step t the engine hands over the noise-free loss ``f(x_t)`` of each run. The tracker
 writes it into a ``(chunk, B)`` buffer (one device copy per step) and, every ``chunk`` steps,
@@ -6,15 +6,23 @@ extracts the events of those steps in a few vectorised operations. Per run it ke
 
 * ``diverged_step``: the first t whose loss is NaN or inf (-1 if none). From then on the run is
   no longer observed: its events stop and its curve is NaN;
-* ``last_loss``: the last finite loss before that, which becomes ``final_loss``;
+* ``last_loss``: the last finite loss before that;
 * ``escape_steps``: for each escape threshold (one per designated saddle: halfway from the
   saddle's value down to the next level, f* for the last), the first t >= 1 with
   ``f(x_t) <= threshold``; -1 while censored;
-* ``hit_steps``: for each target on the loss gap, the first t with ``f(x_t) - f* <= target``
-  (the gap is taken in float64); -1 while censored; ``hit_evals``: the gradient evaluations the
-  run had spent to reach that x_t (t for gradient descent, 2t for SAM, varying for LBFGS);
-* ``evals``: the gradient evaluations a run spent, up to its divergence if it diverged;
+* ``held_steps``: for each target on the loss gap, the first t from which the gap stays at most
+  the target up to the last step observed, ``min {t : f(x_s) - f* <= target for all t <= s <= T}``
+  (the gap in float64). A step that is not observed (NaN or inf, and every step after a
+  divergence) breaks a hold, so a run that diverged holds nothing. -1 while the last step breaks
+  it. ``held_evals``: the gradient evaluations the run had spent to reach that x_t;
+* ``first_hit_steps``, ``first_hit_evals``: COCO's first-hitting time of each target, the first t
+  with ``f(x_t) - f* <= target`` before any divergence, whatever came after (-1 if never);
+* ``evals``: the gradient evaluations each run had spent by the last step observed (t for
+  gradient descent, 2t for SAM, varying for LBFGS), counted for every run, diverged or not;
 * ``curve``: the loss at log-spaced steps (NaN after divergence).
+
+Which of these is an outcome, and what a diverged or censored run means for it, is decided in
+:mod:`landbench.outcomes`, not here.
 """
 
 from __future__ import annotations
@@ -69,8 +77,14 @@ class EventTracker:
         self.escape_steps = full((batch, len(escape_thresholds)), -1, torch.int64) if escape_thresholds else None
         self.f_star = f_star
         self.targets = torch.tensor(list(targets), dtype=torch.float64, device=device)
-        self.hit_steps = full((batch, len(targets)), -1, torch.int64) if f_star is not None else None
-        self.hit_evals = full((batch, len(targets)), -1, torch.int64) if f_star is not None else None
+        with_targets = (batch, len(targets)) if f_star is not None else None
+        self.first_hit_steps = full(with_targets, -1, torch.int64) if with_targets else None
+        self.first_hit_evals = full(with_targets, -1, torch.int64) if with_targets else None
+        # A hold starts at step 0 until a step breaks it; a break at a chunk's last step starts the
+        # next hold at the next chunk's first step, whose evaluation count is not known yet.
+        self.held_steps = full(with_targets, 0, torch.int64) if with_targets else None
+        self.held_evals = full(with_targets, 0, torch.int64) if with_targets else None
+        self._hold_pending = full(with_targets, 0, torch.bool) if with_targets else None
         self.curve_steps = curve_steps(steps, curve_points)
         self.curve = full((batch, len(self.curve_steps)), float("nan"), dtype)
         # Which buffer rows go to which curve columns, per chunk, made on the device once, so that
@@ -112,8 +126,7 @@ class EventTracker:
         count = observed.sum(0)
         newly_diverged = self.alive & (count < n)
         self.diverged_step = torch.where(newly_diverged, start + count, self.diverged_step)
-        at_end = evals.gather(0, count.clamp(max=n - 1)[None])[0]  # spent up to divergence, or so far
-        self.evals = torch.where(self.alive, at_end, self.evals)
+        self.evals = evals[n - 1].clone()
         last = losses.gather(0, (count - 1).clamp(min=0)[None])[0]
         self.last_loss = torch.where(count > 0, last, self.last_loss)
         self.alive = self.alive & ~newly_diverged
@@ -121,13 +134,15 @@ class EventTracker:
             below = losses.to(torch.float64)[:, :, None] <= self.escape_thresholds
             escaped = (observed & (steps >= 1)[:, None])[:, :, None] & below
             self._update(self.escape_steps, _first_index(escaped), start, n)
-        if self.hit_steps is not None and self.hit_evals is not None:
+        if self.first_hit_steps is not None:
             gap = losses.to(torch.float64) - self.f_star
-            hit = observed[:, :, None] & (gap[:, :, None] <= self.targets)
-            index = _first_index(hit)
-            found = (self.hit_steps < 0) & (index < n)
-            self.hit_evals.copy_(torch.where(found, evals.T.gather(1, index.clamp(max=n - 1)), self.hit_evals))
-            self._update(self.hit_steps, index, start, n)
+            within = observed[:, :, None] & (gap[:, :, None] <= self.targets)
+            index = _first_index(within)
+            found = (self.first_hit_steps < 0) & (index < n)
+            evals_at = evals.T.gather(1, index.clamp(max=n - 1))
+            self.first_hit_evals.copy_(torch.where(found, evals_at, self.first_hit_evals))
+            self._update(self.first_hit_steps, index, start, n)
+            self._hold(within, evals, start, n)
         index = self._curve_index.get(self._chunk_start)
         if index is not None:
             rows, columns = index
@@ -135,6 +150,28 @@ class EventTracker:
             self.curve[:, columns] = picked.T
         self._chunk_start += n
         self._filled = 0
+
+    def _hold(self, within: torch.Tensor, evals: torch.Tensor, start: int, n: int) -> None:
+        """Move each hold past the last step of this chunk that breaks it (``within`` is false)."""
+        assert self.held_steps is not None and self.held_evals is not None and self._hold_pending is not None
+        # a hold that a break at the previous chunk's last step started here begins at this chunk's step 0
+        first = evals[0][:, None].expand_as(self.held_evals)
+        self.held_evals.copy_(torch.where(self._hold_pending, first, self.held_evals))
+        rows = torch.arange(n, device=within.device)[:, None, None]
+        last_break = torch.where(within, -1, rows).amax(0)  # (B, targets), -1 if no break
+        broke = last_break >= 0
+        resume = (last_break + 1).clamp(max=n - 1)
+        self.held_steps.copy_(torch.where(broke, start + last_break + 1, self.held_steps))
+        self.held_evals.copy_(torch.where(broke, evals.T.gather(1, resume), self.held_evals))
+        self._hold_pending = broke & (last_break == n - 1)
+
+    def held(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(held_steps, held_evals)``, -1 where the last step observed breaks the hold (the gap is
+        above the target there, or the run diverged); None without targets (f* unknown)."""
+        if self.held_steps is None or self.held_evals is None or self._hold_pending is None:
+            return None
+        broken = self._hold_pending
+        return torch.where(broken, -1, self.held_steps), torch.where(broken, -1, self.held_evals)
 
     @staticmethod
     def _update(first_steps: torch.Tensor, index: torch.Tensor, start: int, n: int) -> None:

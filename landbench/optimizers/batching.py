@@ -5,14 +5,17 @@ Adagrad, NAdam, RAdam, Adamax, ASGD, Rprop, Adadelta, SAM and perturbed GD as la
 them. ``per_tensor`` (B tensors of shape (1, d), one optimizer) is right when the update couples
 the entries of a tensor but not different tensors: a per-tensor trust ratio (LAMB, LARS), a
 factored second moment (Adafactor). ``separate`` (one optimizer per run) is right for everything,
-including a global norm over all parameters, a guard that skips the whole step when any gradient
-is NaN, and a closure with a line search (LBFGS). Rather than trust a list, landbench checks each
-optimizer spec once per device and dtype, in that order, and takes the first mode that matches
-separate runs (:func:`choose_mode`).
+including a global norm over all parameters, a step size estimated from statistics over all
+parameters (D-Adaptation, Prodigy), a guard that skips the whole step when any gradient is NaN,
+and a closure with a line search (LBFGS). Rather than trust a list, landbench probes each
+optimizer spec once per device and dtype, at its own hyperparameters, and takes the first mode
+that matches separate runs (:func:`choose_mode`); the engine then spot-checks every batch
+(:func:`landbench.engine.run_batch`), because a probe can only show coupling, never its absence.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,15 +27,27 @@ if TYPE_CHECKING:
     from landbench.optimizers import OptimizerSpec
 
 _chosen: dict[tuple[str, str, torch.dtype], str] = {}
-_STEPS = 5
-#: Start scales of the probe runs: very different scales expose global norms; the last run starts
-#: at infinity, so its loss and gradient are non-finite from the first step (a guard that skips the
-#: whole step on any NaN would then stall the others).
-_SCALES = (0.1, 1.0, 10.0, float("inf"))
+#: Steps of a probe run: long enough to pass the warm-ups of adaptive methods (bias corrections,
+#: D-Adaptation's growing estimate) after which a coupling may only start.
+PROBE_STEPS = 64
+#: Start scales of the probe runs, six decades apart end to end, so that any statistic over all
+#: parameters (a global norm, a step size estimated from all of them) differs from each run's own;
+#: the last run starts at infinity, so its loss and gradient are non-finite from the first step (a
+#: guard that skips the whole step on any NaN would then stall the others).
+_SCALES = (1e-3, 1.0, 1e3, float("inf"))
+#: Relative tolerance between a probe row and the same run alone: a relative difference of 1e-6
+#: (what a weak coupling leaves after a few steps) is caught in either dtype.
+PROBE_RTOL = {torch.float64: 1e-9, torch.float32: 1e-7}
 
 
 class _Probe(Landscape):
-    """``f(x) = sum_i a_i x_i^2 / 2 + c_i x_i`` on 4 coordinates, a fixed instance (the probe)."""
+    """``f(x) = sum_i a_i (sqrt(1 + x_i^2) - 1) + c_i x_i`` on 4 coordinates, a fixed instance.
+
+    A pseudo-Huber bowl: quadratic near 0 (curvature a_i), linear far out, so its gradient is
+    bounded by ``a_i + |c_i|`` and a probe run at a large step size oscillates instead of diverging
+    (a probe that overflowed would compare NaN with NaN and learn nothing). Runs started six decades
+    apart see gradients of very different sizes, which exposes statistics over all parameters.
+    """
 
     family = "batch_safety_probe"
     params = (DIM,)
@@ -42,13 +57,21 @@ class _Probe(Landscape):
         self.offsets = self._tensor(torch.tensor([0.3, -0.2, 0.1, 0.05], dtype=torch.float64))
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        return (0.5 * self.curvatures * x * x + self.offsets * x).sum(1)
+        return (self.curvatures * (torch.sqrt(1 + x * x) - 1) + self.offsets * x).sum(1)
 
     def loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.loss(x), self.curvatures * x + self.offsets
+        return self.loss(x), self.curvatures * x * torch.rsqrt(1 + x * x) + self.offsets
 
     def _sample_start(self, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(self.dim, generator=generator, dtype=torch.float64)
+
+
+def with_rate(spec: OptimizerSpec, lr: float) -> OptimizerSpec:
+    """``spec`` with its learning rate set to ``lr`` (validated like any spec)."""
+    from landbench.optimizers import resolve
+    from landbench.spec import format_spec
+
+    return resolve(format_spec(spec.name, {**spec.kwargs, "lr": float(lr)}))
 
 
 def _trajectory(
@@ -59,29 +82,34 @@ def _trajectory(
     seeds: list[int],
     lrs: list[float] | None = None,
 ) -> torch.Tensor:
-    """Points after ``_STEPS`` steps of ``spec`` in ``mode`` from ``start`` (the engine's steppers)."""
+    """Points after :data:`PROBE_STEPS` steps of ``spec`` in ``mode`` from ``start``, through the
+    engine's own step loop and steppers."""
+    from landbench.engine import step_loop
     from landbench.stepping import STEPPERS, Evaluator, bind_runs
 
-    if lrs is None:
-        stepper = STEPPERS[mode](spec, start, Evaluator(probe, 0.0, None))
-    else:
-        stepper = STEPPERS[mode](spec, start, Evaluator(probe, 0.0, None, len(lrs)), lrs)
+    evaluator = Evaluator(probe, 0.0, None, 1 if lrs is None else len(lrs))
+    stepper = STEPPERS[mode](spec, start, evaluator) if lrs is None else STEPPERS[mode](spec, start, evaluator, lrs)
     bind_runs(stepper, seeds, 0)
-    with torch.no_grad():
-        for _ in range(_STEPS):
-            _, grad = probe.loss_and_grad(stepper.points())
-            stepper.step(grad)
-    return stepper.points()
+    return step_loop(stepper, evaluator, PROBE_STEPS)
+
+
+def _close(together: torch.Tensor, alone: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Rows equal to a relative ``PROBE_RTOL`` of each row's size (NaN where both are NaN)."""
+    tolerance = PROBE_RTOL.get(dtype, 1e-7)
+    scale = alone.abs().amax(1, keepdim=True).nan_to_num(0.0) + 1e-300
+    return bool(torch.allclose(together / scale, alone / scale, rtol=tolerance, atol=tolerance, equal_nan=True))
 
 
 def choose_mode(spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> str:
     """The fastest mode (``batched``, ``per_tensor``, ``separate``) whose runs equal separate runs.
 
-    On a probe quadratic, four runs (three healthy ones of start scale 0.1, 1 and 10, and one whose
-    gradient is infinite from the start) take five steps, on ``device`` in ``dtype``, in each mode; the three
-    healthy rows must equal the same runs made one at a time (to 1e-9 in float64, 1e-5 in float32).
-    ``separate`` always qualifies; an optimizer that fails even alone raises BatchSafetyError.
-    Cached per (spec, device, dtype).
+    On the probe (:class:`_Probe`, a pseudo-Huber bowl with bounded gradients), four runs (three
+    healthy ones of start scale 1e-3, 1 and 1e3, and one whose gradient is infinite from the start)
+    take :data:`PROBE_STEPS` steps of ``spec`` at its own hyperparameters, on ``device`` in
+    ``dtype``, in each mode; the three healthy rows must equal the same runs made one at a time to
+    a relative :data:`PROBE_RTOL` (1e-9 in float64, 1e-7 in float32). ``separate`` always
+    qualifies; an optimizer that fails even alone raises BatchSafetyError. Cached per (spec,
+    device, dtype). A probe shows coupling, not its absence: the engine spot-checks every batch too.
     """
     device = torch.device(device)
     key = (spec.canonical, str(device), dtype)
@@ -100,52 +128,59 @@ def choose_mode(spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: 
             f"optimizer {spec.canonical} fails on a small test problem on {device} in {dtype} even for a single "
             f"run: {type(exc).__name__}: {exc}{_hint(exc)}"
         ) from None
-    tolerance = 1e-9 if dtype == torch.float64 else 1e-5
     chosen = "separate"
     for mode in ("batched", "per_tensor"):
-        if _agrees(spec, mode, probe, start, seeds, alone, tolerance):
+        if _agrees(spec, mode, probe, start, seeds, alone, dtype):
             chosen = mode
             break
     _chosen[key] = chosen
     return chosen
 
 
-_grid_safe: dict[tuple[str, str, torch.dtype], bool] = {}
+def demote(spec: OptimizerSpec, device: torch.device | str, dtype: torch.dtype) -> None:
+    """Run ``spec`` in ``separate`` mode from now on (on ``device`` in ``dtype``): a batch of it was
+    found coupled after all, by the engine's spot check (:func:`landbench.engine.run_batch`)."""
+    _chosen[(spec.canonical, str(torch.device(device)), dtype)] = "separate"
+    for key in [k for k in _grid_safe if k[:3] == (spec.canonical, str(torch.device(device)), dtype)]:
+        _grid_safe[key] = False
+
+
+_grid_safe: dict[tuple[str, str, torch.dtype, tuple[float, ...]], bool] = {}
 
 
 def grid_shares_batch(
-    spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64
+    spec: OptimizerSpec,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
+    lrs: Sequence[float] | None = None,
 ) -> bool:
-    """Whether a learning-rate grid may share one batch: two rates as two param groups, in the
-    spec's mode, give each rate's own numbers on the probe. An optimizer that reads its rate from
-    somewhere other than its param groups (``self.lr``, say) fails this and tunes one rate at a time.
+    """Whether a learning-rate grid may share one batch: every rate of ``lrs`` (by default the spec's
+    own and 0.3 times it) runs in the same batched or per-tensor mode on its own (each probed at its
+    own rate, :func:`choose_mode`), and all rates as param groups of one optimizer give each rate's
+    own numbers on the probe. An optimizer that reads its rate from somewhere other than its param
+    groups (``self.lr``, say) fails this and tunes one rate at a time.
     """
-    from landbench.optimizers import resolve
-    from landbench.spec import format_spec
-
     device = torch.device(device)
-    key = (spec.canonical, str(device), dtype)
+    base = float(spec.kwargs.get("lr", 1e-3))
+    rates = [float(lr) for lr in (lrs if lrs is not None else (base, base * 0.3))]
+    key = (spec.canonical, str(device), dtype, tuple(rates))
     if key in _grid_safe:
         return _grid_safe[key]
-    mode = choose_mode(spec, device, dtype)
     safe = False
-    if mode != "separate":
-        base = float(spec.kwargs.get("lr", 1e-3))
-        lrs = [base, base * 0.3]
-        probe = _Probe(dim=4, device=device, dtype=dtype)
-        start = torch.randn(2, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(device, dtype)
-        try:
-            together = _trajectory(spec, mode, probe, start.repeat(2, 1), [0, 1, 0, 1], lrs)
-            alone = torch.cat(
-                [
-                    _trajectory(resolve(format_spec(spec.name, {**spec.kwargs, "lr": lr})), mode, probe, start, [0, 1])
-                    for lr in lrs
-                ]
-            )
-            tolerance = 1e-9 if dtype == torch.float64 else 1e-5
-            safe = bool(torch.allclose(together, alone, rtol=tolerance, atol=tolerance * 1e-3))
-        except Exception:  # noqa: BLE001 - a grid the optimizer cannot take is simply not shared
-            safe = False
+    try:
+        specs = [with_rate(spec, lr) for lr in rates]
+        modes = {choose_mode(s, device, dtype) for s in specs}
+        mode = modes.pop() if len(modes) == 1 else "separate"
+        if mode != "separate":
+            probe = _Probe(dim=4, device=device, dtype=dtype)
+            generator = torch.Generator().manual_seed(1)
+            start = torch.randn(2, 4, generator=generator, dtype=torch.float64)
+            start = (start * torch.tensor([[1e-2], [1e2]], dtype=torch.float64)).to(device, dtype)
+            together = _trajectory(spec, mode, probe, start.repeat(len(rates), 1), [0, 1] * len(rates), rates)
+            alone = torch.cat([_trajectory(s, mode, probe, start, [0, 1]) for s in specs])
+            safe = _close(together, alone, dtype)
+    except Exception:  # noqa: BLE001 - a grid the optimizer cannot take is simply not shared
+        safe = False
     _grid_safe[key] = safe
     return safe
 
@@ -167,10 +202,10 @@ def _agrees(
     start: torch.Tensor,
     seeds: list[int],
     alone: torch.Tensor,
-    tol: float,
+    dtype: torch.dtype,
 ) -> bool:
     try:
         together = _trajectory(spec, mode, probe, start, seeds)[: alone.shape[0]]
     except Exception:  # noqa: BLE001 - a mode the optimizer cannot run in is simply not chosen
         return False
-    return bool(torch.allclose(together, alone, rtol=tol, atol=tol * 1e-3))
+    return _close(together, alone, dtype)

@@ -1,15 +1,18 @@
 """The leaderboard: :func:`rank` turns run records into per-scenario tables, ranks and tests.
 
 Per scenario (see :mod:`landbench.ranking.scenarios`) and optimizer: the expected running time
-(ERT) and success rate for every target, the share of diverged runs and the median final gap.
+(ERT) and success rate for every target, the share of diverged runs and the median final gap, as
+:mod:`landbench.outcomes` defines them: a run succeeds at a target when it holds it at the end of
+its budget, a diverged run is a failure for every outcome, and every failure is charged its whole
+budget.
 
 * Reference target of a scenario: the hardest target that at least one optimizer reaches in at
   least half of its runs (none if no target is reached that often, or f* is unknown). The time to
   target of an optimizer is its ERT at the reference target (``inf`` if it never reaches it).
 * Per-scenario rank: optimizers are ordered by (1) success rate at the reference target, higher
   first; (2) ERT there, lower first; (3) share of diverged runs, lower first; (4) median final
-  loss gap (final loss without f*) over non-diverged runs, lower first, all-diverged last. Without
-  a reference target only (3) and (4) apply. Ties share their mean rank.
+  loss gap (final loss without f*), diverged runs ranked worst, lower first. Without a reference
+  target only (3) and (4) apply. Ties share their mean rank.
 * Mean rank over scenarios, with a percentile-bootstrap CI that resamples scenarios.
 * Performance profiles of the times to target over the scenarios with targets (f* known), and
   their area up to ``tau_max`` as the score (:mod:`landbench.ranking.profiles`). Times are floored
@@ -32,6 +35,7 @@ import numpy as np
 from landbench.errors import LandbenchError
 from landbench.ranking import profiles, render
 from landbench.ranking.scenarios import (
+    TIME_UNIT,
     RunSummary,
     Scenario,
     by_scenario,
@@ -42,7 +46,6 @@ from landbench.ranking.scenarios import (
     scenario_targets,
     select,
     summarize,
-    time_unit,
 )
 from landbench.ranking.stats import average_ranks, bootstrap_mean_ci, holm, signed_rank_test, win_rate
 
@@ -146,11 +149,12 @@ def rank(
 ) -> Leaderboard:
     """Rank the optimizers of ``records`` (run records as written by landbench); see the module docstring."""
     _check_options(alpha, tau_max, bootstrap, confidence)
-    kept, notes = select(records)
+    kept, notes, dropped = select(records)
     grouped = by_scenario(kept)
     optimizers = sorted({o for runs in grouped.values() for o in runs})
     common, warnings = common_scenarios(grouped, optimizers)
     results = [_scenario_result(s, grouped[s], optimizers) for s in common]
+    warnings = dropped + warnings
     runs = {r.scenario: [x for o in optimizers for x in grouped[r.scenario][o]] for r in results}
     mixed, harmless = provenance_report(runs)
     warnings += mixed + instance_warnings({r.scenario: r.summaries for r in results})
@@ -201,12 +205,11 @@ def _scenario_result(
     summaries = {o: summarize(runs[o], targets) for o in optimizers}
     reference = _reference_target(summaries, len(targets))
     keys = [_rank_key(summaries[o], reference) for o in optimizers]
-    units = sorted({time_unit(r) for r in everything})
     return ScenarioResult(
         scenario=scenario,
         family=str(everything[0].get("family", "unknown")),
         group=group_of(str(everything[0].get("family", "unknown"))),
-        time_unit=" and ".join(units),
+        time_unit=TIME_UNIT,
         targets=targets,
         reference=reference,
         summaries=summaries,

@@ -4,25 +4,25 @@ A scenario is (problem, noise, steps): the problem's canonical spec includes its
 its instances and run seeds are repetitions of it, as COCO treats instances (Hansen et al.,
 "COCO: Performance assessment", arXiv:1605.03560). Only records of the scoring phase count
 (``phase`` absent or ``"score"``); a record whose ``key`` was seen before is a repeat of the same
-run and is dropped.
+run and is dropped; a record of another schema is left out with a warning (schema 2 counted a
+target touched once as reached).
 
-Time is counted in gradient evaluations where records carry ``hit_evals`` (and ``grad_evals``
-for what a run spent), else in optimizer steps (``hit_steps``, and the steps a run took before it
-diverged or its budget): one unit per record, and a mix of units within a scenario is reported.
+What each run achieved (escaped, reached a target and held it, diverged, its final gap) and what a
+failure costs are decided by :mod:`landbench.outcomes`: time is counted in gradient evaluations,
+and a run that does not reach a target, diverged or not, is charged its whole budget.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from landbench import outcomes
 from landbench.errors import LandbenchError
-from landbench.ranking.stats import expected_running_time
 
 #: Families by the question they ask; families not listed go to "other".
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -64,12 +64,14 @@ class Scenario:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What one optimizer achieved on one scenario, over its runs (instances x seeds).
+    """What one optimizer achieved on one scenario, over its runs (instances x seeds), as
+    :func:`landbench.outcomes.summarize` has it.
 
-    ``ert[k]`` and ``successes[k]`` are per target ``targets[k]`` (see
-    :func:`~landbench.ranking.stats.expected_running_time`); ``median_final`` is the median of the
-    final loss gap (of the final loss when f* is unknown) over the runs that did not diverge,
-    ``inf`` when all diverged: diverged runs never enter it as numbers.
+    ``ert[k]`` and ``successes[k]`` are per target ``targets[k]``: runs that reached the target and
+    held it to the end, and COCO's expected running time in gradient evaluations with every failure
+    (diverged ones included) charged its whole budget. ``median_final`` is the median final loss
+    gap (final loss when f* is unknown) with diverged runs ranked worst: ``inf`` when the median
+    falls on a diverged run.
     """
 
     runs: int
@@ -84,15 +86,21 @@ class RunSummary:
         return self.successes[k] / self.runs
 
 
-def select(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The scoring-phase records, each run once, and notes on what was left out."""
+def select(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """The scoring-phase records of the current schema, each run once; notes and warnings on what
+    was left out."""
     kept, seen, tuning, repeats = [], set(), 0, 0
+    schemas: Counter[int] = Counter()
     for record in records:
         missing = [name for name in REQUIRED_FIELDS if name not in record]
         if missing:
             raise LandbenchError(f"a record lacks {', '.join(missing)}: not a landbench run record")
         if record.get("phase", "score") != "score":
             tuning += 1
+            continue
+        schema = outcomes.schema_of(record)
+        if schema != outcomes.RECORD_SCHEMA:
+            schemas[schema] += 1
             continue
         key = record.get("key")
         if key is not None and key in seen:
@@ -103,7 +111,17 @@ def select(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     notes = [f"{tuning} tuning-phase records left out (only phase 'score' is ranked)"] if tuning else []
     if repeats:
         notes.append(f"{repeats} repeated records (same key) counted once")
-    return kept, notes
+    warnings = []
+    for schema, count in sorted(schemas.items()):
+        why = (
+            "their successes counted a target touched once; run them again with this landbench"
+            if schema < outcomes.RECORD_SCHEMA
+            else "they were written by a newer landbench; upgrade landbench to read them"
+        )
+        warnings.append(
+            f"{count} records of schema {schema} left out (this landbench reads schema {outcomes.RECORD_SCHEMA}): {why}"
+        )
+    return kept, notes, warnings
 
 
 def by_scenario(records: Iterable[dict[str, Any]]) -> dict[Scenario, dict[str, list[dict[str, Any]]]]:
@@ -133,57 +151,32 @@ def common_scenarios(
 
 def scenario_targets(runs: Iterable[dict[str, Any]]) -> tuple[float, ...]:
     """The targets every run of the scenario tracked (none when f* is unknown), hardest last."""
-    tracked = [set(r["targets"]) for r in runs if r.get("hit_steps") is not None and r.get("targets")]
-    return tuple(sorted(set.intersection(*tracked), reverse=True)) if tracked else ()
+    return outcomes.common_targets(runs)
 
 
-def time_unit(record: dict[str, Any]) -> str:
-    """The unit the record's times are counted in: gradient evaluations or optimizer steps."""
-    return "gradient evaluations" if "hit_evals" in record else "steps"
+#: The unit of every time in the ranking (see :mod:`landbench.outcomes`).
+TIME_UNIT = outcomes.UNITS["evals"]
 
 
 def summarize(runs: Sequence[dict[str, Any]], targets: tuple[float, ...]) -> RunSummary:
     """The :class:`RunSummary` of one optimizer's runs on a scenario with these targets."""
-    hits = [hit_times(r, targets) for r in runs]
-    spent = [_spent(r) for r in runs]
-    finals = [v for r in runs if not r["diverged"] and (v := _final(r, bool(targets))) is not None]
+    summary = outcomes.summarize(runs, targets, unit="evals")
+    median = summary.median_loss_gap if targets else summary.median_final_loss
     return RunSummary(
-        runs=len(runs),
-        diverged=sum(bool(r["diverged"]) for r in runs),
+        runs=summary.runs,
+        diverged=summary.diverged,
         targets=targets,
-        successes=tuple(sum(h[k] is not None for h in hits) for k in range(len(targets))),
-        ert=tuple(expected_running_time([h[k] for h in hits], spent) for k in range(len(targets))),
-        median_final=float(statistics.median(finals)) if finals else math.inf,
+        successes=tuple(r.successes for r in summary.targets),
+        ert=tuple(r.ert for r in summary.targets),
+        median_final=math.inf if median is None else median,
         instances=tuple(sorted({int(r.get("instance", 0)) for r in runs})),
     )
-
-
-def hit_times(record: dict[str, Any], targets: tuple[float, ...]) -> list[float | None]:
-    times = record.get("hit_evals") if "hit_evals" in record else record.get("hit_steps")
-    if times is None:
-        return [None] * len(targets)
-    position = {float(t): k for k, t in enumerate(record["targets"])}
-    return [times[position[t]] for t in targets]
-
-
-def _spent(record: dict[str, Any]) -> float:
-    """Evaluations (or steps) the run used: its budget, or what it used before it diverged."""
-    if "hit_evals" in record:
-        return float(record["grad_evals"])
-    if record["diverged"] and record.get("diverged_step") is not None:
-        return float(record["diverged_step"])
-    return float(record["steps"])
-
-
-def _final(record: dict[str, Any], with_f_star: bool) -> float | None:
-    value = record.get("loss_gap") if with_f_star else record.get("final_loss")
-    return None if value is None else float(value)
 
 
 def provenance_report(runs_by_scenario: dict[Scenario, list[dict[str, Any]]]) -> tuple[list[str], list[str]]:
     """Warnings and notes, one per field whose value differs between runs compared within a scenario.
 
-    Checked: device, dtype, landbench and torch versions, the time unit, and each
+    Checked: device, dtype, landbench and torch versions, and each
     setting other than dtype (which has its own field). Differences across scenarios are fine
     (each scenario is ranked on its own); within a scenario they mean that the optimizers were
     not measured alike, and the ranking says so rather than mixing silently: a warning, or a note
@@ -211,7 +204,6 @@ def provenance_report(runs_by_scenario: dict[Scenario, list[dict[str, Any]]]) ->
 
 def _provenance(record: dict[str, Any]) -> dict[str, str]:
     values = {name: str(record.get(name, "absent")) for name in PROVENANCE_FIELDS}
-    values["time unit"] = time_unit(record)
     for name, value in (record.get("settings") or {}).items():
         if name != "dtype":
             values[f"settings.{name}"] = json.dumps(value, sort_keys=True)

@@ -16,9 +16,9 @@ from scipy.stats import rankdata, wilcoxon
 def expected_running_time(hits: Sequence[float | None], spent: Sequence[float]) -> float:
     """COCO's expected running time (ERT) to one target over the runs of one optimizer.
 
-    With ``hits[i]`` the evaluations run i had used when it first reached the target (``None``
-    if it never did) and ``spent[i]`` the evaluations it used in all (its budget, or what it used
-    before it diverged)::
+    With ``hits[i]`` the evaluations run i had used when it reached the target (``None`` if it did
+    not; landbench passes the time from which the target is held, :mod:`landbench.outcomes`) and
+    ``spent[i]`` what an unsuccessful run is charged (landbench: its whole budget, diverged or not)::
 
         ERT = (sum over successful runs of hits[i] + sum over unsuccessful runs of spent[i]) / n_successful
 

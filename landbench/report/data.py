@@ -2,9 +2,11 @@
 
 Records go through the ranking's rules (:func:`landbench.ranking.scenarios.select` and
 :func:`~landbench.ranking.scenarios.by_scenario`): scored runs only, each run once, named by
-``label`` where a tuned suite gave one, else by ``optimizer``. Censored and diverged runs are
-never turned into numbers: a quantile of escape steps exists only where enough runs escaped, and
-diverged runs are counted, not drawn.
+``label`` where a tuned suite gave one, else by ``optimizer``. What each run achieved is
+:mod:`landbench.outcomes`' rule, as in every view: a diverged run escaped nothing, reached no
+target and ended in no basin; a target counts when held to the end of the budget. Censored and
+diverged runs are never turned into numbers: a quantile of escape steps exists only where enough
+runs escaped, and diverged runs are counted, not drawn.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from landbench import outcomes
 from landbench.landscapes import family
-from landbench.ranking.scenarios import GROUPS, Scenario, by_scenario, group_of, hit_times, scenario_targets, select
-from landbench.ranking.stats import censored_quantile
+from landbench.ranking.scenarios import GROUPS, Scenario, by_scenario, group_of, scenario_targets, select
 from landbench.spec import bind_params, format_spec, non_defaults, parse_spec
 
 Record = dict[str, Any]
@@ -28,9 +30,10 @@ Grouped = dict[Scenario, dict[str, list[Record]]]
 
 
 def grouped_records(records: Iterable[Record]) -> tuple[Grouped, list[str]]:
-    """Scored records grouped by scenario, then optimizer name; and notes on what was left out."""
-    kept, notes = select(records)
-    return by_scenario(kept), notes
+    """Scored records grouped by scenario, then optimizer name; and notes (warnings first) on what was
+    left out."""
+    kept, notes, warnings = select(records)
+    return by_scenario(kept), warnings + notes
 
 
 def optimizers(grouped: Grouped) -> list[str]:
@@ -111,22 +114,22 @@ class EscapeStats:
 
 
 def escape_stats(runs: Sequence[Record]) -> EscapeStats:
-    """Quartiles of the escape step over ``runs``; censored runs (``escaped`` false) and diverged runs
-    (even those that escaped before diverging) count as never escaping, never as numbers."""
-    times = [r["escape_step"] if r["escaped"] and not r["diverged"] else None for r in runs]
+    """Quartiles of the escape step over ``runs`` (:func:`landbench.outcomes.summarize`); censored runs
+    and diverged runs (even those that escaped before diverging) count as never escaping."""
+    summary = outcomes.summarize(runs, targets=())
+    escapes = summary.escapes or outcomes.Escapes(tuple(None for _ in runs))
     return EscapeStats(
-        runs=len(runs),
-        escaped=sum(t is not None for t in times),
-        diverged=sum(bool(r["diverged"]) for r in runs),
-        q1=censored_quantile(times, 0.25),
-        median=censored_quantile(times, 0.5),
-        q3=censored_quantile(times, 0.75),
+        runs=summary.runs,
+        escaped=escapes.escaped,
+        diverged=summary.diverged,
+        q1=escapes.quantile(0.25),
+        median=escapes.median,
+        q3=escapes.quantile(0.75),
     )
 
 
-def has_saddle(record: Record) -> bool:
-    """Whether the run had a designated saddle to escape (``escaped`` is true or false, not null)."""
-    return record.get("escaped") is not None
+#: Whether the run had a designated saddle to escape (:func:`landbench.outcomes.has_saddle`).
+has_saddle = outcomes.has_saddle
 
 
 # --- time to target (ECDF) ---------------------------------------------------------------------
@@ -134,9 +137,9 @@ def has_saddle(record: Record) -> bool:
 
 @dataclass(frozen=True)
 class Ecdf:
-    """An optimizer's (run, target) pairs over some scenarios: the times of those reached (sorted,
-    floored at 1 evaluation, as the ranking floors them), how many pairs there are, and the largest
-    budget spent by a run."""
+    """An optimizer's (run, target) pairs over some scenarios: the times of those reached and held to
+    the end of the budget (sorted, floored at 1 evaluation, as the ranking floors them), how many
+    pairs there are, and the largest budget of a run."""
 
     times: np.ndarray
     pairs: int
@@ -164,9 +167,10 @@ def ecdfs(grouped: Grouped) -> dict[str, dict[str, Ecdf]]:
         for optimizer, rs in runs.items():
             for panel in ("all", group):
                 key = (panel, optimizer)
-                for r in rs:
-                    hits[key] += [max(1.0, float(t)) for t in hit_times(r, targets) if t is not None]
-                    budget[key] = max(budget[key], float(r.get("grad_evals", r["steps"])))
+                summary = outcomes.summarize(rs, targets)
+                for reached in summary.targets:
+                    hits[key] += [max(1.0, float(t)) for t in reached.times if t is not None]
+                    budget[key] = max([budget[key], *reached.charged])
                 c = count[key]
                 c[0] += len(rs) * len(targets)
                 c[1] += 1
@@ -271,10 +275,9 @@ def paired(grouped: Grouped, x_of: Callable[[Record], float | None], y_metric: s
 
 def wide_well(problem: str) -> int:
     """The index of the widest well of a ``basins`` problem (the first of equally wide ones)."""
-    from landbench.landscapes.basins import widest_well
+    from landbench.landscapes.basins import well_index
 
-    _, values = problem_params(problem)
-    return widest_well(values["wells"])
+    return well_index(problem, "wide")
 
 
 def is_basins(record: Record) -> bool:
@@ -284,7 +287,8 @@ def is_basins(record: Record) -> bool:
 
 @dataclass(frozen=True)
 class Share:
-    """Runs that ended in the wide basin, out of those that did not diverge, with a 95 % Wilson interval."""
+    """Runs that ended in the wide basin, out of all runs (a diverged run ended in none, as everywhere),
+    with a 95 % Wilson interval."""
 
     wide: int
     runs: int
@@ -298,11 +302,13 @@ class Share:
 
 
 def wide_share(runs: Sequence[Record]) -> Share:
-    """The share of non-diverged ``runs`` of a basins problem that ended in its wide well."""
-    healthy = [r for r in runs if not r["diverged"]]
-    wide = sum(r.get("basin") == wide_well(str(r["problem"])) for r in healthy)
-    low, high = wilson(wide, len(healthy))
-    return Share(wide, len(healthy), len(runs) - len(healthy), low, high)
+    """The share of ``runs`` of a basins problem that ended in its wide well: the basins family's own
+    summary (:func:`landbench.landscapes.basins.summarize_basins`), diverged runs counted as misses."""
+    from landbench.landscapes.basins import summarize_basins
+
+    summary = summarize_basins(runs)
+    low, high = wilson(summary["wide"], summary["runs"])
+    return Share(summary["wide"], summary["runs"], summary["diverged"], low, high)
 
 
 def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:

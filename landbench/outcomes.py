@@ -1,0 +1,417 @@
+"""What a run achieved: the one place where landbench decides what escaped, reached and diverged mean.
+
+Every view reads records through this module: the CLI's summary table, :mod:`landbench.testing`,
+the ranking (and so tuning, which ranks its rates), the report and the asv metrics. A rule written
+anywhere else is a second copy, and a defect.
+
+The policy
+----------
+* **Diverged**: the loss became NaN or inf within the budget. A diverged run is a failure for every
+  outcome, whatever happened before it diverged: it escaped nothing, reached no target, and has no
+  final loss, gap, curvature or final-point field (basin, mode, ...). It is counted, and shown, as
+  diverged. In the time to target (ERT) it is charged its whole budget: landbench does not restart
+  runs, so blowing up early saves the user nothing.
+* **Escaped**: a run escaped the saddle at step t when ``f(x_t)`` is first at most halfway from the
+  saddle's value down to f* (t >= 1), and it did not diverge. A run that never got there within its
+  budget is censored: never a number, ranked after every escape.
+* **Reached target t** (on the loss gap ``f - f*``): the run *holds* it: the gap is at most t at the
+  end of the budget, and its time is the first step (gradient evaluation) from which the gap stays
+  at most t until the end. A run that touches the target and leaves it has not reached it. COCO's
+  first-hitting time is kept as a second, named field (``first_hit_*``) for comparison with COCO
+  data; no view of landbench counts it as a success.
+* **Cost of a failure**: a run that does not reach a target (censored or diverged) is charged its
+  whole budget, ``grad_evals`` (or ``steps``), in the expected running time.
+* **Medians** of final values (loss, gap, sharpness) rank diverged runs as worse than any value and
+  are ``None`` when they fall on one (as censored escape times are); a value that was not measured
+  (f* unknown, curvature off) makes the median ``None`` too.
+
+:data:`FIELDS` describes each outcome field of a record (unit, which direction is better, what a
+diverged or censored run holds). The accessors (:func:`escape_time`, :func:`reach_time`, ...) apply
+the policy to any record, including hand-written ones or ones that predate it, and
+:func:`summarize` is the summary that every view shows. Families add fields of their own
+(``basin``, ``mode``, ``chain_escapes``, ...) and say how to summarise them
+(:attr:`landbench.landscapes.base.Landscape.outcome_fields`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from landbench.ranking.stats import censored_quantile, expected_running_time
+
+#: Version of what a record means; bumped whenever the definition of an outcome changes, so that a
+#: re-run into an old results folder recomputes instead of reusing records of another meaning, and
+#: so that views leave out records they would misread. 3: targets count when held to the end, a
+#: diverged run is a failure for every outcome, ``grad_evals`` is the whole budget.
+RECORD_SCHEMA = 3
+
+Record = dict[str, Any]
+Unit = Literal["evals", "steps"]
+#: Time units: ``evals`` (gradient evaluations, what rankings use) and ``steps`` (optimizer steps).
+UNITS: dict[str, str] = {"evals": "gradient evaluations", "steps": "optimizer steps"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """An outcome field of a run record: what it is, in which unit, which way is better, and what a
+    diverged or censored run holds in it."""
+
+    name: str
+    unit: str
+    better: Literal["lower", "higher"] | None
+    diverged: str
+    censored: str
+    doc: str
+
+
+#: The outcome fields of a record (provenance and scenario fields are described in the README).
+FIELDS: tuple[Field, ...] = (
+    Field("diverged", "bool", "lower", "true", "-", "whether the loss became NaN or inf within the budget"),
+    Field("diverged_step", "steps", None, "the first step with a NaN or inf loss", "null", "when it diverged"),
+    Field(
+        "escaped",
+        "bool",
+        "higher",
+        "false",
+        "false",
+        "escaped the designated saddle and did not diverge (null without a saddle)",
+    ),
+    Field(
+        "escape_step",
+        "steps",
+        "lower",
+        "null",
+        "null",
+        "first step t >= 1 with f(x_t) at most halfway from the saddle's value down to f*",
+    ),
+    Field(
+        "reach_evals",
+        "gradient evaluations",
+        "lower",
+        "null for every target",
+        "null",
+        "per target: the evaluations spent by the step from which the gap stays <= target to the end",
+    ),
+    Field(
+        "reach_steps",
+        "steps",
+        "lower",
+        "null for every target",
+        "null",
+        "per target: the first step from which the gap stays <= target to the end of the budget",
+    ),
+    Field(
+        "first_hit_evals",
+        "gradient evaluations",
+        "lower",
+        "kept as observed before the divergence",
+        "null",
+        "COCO's first-hitting time per target, in evaluations (for comparison only: not a success)",
+    ),
+    Field(
+        "first_hit_steps",
+        "steps",
+        "lower",
+        "kept as observed before the divergence",
+        "null",
+        "COCO's first-hitting time per target, in steps (for comparison only: not a success)",
+    ),
+    Field("final_loss", "loss", "lower", "null", "-", "f at the last iterate, noise-free"),
+    Field("loss_gap", "loss", "lower", "null", "-", "final_loss - f* (null when f* is unknown)"),
+    Field("sharpness", "curvature", "lower", "null", "-", "largest Hessian eigenvalue at the last iterate"),
+    Field("hessian_trace", "curvature", "lower", "null", "-", "Hutchinson estimate of tr H at the last iterate"),
+    Field(
+        "basin_width",
+        "distance",
+        "higher",
+        "null",
+        "null (wider than the scan)",
+        "radius where the mean loss rise along random directions reaches tau",
+    ),
+    Field(
+        "grad_evals",
+        "gradient evaluations",
+        "lower",
+        "the whole budget (what it is charged)",
+        "the whole budget",
+        "gradient evaluations over the whole budget: what a run that reaches no target is charged",
+    ),
+)
+
+
+# --- one run --------------------------------------------------------------------------------------
+
+
+def is_diverged(record: Record) -> bool:
+    """Whether the run diverged: a failure for every outcome."""
+    return bool(record["diverged"])
+
+
+def has_saddle(record: Record) -> bool:
+    """Whether the run's problem has a designated saddle to escape (``escaped`` is not null)."""
+    return record.get("escaped") is not None
+
+
+def escape_time(record: Record) -> int | None:
+    """The step at which the run escaped its saddle; None when it did not (censored), when it diverged
+    (even after escaping), or when the problem has no saddle (see :func:`has_saddle`)."""
+    if is_diverged(record) or not record.get("escaped"):
+        return None
+    step = record.get("escape_step")
+    return None if step is None else int(step)
+
+
+def has_targets(record: Record) -> bool:
+    """Whether the run tracked targets on the loss gap (its problem has a known f*)."""
+    return record.get("reach_steps") is not None and bool(record.get("targets"))
+
+
+def target_position(targets: Sequence[float], target: float) -> int | None:
+    """The index of ``target`` among a record's ``targets`` (to relative rounding), or None."""
+    return next((k for k, t in enumerate(targets) if math.isclose(float(t), float(target), rel_tol=1e-9)), None)
+
+
+def _times(record: Record, prefix: str, target: float, unit: Unit) -> int | None:
+    times = record.get(f"{prefix}_{unit}")
+    if times is None:
+        return None
+    position = target_position(record["targets"], target)
+    if position is None:
+        raise ValueError(f"target {target:g} is not among the record's targets {record['targets']}")
+    value = times[position]
+    return None if value is None else int(value)
+
+
+def reach_time(record: Record, target: float, unit: Unit = "evals") -> int | None:
+    """When the run reached ``target`` on the loss gap and held it to the end of its budget, in
+    ``unit``; None when it did not hold it at the end, diverged, or has no f*."""
+    if is_diverged(record):
+        return None
+    return _times(record, "reach", target, unit)
+
+
+def first_hit_time(record: Record, target: float, unit: Unit = "evals") -> int | None:
+    """COCO's first-hitting time of ``target`` (kept for comparison with COCO data: a run that hits a
+    target and then leaves it, or diverges, still has one). Not a success in any landbench view."""
+    return _times(record, "first_hit", target, unit)
+
+
+def budget(record: Record, unit: Unit = "evals") -> float:
+    """What a run that reaches no target is charged: its whole budget (``grad_evals`` or ``steps``),
+    diverged or not."""
+    return float(record["grad_evals"] if unit == "evals" else record["steps"])
+
+
+def final_value(record: Record, name: str) -> float | None:
+    """A value at the final iterate (``final_loss``, ``loss_gap``, ``sharpness``, ...); None for a
+    diverged run, which has none, and where it was not measured."""
+    if is_diverged(record):
+        return None
+    value = record.get(name)
+    return None if value is None else float(value)
+
+
+def common_targets(records: Iterable[Record]) -> tuple[float, ...]:
+    """The targets every run with targets tracked (none when f* is unknown), hardest last."""
+    tracked = [set(map(float, r["targets"])) for r in records if has_targets(r)]
+    return tuple(sorted(set.intersection(*tracked), reverse=True)) if tracked else ()
+
+
+def median_of(records: Sequence[Record], name: str) -> float | None:
+    """The median of a final value over runs (:func:`final_value`): diverged runs rank as worse than
+    any value, and the median is None when it falls on one, or when a run that did not diverge has
+    no value (f* unknown, curvature off)."""
+    if not records:
+        return None
+    values = [final_value(r, name) for r in records]
+    if any(v is None and not is_diverged(r) for v, r in zip(values, records)):
+        return None
+    return censored_quantile(values, 0.5)
+
+
+# --- many runs --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Escapes:
+    """Escape times of the runs of a problem with a saddle: one per run, None when censored or diverged."""
+
+    times: tuple[int | None, ...]
+
+    @property
+    def escaped(self) -> int:
+        return sum(t is not None for t in self.times)
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile, censored and diverged runs ranked last; None when it falls on one of them."""
+        return censored_quantile(self.times, q)
+
+    @property
+    def median(self) -> float | None:
+        return self.quantile(0.5)
+
+
+@dataclass(frozen=True)
+class Reached:
+    """One target over the runs: when each run reached (and held) it, in the summary's unit (None: it
+    did not), the cost of each run, and COCO's first hits for comparison."""
+
+    target: float
+    times: tuple[int | None, ...]
+    charged: tuple[float, ...]
+    first_hits: int
+
+    @property
+    def successes(self) -> int:
+        return sum(t is not None for t in self.times)
+
+    @property
+    def ert(self) -> float:
+        """COCO's expected running time with every failure charged its whole budget
+        (:func:`landbench.ranking.stats.expected_running_time`); inf when no run succeeded."""
+        return expected_running_time(list(self.times), list(self.charged))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a set of runs achieved, under the policy of this module; see :func:`summarize`."""
+
+    runs: int
+    diverged: int
+    unit: Unit
+    escapes: Escapes | None
+    targets: tuple[Reached, ...]
+    median_final_loss: float | None
+    median_loss_gap: float | None
+    median_sharpness: float | None
+    family: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per family field, a short text for tables ("basin 0:50% 1:50%")
+    family_text: dict[str, str] = field(default_factory=dict)
+
+    def reached(self, target: float) -> Reached:
+        """The :class:`Reached` of one of the summary's targets."""
+        for reached in self.targets:
+            if math.isclose(reached.target, target, rel_tol=1e-9):
+                return reached
+        listed = ", ".join(f"{r.target:g}" for r in self.targets) or "none (f* unknown)"
+        raise ValueError(f"target {target:g} is not among the summary's targets: {listed}")
+
+    @property
+    def escaped_share(self) -> float | None:
+        return None if self.escapes is None or not self.runs else self.escapes.escaped / self.runs
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: counts, escape share and median, per target the successes and ERT, the medians."""
+        out: dict[str, Any] = {"runs": self.runs, "diverged": self.diverged, "time_unit": self.unit}
+        if self.escapes is not None:
+            out["escaped"] = self.escapes.escaped
+            out["escaped_share"] = self.escaped_share
+            out["median_escape_step"] = self.escapes.median
+        out["targets"] = [
+            {
+                "target": r.target,
+                "successes": r.successes,
+                "ert": None if math.isinf(r.ert) else r.ert,
+                "first_hits": r.first_hits,
+            }
+            for r in self.targets
+        ]
+        out["median_final_loss"] = self.median_final_loss
+        out["median_loss_gap"] = self.median_loss_gap
+        out["median_sharpness"] = self.median_sharpness
+        out.update(self.family)
+        return out
+
+
+def summarize(records: Sequence[Record], targets: Sequence[float] | None = None, unit: Unit = "evals") -> Summary:
+    """The summary of ``records`` that every view shows (see the module docstring for the policy).
+
+    ``targets``: the targets to report (by default those every run tracked, :func:`common_targets`);
+    ``unit``: the time unit of the targets' times and costs, ``"evals"`` or ``"steps"``. Family fields
+    are summarised by their family (:attr:`~landbench.landscapes.base.Landscape.outcome_fields`)
+    when all runs are of one family.
+    """
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+    records = list(records)
+    chosen = tuple(float(t) for t in targets) if targets is not None else common_targets(records)
+    saddles = [has_saddle(r) for r in records]
+    escapes = Escapes(tuple(escape_time(r) for r in records)) if records and all(saddles) else None
+    reached = tuple(
+        Reached(
+            target=t,
+            times=tuple(reach_time(r, t, unit) for r in records),
+            charged=tuple(budget(r, unit) for r in records),
+            first_hits=sum(first_hit_time(r, t, unit) is not None for r in records),
+        )
+        for t in chosen
+    )
+    family, family_text = _family_summaries(records)
+    return Summary(
+        runs=len(records),
+        diverged=sum(is_diverged(r) for r in records),
+        unit=unit,
+        escapes=escapes,
+        targets=reached,
+        median_final_loss=median_of(records, "final_loss"),
+        median_loss_gap=median_of(records, "loss_gap"),
+        median_sharpness=median_of(records, "sharpness"),
+        family=family,
+        family_text=family_text,
+    )
+
+
+def _family_summaries(records: Sequence[Record]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Each family field's summary (and its short text), when all runs are of one known family."""
+    names = {r.get("family") for r in records}
+    if len(names) != 1 or None in names:
+        return {}, {}
+    from landbench.errors import SpecError
+    from landbench.landscapes import family
+
+    try:
+        cls = family(str(names.pop()))
+    except SpecError:
+        return {}, {}
+    summaries, texts = {}, {}
+    for spec in cls.outcome_fields:
+        if all(spec.name in r for r in records):
+            summaries[spec.name] = spec.summarize(records)
+            texts[spec.name] = spec.describe(summaries[spec.name])
+    return summaries, texts
+
+
+def schema_of(record: Record) -> int:
+    """The schema a record was written under; a hand-written record without one is taken as current
+    unless it has the fields of schema 2 (``hit_steps``), whose successes counted first hits."""
+    schema = record.get("schema")
+    if isinstance(schema, int) and not isinstance(schema, bool):
+        return schema
+    return RECORD_SCHEMA - 1 if "hit_steps" in record or "hit_evals" in record else RECORD_SCHEMA
+
+
+__all__ = [
+    "FIELDS",
+    "RECORD_SCHEMA",
+    "UNITS",
+    "Escapes",
+    "Field",
+    "Reached",
+    "Summary",
+    "budget",
+    "common_targets",
+    "escape_time",
+    "final_value",
+    "first_hit_time",
+    "has_saddle",
+    "has_targets",
+    "is_diverged",
+    "median_of",
+    "reach_time",
+    "schema_of",
+    "summarize",
+    "target_position",
+]

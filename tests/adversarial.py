@@ -1,0 +1,62 @@
+"""Optimizers written to break landbench's assumptions (tests import this folder, so a spec names them ``adversarial:Name``)."""
+
+from __future__ import annotations
+
+import torch
+
+
+class LateCouplingSGD(torch.optim.Optimizer):
+    """Plain SGD for ``warmup`` steps, then normalised SGD: each step divided by the root-mean-square
+    of *all* its gradients (a step size set by a statistic over every parameter, as D-Adaptation's
+    and Prodigy's are). Alone, that statistic is the run's own; rows sharing one tensor share it, so
+    they are coupled, but only after the warm-up."""
+
+    def __init__(self, params, lr: float = 0.01, warmup: int = 30) -> None:  # noqa: ANN001
+        super().__init__(params, {"lr": lr, "warmup": warmup})
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        self.steps += 1
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            scale = 1.0
+            if params and self.steps > group["warmup"]:
+                scale = float(torch.cat([p.grad.reshape(-1) for p in params]).pow(2).mean().sqrt()) + 1e-12
+            for p in params:
+                p.add_(p.grad, alpha=-group["lr"] / scale)
+        return None
+
+
+class NaNAtStepSGD(torch.optim.SGD):
+    """Plain SGD that writes NaN into the first row of its first tensor at step ``at`` (a run that
+    diverges on purpose: a divergence must never pay in a ranking)."""
+
+    def __init__(self, params, lr: float = 0.01, at: int = 20) -> None:  # noqa: ANN001
+        super().__init__(params, lr=lr)
+        self.at = at
+        self.count = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        super().step()
+        self.count += 1
+        if self.count == self.at:
+            first = self.param_groups[0]["params"][0]
+            first[0].fill_(float("nan"))
+        return None
+
+
+class RaisingSGD(torch.optim.SGD):
+    """Plain SGD that raises at step ``at`` (after the batch-safety probe, which takes fewer steps)."""
+
+    def __init__(self, params, lr: float = 0.01, at: int = 100) -> None:  # noqa: ANN001
+        super().__init__(params, lr=lr)
+        self.at = at
+        self.count = 0
+
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        self.count += 1
+        if self.count == self.at:
+            raise RuntimeError(f"RaisingSGD raises at step {self.at}")
+        return super().step()
