@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from landbench.engine import run_batch
+from landbench.engine import CoupledBatch, run_batch
 from landbench.landscapes import make, resolve_device, resolve_dtype
 from landbench.optimizers import choose_mode, resolve
-from landbench.optimizers.batching import grid_shares_batch
+from landbench.optimizers.batching import grid_mode
 from landbench.records import build_records
 from landbench.store import ResultStore
 from landbench.suite import Scenario, Suite
@@ -120,24 +120,32 @@ def _set_role(record: dict[str, Any], scenario: Scenario, device_type: str) -> N
 
 def _tune_unit(unit: Scenario, specs: list[str], device: str, bar: tqdm) -> list[dict[str, Any]]:
     """Every rate of a tuning grid on one tuning batch: in one batch where the optimizer takes a
-    param group per rate (:func:`landbench.optimizers.batching.grid_shares_batch`), else one batch per rate."""
+    param group per rate at every rate of the grid (:func:`landbench.optimizers.batching.grid_mode`)
+    and the batch's spot check of independence agrees, else one batch per rate."""
     landscape = make(unit.problem, seed=unit.instance, device=device, dtype=unit.settings.dtype)
     base = resolve(unit.optimizer)
     resolved = [resolve(spec) for spec in specs]
     seeds = list(unit.seeds)
     runs_per_step = len(seeds) * len(specs) / unit.steps
     common = {"steps": unit.steps, "noise": unit.noise, "settings": unit.settings}
-    if not grid_shares_batch(base, landscape.device, landscape.dtype):
-        records = []
+    lrs = [float(spec.kwargs["lr"]) for spec in resolved]
+    mode = grid_mode(base, landscape.device, landscape.dtype, lrs)
+    records: list[dict[str, Any]] = []
+    if mode is not None:
+        done = bar.n
+        try:
+            outcome = run_batch(
+                landscape, base, seeds, lrs=lrs, mode=mode, progress=lambda n: bar.update(n * runs_per_step), **common
+            )
+            records = build_records(landscape, [spec for spec in resolved for _ in seeds], outcome, **common)
+        except CoupledBatch:  # the spot check caught a coupling the probe missed: one batch per rate
+            bar.update(done - bar.n)
+    if not records:
         for spec in resolved:
             outcome = run_batch(
                 landscape, spec, seeds, progress=lambda n: bar.update(n * len(seeds) / unit.steps), **common
             )
             records += build_records(landscape, spec, outcome, **common)
-    else:
-        lrs = [float(spec.kwargs["lr"]) for spec in resolved]
-        outcome = run_batch(landscape, base, seeds, lrs=lrs, progress=lambda n: bar.update(n * runs_per_step), **common)
-        records = build_records(landscape, [spec for spec in resolved for _ in seeds], outcome, **common)
     device_type = landscape.device.type
     for record in records:
         _set_role(record, unit, device_type)

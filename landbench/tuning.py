@@ -57,6 +57,7 @@ import torch
 
 from landbench.errors import SpecError
 from landbench.optimizers import OptimizerSpec, resolve
+from landbench.outcomes import is_diverged
 from landbench.spec import format_spec, parse_spec, suggest
 
 if TYPE_CHECKING:
@@ -374,10 +375,6 @@ class Choice:
     diverged_rates: tuple[float, ...] = ()
 
 
-def _diverged(record: Mapping[str, Any]) -> bool:
-    return bool(record["diverged"])
-
-
 def choose(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], Choice]:
     """The chosen rate per (label, family) from tuning records (see the module docstring)."""
     from landbench.ranking import rank
@@ -390,7 +387,7 @@ def choose(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], Choice]:
         lr_of_spec = {spec: float(resolve(spec).kwargs["lr"]) for spec in {r["optimizer"] for r in runs}}
         diverged: dict[str, int] = {spec: 0 for spec in lr_of_spec}
         for run in runs:
-            diverged[run["optimizer"]] += _diverged(run)
+            diverged[run["optimizer"]] += is_diverged(run)
         fewest = min(diverged.values())
         candidates = [r for r in runs if diverged[r["optimizer"]] == fewest]
         board = rank(candidates, bootstrap=1)

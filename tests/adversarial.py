@@ -1,4 +1,7 @@
-"""Optimizers written to break landbench's assumptions (tests import this folder, so a spec names them ``adversarial:Name``)."""
+"""Optimizers written to break landbench's assumptions.
+
+The tests put this folder on ``sys.path``, so a spec names them ``adversarial:Name``.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +32,9 @@ class LateCouplingSGD(torch.optim.Optimizer):
 
 
 class NaNAtStepSGD(torch.optim.SGD):
-    """Plain SGD that writes NaN into the first row of its first tensor at step ``at`` (a run that
-    diverges on purpose: a divergence must never pay in a ranking)."""
+    """Plain SGD that, at step ``at``, writes NaN into every run (row) whose first coordinate is
+    positive: a run that diverges on purpose, after reaching whatever plain SGD reached by then. A
+    divergence must never pay in a ranking. The rule is per row, so the optimizer is batch-safe."""
 
     def __init__(self, params, lr: float = 0.01, at: int = 20) -> None:  # noqa: ANN001
         super().__init__(params, lr=lr)
@@ -42,8 +46,10 @@ class NaNAtStepSGD(torch.optim.SGD):
         super().step()
         self.count += 1
         if self.count == self.at:
-            first = self.param_groups[0]["params"][0]
-            first[0].fill_(float("nan"))
+            for group in self.param_groups:
+                for p in group["params"]:
+                    rows = p.view(-1, p.shape[-1])
+                    rows[rows[:, 0] > 0] = float("nan")
         return None
 
 

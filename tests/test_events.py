@@ -86,7 +86,8 @@ def test_chunked_tracker_equals_the_per_step_definitions(chunk: int) -> None:
     assert tracker.first_hit_evals.tolist() == expected_evals
     held_steps, held_evals = tracker.held()
     assert held_steps.tolist() == expected["held"]
-    assert held_evals.tolist() == [[-1 if h < 0 else (b + 1) * h for h in held] for b, held in enumerate(expected["held"])]
+    expected_held_evals = [[-1 if h < 0 else (b + 1) * h for h in held] for b, held in enumerate(expected["held"])]
+    assert held_evals.tolist() == expected_held_evals
     assert tracker.evals.tolist() == [(b + 1) * steps for b in range(batch)]  # the whole budget, diverged or not
     torch.testing.assert_close(tracker.curve, torch.tensor(expected["curve"], dtype=torch.float64), equal_nan=True)
     assert expected["diverged"][:4] == [-1, 5, 17, 0]

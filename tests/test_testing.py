@@ -79,7 +79,8 @@ def test_reaches_reads_the_column_of_the_target_in_each_record() -> None:
     assert assert_reaches(records, target=1e-3, at_least=2 / 3) == pytest.approx(2 / 3)
     assert assert_reaches(records, target=1e-3, within=60, at_least=1 / 3) == pytest.approx(1 / 3)
     assert assert_reaches(records, target=1e-3, within=100, unit="evals", at_least=1 / 3) == pytest.approx(1 / 3)
-    with pytest.raises(AssertionError, match=r"steps from which the target was held: 50, 70; 1 run\(s\) did not hold it"):
+    held = r"steps from which the target was held: 50, 70; 1 run\(s\) did not hold it"
+    with pytest.raises(AssertionError, match=held):
         assert_reaches(records, target=1e-3)
     with pytest.raises(AssertionError, match=r"1 run\(s\) reached the target and left it again"):
         assert_reaches(records, target=1e-3)  # run 1 touched it at step 30 (its first hit), then left

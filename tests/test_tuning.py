@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-import landbench
 from landbench.errors import SuiteError
 from landbench.optimizers import resolve
 from landbench.optimizers.batching import grid_shares_batch
@@ -344,11 +343,6 @@ def test_the_guard_overrules_a_rank_that_a_diverging_rate_wins_on_the_familys_ot
     assert {r["tuning"]["diverged_rates"][0] for r in score} == {0.3162}
 
 
-@pytest.mark.xfail(
-    not (Path(landbench.__file__).parent / "outcomes.py").is_file(),
-    reason="needs schema 3 (a target counts only if held at the end: landbench.outcomes); remove this mark with it",
-    strict=True,
-)
 def test_lion_on_the_saddle_chain_gets_the_rate_that_converges(tmp_path: Path) -> None:
     """pytorch_optimizer.Lion on saddle_chain(dim=3): at lr = 1 one sign step lands on a minimum and
     the runs then oscillate (final gap about 2.75); at lr = 0.1 they converge (gap about 1e-6, the

@@ -141,32 +141,32 @@ def demote(spec: OptimizerSpec, device: torch.device | str, dtype: torch.dtype) 
     """Run ``spec`` in ``separate`` mode from now on (on ``device`` in ``dtype``): a batch of it was
     found coupled after all, by the engine's spot check (:func:`landbench.engine.run_batch`)."""
     _chosen[(spec.canonical, str(torch.device(device)), dtype)] = "separate"
-    for key in [k for k in _grid_safe if k[:3] == (spec.canonical, str(torch.device(device)), dtype)]:
-        _grid_safe[key] = False
+    for key in [k for k in _grid_modes if k[:3] == (spec.canonical, str(torch.device(device)), dtype)]:
+        _grid_modes[key] = None
 
 
-_grid_safe: dict[tuple[str, str, torch.dtype, tuple[float, ...]], bool] = {}
+_grid_modes: dict[tuple[str, str, torch.dtype, tuple[float, ...]], str | None] = {}
 
 
-def grid_shares_batch(
+def grid_mode(
     spec: OptimizerSpec,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float64,
     lrs: Sequence[float] | None = None,
-) -> bool:
-    """Whether a learning-rate grid may share one batch: every rate of ``lrs`` (by default the spec's
-    own and 0.3 times it) runs in the same batched or per-tensor mode on its own (each probed at its
-    own rate, :func:`choose_mode`), and all rates as param groups of one optimizer give each rate's
-    own numbers on the probe. An optimizer that reads its rate from somewhere other than its param
-    groups (``self.lr``, say) fails this and tunes one rate at a time.
+) -> str | None:
+    """The mode in which a learning-rate grid may share one batch, or None: every rate of ``lrs`` (by
+    default the spec's own and 0.3 times it) runs in the same batched or per-tensor mode on its own
+    (each probed at its own rate, :func:`choose_mode`), and all rates as param groups of one
+    optimizer give each rate's own numbers on the probe. An optimizer that reads its rate from
+    somewhere other than its param groups (``self.lr``, say) fails this and tunes one rate at a time.
     """
     device = torch.device(device)
     base = float(spec.kwargs.get("lr", 1e-3))
     rates = [float(lr) for lr in (lrs if lrs is not None else (base, base * 0.3))]
     key = (spec.canonical, str(device), dtype, tuple(rates))
-    if key in _grid_safe:
-        return _grid_safe[key]
-    safe = False
+    if key in _grid_modes:
+        return _grid_modes[key]
+    shared = None
     try:
         specs = [with_rate(spec, lr) for lr in rates]
         modes = {choose_mode(s, device, dtype) for s in specs}
@@ -178,11 +178,21 @@ def grid_shares_batch(
             start = (start * torch.tensor([[1e-2], [1e2]], dtype=torch.float64)).to(device, dtype)
             together = _trajectory(spec, mode, probe, start.repeat(len(rates), 1), [0, 1] * len(rates), rates)
             alone = torch.cat([_trajectory(s, mode, probe, start, [0, 1]) for s in specs])
-            safe = _close(together, alone, dtype)
+            shared = mode if _close(together, alone, dtype) else None
     except Exception:  # noqa: BLE001 - a grid the optimizer cannot take is simply not shared
-        safe = False
-    _grid_safe[key] = safe
-    return safe
+        shared = None
+    _grid_modes[key] = shared
+    return shared
+
+
+def grid_shares_batch(
+    spec: OptimizerSpec,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
+    lrs: Sequence[float] | None = None,
+) -> bool:
+    """Whether a learning-rate grid may share one batch (:func:`grid_mode` is not None)."""
+    return grid_mode(spec, device, dtype, lrs) is not None
 
 
 def _hint(exc: Exception) -> str:

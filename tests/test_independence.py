@@ -1,0 +1,147 @@
+"""Independence guaranteed, not hoped for: the probe at the spec's own hyperparameters, and the spot
+check of every batched batch against one of its runs made alone over the whole budget."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+import landbench
+from landbench.engine import CoupledBatch, run_batch
+from landbench.optimizers import choose_mode, resolve
+from landbench.optimizers.batching import PROBE_STEPS, grid_mode
+from landbench.runner import run_suite
+from landbench.settings import Settings
+from landbench.suite import parse_suite
+
+LATE = "adversarial:LateCouplingSGD(lr=0.01, warmup={warmup})"
+
+
+def _alone(problem: str, optimizer: str, seeds: list[int], **options) -> list[dict]:
+    return [landbench.run(problem, optimizer, seeds=[s], **options)[0] for s in seeds]
+
+
+def _same_numbers(batch: list[dict], alone: list[dict]) -> None:
+    for together, single in zip(batch, alone):
+        assert together["seed"] == single["seed"]
+        for key in ("final_loss", "reach_evals", "first_hit_evals", "diverged", "escape_step"):
+            assert together[key] == single[key], key
+
+
+def test_the_probe_catches_a_coupling_that_starts_after_thirty_steps() -> None:
+    """Normalised SGD over all parameters from step 31 on: invisible to a 5-step probe, caught now."""
+    assert PROBE_STEPS >= 50
+    assert choose_mode(resolve(LATE.format(warmup=30)), "cpu", torch.float64) == "separate"
+    assert choose_mode(resolve(LATE.format(warmup=30)), "cpu", torch.float32) == "separate"
+
+
+def test_a_coupling_the_probe_cannot_see_is_caught_by_the_spot_check_and_run_separately() -> None:
+    """Coupled only after 100 steps, beyond the probe, at a small lr: the probe says batched, the
+    batch's run re-made alone differs, so the batch runs again one run at a time, says so, and its
+    numbers are those of separate runs. The spec then runs separately from the start."""
+    spec = LATE.format(warmup=100)
+    assert choose_mode(resolve(spec), "cpu", torch.float64) == "batched"  # the probe cannot see it
+    seeds, options = [0, 1, 2, 3], {"steps": 300, "dtype": "float64", "curvature": False}
+    with pytest.warns(UserWarning, match="couples the runs it steps together"):
+        batch = landbench.run("quadratic(dim=10)", spec, seeds=seeds, **options)
+    assert {r["batch_mode"] for r in batch} == {"separate"}
+    check = batch[0]["independence"]
+    assert check["matched"] is False and check["rerun"] == "separate" and check["seed"] in seeds
+    assert check["difference"] > 1e-3  # a real difference, not rounding
+    _same_numbers(batch, _alone("quadratic(dim=10)", spec, seeds, **options))
+    assert choose_mode(resolve(spec), "cpu", torch.float64) == "separate"  # remembered
+
+
+def test_an_elementwise_batch_matches_its_run_alone_and_says_which_seed() -> None:
+    records = landbench.run("saddle(dim=20, index=2)", "adam(lr=0.05)", seeds=[3, 5, 8], steps=120, noise=0.01)
+    checks = {str(r["independence"]) for r in records}
+    assert len(checks) == 1  # one check per batch, in every record of it
+    check = records[0]["independence"]
+    assert check["matched"] is True and check["seed"] in (3, 5, 8)
+    again = landbench.run("saddle(dim=20, index=2)", "adam(lr=0.05)", seeds=[3, 5, 8], steps=120, noise=0.01)
+    assert again[0]["independence"] == check  # the same seed is checked every time
+    separate = landbench.run("rosenbrock(dim=4)", "lbfgs(lr=0.5, max_iter=4)", seeds=2, steps=10)
+    assert all(r["batch_mode"] == "separate" and r["independence"] is None for r in separate)
+
+
+def test_a_learning_rate_grid_that_is_coupled_late_is_tuned_one_rate_at_a_time(tmp_path: Path) -> None:
+    """The grid's batch fails its spot check (CoupledBatch); the runner then runs each rate alone, and
+    the tuning records equal the rates run on their own (a warm-up of its own: the cache of modes
+    remembers a spec once it was caught)."""
+    spec = resolve(LATE.format(warmup=110))
+    landscape = landbench.make("quadratic(dim=6)", dtype="float64")
+    settings = Settings(dtype="float64", curvature=False)
+    assert grid_mode(spec, "cpu", torch.float64, [1e-3, 1e-2]) == "batched"
+    with pytest.raises(CoupledBatch), pytest.warns(UserWarning):
+        run_batch(landscape, spec, [0, 1], steps=200, settings=settings, lrs=[1e-3, 1e-2])
+    suite = parse_suite(
+        f"""
+name = "late"
+seeds = [0, 1]
+steps = 200
+dtype = "float64"
+optimizers = ["{LATE.format(warmup=120)}"]
+[metrics]
+curvature = false
+[tuning]
+seeds = [10, 11]
+grid = [0.001, 0.01]
+[[problems]]
+spec = "quadratic"
+dims = [6]
+"""
+    )
+    with pytest.warns(UserWarning, match="couples the runs"):  # the runner's own grid batch is caught
+        run_suite(suite, tmp_path, progress=False)
+    tuned = [r for r in landbench.store.ResultStore(tmp_path).records() if r.get("phase") == "tune"]
+    assert len(tuned) == 4 and {r["batch_mode"] for r in tuned} == {"separate"}
+    for record in tuned:
+        (alone,) = landbench.run(
+            "quadratic(dim=6)", record["optimizer"], seeds=[record["seed"]], steps=200, instance=1000,
+            dtype="float64", curvature=False,
+        )
+        assert record["final_loss"] == alone["final_loss"]
+
+
+class CoupledAtLargeRates(torch.optim.SGD):
+    """SGD that normalises by the root-mean-square of all its gradients when its rate is 1 or more:
+    batch-safe at small rates only, so every rate of a grid must be probed."""
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        for group in self.param_groups:
+            if group["lr"] >= 1.0:
+                grads = [p.grad for p in group["params"] if p.grad is not None]
+                scale = torch.cat([g.reshape(-1) for g in grads]).pow(2).mean().sqrt() + 1e-12
+                for g in grads:
+                    g.div_(scale)
+        return super().step()
+
+
+def test_every_rate_of_a_grid_is_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("rate_coupled")
+    module.CoupledAtLargeRates = CoupledAtLargeRates  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "rate_coupled", module)
+    spec = resolve("rate_coupled:CoupledAtLargeRates(lr=0.01)")
+    assert choose_mode(spec, "cpu", torch.float64) == "batched"  # at its own rate
+    assert grid_mode(spec, "cpu", torch.float64, [0.01, 0.1]) == "batched"
+    assert grid_mode(spec, "cpu", torch.float64, [0.01, 0.1, 3.0]) is None  # 3.0 must run alone
+
+
+@pytest.mark.parametrize("name", ["DAdaptAdam", "Prodigy", "DAdaptSGD"])
+def test_learning_rate_free_optimizers_give_the_numbers_of_separate_runs(name: str) -> None:
+    """pytorch-optimizer's D-Adaptation and Prodigy set their step from statistics over all their
+    parameters: at a small lr the probe may see nothing, but a batch never differs from its runs alone."""
+    pytest.importorskip("pytorch_optimizer")
+    spec = f"pytorch_optimizer:{name}(lr=0.001)"
+    seeds, options = [0, 1, 2], {"steps": 150, "dtype": "float64", "curvature": False}
+    batch = landbench.run("quadratic(dim=8)", spec, seeds=seeds, **options)
+    alone = _alone("quadratic(dim=8)", spec, seeds, **options)
+    for together, single in zip(batch, alone):
+        assert together["final_loss"] == pytest.approx(single["final_loss"], rel=1e-9)
+        assert together["reach_evals"] == single["reach_evals"]
+
