@@ -59,8 +59,7 @@ import torch
 
 from landbench.api import run
 from landbench.landscapes import Landscape, make
-from landbench.landscapes.basins import widest_well
-from landbench.ranking.stats import censored_quantile
+from landbench.outcomes import summarize
 from landbench.spec import parse_spec
 
 #: Environment variable that selects the device the scores are computed on.
@@ -107,47 +106,41 @@ def reference_spec(label: str, problem: str) -> str:
 
 
 # The metrics: each maps one scenario's records (and its landscape) to one number, larger is worse.
+# Each reads landbench.outcomes.summarize, the summary every view shows: a diverged run escaped
+# nothing and ranks worst in every median; a median that falls on a censored or diverged run is nan.
 
 
-def _median_or_nan(values: Sequence[float | None]) -> float:
-    """The median where ``None`` is a censored or diverged run (ranked last); nan when it falls on one."""
-    median = censored_quantile(values, 0.5)
-    return math.nan if median is None else median
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def escape_steps(records: Sequence[Record], landscape: Landscape) -> float:
     """Median escape step; runs that never escaped (or diverged) count as infinitely late."""
-    if all(r["escaped"] is None for r in records):
-        return math.nan  # no designated saddle
-    return _median_or_nan([r["escape_step"] if r["escaped"] and not r["diverged"] else None for r in records])
+    escapes = summarize(list(records)).escapes
+    return math.nan if escapes is None else _or_nan(escapes.median)  # nan: no designated saddle
 
 
 def loss_gap(records: Sequence[Record], landscape: Landscape) -> float:
     """Median final ``loss - f*``; diverged runs count as infinitely far; nan when f* is unknown."""
-    if any(r["loss_gap"] is None and not r["diverged"] for r in records):
-        return math.nan
-    return _median_or_nan([None if r["diverged"] else r["loss_gap"] for r in records])
+    return _or_nan(summarize(list(records)).median_loss_gap)
 
 
 def basin_miss(records: Sequence[Record], landscape: Landscape) -> float:
-    """Share of runs that did not end in the widest well's basin (nan unless the family is ``basins``)."""
-    wells = getattr(landscape, "wells", None)
-    if landscape.family != "basins" or not wells:
-        return math.nan
-    wide = widest_well(wells)
-    return sum(r.get("basin") != wide for r in records) / len(records)
+    """Share of runs that did not end in the widest well's basin, diverged runs included (nan unless
+    the family is ``basins``)."""
+    basins = summarize(list(records)).family.get("basin")
+    return math.nan if basins is None or basins["wide_share"] is None else 1.0 - basins["wide_share"]
 
 
 def sharpness(records: Sequence[Record], landscape: Landscape) -> float:
     """Median largest Hessian eigenvalue at the last iterate; diverged runs count as infinitely sharp."""
-    if any(r["sharpness"] is None and not r["diverged"] for r in records):
-        return math.nan  # curvature metrics were off
-    return _median_or_nan([None if r["diverged"] else r["sharpness"] for r in records])
+    return _or_nan(summarize(list(records)).median_sharpness)  # nan also when curvature metrics were off
 
 
 def diverged(records: Sequence[Record], landscape: Landscape) -> float:
     """Share of runs whose loss became NaN or inf."""
-    return sum(bool(r["diverged"]) for r in records) / len(records)
+    result = summarize(list(records))
+    return result.diverged / result.runs
 
 
 #: Metric name -> (summary of a scenario's records, asv unit).
