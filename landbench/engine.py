@@ -102,8 +102,9 @@ def run_batch(
     in the ``batched`` and ``per_tensor`` modes; each rate is a param group). ``progress`` (if
     given) is called with the number of steps done since its last call, about a hundred times per
     batch, on the host, without synchronising. ``verify`` (default on) re-runs one run of a
-    batched or per-tensor batch alone and, if it differs, the whole batch in ``separate`` mode
-    (with ``lrs``, it raises :class:`CoupledBatch` instead); benchmarks of the step loop turn it off.
+    batched or per-tensor batch of two or more runs alone and, if it differs, the whole batch in
+    ``separate`` mode (with ``lrs``, it raises :class:`CoupledBatch` instead); benchmarks of the
+    step loop turn it off.
     """
     settings = settings or Settings()
     device = landscape.device
@@ -117,7 +118,7 @@ def run_batch(
     _synchronize(device)
     wall_s = time.perf_counter() - started
     independence = None
-    if verify and mode != "separate":
+    if verify and mode != "separate" and len(rows) > 1:  # a batch of one run is a run alone
         independence = _verify(landscape, optimizer, seeds, steps, noise, settings, lrs, tracker, final_x)
         if not independence["matched"]:
             demote(optimizer, device, landscape.dtype)

@@ -261,9 +261,10 @@ if importlib.util.find_spec("pytest_benchmark") is not None:
     @pytest.fixture
     def landbench_benchmark(benchmark: Any, pytestconfig: pytest.Config) -> RunFunction:
         """``landbench_benchmark(problem, optimizer, **like landbench_run)``: times the runs with
-        pytest-benchmark (only the optimisation loop; CUDA synchronised inside the timed region),
-        puts their headline numbers in ``benchmark.extra_info`` and returns their records.
-        Curvature metrics are off unless ``curvature=True`` is given."""
+        pytest-benchmark (only the optimisation loop: not the spot check of independence, which
+        re-makes one run alone, nor the curvature metrics unless ``curvature=True`` is given; CUDA
+        synchronised inside the timed region), puts their headline numbers in
+        ``benchmark.extra_info`` and returns their records."""
 
         def timed(problem: Any, optimizer: Any, **kwargs: Any) -> list[dict[str, Any]]:
             from landbench.api import plan
@@ -274,7 +275,7 @@ if importlib.util.find_spec("pytest_benchmark") is not None:
             device = prepared.landscape.device
 
             def optimise() -> Any:
-                outcome = prepared.execute()
+                outcome = prepared.execute(verify=False)
                 if device.type == "cuda":
                     import torch
 
