@@ -37,9 +37,25 @@ between benchmarks whose ``setup_cache`` comes from the same file and line, whic
 method would), and a ``version`` that changes with its settings, so that asv starts a new series
 when ``seeds``, ``steps`` or the like change.
 
+A subclass is checked when it is created, that is when asv imports the module: its lists, metric
+names and dtype, every problem spec (validated without building the landscape) and every optimizer
+spec that :meth:`LandbenchScores.optimizer_spec` gives, resolved, its module imported. A mistake
+raises a one-line ``TypeError`` that ``asv check`` and ``asv run`` print as they are, instead of a
+``setup_cache`` that asv reports only as "failed" unless it is given ``-e``. An optimizer whose
+module cannot be imported names the missing package, the interpreter, and how to install it.
+
+Installing: asv benchmarks the project of the repository it runs in, so your optimizer package is
+that project. In the environments asv builds, asv installs it at every commit (``build_command``
+and ``install_command``) and the rest from ``matrix.req``: ``"torch": ["2.13.0"]`` and, since
+landbench is not on the package index, ``"landbench": ["../landbench"]`` (a checkout beside your
+repository; asv 0.6.6 reads only ``../name`` or ``./name`` paths) or a ``git+https://`` URL. With
+``asv run --python=same`` nothing is installed for you: ``python -m pip install ../landbench -e .``
+first. The README's "Tracking your optimizer's landbench scores with asv" has the whole recipe,
+which ``tests/test_asv.py`` runs as written.
+
 The device is ``LANDBENCH_ASV_DEVICE`` (default ``cpu``; ``cuda`` on a GPU machine). Set
 ``"launch_method": "forkserver"`` in asv.conf.json: asv then imports torch once, not once per
-benchmark and parameter. The README's "Tracking performance with asv" has a complete example.
+benchmark and parameter.
 """
 
 from __future__ import annotations
@@ -47,10 +63,12 @@ from __future__ import annotations
 import abc
 import functools
 import hashlib
+import importlib
 import inspect
 import linecache
 import math
 import os
+import sys
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -58,12 +76,23 @@ from typing import Any, ClassVar
 import torch
 
 from landbench.api import run
-from landbench.landscapes import Landscape, make
+from landbench.errors import SpecError
+from landbench.landscapes import Landscape, family, make, resolve_dtype
+from landbench.optimizers import ENTRY_POINT_GROUP, resolve
 from landbench.outcomes import summarize
 from landbench.spec import parse_spec
 
 #: Environment variable that selects the device the scores are computed on.
 DEVICE_ENV = "LANDBENCH_ASV_DEVICE"
+
+#: How to make an optimizer's package importable where asv runs (the end of the import-time error).
+INSTALL_HINT = (
+    "Install it in the environment asv runs the benchmarks in: `python -m pip install -e .` in your "
+    "repository before `asv run --python=same`; in the environments that asv builds, asv installs your "
+    "repository's own package at every commit (build_command and install_command in asv.conf.json) and "
+    "any other package listed in matrix.req (landbench's README, \"Tracking your optimizer's landbench "
+    'scores with asv").'
+)
 
 #: Bump when the definition of a metric changes (it enters every subclass's asv ``version``).
 SCORES_VERSION = 1
@@ -244,7 +273,14 @@ class LandbenchScores(abc.ABC):
 
 
 def _check(cls: type[LandbenchScores]) -> None:
-    """Refuse a subclass whose settings cannot run, at import (so that ``asv check`` says why)."""
+    """Refuse a subclass whose settings cannot run, at import (so that ``asv check`` and ``asv run`` say why).
+
+    Everything that ``setup_cache`` would otherwise find out only when it runs (a failure that asv
+    reports as a bare "failed" unless it is given ``-e``) is checked here: the lists, the metric
+    names, the dtype, every problem spec (validated without building the landscape) and every
+    optimizer spec that :meth:`LandbenchScores.optimizer_spec` gives for each problem, resolved,
+    its module imported.
+    """
     for name in ("optimizers", "problems"):
         value = getattr(cls, name)
         if isinstance(value, str) or not value or not all(isinstance(v, str) for v in value):
@@ -254,9 +290,60 @@ def _check(cls: type[LandbenchScores]) -> None:
         raise TypeError(
             f"{cls.__qualname__}.metrics must be a list of metric names, got {unknown!r}; valid: {', '.join(METRICS)}"
         )
+    try:
+        resolve_dtype(cls.dtype)
+    except SpecError as exc:
+        raise TypeError(f"{cls.__qualname__}.dtype: {exc}") from None
     for problem in cls.problems:
-        if "dim" not in parse_spec(problem, what="problem").kwargs:
-            raise TypeError(f"{cls.__qualname__}.problems: {problem!r} must give dim, e.g. 'saddle(dim=100)'")
+        try:
+            parsed = parse_spec(problem, what="problem")
+            if "dim" not in parsed.kwargs:
+                raise TypeError(f"{cls.__qualname__}.problems: {problem!r} must give dim, e.g. 'saddle(dim=100)'")
+            family(parsed.name).canonical(**parsed.kwargs)
+        except SpecError as exc:
+            raise TypeError(f"{cls.__qualname__}.problems: {exc}") from None
+    probe = object.__new__(cls)  # optimizer_spec may read the class's settings; __init__ is asv's to call
+    checked: set[str] = set()
+    for optimizer in cls.optimizers:
+        for problem in cls.problems:
+            try:
+                spec = probe.optimizer_spec(optimizer, problem)
+            except ValueError as exc:  # e.g. a label that reference_spec does not know
+                raise TypeError(f"{cls.__qualname__}.optimizers: {optimizer!r} on {problem!r}: {exc}") from None
+            if spec not in checked:
+                _check_optimizer(cls.__qualname__, optimizer, spec)
+                checked.add(spec)
+
+
+def _check_optimizer(owner: str, optimizer: str, spec: str) -> None:
+    """Resolve the spec of ``owner``'s ``optimizer``; a module that cannot be imported names the package to install."""
+    where = f"{owner}.optimizers: {optimizer!r}" + ("" if spec == optimizer else f" (spec {spec!r})")
+    try:
+        name = parse_spec(spec, what="optimizer").name
+        if ":" in name:
+            _import_optimizer_module(where, name.partition(":")[0])
+        resolve(spec)
+    except SpecError as exc:
+        hint = (
+            f"; a name that a package registers (entry-point group {ENTRY_POINT_GROUP!r}) needs that package "
+            f"installed in this environment ({sys.executable})"
+            if str(exc).startswith("unknown optimizer")
+            else ""
+        )
+        raise TypeError(f"{where}: {exc}{hint}") from None
+
+
+def _import_optimizer_module(where: str, module: str) -> None:
+    """Import an optimizer's module, or say which package is missing from this environment and how to add it."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        missing = exc.name if isinstance(exc, ModuleNotFoundError) and exc.name else None
+        cause = f"the package {missing!r} is not installed" if missing else "it cannot be imported"
+        raise TypeError(
+            f"{where}: cannot import {module!r} ({type(exc).__name__}: {exc}): {cause} in this environment "
+            f"({sys.executable}). {INSTALL_HINT}"
+        ) from None
 
 
 def _settings(cls: type[LandbenchScores]) -> str:
