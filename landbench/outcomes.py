@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from landbench.ranking.stats import censored_quantile, expected_running_time
 
@@ -57,20 +57,21 @@ UNITS: dict[str, str] = {"evals": "gradient evaluations", "steps": "optimizer st
 @dataclass(frozen=True)
 class Field:
     """An outcome field of a run record: what it is, in which unit, which way is better, and what a
-    diverged or censored run holds in it."""
+    diverged or censored run holds in it. ``if_diverged`` is the rule :func:`settle` applies:
+    ``"null"``, ``"false"``, ``"null per target"`` or ``"kept"`` (observed up to the divergence)."""
 
     name: str
     unit: str
     better: Literal["lower", "higher"] | None
-    diverged: str
+    if_diverged: Literal["null", "false", "null per target", "kept"]
     censored: str
     doc: str
 
 
 #: The outcome fields of a record (provenance and scenario fields are described in the README).
 FIELDS: tuple[Field, ...] = (
-    Field("diverged", "bool", "lower", "true", "-", "whether the loss became NaN or inf within the budget"),
-    Field("diverged_step", "steps", None, "the first step with a NaN or inf loss", "null", "when it diverged"),
+    Field("diverged", "bool", "lower", "kept", "-", "whether the loss became NaN or inf within the budget"),
+    Field("diverged_step", "steps", None, "kept", "null", "the first step with a NaN or inf loss"),
     Field(
         "escaped",
         "bool",
@@ -91,7 +92,7 @@ FIELDS: tuple[Field, ...] = (
         "reach_evals",
         "gradient evaluations",
         "lower",
-        "null for every target",
+        "null per target",
         "null",
         "per target: the evaluations spent by the step from which the gap stays <= target to the end",
     ),
@@ -99,7 +100,7 @@ FIELDS: tuple[Field, ...] = (
         "reach_steps",
         "steps",
         "lower",
-        "null for every target",
+        "null per target",
         "null",
         "per target: the first step from which the gap stays <= target to the end of the budget",
     ),
@@ -107,7 +108,7 @@ FIELDS: tuple[Field, ...] = (
         "first_hit_evals",
         "gradient evaluations",
         "lower",
-        "kept as observed before the divergence",
+        "kept",
         "null",
         "COCO's first-hitting time per target, in evaluations (for comparison only: not a success)",
     ),
@@ -115,7 +116,7 @@ FIELDS: tuple[Field, ...] = (
         "first_hit_steps",
         "steps",
         "lower",
-        "kept as observed before the divergence",
+        "kept",
         "null",
         "COCO's first-hitting time per target, in steps (for comparison only: not a success)",
     ),
@@ -135,11 +136,78 @@ FIELDS: tuple[Field, ...] = (
         "grad_evals",
         "gradient evaluations",
         "lower",
-        "the whole budget (what it is charged)",
+        "kept",
         "the whole budget",
         "gradient evaluations over the whole budget: what a run that reaches no target is charged",
     ),
 )
+
+
+class RunRecord(TypedDict, total=False):
+    """The fields of a run record (schema 3), with their JSON types; :data:`FIELDS` says what each
+    outcome means. Families add fields of their own (``basin``, ``mode``, ...), and runs of a tuned
+    suite ``phase``, ``label`` and ``tuning``."""
+
+    problem: str
+    optimizer: str
+    family: str
+    dim: int
+    instance: int
+    seed: int
+    steps: int
+    noise: float
+    dtype: str
+    device: str
+    final_loss: float | None
+    f_star: float | None
+    loss_gap: float | None
+    escape_step: int | None
+    escaped: bool | None
+    targets: list[float]
+    reach_steps: list[int | None] | None
+    reach_evals: list[int | None] | None
+    first_hit_steps: list[int | None] | None
+    first_hit_evals: list[int | None] | None
+    sharpness: float | None
+    hessian_trace: float | None
+    basin_width: float | None
+    tau: float
+    diverged: bool
+    diverged_step: int | None
+    grad_evals: int
+    batch_mode: str
+    independence: dict[str, Any] | None
+    wall_s: float
+    batch_size: int
+    curve: dict[str, list[Any]]
+    metrics_s: float
+    landbench_version: str
+    schema: int
+    torch_version: str
+    settings: dict[str, Any]
+    key: str
+    phase: str
+    label: str
+    tuning: dict[str, Any]
+
+
+def settle(record: Record) -> Record:
+    """Apply the policy to a record as observed, in place, and return it: a diverged run holds in each
+    outcome field what :data:`FIELDS` says (``if_diverged``); a run that did not escape has no escape
+    step. :mod:`landbench.records` writes every record through this function."""
+    if is_diverged(record):
+        for spec in FIELDS:
+            if spec.name not in record:
+                continue
+            if spec.if_diverged == "null":
+                record[spec.name] = None
+            elif spec.if_diverged == "false" and record[spec.name] is not None:
+                record[spec.name] = False
+            elif spec.if_diverged == "null per target" and record[spec.name] is not None:
+                record[spec.name] = [None] * len(record[spec.name])
+    if not record.get("escaped") and "escape_step" in record:
+        record["escape_step"] = None
+    return record
 
 
 # --- one run --------------------------------------------------------------------------------------
@@ -400,6 +468,7 @@ __all__ = [
     "Escapes",
     "Field",
     "Reached",
+    "RunRecord",
     "Summary",
     "budget",
     "common_targets",
@@ -412,6 +481,7 @@ __all__ = [
     "median_of",
     "reach_time",
     "schema_of",
+    "settle",
     "summarize",
     "target_position",
 ]

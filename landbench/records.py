@@ -51,7 +51,7 @@ from landbench._version import __version__
 from landbench.engine import BatchOutcome
 from landbench.landscapes.base import Landscape
 from landbench.optimizers import OptimizerSpec
-from landbench.outcomes import RECORD_SCHEMA
+from landbench.outcomes import RECORD_SCHEMA, settle
 from landbench.settings import Settings
 
 
@@ -116,8 +116,7 @@ def build_records(
     records = []
     for row, (seed, spec) in enumerate(zip(outcome.seeds, specs)):
         diverged = bool(diverged_step[row] >= 0)
-        final_loss = None if diverged else _number(final[row])  # a diverged run has no final loss
-        escaped = None if escape is None else bool(escape[row] >= 0) and not diverged
+        final_loss = _number(final[row])
         record: dict[str, Any] = {
             "problem": landscape.spec,
             "optimizer": spec.canonical,
@@ -132,13 +131,13 @@ def build_records(
             "final_loss": final_loss,
             "f_star": None if landscape.f_star is None else _number(landscape.f_star),
             "loss_gap": None if landscape.f_star is None or final_loss is None else final_loss - landscape.f_star,
-            "escape_step": _step(escape[row]) if escaped else None,
-            "escaped": escaped,
+            "escape_step": None if escape is None else _step(escape[row]),
+            "escaped": None if escape is None else bool(escape[row] >= 0),
             "targets": list(settings.targets),
             **{name: None if values is None else [_step(v) for v in values[row]] for name, values in targets.items()},
         }
         for name in ("sharpness", "hessian_trace", "basin_width"):
-            record[name] = None if diverged or name not in curvature else _number(curvature[name][row])
+            record[name] = _number(curvature[name][row]) if name in curvature else None
         record.update(
             {
                 "tau": settings.tau,
@@ -159,7 +158,7 @@ def build_records(
                 "key": run_key(landscape.spec, landscape.seed, spec.canonical, seed, steps, noise, device, settings),
             }
         )
-        records.append(record)
+        records.append(settle(record))  # what a diverged run holds: landbench.outcomes' policy
     return records
 
 

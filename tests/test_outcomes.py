@@ -274,3 +274,39 @@ def test_a_run_that_starts_inside_a_target_and_diverges_is_no_success() -> None:
     (scenario,) = rank(records, bootstrap=10).scenarios
     assert scenario.summaries["sgd(lr=100.0)"].successes == (0,) * len(scenario.targets)
     assert assert_reaches(records, 10.0, at_least=0) == 0
+
+
+# --- the record type and the writer -----------------------------------------------------------------
+
+
+def test_every_field_a_run_writes_is_typed_and_every_outcome_field_is_written() -> None:
+    typed = set(outcomes.RunRecord.__annotations__)
+    for problem, family_fields in [
+        ("saddle_chain(dim=3)", {"chain_escapes", "chain_underflow"}),
+        ("basins(dim=2)", {"basin"}),
+        ("valley(dim=3)", {"mode"}),
+        ("gaussian_field(dim=2)", {"field_value"}),
+        ("saddle(dim=4)", set()),
+    ]:
+        (record,) = landbench.run(problem, "sgd(lr=0.01)", seeds=1, steps=3, curvature=False)
+        assert set(record) - typed == family_fields, problem
+        declared = {f.name for f in landbench.make(problem).outcome_fields}
+        assert family_fields <= declared, problem  # each family field is declared, with its summary
+    assert {f.name for f in outcomes.FIELDS} <= typed
+
+
+def test_a_diverged_run_is_written_as_a_failure_for_every_outcome() -> None:
+    """The writer applies the policy (outcomes.settle): on real runs that escape and then diverge."""
+    records = landbench.run("saddle(dim=4)", "adversarial:NaNAtStepSGD(lr=0.5, at=60)", seeds=8, steps=80)
+    diverged = [r for r in records if r["diverged"]]
+    assert diverged, "some runs start with a positive first coordinate"
+    for r in diverged:
+        assert r["diverged_step"] == 60 and r["grad_evals"] == 80  # the whole budget
+        assert r["escaped"] is False and r["escape_step"] is None
+        assert r["final_loss"] is r["loss_gap"] is r["sharpness"] is r["basin_width"] is None
+        assert r["reach_evals"] == [None] * len(r["targets"])
+        assert any(h is not None for h in r["first_hit_evals"])  # what it touched before, kept for COCO
+    raw = run(0, escaped=True, escape_step=3, reach=[2, 4], diverged=True, diverged_step=9)
+    settled = outcomes.settle(dict(raw))
+    assert (settled["escaped"], settled["escape_step"], settled["reach_evals"]) == (False, None, [None, None])
+    assert settled["first_hit_evals"] == [2, 4] and settled["final_loss"] is None
