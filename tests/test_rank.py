@@ -325,6 +325,66 @@ def test_renderings_lead_with_warnings_and_json_is_strict() -> None:
     assert (field["final_metric"], field["reference_target"], field["targets"]) == ("final_loss", None, [])
 
 
+def test_markdown_tables_only_the_significant_pairs_and_collapses_the_others() -> None:
+    """good and alias each beat broken significantly (see the test above); good ~ alias is not: the
+    two calls are in the table, the tie in a <details> element after it."""
+    markdown = rank(synthetic_runs()).to_markdown()
+    pairs = markdown.split("## Pairs")[1].split("\n## ")[0]
+    shown, _, hidden = pairs.partition("<details>")
+    assert "2 of 3 pairs differ significantly" in shown
+    assert "| good | broken |" in shown and "| alias | broken |" in shown
+    assert "no significant difference" not in shown.split("|", 1)[1]
+    assert "<summary>1 pairs without a significant difference</summary>" in hidden
+    assert "| alias | good |" in hidden or "| good | alias |" in hidden
+    assert hidden.rstrip().endswith("</details>")
+
+
+def test_the_optimizers_table_says_tuned_rates_batch_modes_and_shared_wall_times() -> None:
+    """Two batches of 2 runs of "tuned" (1.0 s and 3.0 s: 4.0 s), tuned to 0.1 on the quadratic and
+    0.01 on rosenbrock; "plain" runs as given, one batch per problem run separately (0.5 s each)."""
+    runs = []
+    for problem, family, lr in (("quadratic(dim=5)", "quadratic", 0.1), ("rosenbrock(dim=4)", "rosenbrock", 0.01)):
+        for seed in (0, 1):
+            tuning = {"family": family, "lr": lr, "tuned": ["lr"], "given_lr": 0.5}
+            runs.append(
+                make_record(
+                    "tuned",
+                    problem,
+                    family=family,
+                    seed=seed,
+                    hits=[5, 9],
+                    tuning=tuning,
+                    wall_s=1.0 if lr == 0.1 else 3.0,
+                    batch_size=2,
+                    metrics_s=0.2,
+                )
+            )
+            runs.append(
+                make_record(
+                    "plain",
+                    problem,
+                    family=family,
+                    seed=seed,
+                    hits=[5, None],
+                    batch_mode="separate",
+                    tuning={"family": family, "lr": 0.5, "tuned": [], "given_lr": 0.5},
+                    wall_s=0.5,
+                    batch_size=2,
+                    metrics_s=0.2,
+                )
+            )
+    board = rank(runs)
+    tuned, plain = board.contestants["tuned"], board.contestants["plain"]
+    assert tuned.tuned == {"quadratic": [0.1], "rosenbrock": [0.01]} and plain.tuned == {}
+    assert (tuned.loop_s, plain.loop_s) == pytest.approx((4.0, 1.0))
+    assert tuned.metrics_s == pytest.approx(0.4) and tuned.runs == 4
+    assert (tuned.modes, plain.modes) == ({"batched": 4}, {"separate": 4})
+    table = board.to_markdown().split("## Optimizers")[1]
+    assert "| 1 | tuned | 0.01 (rosenbrock); 0.1 (quadratic) | batched | 4 | 0.4 |" in table
+    assert "| 2 | plain | as given | separate | 1 | 0.4 |" in table
+    assert [c["optimizer"] for c in strict_json(board)["contestants"]] == ["tuned", "plain"]
+
+
 # --- provenance, coverage, phases -------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +39,9 @@ def as_dict(board: Leaderboard) -> dict[str, Any]:
         "pairwise": [asdict(p) for p in board.pairwise],
         "profile": asdict(board.profile),
         "groups": [asdict(g) for g in board.groups],
+        "contestants": [
+            asdict(board.contestants[s.optimizer]) for s in board.standings if s.optimizer in board.contestants
+        ],
         "scenarios": [_scenario_dict(r) for r in board.scenarios],
     }
     return _strict(data)
@@ -98,22 +101,54 @@ def to_text(board: Leaderboard) -> str:
 
 
 def to_markdown(board: Leaderboard) -> str:
-    """A Markdown report: warnings, standings, pairs, families, profiles, per-scenario tables, method."""
-    lines = ["# landbench leaderboard", "", *_headline(board), ""]
-    lines += [f"> **Warning:** {w}\n" for w in board.warnings]
-    if board.standings:
-        lines += ["## Standings", "", _markdown(*_standings_table(board)), ""]
-        lines += ["## Pairs", "", _markdown(*_pairs_table(board)), ""]
-        lines += ["## By family (mean rank / score)", "", _markdown(*_groups_table(board)), ""]
-        if board.profile.scenarios:
-            lines += ["## Performance profiles", "", _markdown(*_profile_table(board)), ""]
-        lines += ["## Scenarios", ""]
-        for result in board.scenarios:
-            lines += [f"### {result.scenario.label}", "", _scenario_caption(result), ""]
-            lines += [_markdown(*_scenario_table(result, [s.optimizer for s in board.standings])), ""]
-    lines += ["## Method", "", METHOD.format(**board.options), ""]
-    lines += [f"- note: {n}" for n in board.notes]
+    """A Markdown report: warnings, standings, optimizers, pairs, families, profiles, per-scenario
+    tables, method (the sections of :func:`markdown_sections`, in that order)."""
+    lines = ["# landbench leaderboard", ""]
+    for section in markdown_sections(board):
+        lines += ([f"## {section.title}", ""] if section.title else []) + [section.body, ""]
+        for title, body in section.parts:
+            lines += [f"### {title}", "", body, ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of the Markdown leaderboard: a heading (none for the lead), its text, and sub-parts
+    (heading, text) such as the per-scenario tables."""
+
+    key: str
+    title: str
+    body: str
+    parts: tuple[tuple[str, str], ...] = ()
+
+
+def markdown_sections(board: Leaderboard) -> list[Section]:
+    """The leaderboard's Markdown by section, so that a report can place each where it reads best.
+
+    Keys: ``lead`` (headline and warnings), then where anything is ranked ``standings``,
+    ``optimizers``, ``pairs``, ``families``, ``profiles`` (if any scenario has a reference target),
+    ``scenarios`` (one part per scenario); always ``method`` (with the notes)."""
+    lead = "\n\n".join([*_headline(board), *(f"> **Warning:** {w}" for w in board.warnings)])
+    sections = [Section("lead", "", lead)]
+    if board.standings:
+        sections += [
+            Section("standings", "Standings", _markdown(*_standings_table(board))),
+            Section("optimizers", "Optimizers", _contestants_markdown(board)),
+            Section("pairs", "Pairs", _pairs_markdown(board)),
+            Section("families", "By family (mean rank / score)", _markdown(*_groups_table(board))),
+        ]
+        if board.profile.scenarios:
+            sections.append(Section("profiles", "Performance profiles", _markdown(*_profile_table(board))))
+        order = [s.optimizer for s in board.standings]
+        parts = tuple(
+            (r.scenario.label, f"{_scenario_caption(r)}\n\n{_markdown(*_scenario_table(r, order))}")
+            for r in board.scenarios
+        )
+        sections.append(Section("scenarios", "Scenarios", "One table per ranked scenario.", parts))
+    method = METHOD.format(**board.options)
+    notes = "\n".join(f"- note: {n}" for n in board.notes)
+    sections.append(Section("method", "Method", method + (f"\n\n{notes}" if notes else "")))
+    return sections
 
 
 def _headline(board: Leaderboard) -> list[str]:
@@ -149,14 +184,87 @@ def _verdict(pair: Pair) -> str:
     return f"{pair.better} beats {worse}: wins {rate:.0%} of scenarios (ties half), p_holm = {pair.p_holm:.3g}"
 
 
-def _pairs_table(board: Leaderboard) -> Table:
+def _pairs_table(pairs: Sequence[Pair]) -> Table:
     header = ["first", "second", "first's win rate", "p", "p (Holm)", "call"]
     rows = [
         [p.first, p.second, f"{p.win_rate:.0%}", f"{p.p_value:.3g}", f"{p.p_holm:.3g}"]
         + [f"{p.better} better" if p.better else "no significant difference"]
-        for p in board.pairwise
+        for p in pairs
     ]
     return header, rows
+
+
+def _pairs_markdown(board: Leaderboard) -> str:
+    """The pairs with a significant difference as a table, and the others in a collapsed
+    ``<details>`` element (GitHub and the report's HTML show it closed)."""
+    alpha = board.options["alpha"]
+    called = [p for p in board.pairwise if p.significant]
+    rest = [p for p in board.pairwise if not p.significant]
+    if not board.pairwise:
+        return "One optimizer: no pairs."
+    lines = [
+        f"{len(called)} of {len(board.pairwise)} pairs differ significantly (Wilcoxon signed-rank over "
+        f"scenarios, Holm-adjusted p < {alpha:g})" + (":" if called else ".")
+    ]
+    if called:
+        lines += ["", _markdown(*_pairs_table(called))]
+    if rest:
+        lines += [
+            "",
+            "<details>",
+            f"<summary>{len(rest)} pairs without a significant difference</summary>",
+            "",
+            _markdown(*_pairs_table(rest)),
+            "",
+            "</details>",
+        ]
+    return "\n".join(lines)
+
+
+#: What the columns of the optimizers' table mean.
+CONTESTANTS = (
+    'Learning rate: the one tuning chose per family (the records\' `tuning`), or "as given" where the '
+    "optimizer ran at its spec's rate. Batch mode: how its runs were stepped (runs per mode if mixed). "
+    "Loop time: wall time of the optimisation loops of its runs on the ranked scenarios, each batch's "
+    "`wall_s` shared equally among its `batch_size` runs and summed; metrics time: the same for the "
+    "curvature metrics after the loop (`metrics_s`). Times compare only between runs on the same machine "
+    "and device."
+)
+
+
+def _contestants_markdown(board: Leaderboard) -> str:
+    """What each optimizer ran with (see :mod:`landbench.ranking.contestants`), with what the numbers are."""
+    return CONTESTANTS + "\n\n" + _markdown(*_contestants_table(board))
+
+
+def _contestants_table(board: Leaderboard) -> Table:
+    header = ["#", "optimizer", "learning rate", "batch mode", "loop time (s)", "metrics time (s)"]
+    rows = []
+    for i, standing in enumerate(board.standings):
+        facts = board.contestants.get(standing.optimizer)
+        if facts is None:
+            rows.append([str(i + 1), standing.optimizer, "-", "-", "-", "-"])
+            continue
+        modes = ", ".join(m if len(facts.modes) == 1 else f"{m} ({n})" for m, n in facts.modes.items())
+        rows.append(
+            [str(i + 1), standing.optimizer, _tuned(facts.tuned), modes]
+            + [_num(facts.loop_s, ".3g"), _num(facts.metrics_s, ".3g")]
+        )
+    return header, rows
+
+
+def _tuned(tuned: dict[str, list[float]]) -> str:
+    """Tuned rates per family, grouped by rate: ``0.01 (basins, saddle); 0.1 (valley)``."""
+    if not tuned:
+        return "as given"
+    by_rate: dict[str, list[str]] = {}
+    for family, rates in tuned.items():
+        by_rate.setdefault(" or ".join(f"{r:g}" for r in rates), []).append(family)
+    return "; ".join(f"{rate} ({', '.join(families)})" for rate, families in sorted(by_rate.items(), key=_rate_key))
+
+
+def _rate_key(item: tuple[str, list[str]]) -> float:
+    return float(item[0].split(" or ")[0])
 
 
 def _groups_table(board: Leaderboard) -> Table:
