@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from landbench.report import data
-from landbench.report.mpl import Styles, grid, tidy
+from landbench.report.mpl import Styles, grid, legend_below, tidy
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -53,24 +53,31 @@ def _skip(name: str, title: str, why: str) -> Drawn:
 
 
 def _legend(figure: Figure, styles: Styles, names: Sequence[str], diverged: dict[str, int], kind: str = "line") -> None:
-    """One legend for the figure, below the panels: each optimizer, with its diverged runs counted."""
+    """One legend for the figure, below the panels (:func:`~landbench.report.mpl.legend_below`): each
+    optimizer by its number and name, with its diverged runs counted, in its colour and marker."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     handles: list[Any] = []
     for name in names:
-        label = name + (f" ({diverged[name]} diverged)" if diverged.get(name) else "")
+        label = styles.label(name) + (f" ({diverged[name]} diverged)" if diverged.get(name) else "")
         color = styles.color(name)
         if kind == "patch":
             handles.append(Patch(facecolor=color, alpha=0.6, edgecolor=color, hatch=styles.hatch(name), label=label))
         else:
-            # "marker": a scatter's dot alone; "line": line and marker; "plain": the line alone
-            marker = styles.marker(name) if kind in ("line", "marker") else None
-            line = styles.linestyle(name) if kind != "marker" else "none"
-            size = 7 if kind == "marker" else 5
-            handles.append(Line2D([], [], color=color, marker=marker, ls=line, markersize=size, label=label))
-    columns = max(1, min(len(names), 3 if max(len(h.get_label()) for h in handles) > 28 else 4))
-    figure.legend(handles=handles, loc="outside lower center", ncols=columns, frameon=False)
+            # "marker": a scatter's dot alone; "line": line and marker
+            line = styles.linestyle(name) if kind == "line" else "none"
+            size = 6 if kind == "marker" else 4.5
+            handles.append(
+                Line2D([], [], color=color, marker=styles.marker(name), ls=line, markersize=size, label=label)
+            )
+    legend_below(figure, handles)
+
+
+def _markevery(index: int) -> tuple[float, float]:
+    """Where a step curve shows its optimizer's marker: every fifth of the axes' diagonal, starting
+    at a point that differs between neighbours (the golden ratio spreads the starts)."""
+    return (0.2 * ((index * 0.618034) % 1), 0.2)
 
 
 def _more(panels: Sequence[Any], title: Callable[[Any], str]) -> str:
@@ -80,9 +87,13 @@ def _more(panels: Sequence[Any], title: Callable[[Any], str]) -> str:
     return f" Not shown ({len(rest)} more panels): {'; '.join(rest[:5])}{' ...' if len(rest) > 5 else ''}."
 
 
-def _spread(index: int, count: int, decades: float = 0.025) -> float:
-    """A small multiplicative offset so that error bars of optimizers at the same x do not overlap."""
-    return 10 ** (decades * (index - (count - 1) / 2))
+def _spread(index: int, count: int, xs: Sequence[float]) -> float:
+    """A multiplicative offset so that error bars of optimizers at the same x do not overlap: the
+    optimizers share at most a third of the smallest gap between the x values (in decades), and
+    at most 0.025 decades each."""
+    gaps = np.diff(np.log10(sorted(set(xs)))) if len(set(xs)) > 1 else np.array([1.0])
+    step = min(0.025, float(gaps.min()) / 3 / max(count - 1, 1))
+    return 10 ** (step * (index - (count - 1) / 2))
 
 
 # --- escape time ------------------------------------------------------------------------------
@@ -101,12 +112,14 @@ def escape_time(ctx: Context, axis: str) -> Drawn:
     censored = []
     for ax, panel in zip(axes, panels):
         present = [o for o in names if o in panel.series]
+        medians = 0
         for i, optimizer in enumerate(present):
             xs, stats = zip(*sorted((x, data.escape_stats(rs)) for x, rs in panel.series[optimizer].items()))
             diverged[optimizer] += sum(s.diverged for s in stats)
             color, marker = ctx.styles.color(optimizer), ctx.styles.marker(optimizer)
-            shifted = [x * _spread(i, len(present)) for x in xs]
+            shifted = [x * _spread(i, len(present), panel.xs()) for x in xs]
             known = [(x, s) for x, s in zip(shifted, stats) if s.median is not None]
+            medians += len(known)
             if known:
                 line = ctx.styles.linestyle(optimizer)
                 ax.plot(
@@ -151,6 +164,8 @@ def escape_time(ctx: Context, axis: str) -> Drawn:
             ]
         ax.set_xscale("log")
         ax.set_yscale("log")
+        if not medians:  # no point escaped: the axis spans the escape steps possible, 1 to the budget
+            ax.set_ylim(1, max(r["steps"] for points in panel.series.values() for rs in points.values() for r in rs))
         ax.set_xticks(panel.xs(), [f"{x:g}" for x in panel.xs()])
         ax.set_title(panel.title, fontsize=8)
         ax.set_xlabel(what)
@@ -160,7 +175,8 @@ def escape_time(ctx: Context, axis: str) -> Drawn:
     caption = (
         f"Median escape step (the first step at which the loss is halfway from the saddle's value down to f*) "
         f"against {what}, over the instances and seeds of each point; bars span the interquartile range. "
-        "Runs that did not escape within the budget are censored, never drawn as numbers: a median is drawn only "
+        "Runs that did not escape within the budget are censored, and diverged runs (even those that escaped "
+        "before diverging) count as not escaped; neither is drawn as a number: a median is drawn only "
         "where more than half the runs escaped, a bar only where more than three quarters did; a hollow triangle "
         "at the top of a panel marks a point where at most half escaped."
     )
@@ -202,7 +218,17 @@ def ecdf_time_to_target(ctx: Context) -> Drawn:
             xs = np.concatenate([[1.0], c.times, [max(c.budget, 1.0)]])
             ys = np.concatenate([[0.0], reached, [reached[-1] if len(reached) else 0.0]])
             color = ctx.styles.color(optimizer)
-            ax.step(xs, ys, where="post", color=color, lw=1.4, ls=ctx.styles.linestyle(optimizer))
+            ax.step(
+                xs,
+                ys,
+                where="post",
+                color=color,
+                lw=1.4,
+                ls=ctx.styles.linestyle(optimizer),
+                marker=ctx.styles.marker(optimizer),
+                ms=3.5,
+                markevery=_markevery(ctx.styles.number(optimizer)),
+            )
             ax.plot(xs[-1], ys[-1], marker="x", color=color, ms=6, mew=1.5)
         runs = max(c.scenarios for c in curves.values())
         ax.set_title(f"{'all scenarios' if key == 'all' else key} ({runs} scenario{'s' * (runs != 1)})", fontsize=8)
@@ -211,14 +237,15 @@ def ecdf_time_to_target(ctx: Context) -> Drawn:
         ax.set_xlabel("gradient evaluations")
         ax.set_ylabel("fraction of (run, target) pairs")
     tidy(axes)
-    _legend(figure, ctx.styles, names, {o: c.diverged for o, c in panels["all"].items()}, kind="plain")
+    _legend(figure, ctx.styles, names, {o: c.diverged for o, c in panels["all"].items()})
     caption = (
-        "Empirical cumulative distribution of the time to target, as in COCO (Hansen et al. 2016): for every run "
-        "and every target on the loss gap (10, 1, ..., 1e-8, those all runs of the scenario track), the gradient "
-        "evaluations the run had spent when it first reached the target (a start already within a target counts "
-        "as 1). A curve ends, marked x, at the largest budget its runs spent; its height there is the share of "
-        "pairs ever reached. Scenarios where f* is unknown have no targets and are left out. A diverged run keeps "
-        "the targets it reached before diverging."
+        "Empirical cumulative distribution of the time to target, as in COCO (Hansen et al. 2016), with "
+        "landbench's rule for reaching a target: for every run and every target on the loss gap (10, 1, ..., 1e-8, "
+        "those all runs of the scenario track), the gradient evaluations the run had spent by the step from which "
+        "its gap stayed within the target to the end of its budget (a start already within a target counts as 1). "
+        "A run that touched a target and left it, and a diverged run, reached none. A curve ends, marked x, at the "
+        "largest budget of its runs; its height there is the share of pairs reached. Scenarios where f* is "
+        "unknown have no targets and are left out."
     )
     if uneven:
         caption += " Optimizers ran different scenarios here: curves over different scenario sets are not comparable."
@@ -235,12 +262,22 @@ def performance_profiles(ctx: Context) -> Drawn:
     names = [s.optimizer for s in ctx.board.standings]
     for optimizer in names:
         color, line = ctx.styles.color(optimizer), ctx.styles.linestyle(optimizer)
-        ax.step(profile.taus, profile.rho[optimizer], where="post", color=color, lw=1.5, ls=line)
+        ax.step(
+            profile.taus,
+            profile.rho[optimizer],
+            where="post",
+            color=color,
+            lw=1.5,
+            ls=line,
+            marker=ctx.styles.marker(optimizer),
+            ms=3.5,
+            markevery=_markevery(ctx.styles.number(optimizer)),
+        )
     ax.set_xlim(1, profile.tau_max)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("ratio tau to the fastest optimizer's ERT")
     ax.set_ylabel("fraction of scenarios")
-    _legend(figure, ctx.styles, names, {}, kind="plain")
+    _legend(figure, ctx.styles, names, {})
     caption = (
         f"Share of the {profile.scenarios} ranked scenarios with a reference target on which each optimizer's "
         f"expected running time is within tau times the fastest one's (Dolan and More 2002); the area under each "
@@ -252,12 +289,27 @@ def performance_profiles(ctx: Context) -> Drawn:
 # --- distributions -----------------------------------------------------------------------------
 
 
+#: Width of a box plot's slot per optimizer, in inches (a panel is never narrower than 3.1 inches).
+BOX_SLOT = 0.12
+#: Font size of the labels under the boxes.
+BOX_LABEL_SIZE = 6.5
+
+
 def _boxes(
     ctx: Context, panels: dict[str, dict[str, data.Values]], ylabel: str, floor: float | None, missing: str
 ) -> Figure:
+    """Box plots per panel and optimizer; each box labelled by the optimizer's name where every name
+    fits its slot, else by its number (keyed in the legend), with its diverged runs and the runs
+    without a value counted under the label; the labels turn upright where they do not fit."""
     keys = list(panels)[:MAX_PANELS]
-    figure, axes = grid(len(keys))
     names = ctx.styles.sort({o for p in panels.values() for o in p})
+    most = max(len(panels[key]) for key in keys)
+    width = max(3.1, 0.6 + BOX_SLOT * most)
+    figure, axes = grid(len(keys), columns=max(1, min(3, int(9.4 // width))), panel=(width, 2.7))
+    slot = (width - 0.9) * 72 / (most + 0.4)  # points per box (the y tick labels take about 0.9 inches)
+    by_name = all(_text_width(o) <= 0.8 * slot for p in panels.values() for o in p)
+    labels = {key: _box_labels(ctx.styles, panels[key], by_name, missing) for key in keys}
+    upright = any(_text_width(line) > 0.8 * slot for lines in labels.values() for label in lines for line in label)
     for ax, key in zip(axes, keys):
         present = ctx.styles.sort(panels[key])
         values = [panels[key][o].values for o in present]
@@ -289,28 +341,12 @@ def _boxes(
                     alpha=0.8,
                 )
         ax.set_yscale("log" if all((v > 0).all() for v in shown if len(v)) else "linear")
-        notes = []
-        for i, o in enumerate(present):
-            counts = [
-                f"{panels[key][o].diverged} div." if panels[key][o].diverged else "",
-                f"{panels[key][o].missing} {missing}" if panels[key][o].missing else "",
-            ]
-            text = "\n".join(c for c in counts if c)
-            if text:
-                notes.append((i, text))
-        for i, text in notes:
-            ax.annotate(
-                text,
-                (positions[i], 0),
-                xycoords=("data", "axes fraction"),
-                xytext=(0, -3),
-                textcoords="offset points",
-                ha="center",
-                va="top",
-                fontsize=6.5,
-                color="0.3",
-            )
-        ax.set_xticks(positions, [""] * len(present))
+        ax.set_xticks(
+            positions,
+            [("  ".join(lines) if upright else "\n".join(lines)) for lines in labels[key]],
+            rotation=90 if upright else 0,
+            fontsize=BOX_LABEL_SIZE,
+        )
         ax.set_xlim(-0.7, len(present) - 0.3)
         ax.tick_params(axis="x", length=0)
         ax.grid(axis="x", visible=False)
@@ -335,6 +371,26 @@ def _boxes(
     return figure
 
 
+def _box_labels(styles: Styles, panel: dict[str, data.Values], by_name: bool, missing: str) -> list[list[str]]:
+    """The lines under each box of a panel, in the styles' order: the optimizer's name or number,
+    then its diverged runs and its runs without a value, where there are any."""
+    labels = []
+    for o in styles.sort(panel):
+        counts = [
+            f"{panel[o].diverged} div." if panel[o].diverged else "",
+            f"{panel[o].missing} {missing}" if panel[o].missing else "",
+        ]
+        labels.append([o if by_name else str(styles.number(o)), *(c for c in counts if c)])
+    return labels
+
+
+def _text_width(text: str, size: float = BOX_LABEL_SIZE) -> float:
+    """The width in points of ``text`` in the default font at ``size`` points."""
+    from matplotlib.textpath import TextPath
+
+    return float(TextPath((0, 0), text, size=size).get_extents().width)
+
+
 def loss_gaps(ctx: Context) -> Drawn:
     """Final loss gap per optimizer and family group (log scale), diverged runs counted."""
     name, title = "loss_gap", "Final loss gap"
@@ -349,7 +405,8 @@ def loss_gaps(ctx: Context) -> Drawn:
         "known), pooled over the group's problems, dimensions, noise levels, instances and seeds: box from the first "
         f"to the third quartile, black line at the median, whiskers to 1.5 IQR, dots the runs. Gaps below "
         f"{GAP_FLOOR:g} (float32 resolves gaps only to about 1e-7 |f*|) are drawn at {GAP_FLOOR:g}. Diverged runs "
-        "are counted under their box and in the legend."
+        "(div.) and runs without a gap (null) are counted under their box, diverged runs also in the legend. Each "
+        "box is labelled by its optimizer's name, or by its number in the legend where names do not fit."
     )
     return Drawn(name, title, caption + _more(list(panels), str), figure)
 
@@ -361,12 +418,13 @@ def basin_widths(ctx: Context) -> Drawn:
     if not any(len(v.values) for p in panels.values() for v in p.values()):
         return _skip(name, title, "no run has a basin width (curvature metrics were off, or every run diverged)")
     taus = sorted({float(r["tau"]) for rs in ctx.grouped.values() for x in rs.values() for r in x if r.get("tau")})
-    figure = _boxes(ctx, panels, "basin width r (distance in x)", None, "unbounded")
+    figure = _boxes(ctx, panels, "basin width r (distance in x)", None, "unb.")
     caption = (
         "Basin width at the final iterate: the smallest radius at which the mean loss rise along random "
         f"directions reaches tau (tau = {', '.join(f'{t:g}' for t in taus) or '?'}), per family group, over the runs "
         "that did not diverge; larger is flatter. Runs whose rise stayed below tau over the whole scan have no "
-        "width and are counted as unbounded under their box; diverged runs are counted too, never drawn."
+        "width and are counted as unbounded (unb.) under their box; diverged runs (div.) are counted too, never "
+        "drawn. Each box is labelled by its optimizer's name, or by its number in the legend where names do not fit."
     )
     return Drawn(name, title, caption + _more(list(panels), str), figure)
 
@@ -448,9 +506,10 @@ def wide_basin_share(ctx: Context, axis: str) -> Drawn:
             diverged[optimizer] += sum(s.diverged for _, s in points)
             shown = [(x, s) for x, s in points if s.runs]
             if axis == "noise":
-                position = [xs.index(x) + 0.06 * (i - (len(present) - 1) / 2) for x, _ in shown]
+                width = min(0.06, 0.5 / max(len(present) - 1, 1))  # all within half the distance between xs
+                position = [xs.index(x) + width * (i - (len(present) - 1) / 2) for x, _ in shown]
             else:
-                position = [x * _spread(i, len(present)) for x, _ in shown]
+                position = [x * _spread(i, len(present), xs) for x, _ in shown]
             share = np.array([s.share for _, s in shown])
             error = [share - [s.low for _, s in shown], [s.high for _, s in shown] - share]
             color = ctx.styles.color(optimizer)
@@ -479,10 +538,9 @@ def wide_basin_share(ctx: Context, axis: str) -> Drawn:
     tidy(axes)
     _legend(figure, ctx.styles, names, diverged)
     caption = (
-        f"Share of the runs that did not diverge whose final point lies in the basin of the widest well (record "
-        f"field basin; well {{wide}} of the problem's wells), against the {what}, with 95 % Wilson intervals; "
-        "runs that ended in no basin count as not wide. Diverged runs are left out of the share and counted in "
-        "the legend."
+        f"Share of the runs whose final point lies in the basin of the widest well (record field basin; well "
+        f"{{wide}} of the problem's wells), against the {what}, with 95 % Wilson intervals; runs that ended in no "
+        "basin count as not wide, and so do diverged runs (which ended in none), also counted in the legend."
     )
     wide = sorted(
         {data.wide_well(str(r["problem"])) for p in panels for rs in p.series.values() for x in rs.values() for r in x}

@@ -1,9 +1,14 @@
 """The report's Markdown as a self-contained HTML page: inline CSS, no scripts, no external URLs.
 
 Only the Markdown the report itself writes is converted: ATX headings, pipe tables (with ``\\|``
-escapes), block quotes, ``- `` lists, images ``![alt](src)``, ``_notes_`` (a paragraph in
-italics), other paragraphs, and inline ``**bold**`` and ``code``. Text is HTML-escaped before the
-inline markup is applied.
+escapes), block quotes, ``- `` lists (nested by two spaces), images ``![alt](src)``, ``_notes_`` (a
+paragraph in italics), ``<details>`` / ``<summary>text</summary>`` / ``</details>`` lines (a
+collapsed part, as GitHub renders it), other paragraphs, and inline ``**bold**``, ``code`` and links
+to anchors of the page ``[text](#id)``. Text is HTML-escaped before the inline markup is applied.
+
+Headings get GitHub's ids (:func:`heading_ids`): lower case, punctuation dropped, spaces as hyphens,
+``-1``, ``-2`` ... after repeats; so a link ``[text](#id)`` works on the page and in the Markdown on
+GitHub alike, and no two elements share an id.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ th, td { border: 1px solid #d6d6d6; padding: 3px 8px; text-align: left; white-sp
 th { background: #f3f4f6; } tr:nth-child(even) td { background: #fafafa; }
 blockquote { margin: .6em 0; padding: .4em .9em; border-left: 4px solid #E69F00; background: #fff8ec; }
 code { font: 12.5px/1.4 Menlo, Consolas, monospace; background: #f3f4f6; padding: 0 .25em; border-radius: 3px; }
+details { margin: .4em 0 1.2em; } summary { cursor: pointer; color: #0b4f8a; }
+nav ul, ul.toc { margin: .3em 0; } a { color: #0b4f8a; text-decoration: none; } a:hover { text-decoration: underline; }
 img { max-width: 100%; height: auto; display: block; margin: .6em 0; }
 p.caption { color: #444; font-size: 13.5px; margin-top: 0; }
 p.skipped { color: #666; font-style: italic; }
@@ -30,6 +37,35 @@ p.skipped { color: #666; font-style: italic; }
 _TABLE_SPLIT = re.compile(r"(?<!\\)\|")
 _IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)\)$")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
+_LINK = re.compile(r"\[([^\]]+)\]\((#[^)\s\"<>]*)\)")
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
+_SUMMARY = re.compile(r"^<summary>(.*)</summary>$")
+
+
+def slug(text: str) -> str:
+    """GitHub's anchor of a heading: lower case, every character but letters, digits, ``_``, ``-``
+    and spaces dropped, spaces as hyphens."""
+    text = text.replace("`", "").replace("**", "")
+    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+
+
+def heading_ids(markdown: str) -> list[tuple[int, str, str]]:
+    """Every ATX heading of ``markdown`` in order as (level, text, id); ids are unique, repeats
+    numbered as GitHub numbers them (``x``, ``x-1``, ``x-2``)."""
+    counts: dict[str, int] = {}
+    out = []
+    for line in markdown.splitlines():
+        match = _HEADING.match(line)
+        if not match:
+            continue
+        base = slug(match[2]) or "section"
+        anchor = base
+        while anchor in counts:
+            counts[base] += 1
+            anchor = f"{base}-{counts[base]}"
+        counts[anchor] = 0
+        out.append((len(match[1]), match[2], anchor))
+    return out
 
 
 def inline(text: str) -> str:
@@ -40,7 +76,8 @@ def inline(text: str) -> str:
         if part.startswith("`") and part.endswith("`") and len(part) > 1:
             out.append(f"<code>{html.escape(part[1:-1])}</code>")
             continue
-        out.append(_BOLD.sub(r"<strong>\1</strong>", html.escape(part, quote=False)))
+        text = _BOLD.sub(r"<strong>\1</strong>", html.escape(part, quote=False))
+        out.append(_LINK.sub(r'<a href="\2">\1</a>', text))
     return "".join(out)
 
 
@@ -56,22 +93,52 @@ def _table(lines: list[str]) -> str:
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
 
 
-def _block(lines: list[str]) -> str:
-    """One block of consecutive non-blank lines as HTML."""
+def _list(lines: list[str]) -> str:
+    """``- `` items, those indented by two spaces nested in the item before them."""
+    html_lines, depth = ["<ul>"], 0
+    for line in lines:
+        level = (len(line) - len(line.lstrip(" "))) // 2
+        while depth < level:
+            html_lines[-1] = html_lines[-1].removesuffix("</li>")
+            html_lines.append("<ul>")
+            depth += 1
+        while depth > level:
+            html_lines += ["</ul>", "</li>"]
+            depth -= 1
+        html_lines.append(f"<li>{inline(line.strip()[2:].strip())}</li>")
+    while depth > 0:
+        html_lines += ["</ul>", "</li>"]
+        depth -= 1
+    return "\n".join(html_lines + ["</ul>"])
+
+
+def _details(lines: list[str]) -> str | None:
+    """A block of ``<details>``, ``<summary>text</summary>`` and ``</details>`` lines, or None."""
+    out = []
+    for line in lines:
+        line = line.strip()
+        if line in ("<details>", "</details>"):
+            out.append(line)
+        elif summary := _SUMMARY.match(line):
+            out.append(f"<summary>{inline(summary[1])}</summary>")
+        else:
+            return None
+    return "\n".join(out)
+
+
+def _block(lines: list[str], anchor: str = "") -> str:
+    """One block of consecutive non-blank lines as HTML (a heading is a block of its own, with id ``anchor``)."""
     first = lines[0]
-    if first.startswith("#"):
-        level = len(first) - len(first.lstrip("#"))
-        text = first[level:].strip()
-        anchor = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-        rest = _block(lines[1:]) if len(lines) > 1 else ""
-        return f'<h{level} id="{anchor}">{inline(text)}</h{level}>' + (f"\n{rest}" if rest else "")
+    if heading := _HEADING.match(first):
+        return f'<h{len(heading[1])} id="{anchor}">{inline(heading[2])}</h{len(heading[1])}>'
     if first.startswith("|") and len(lines) > 1 and set(lines[1].replace("|", "").strip()) <= set("-: "):
         return _table(lines)
     if first.startswith(">"):
         return f"<blockquote>{inline(' '.join(line.lstrip('> ').strip() for line in lines))}</blockquote>"
-    if first.startswith("- "):
-        items = "".join(f"<li>{inline(line[2:].strip())}</li>\n" for line in lines)
-        return f"<ul>\n{items}</ul>"
+    if first.startswith("- ") and all(line.lstrip(" ").startswith("- ") for line in lines):
+        return _list(lines)
+    if first.startswith("<") and (details := _details(lines)) is not None:
+        return details
     if (image := _IMAGE.match(first.strip())) and len(lines) == 1:
         alt, src = html.escape(image["alt"]), html.escape(image["src"])
         return f'<img src="{src}" alt="{alt}">'
@@ -82,15 +149,18 @@ def _block(lines: list[str]) -> str:
 
 def to_html(markdown: str, title: str, captions: set[str] | None = None) -> str:
     """A complete HTML page of ``markdown``; paragraphs in ``captions`` get the caption style."""
+    anchors = [anchor for _, _, anchor in heading_ids(markdown)]
     blocks: list[list[str]] = [[]]
     for line in markdown.splitlines():
-        if line.strip():
+        if _HEADING.match(line):  # a heading is a block of its own, as it ends a paragraph in Markdown
+            blocks += [[line], []]
+        elif line.strip():
             blocks[-1].append(line)
         elif blocks[-1]:
             blocks.append([])
     parts = []
     for block in filter(None, blocks):
-        rendered = _block(block)
+        rendered = _block(block, anchors.pop(0) if _HEADING.match(block[0]) else "")
         if captions and " ".join(block) in captions:
             rendered = rendered.replace("<p>", '<p class="caption">', 1)
         parts.append(rendered)

@@ -7,6 +7,7 @@ global state, no window opens, and drawing works on a headless machine.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,10 +19,25 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install 'landbench[plot]'"
 
-#: Okabe and Ito's colour-blind-safe palette (black left out: it is kept for known points).
-COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#999999")
-#: A second cue for more optimizers than colours: the marker changes with each pass through the palette.
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+#: Okabe and Ito's colour-blind-safe palette (black left out: it is kept for known points), and two
+#: dark colours of Paul Tol's palettes (wine, indigo) that none of them resembles.
+COLORS = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#F0E442",
+    "#999999",
+    "#882255",
+    "#332288",
+)
+#: Markers; their number is prime to the number of colours, so that optimizer i gets colour i mod 10
+#: and marker i mod 7: the (colour, marker) pair of every optimizer differs up to 70 optimizers, and
+#: neighbours in the order differ in both.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+#: A third cue, per pass through the colours: the line style (lines) and the hatch (boxes).
 LINESTYLES = ("-", "--", ":", "-.")
 HATCHES = ("", "////", "....", "xxxx")
 DPI = 130
@@ -82,7 +98,8 @@ def save(figure: Figure, path: Path) -> Path:
 
 
 class Styles:
-    """A fixed colour and marker per optimizer, assigned in the order first given."""
+    """A fixed colour, marker, line style, hatch and number per optimizer, assigned in the order first
+    given (the report gives the leaderboard's order, so that the number is the standings' ``#``)."""
 
     def __init__(self, names: Iterable[str]) -> None:
         self.order: list[str] = []
@@ -95,23 +112,31 @@ class Styles:
             self.order.append(name)
         return self.order.index(name)
 
+    def number(self, name: str) -> int:
+        """The optimizer's number, from 1: what labels its box and keys it in the legends."""
+        return self._index(name) + 1
+
+    def label(self, name: str) -> str:
+        """The optimizer's legend label: its number and its name."""
+        return f"{self.number(name)}. {name}"
+
     def color(self, name: str) -> str:
-        """The optimizer's colour."""
+        """The optimizer's colour (one of :data:`COLORS`, in turn)."""
         return COLORS[self._index(name) % len(COLORS)]
+
+    def marker(self, name: str) -> str:
+        """The optimizer's marker (one of :data:`MARKERS`, in turn)."""
+        return MARKERS[self._index(name) % len(MARKERS)]
 
     def _pass(self, name: str) -> int:
         return self._index(name) // len(COLORS)
 
-    def marker(self, name: str) -> str:
-        """The optimizer's marker: the same for the first eight, then one per pass through the colours."""
-        return MARKERS[self._pass(name) % len(MARKERS)]
-
     def linestyle(self, name: str) -> str:
-        """The optimizer's line style: solid for the first eight, then dashed, dotted, dash-dotted."""
+        """The optimizer's line style: solid for the first ten, then dashed, dotted, dash-dotted."""
         return LINESTYLES[self._pass(name) % len(LINESTYLES)]
 
     def hatch(self, name: str) -> str:
-        """The optimizer's hatch for filled boxes: none for the first eight, then one per pass."""
+        """The optimizer's hatch for filled boxes: none for the first ten, then one per pass."""
         return HATCHES[self._pass(name) % len(HATCHES)]
 
     def sort(self, names: Iterable[str]) -> list[str]:
@@ -131,25 +156,96 @@ def grid(count: int, columns: int = 3, panel: tuple[float, float] = (3.1, 2.7)) 
     return figure, axes[:count]
 
 
-def tidy(axes: list[Any]) -> None:
-    """Plain tick labels on log axes (``0.01``, ``200``: no ``2 x 10^2``), minor labels (at 2 and 5
-    times a power of ten) only where an axis spans less than 1.5 decades and has no fixed ticks, and
-    y labels only on the first panel of each row."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+#: A legend of more rows than this is given the full figure width, when its figure is narrower.
+LEGEND_ROWS = 8
 
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    some = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else "")
+
+def legend_below(figure: Figure, handles: list[Any]) -> Any:
+    """One legend for the figure, below its panels, never clipped: as many columns as fit the
+    figure's width (the figure is widened to :data:`WIDTH` when the legend would otherwise run over
+    :data:`LEGEND_ROWS` rows, and to the legend's width when one column is wider still), and the
+    figure is made taller by the legend's height so that the panels keep theirs."""
+    renderer = figure.canvas.get_renderer()
+    for attempt in range(2):
+        room = figure.get_figwidth() * figure.dpi - 8
+        for columns in range(min(len(handles), 6), 0, -1):
+            legend = figure.legend(handles=handles, loc="outside lower center", ncols=columns, frameon=False)
+            box = legend.get_window_extent(renderer)
+            if box.width <= room or columns == 1:
+                break
+            legend.remove()
+        rows = -(-len(handles) // columns)
+        if -(-len(handles) // rows) < columns:  # as many rows, fewer columns: the last row less empty
+            legend.remove()
+            columns = -(-len(handles) // rows)
+            legend = figure.legend(handles=handles, loc="outside lower center", ncols=columns, frameon=False)
+            box = legend.get_window_extent(renderer)
+        if attempt or rows <= LEGEND_ROWS or figure.get_figwidth() >= WIDTH:
+            break
+        legend.remove()
+        figure.set_figwidth(WIDTH)
+    if box.width > room:
+        figure.set_figwidth((box.width + 16) / figure.dpi)
+    figure.set_figheight(figure.get_figheight() + box.height / figure.dpi + 0.1)
+    return legend
+
+
+def tidy(axes: list[Any]) -> None:
+    """Readable ticks on every panel, and y axis labels only on the first panel of each row (the
+    tick labels stay on every panel: panels have their own ranges).
+
+    Log axes get plain labels (``0.01``, ``200``: no ``2 x 10^2``) at powers of ten, minor labels
+    (at 2 and 5 times a power of ten) where an axis spans less than 1.5 decades, and plain linear
+    ticks where even these leave fewer than two labels in view. Linear axes get no offset (no
+    ``1e-7+1e1`` above the panel); a range too narrow to label apart is widened about its centre.
+    """
     for ax in axes:
-        for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
-            if axis.get_scale() != "log":
-                continue
-            if not isinstance(axis.get_major_locator(), FixedLocator):
-                # at most about six labelled powers of ten, so that wide ranges do not run together
-                axis.set_major_locator(LogLocator(numticks=6 if axis is ax.xaxis else 8))
-            axis.set_major_formatter(plain)
-            narrow = low > 0 and high / low < 10**1.5 and not isinstance(axis.get_major_locator(), FixedLocator)
-            axis.set_minor_formatter(some if narrow else NullFormatter())
+        for axis, limits in ((ax.xaxis, ax.get_xlim), (ax.yaxis, ax.get_ylim)):
+            if axis.get_scale() == "log":
+                _log_ticks(ax, axis, axis is ax.xaxis, limits())
+            elif axis.get_scale() == "linear":
+                _linear_ticks(ax, axis, axis is ax.xaxis, limits())
     for ax in axes:
         spec = ax.get_subplotspec()
         if spec is not None and spec.colspan.start > 0:
             ax.set_ylabel("")
+
+
+def _log_ticks(ax: Any, axis: Any, horizontal: bool, limits: tuple[float, float]) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    low, high = sorted(limits)
+    if isinstance(axis.get_major_locator(), FixedLocator):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(NullFormatter())
+        return
+    # at most about six labelled powers of ten, so that wide ranges do not run together
+    locator = LogLocator(numticks=6 if horizontal else 8)
+    axis.set_major_locator(locator)
+    axis.set_major_formatter(plain)
+    narrow = low > 0 and high / low < 10**1.5
+    some = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else "")
+    axis.set_minor_formatter(some if narrow else NullFormatter())
+    if low <= 0:
+        return
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    labelled = [m * 10.0**k for k in decades for m in ((1, 2, 5) if narrow else (1,)) if low <= m * 10.0**k <= high]
+    if len(labelled) < 2:
+        ticks = [t for t in MaxNLocator(4, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high) if low <= t <= high]
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_minor_formatter(NullFormatter())
+        (ax.set_xlim if horizontal else ax.set_ylim)(low, high)
+
+
+def _linear_ticks(ax: Any, axis: Any, horizontal: bool, limits: tuple[float, float]) -> None:
+    from matplotlib.ticker import ScalarFormatter
+
+    if not isinstance(axis.get_major_formatter(), ScalarFormatter):
+        return
+    axis.get_major_formatter().set_useOffset(False)
+    low, high = sorted(limits)
+    centre = (low + high) / 2
+    if centre and high - low < 1e-4 * abs(centre):
+        half = 0.01 * abs(centre)
+        (ax.set_xlim if horizontal else ax.set_ylim)(centre - half, centre + half)
