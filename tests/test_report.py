@@ -398,6 +398,16 @@ def test_the_layout_checks_catch_what_reports_of_18_optimizers_showed() -> None:
     assert _y_tick_labels(left) == []
 
 
+def test_a_legend_entry_wider_than_its_figure_widens_the_figure() -> None:
+    from matplotlib.lines import Line2D
+
+    figure, (ax,) = mpl.grid(1)
+    ax.plot([1, 2], [1, 2])
+    mpl.legend_below(figure, [Line2D([], [], label="mypkg.optimizers:" + "VeryLongName" * 12 + "(lr=0.001)")])
+    figure.canvas.draw()
+    assert _clipped(figure) == [] and figure.get_figwidth() > mpl.WIDTH
+
+
 def test_no_text_is_clipped_or_runs_into_another(crowd_figures: tuple[figures.Context, list[figures.Drawn]]) -> None:
     _, drawn = crowd_figures
     for figure in drawn:

@@ -165,6 +165,8 @@ def legend_below(figure: Figure, handles: list[Any]) -> Any:
     figure's width (the figure is widened to :data:`WIDTH` when the legend would otherwise run over
     :data:`LEGEND_ROWS` rows, and to the legend's width when one column is wider still), and the
     figure is made taller by the legend's height so that the panels keep theirs."""
+    if not handles:
+        return None
     renderer = figure.canvas.get_renderer()
     for attempt in range(2):
         room = figure.get_figwidth() * figure.dpi - 8
