@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from landbench.errors import LandbenchError
-from landbench.ranking import profiles, render
+from landbench.ranking import contestants, profiles, render
 from landbench.ranking.scenarios import (
     TIME_UNIT,
     RunSummary,
@@ -126,6 +126,7 @@ class Leaderboard:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    contestants: dict[str, contestants.Contestant] = field(default_factory=dict)  # tuned lr, batch modes, times
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready and strict (no NaN or infinity: those are null)."""
@@ -153,8 +154,8 @@ def rank(
     grouped = by_scenario(kept)
     optimizers = sorted({o for runs in grouped.values() for o in runs})
     common, warnings = common_scenarios(grouped, optimizers)
-    results = [_scenario_result(s, grouped[s], optimizers) for s in common]
     warnings = dropped + warnings
+    results = [_scenario_result(s, grouped[s], optimizers) for s in common]
     runs = {r.scenario: [x for o in optimizers for x in grouped[r.scenario][o]] for r in results}
     mixed, harmless = provenance_report(runs)
     warnings += mixed + instance_warnings({r.scenario: r.summaries for r in results})
@@ -180,6 +181,7 @@ def rank(
         profile=profile,
         pairwise=_pairwise(results, order, alpha),
         groups=_groups(results, order, tau_max),
+        contestants=contestants.facts(grouped, common),
         warnings=warnings,
         notes=notes + harmless,
         options=options,
