@@ -43,7 +43,7 @@ class ClassicalGap(_Classics):
 class WideBasin(_Classics):
     """Share of runs that miss the wide basin, and the median sharpness where they end.
 
-    In dimension 2 the narrow well catches some runs (an eighth to a quarter of them for the
+    In dimension 2 the narrow well catches some runs (none to a quarter of them for the
     classics); from dimension 5 on every classic ends in the wide one, and the number would be 0.
     """
 
