@@ -230,12 +230,36 @@ VERIFY_RTOL = {torch.float64: 1e-9, torch.float32: 1e-5}
 VERIFY_MARGIN = 100.0
 
 
-def _distance(x: torch.Tensor, y: torch.Tensor, x_diverged: bool, y_diverged: bool) -> float:
-    """``|x - y| / |x|`` for two final points; inf when one run diverged and the other did not, 0
-    when both did."""
-    if x_diverged or y_diverged:
-        return 0.0 if x_diverged and y_diverged else math.inf
-    return float((x - y).double().norm() / (x.double().norm() + 1e-30))
+def _distance(a: _Run, b: _Run) -> float:
+    """How far run ``b`` ended from run ``a``, and strayed from it on the way: the larger of
+    ``|x_a - x_b| / |x_a|`` for the final points and ``max_t |f_a(t) - f_b(t)| / max_t |f_a(t)|`` over
+    the loss curve (its log-spaced steps); inf when one diverged and the other did not, or when one's
+    curve is finite where the other's is not."""
+    if a.diverged != b.diverged:
+        return math.inf
+    curve_a, curve_b = a.curve.double(), b.curve.double()
+    seen_a, seen_b = torch.isfinite(curve_a), torch.isfinite(curve_b)
+    if not torch.equal(seen_a, seen_b):
+        return math.inf
+    scale = float(curve_a[seen_a].abs().max()) if bool(seen_a.any()) else 0.0
+    along = float((curve_a - curve_b)[seen_a].abs().max()) / (scale + 1e-300) if bool(seen_a.any()) else 0.0
+    if a.diverged:
+        return along  # both diverged: their final points mean nothing
+    end = float((a.x - b.x).double().norm() / (a.x.double().norm() + 1e-30))
+    return max(end, along)
+
+
+@dataclass
+class _Run:
+    """One run as the spot check compares it: final point, loss curve, whether it diverged."""
+
+    x: torch.Tensor
+    curve: torch.Tensor
+    diverged: bool
+
+    @classmethod
+    def row(cls, tracker: EventTracker, final_x: torch.Tensor, row: int) -> _Run:
+        return cls(final_x[row], tracker.curve[row], bool(tracker.diverged_step[row] >= 0))
 
 
 def _verify(
@@ -249,39 +273,38 @@ def _verify(
     tracker: EventTracker,
     final_x: torch.Tensor,
 ) -> dict[str, Any]:
-    """Re-run one row of a batch alone, over its whole budget, and compare the final points.
+    """Re-run one row of a batch alone, over its whole budget, and compare it with its row.
 
     The row is a deterministic function of the seeds (so a re-run checks the same one), and its run
-    alone gets the same start and the same noise stream as in the batch. Batching may still change
-    the order of floating-point sums (a matrix product blocked for B rows or for one), and where the
-    dynamics are unstable (a saddle, a rough field) such rounding grows along the run. So a twin of
-    the run alone starts a few units in the last place away (``4 eps`` relative) and shows how far
-    rounding alone carries it; the batch's row matches when ``|x_alone - x_batch| / |x_alone|`` is at
-    most ``max(VERIFY_RTOL, VERIFY_MARGIN * |x_alone - x_twin| / |x_alone|)``, a run that diverged
-    counting as infinitely far from one that did not. A coupling (a step size set by all the rows)
-    moves a run by orders of magnitude more than rounding, except where rounding alone decides
-    everything (then nothing can tell them apart, and the probe is the only guard).
+    alone gets the same start and the same noise stream as in the batch. The two are compared by
+    :func:`_distance`: their final points, and their loss curves all along the run (a coupling that
+    acts only for a while and leaves the end unchanged still moves the escape and target times).
+    Batching may still change the order of floating-point sums (a matrix product blocked for B rows
+    or for one), and where the dynamics are unstable (a saddle, a rough field) such rounding grows
+    along the run. So beyond a floor (:data:`VERIFY_RTOL`) a twin of the run alone starts a few units
+    in the last place away (``4 eps`` relative) and shows how far rounding alone carries it; the row
+    matches when its distance is at most :data:`VERIFY_MARGIN` times the twin's. A coupling moves a
+    run by orders of magnitude more than rounding, except where rounding alone decides everything
+    (then nothing can tell them apart, and the probe is the only guard).
     """
     rows = len(seeds) * (1 if lrs is None else len(lrs))
     row = zlib.crc32(repr((landscape.seed, seeds, steps)).encode()) % rows
     seed = seeds[row % len(seeds)]
     lr = None if lrs is None else float(lrs[row // len(seeds)])
     alone_spec = optimizer if lr is None else with_rate(optimizer, lr)
-    alone, alone_x, _ = _execute(landscape, alone_spec, [seed], steps, noise, settings, "separate", None, None)
-    diverged = bool(alone.diverged_step[0] >= 0)
-    difference = _distance(alone_x[0], final_x[row], diverged, bool(tracker.diverged_step[row] >= 0))
+    common = (landscape, alone_spec, [seed], steps, noise, settings, "separate", None, None)
+    alone = _Run.row(*_execute(*common)[:2], 0)
+    difference = _distance(alone, _Run.row(tracker, final_x, row))
     floor = VERIFY_RTOL.get(landscape.dtype, 1e-5)
     check: dict[str, Any] = {"seed": seed}
     if lr is not None:
         check["lr"] = lr
-    if difference > floor:
-        jitter = 4 * torch.finfo(landscape.dtype).eps
-        twin, twin_x, _ = _execute(landscape, alone_spec, [seed], steps, noise, settings, "separate", None, None, jitter)  # noqa: E501
-        rounding = _distance(alone_x[0], twin_x[0], diverged, bool(twin.diverged_step[0] >= 0))
+    matched = difference <= floor
+    if not matched:
+        twin = _Run.row(*_execute(*common, 4 * torch.finfo(landscape.dtype).eps)[:2], 0)
+        rounding = _distance(alone, twin)
         check["rounding"] = rounding if math.isfinite(rounding) else "decides divergence"
         matched = difference <= max(floor, VERIFY_MARGIN * rounding)
-    else:
-        matched = True
     check["matched"] = bool(matched)
     if difference > 0:
         check["difference"] = difference if math.isfinite(difference) else "one diverged, the other did not"

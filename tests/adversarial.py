@@ -31,6 +31,28 @@ class LateCouplingSGD(torch.optim.Optimizer):
         return None
 
 
+class WindowCouplingSGD(torch.optim.Optimizer):
+    """SGD whose step, from step ``start`` to step ``stop`` only, is scaled by ``1 + tanh(10 mean|g|)``
+    over its whole tensor: the runs it steps together are coupled for a while and then converge to
+    the same minima as alone, so only their escape and target times betray the coupling."""
+
+    def __init__(self, params, lr: float = 0.1, start: int = 70, stop: int = 200) -> None:  # noqa: ANN001
+        super().__init__(params, {"lr": lr})
+        self.window = (start, stop)
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        self.steps += 1
+        for group in self.param_groups:
+            for p in group["params"]:
+                scale = 1.0
+                if self.window[0] <= self.steps < self.window[1]:
+                    scale += float(torch.tanh(p.grad.abs().mean() * 10))
+                p.add_(p.grad, alpha=-group["lr"] * scale)
+        return None
+
+
 class NaNAtStepSGD(torch.optim.SGD):
     """Plain SGD that, at step ``at``, writes NaN into every run (row) whose first coordinate is
     positive: a run that diverges on purpose, after reaching whatever plain SGD reached by then. A

@@ -56,6 +56,20 @@ def test_a_coupling_the_probe_cannot_see_is_caught_by_the_spot_check_and_run_sep
     assert choose_mode(resolve(spec), "cpu", torch.float64) == "separate"  # remembered
 
 
+def test_a_coupling_that_changes_only_the_times_and_not_the_end_is_caught() -> None:
+    """Coupled between steps 70 and 200, beyond the probe: every run still ends at the same minimum
+    as alone, but escapes and reaches its targets a few steps off. The spot check compares the loss
+    curves as well as the final points, so the batch is re-run separately, with the times of runs
+    made alone."""
+    spec = "adversarial:WindowCouplingSGD(lr=0.1)"
+    options = {"steps": 1000, "dtype": "float64", "curvature": False}
+    assert choose_mode(resolve(spec), "cpu", torch.float64) == "batched"
+    with pytest.warns(UserWarning, match="couples the runs"):
+        batch = landbench.run("saddle(dim=4)", spec, seeds=4, **options)
+    assert batch[0]["independence"]["matched"] is False and batch[0]["batch_mode"] == "separate"
+    _same_numbers(batch, _alone("saddle(dim=4)", spec, [0, 1, 2, 3], **options))
+
+
 def test_rounding_that_unstable_dynamics_amplify_is_not_taken_for_a_coupling() -> None:
     """Adam in float32 on a rotated saddle: a matrix product blocked for 8 rows or for one rounds
     differently, and the escape amplifies it to 8.5e-5 by step 1000, well above the float32 floor;
