@@ -37,8 +37,10 @@ _PARAMS = (
 class Settings:
     """Metric and precision settings, with documented defaults.
 
-    * ``targets``: thresholds on ``loss_gap`` whose first hitting step is recorded (default
-      ``10, 1, ..., 1e-8``, as in COCO).
+    * ``targets``: thresholds on ``loss_gap`` (default ``10, 1, ..., 1e-8``, as in COCO). Per target a
+      record holds when the run reached it and held it to the end of its budget (``reach_steps``,
+      ``reach_evals``: what every view counts, see :mod:`landbench.outcomes`) and COCO's first
+      hitting time (``first_hit_steps``, ``first_hit_evals``: for comparison only).
     * ``tau``: basin_width is the radius where the mean loss rise along random directions
       reaches ``tau`` (default 0.1, in loss units).
     * the rest: see ``landbench list --json`` or the README.

@@ -467,3 +467,53 @@ def test_real_runs_put_a_learning_rate_that_cannot_move_last() -> None:
     assert board.standings[-1].optimizer == "sgd(lr=1e-07)"
     assert board.standings[-1].mean_rank == 3.0 and board.standings[-1].score == 0.0
     assert math.isfinite(board.standings[0].score) and not board.warnings
+
+
+def _scenario_rows(markdown: str) -> dict[str, list[str]]:
+    """The cells of the per-scenario table rows of a one-scenario leaderboard, by optimizer."""
+    table = markdown.split("## Scenarios")[1].split("\n## ")[0]
+    rows = [line.strip("| ").split(" | ") for line in table.splitlines() if line.startswith("| ")]
+    header, body = rows[0], rows[2:]
+    return {cells[0]: dict(zip(header, cells)) for cells in body}  # type: ignore[misc]
+
+
+def test_a_median_on_a_diverged_run_is_no_number_and_only_all_diverged_says_so() -> None:
+    """On rosenbrock(dim=2), sgd(lr=0.003) diverges from 4 of 8 starts: numpy's median of the gaps
+    with the diverged runs as inf (ranked worst, as landbench.outcomes ranks them) is inf, so the
+    cell is ``-``, not "all diverged"; sgd(lr=0.01) diverges from all 8 (then "all diverged" is
+    true), and sgd(lr=0.0003) from none (the cell is numpy's median)."""
+    runs = {
+        lr: landbench.run("rosenbrock(dim=2)", f"sgd(lr={lr})", seeds=8, steps=100, dtype="float64", curvature=False)
+        for lr in (0.0003, 0.003, 0.01)
+    }
+    diverged = {lr: sum(r["diverged"] for r in rs) for lr, rs in runs.items()}
+    assert diverged == {0.0003: 0, 0.003: 4, 0.01: 8}
+    medians = {
+        lr: float(np.median([math.inf if r["diverged"] else r["loss_gap"] for r in rs])) for lr, rs in runs.items()
+    }
+    assert math.isinf(medians[0.003]) and math.isfinite(medians[0.0003])
+    rows = _scenario_rows(rank([r for rs in runs.values() for r in rs]).to_markdown())
+    cells = {lr: rows[f"sgd(lr={lr})"] for lr in runs}
+    assert cells[0.003]["median final gap"] == "-" and cells[0.003]["diverged"] == "4/8"
+    assert cells[0.01]["median final gap"] == "all diverged" and cells[0.01]["diverged"] == "8/8"
+    assert cells[0.0003]["median final gap"] == f"{medians[0.0003]:.3g}"
+
+
+def test_the_method_states_the_rules_of_landbench_outcomes() -> None:
+    """The Method paragraph of every Markdown leaderboard says what counts as landbench.outcomes
+    decides it: a target counts when held to the end, every failure (diverged or not) is charged its
+    whole budget, diverged runs rank worst in the median (not left out), and a median on one is no
+    number; and none of the rules of schema 2 (first hits, medians over non-diverged runs)."""
+    method = rank(hand_made_runs()).to_markdown().split("## Method")[1]
+    for rule in (
+        "a diverged run (its loss became NaN or inf within the budget) is a failure for every outcome",
+        "the gap is at most the target at the end of the budget",
+        "the gap stays within the target to the end",
+        "a run that touches a target and leaves it has not reached it",
+        "the whole budget of every unsuccessful run, diverged or not",
+        "with diverged runs ranked worse than any value",
+        "a median that falls on a diverged run is not a number",
+    ):
+        assert rule in method, rule
+    for wrong in ("to the hit", "non-diverged runs", "evaluations spent by unsuccessful runs"):
+        assert wrong not in method, wrong

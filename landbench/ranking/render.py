@@ -11,21 +11,29 @@ import numpy as np
 
 if TYPE_CHECKING:
     from landbench.ranking.leaderboard import Leaderboard, Pair, ScenarioResult
+    from landbench.ranking.scenarios import RunSummary
 
 #: The taus at which Markdown shows the performance profiles (clipped to tau_max).
 PROFILE_TAUS = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 
 METHOD = (
-    "Scenarios are (problem, noise, steps); instances and seeds are repetitions. Per scenario and target, "
-    "ERT = (evaluations of successful runs to the hit + evaluations spent by unsuccessful runs) / successes "
-    "(COCO; null when no run succeeds), beside the success rate; diverged runs are failures. The reference "
-    "target is the hardest one some optimizer reaches in at least half its runs. Per scenario, optimizers are "
-    "ranked by success rate and ERT at the reference target, then diverged share, then median final gap over "
-    "non-diverged runs (ties share the mean rank). Mean rank: {confidence:.0%} percentile-bootstrap CI over "
-    "scenarios ({bootstrap} resamples, seed {seed}). Score: area under the performance profile of the ERT at "
-    "the reference target (Dolan and More 2002), 1/(tau_max-1) * integral of rho(tau) from 1 to tau_max = "
-    "{tau_max:g}, on a linear tau axis as in AlgoPerf (Dahl et al. 2023). Pairs: Wilcoxon signed-rank test of "
-    "the per-scenario ranks, Holm-adjusted over all pairs; a difference is called when p_holm < {alpha:g}."
+    "Scenarios are (problem, noise, steps); instances and seeds are repetitions. What counts (`landbench.outcomes`): "
+    "a diverged run (its loss became NaN or inf within the budget) is a failure for every outcome, whatever it did "
+    "before, and has no final gap. A run reaches a target on the loss gap f - f* only if it holds it: the gap is at "
+    "most the target at the end of the budget, and its time is the evaluations it had spent by the step from which "
+    "the gap stays within the target to the end; a run that touches a target and leaves it has not reached it "
+    "(COCO's first hit is kept in the records as `first_hit_*`, for comparison only). Per scenario and target, "
+    "ERT = (evaluations of successful runs to the step from which they hold the target + the whole budget of every "
+    "unsuccessful run, diverged or not) / successes (COCO's expected running time; null when no run succeeds), "
+    "beside the success rate. The reference target is the hardest one some optimizer reaches in at least half its "
+    "runs. Per scenario, optimizers are ranked by success rate and ERT at the reference target, then diverged "
+    "share, then median final gap (final loss where f* is unknown) with diverged runs ranked worse than any value "
+    "(ties share the mean rank); a median that falls on a diverged run is not a number (`-` in tables, null in JSON). "
+    "Mean rank: {confidence:.0%} percentile-bootstrap CI over scenarios ({bootstrap} resamples, seed {seed}). "
+    "Score: area under the performance profile of the ERT at the reference target (Dolan and More 2002), "
+    "1/(tau_max-1) * integral of rho(tau) from 1 to tau_max = {tau_max:g}, on a linear tau axis as in AlgoPerf "
+    "(Dahl et al. 2023). Pairs: Wilcoxon signed-rank test of the per-scenario ranks, Holm-adjusted over all pairs; "
+    "a difference is called when p_holm < {alpha:g}."
 )
 
 
@@ -304,9 +312,17 @@ def _scenario_table(result: ScenarioResult, order: list[str]) -> Table:
         k = result.reference
         success = "-" if k is None else f"{s.success_rate(k):.0%}"
         ert = "-" if k is None else _num(s.ert[k], ".4g")
-        median = "all diverged" if math.isinf(s.median_final) else f"{s.median_final:.3g}"
-        rows.append([o, f"{result.ranks[o]:g}", success, ert, f"{s.diverged}/{s.runs}", median])
+        rows.append([o, f"{result.ranks[o]:g}", success, ert, f"{s.diverged}/{s.runs}", _median_cell(s)])
     return header, rows
+
+
+def _median_cell(summary: RunSummary) -> str:
+    """The median final gap (or loss) of a table row: ``-`` where it is not a number (it falls on a
+    diverged run, or a run has no value: see :func:`landbench.outcomes.median_of`), and "all
+    diverged" only where every run diverged."""
+    if math.isfinite(summary.median_final):
+        return f"{summary.median_final:.3g}"
+    return "all diverged" if summary.runs and summary.diverged == summary.runs else "-"
 
 
 def _num(value: float | None, spec: str) -> str:
