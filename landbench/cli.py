@@ -246,7 +246,8 @@ def _seeds(value: str | None) -> list[int] | None:
     if value is None:
         return None
     try:
-        parsed: int | list[int] = [int(v) for v in value.split(",")] if "," in value else int(value)
+        # "3" is a count; "3," (or "0,3,7") a list, so that one seed other than 0 can be given
+        parsed: int | list[int] = [int(v) for v in value.split(",") if v.strip()] if "," in value else int(value)
     except ValueError:
         raise click.BadParameter(
             f"expected a count (8) or a comma-separated list of run seeds (0,3,7), got {value!r}"
@@ -270,7 +271,7 @@ def _seeds(value: str | None) -> list[int] | None:
     metavar="SPEC",
     help="An optimizer; replaces the suite's optimizers. Repeatable.",
 )
-@click.option("--seeds", metavar="N|LIST", help="Number of run seeds (0..N-1) or a list such as 0,3,7.")
+@click.option("--seeds", metavar="N|LIST", help="Number of run seeds (0..N-1) or a list such as 0,3,7 (one seed: 3,).")
 @click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps per run.")
 @click.option(
     "--noise",
@@ -375,14 +376,38 @@ def _results_and_references(results: Sequence[str], against: Sequence[str], verb
             f"(shipped: {', '.join(available_references())})"
         )
     records = load_results(results)
-    if results and not any(r.get("phase", "score") == "score" for r in records):
-        raise LandbenchError(
-            f"no scored runs in {', '.join(results)} ({len(records)} records, none of phase 'score'), so no scored "
-            f"runs to {verb}: run a suite into it first, e.g. landbench run baselines --optimizer SPEC --out DIR"
-        )
+    if results:
+        _require_scored(records, ", ".join(results), verb)
     for reference in against:
-        records += load_reference(reference)
+        references = load_reference(reference)
+        _require_scored(references, f"the reference set {reference}", verb)
+        records += references
     return records
+
+
+def _require_scored(records: Sequence[dict[str, Any]], where: str, verb: str) -> None:
+    """Refuse results with no scored run that this landbench reads (phase 'score', its record schema)."""
+    from landbench.outcomes import RECORD_SCHEMA, schema_of
+
+    scored = [r for r in records if r.get("phase", "score") == "score"]
+    if not scored:
+        raise LandbenchError(
+            f"no scored runs in {where} ({len(records)} records, none of phase 'score'), so no scored runs to "
+            f"{verb}: run a suite into it first, e.g. landbench run baselines --optimizer SPEC --out DIR"
+        )
+    schemas = sorted({schema_of(r) for r in scored})
+    if RECORD_SCHEMA not in schemas:
+        newer = all(schema > RECORD_SCHEMA for schema in schemas)
+        raise LandbenchError(
+            f"the {len(scored)} scored runs in {where} are of record schema {', '.join(map(str, schemas))}, and this "
+            f"landbench reads schema {RECORD_SCHEMA}: "
+            + (
+                "upgrade landbench to read them"
+                if newer
+                else "their successes counted a target touched once; run them again with this landbench "
+                "(the same command into a new folder)"
+            )
+        )
 
 
 @main.command("rank")

@@ -248,6 +248,12 @@ def _check_records(records: Records, where: str) -> None:
         raise TypeError(f"{where}: pass the list of records (one per run), not a single record")
     if not records:
         raise ValueError(f"{where}: no records (no runs to check)")
+    schemas = sorted({outcomes.schema_of(r) for r in records} - {outcomes.RECORD_SCHEMA})
+    if schemas:
+        raise ValueError(
+            f"{where}: records of schema {', '.join(map(str, schemas))}, and this landbench reads schema "
+            f"{outcomes.RECORD_SCHEMA} (the meaning of their outcomes differs): run them again with this landbench"
+        )
 
 
 def _check_budget(value: int | None, name: str) -> int | None:

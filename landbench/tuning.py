@@ -46,6 +46,7 @@ same budget rather than at their defaults.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from collections import defaultdict
@@ -121,8 +122,8 @@ class Grid:
         """The rate the values multiply: the spec's lr, its class's default lr, or None (absolute)."""
         if self.kind == "relative":
             return lr_of(optimizer)
-        if self.kind == "multiplier":
-            return default_lr(optimizer)
+        if self.kind == "multiplier":  # the class's default, or the spec's own where it has none
+            return default_lr(optimizer) or lr_of(optimizer)
         return None
 
     def rates(self, optimizer: str | OptimizerSpec) -> tuple[float, ...]:
@@ -256,8 +257,12 @@ def lr_of(optimizer: str | OptimizerSpec) -> float | None:
 
 
 def default_lr(optimizer: str | OptimizerSpec) -> float | None:
-    """The learning rate of the spec with its ``lr`` left out (the class's default)."""
+    """The learning rate of the spec with its ``lr`` left out (the class's default); None when the
+    class has no default (its ``lr`` is a required argument)."""
     spec = resolve(optimizer)
+    parameter = inspect.signature(spec.cls.__init__).parameters.get("lr")
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        return None
     return lr_of(format_spec(spec.name, {k: v for k, v in spec.kwargs.items() if k != "lr"}))
 
 
@@ -277,7 +282,8 @@ def check_optimizers(tuning: Tuning, optimizers: Iterable[str]) -> str | None:
     names = {parse_spec(o, what="optimizer").name for o in labels.values()}
     for key, _ in tuning.grids:
         if key not in labels and key not in names:
-            return f"[tuning.grids] {key!r} names none of the optimizers; valid: {', '.join([*names, *labels])}"
+            valid = ", ".join(dict.fromkeys([*sorted(names), *labels]))
+            return f"[tuning.grids] {key!r} names none of the optimizers; valid: {valid}"
     return None
 
 

@@ -53,6 +53,13 @@ class WindowCouplingSGD(torch.optim.Optimizer):
         return None
 
 
+class RequiredLrSGD(torch.optim.SGD):
+    """Plain SGD whose ``lr`` has no default: a required argument, as some third-party classes have."""
+
+    def __init__(self, params, lr: float) -> None:  # noqa: ANN001
+        super().__init__(params, lr=lr)
+
+
 class NaNAtStepSGD(torch.optim.SGD):
     """Plain SGD that, at step ``at``, writes NaN into every run (row) whose first coordinate is
     positive: a run that diverges on purpose, after reaching whatever plain SGD reached by then. A

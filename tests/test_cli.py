@@ -169,7 +169,8 @@ def test_ctrl_c_says_how_to_resume(tiny: Path, tmp_path: Path, monkeypatch: pyte
     [
         (["--seeds", "0,-1"], "--seeds must be a count >= 1 or a non-empty list"),
         (["--seeds", "2,2"], "lists a run seed twice"),
-        (["--seeds", ","], "expected a count"),
+        (["--seeds", ","], "a non-empty list"),
+        (["--seeds", "a,"], "expected a count"),
         (["--noise", "nan"], "noise must be a finite number >= 0"),
         (["--noise", "inf"], "noise must be a finite number >= 0"),
         (["--device", "cuda:7"], "device"),
@@ -180,6 +181,12 @@ def test_bad_budget_flags_exit_with_status_2(flags: list[str], message: str, tmp
     result = CliRunner().invoke(main, args + flags)
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_one_seed_other_than_zero_is_a_list_of_one(tmp_path: Path) -> None:
+    result = invoke("run", "--problem", "saddle(dim=3)", "--optimizer", "sgd(lr=0.1)", "--steps", "3", "--seeds", "3,",
+                    "--json", "--out", str(tmp_path))
+    assert [json.loads(line)["seed"] for line in result.output.splitlines()] == [3]
 
 
 def test_summary_reports_a_censored_median_escape(tmp_path: Path) -> None:

@@ -104,6 +104,26 @@ def test_an_optimizer_that_fails_even_alone_is_refused_with_its_error() -> None:
         landbench.run("saddle(dim=4)", "torch.optim:SparseAdam(lr=0.1)", seeds=2, steps=3)
 
 
+class ExitingSGD(torch.optim.SGD):
+    """SGD that calls sys.exit(0) at its tenth step (inside the probe)."""
+
+    def step(self, closure=None):  # type: ignore[override]
+        self.count = getattr(self, "count", 0) + 1
+        if self.count == 10:
+            sys.exit(0)
+        return super().step(closure)
+
+
+def test_an_optimizer_that_calls_sys_exit_in_the_probe_is_refused_not_a_silent_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = types.ModuleType("exiting")
+    module.ExitingSGD = ExitingSGD  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "exiting", module)
+    with pytest.raises(BatchSafetyError, match="SystemExit: 0 \\(the optimizer called sys.exit"):
+        choose_mode(resolve("exiting:ExitingSGD(lr=0.1)"), "cpu", torch.float64)
+
+
 @pytest.mark.parametrize(
     "optimizer", ["sgd(momentum=0.9)", "adafactor(beta2_decay=-0.8)", "sam(rho=0.05)", "pgd(g_thres=5.0, t_thres=4)"]
 )

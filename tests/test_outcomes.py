@@ -310,3 +310,26 @@ def test_a_diverged_run_is_written_as_a_failure_for_every_outcome() -> None:
     settled = outcomes.settle(dict(raw))
     assert (settled["escaped"], settled["escape_step"], settled["reach_evals"]) == (False, None, [None, None])
     assert settled["first_hit_evals"] == [2, 4] and settled["final_loss"] is None
+
+
+def test_results_of_an_older_schema_are_refused_by_every_view_with_what_to_do(tmp_path) -> None:  # noqa: ANN001
+    """Schema 2 counted a target touched once as reached: rank and report refuse such results with a
+    one-line error (exit status 2), landbench.testing with a ValueError; never a silent leaderboard."""
+    import json
+
+    from click.testing import CliRunner
+
+    from landbench.cli import main
+
+    old = [{**run(s, reach=[3, None]), "schema": 2, "hit_steps": [3, None]} for s in range(2)]
+    for r in old:
+        del r["reach_steps"], r["reach_evals"]
+    path = tmp_path / "old.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in old))
+    for command in (["rank", str(path)], ["report", str(path), "--out", str(tmp_path / "r")]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2, result.output
+        assert "are of record schema 2, and this landbench reads schema 3" in result.output
+        assert "run them again" in result.output
+    with pytest.raises(ValueError, match="records of schema 2.*run them again"):
+        assert_reaches(old, 1.0)

@@ -419,6 +419,18 @@ def test_no_tune_on_the_baselines_keeps_the_users_lr(tmp_path: Path) -> None:
     assert not [r for r in ResultStore(tmp_path).records() if r["phase"] == "tune"]
 
 
+@pytest.mark.parametrize("tune", ["--no-tune", "--tune"])
+def test_an_optimizer_whose_lr_is_required_runs_on_the_baselines(tmp_path: Path, tune: str) -> None:
+    """A class without a default lr (a required argument) once failed with "the argument(s) lr are
+    required" (review): its default is simply unknown, which no absolute grid needs."""
+    result = _cli("run", "baselines", "--optimizer", "adversarial:RequiredLrSGD(lr=0.005)", tune, *SMALL,
+                  "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    lrs = {r["tuning"]["lr"] for r in records}
+    assert lrs == {0.005} if tune == "--no-tune" else lrs <= set(DEFAULT_GRID)
+
+
 def test_the_baselines_tune_by_default_and_say_which_lr_they_replace(tmp_path: Path) -> None:
     result = _cli(
         "run",

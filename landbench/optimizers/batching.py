@@ -123,7 +123,7 @@ def choose_mode(spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: 
     healthy = len(_SCALES) - 1
     try:
         alone = torch.cat([_trajectory(spec, "separate", probe, start[i : i + 1], [i]) for i in range(healthy)])
-    except Exception as exc:  # noqa: BLE001 - any failure of a third-party optimizer is reported as such
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of a third-party optimizer, reported
         raise BatchSafetyError(
             f"optimizer {spec.canonical} fails on a small test problem on {device} in {dtype} even for a single "
             f"run: {type(exc).__name__}: {exc}{_hint(exc)}"
@@ -195,8 +195,10 @@ def grid_shares_batch(
     return grid_mode(spec, device, dtype, lrs) is not None
 
 
-def _hint(exc: Exception) -> str:
+def _hint(exc: BaseException) -> str:
     """What an error most likely means for landbench, where it has a likely meaning."""
+    if isinstance(exc, SystemExit):
+        return " (the optimizer called sys.exit, which would end a sweep)"
     if "does not require grad" in str(exc) or "create_graph" in str(exc):
         return (
             " (landbench hands optimizers closed-form gradients without an autograd graph, so optimizers that "
@@ -216,6 +218,6 @@ def _agrees(
 ) -> bool:
     try:
         together = _trajectory(spec, mode, probe, start, seeds)[: alone.shape[0]]
-    except Exception:  # noqa: BLE001 - a mode the optimizer cannot run in is simply not chosen
+    except (Exception, SystemExit):  # noqa: BLE001 - a mode the optimizer cannot run in is simply not chosen
         return False
     return _close(together, alone, dtype)

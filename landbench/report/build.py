@@ -65,9 +65,10 @@ def figure_context(records: list[dict[str, Any]]) -> tuple[Context, list[str]]:
     mpl.require()
     grouped, notes = data.grouped_records(records)
     if not grouped:
+        why = "; ".join(notes) or "none of phase 'score'"
         raise LandbenchError(
-            f"no scored runs to report ({len(records)} records, none of phase 'score'): "
-            "run a suite first, e.g. landbench run smoke --out DIR"
+            f"no scored runs to report ({len(records)} records: {why}): run a suite first, e.g. "
+            "landbench run smoke --out DIR"
         )
     board = rank(records)
     styles = mpl.Styles([s.optimizer for s in board.standings] + data.optimizers(grouped))
