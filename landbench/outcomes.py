@@ -368,6 +368,15 @@ class Summary:
         raise ValueError(f"target {target:g} is not among the summary's targets: {listed}")
 
     @property
+    def reached_share(self) -> float | None:
+        """The share of (run, target) pairs in which the run reached the target and held it: COCO's
+        runtime ECDF at the budget, over the summary's targets (None without targets). A diverged run
+        counts as missing every target."""
+        if not self.targets or not self.runs:
+            return None
+        return sum(r.successes for r in self.targets) / (self.runs * len(self.targets))
+
+    @property
     def escaped_share(self) -> float | None:
         return None if self.escapes is None or not self.runs else self.escapes.escaped / self.runs
 
@@ -378,6 +387,7 @@ class Summary:
             out["escaped"] = self.escapes.escaped
             out["escaped_share"] = self.escaped_share
             out["median_escape_step"] = self.escapes.median
+        out["reached_share"] = self.reached_share
         out["targets"] = [
             {
                 "target": r.target,

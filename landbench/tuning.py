@@ -22,8 +22,9 @@ For every optimizer of a suite and every problem family in it:
 3. **Criterion.** Candidates are the rates none of whose tuning runs diverged (if every rate had a
    diverged run, those with the fewest): a rate that blew up is never chosen over one that did
    not. The candidates' tuning runs are ranked as the leaderboard ranks optimizers
-   (:func:`landbench.ranking.rank` with the rates as contestants): per scenario by success rate
-   and ERT at the reference target, then diverged share, then median final gap. The chosen rate
+   (:func:`landbench.ranking.rank` with the rates as contestants): per scenario by the share of
+   (run, target) pairs held, then ERT at the reference target, then diverged share, then median
+   final gap. The chosen rate
    has the best mean rank over the family's scenarios; ties go to the higher performance-profile
    score, then to the smaller rate (the safer one).
 4. **Scoring.** The suite's own scenarios run with the chosen rate. Their records carry

@@ -265,6 +265,29 @@ def test_an_optimizer_that_diverges_on_purpose_never_ranks_above_the_same_one_th
         assert share <= 1 - diverged / len(runs)
 
 
+def test_holding_a_hard_target_in_half_the_runs_and_diverging_in_the_rest_ranks_below_converging() -> None:
+    """NaN-SGD at lr 0.019 converges fast, and at step 500 writes NaN into the runs whose first
+    coordinate is positive: half of them hold 1e-8 (the reference target they set), the other half
+    diverge after reaching every target. Plain SGD at lr 0.01 holds 1e-6 in all its runs and never
+    1e-8. Ranked by the success at the reference target alone, NaN-SGD came first (review); ranked by
+    the share of (run, target) pairs held over every target, it holds at most half of them and comes
+    second."""
+    records = []
+    for optimizer in ("adversarial:NaNAtStepSGD(lr=0.019, at=500)", "sgd(lr=0.01)"):
+        records += landbench.run("quadratic(dim=4)", optimizer, seeds=8, steps=600, dtype="float64", curvature=False)
+    wild = [r for r in records if "NaN" in r["optimizer"]]
+    assert 0 < sum(r["diverged"] for r in wild) < len(wild)
+    board = rank(records, bootstrap=10)
+    (scenario,) = board.scenarios
+    assert scenario.targets[scenario.reference] == 1e-8  # set by NaN-SGD's surviving runs
+    summaries = scenario.summaries
+    assert summaries["adversarial:NaNAtStepSGD(lr=0.019, at=500)"].success_rate(scenario.reference) >= 0.5
+    assert summaries["sgd(lr=0.01)"].success_rate(scenario.reference) == 0
+    assert [s.optimizer for s in board.standings][0] == "sgd(lr=0.01)"
+    wild_share = summaries["adversarial:NaNAtStepSGD(lr=0.019, at=500)"].reached_share
+    assert summaries["sgd(lr=0.01)"].reached_share > wild_share
+
+
 def test_a_run_that_starts_inside_a_target_and_diverges_is_no_success() -> None:
     """sgd(lr=100) diverges from every start; a start already within gap 10 was once a success at 10."""
     records = landbench.run("quadratic(dim=2)", "sgd(lr=100.0)", seeds=16, steps=50, dtype="float64", curvature=False)

@@ -9,10 +9,13 @@ budget.
 * Reference target of a scenario: the hardest target that at least one optimizer reaches in at
   least half of its runs (none if no target is reached that often, or f* is unknown). The time to
   target of an optimizer is its ERT at the reference target (``inf`` if it never reaches it).
-* Per-scenario rank: optimizers are ordered by (1) success rate at the reference target, higher
-  first; (2) ERT there, lower first; (3) share of diverged runs, lower first; (4) median final
-  loss gap (final loss without f*), diverged runs ranked worst, lower first. Without a reference
-  target only (3) and (4) apply. Ties share their mean rank.
+* Per-scenario rank: optimizers are ordered by (1) the share of (run, target) pairs reached and
+  held, over every target of the scenario, higher first (COCO's runtime ECDF at the budget: a run
+  that diverged misses every target, however far it got, so an optimizer that diverges in half its
+  runs holds at most half the pairs); (2) ERT at the reference target, lower first; (3) share of
+  diverged runs, lower first; (4) median final loss gap (final loss without f*), diverged runs
+  ranked worst, lower first. Without targets (f* unknown) only (3) and (4) apply. Ties share their
+  mean rank.
 * Mean rank over scenarios, with a percentile-bootstrap CI that resamples scenarios.
 * Performance profiles of the times to target over the scenarios with targets (f* known), and
   their area up to ``tau_max`` as the score (:mod:`landbench.ranking.profiles`). Times are floored
@@ -228,9 +231,10 @@ def _reference_target(summaries: dict[str, RunSummary], count: int) -> int | Non
 def _rank_key(summary: RunSummary, reference: int | None) -> tuple[float, ...]:
     """Smaller is better: see the module docstring for the order of the criteria."""
     tail = (summary.diverged / summary.runs, summary.median_final)
-    if reference is None:
+    if not summary.targets:
         return tail
-    return (-summary.success_rate(reference), summary.ert[reference], *tail)
+    ert = math.inf if reference is None else summary.ert[reference]
+    return (-summary.reached_share, ert, *tail)
 
 
 def _profile(results: list[ScenarioResult], optimizers: list[str], tau_max: float) -> tuple[dict, Profile]:

@@ -69,7 +69,8 @@ class RunSummary:
 
     ``ert[k]`` and ``successes[k]`` are per target ``targets[k]``: runs that reached the target and
     held it to the end, and COCO's expected running time in gradient evaluations with every failure
-    (diverged ones included) charged its whole budget. ``median_final`` is the median final loss
+    (diverged ones included) charged its whole budget; ``reached_share`` the share of (run, target)
+    pairs reached over all targets. ``median_final`` is the median final loss
     gap (final loss when f* is unknown) with diverged runs ranked worst: ``inf`` when the median
     falls on a diverged run.
     """
@@ -81,6 +82,7 @@ class RunSummary:
     ert: tuple[float, ...]
     median_final: float
     instances: tuple[int, ...]
+    reached_share: float = 0.0
 
     def success_rate(self, k: int) -> float:
         return self.successes[k] / self.runs
@@ -170,6 +172,7 @@ def summarize(runs: Sequence[dict[str, Any]], targets: tuple[float, ...]) -> Run
         ert=tuple(r.ert for r in summary.targets),
         median_final=math.inf if median is None else median,
         instances=tuple(sorted({int(r.get("instance", 0)) for r in runs})),
+        reached_share=summary.reached_share or 0.0,
     )
 
 
