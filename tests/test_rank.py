@@ -497,6 +497,9 @@ def test_a_median_on_a_diverged_run_is_no_number_and_only_all_diverged_says_so()
     assert cells[0.003]["median final gap"] == "-" and cells[0.003]["diverged"] == "4/8"
     assert cells[0.01]["median final gap"] == "all diverged" and cells[0.01]["diverged"] == "8/8"
     assert cells[0.0003]["median final gap"] == f"{medians[0.0003]:.3g}"
+    for lr, rs in runs.items():  # the first criterion of the rank, counted from the records
+        held = sum(t is not None for r in rs if not r["diverged"] for t in r["reach_evals"])
+        assert cells[lr]["pairs held"] == f"{held / (len(rs) * len(rs[0]['targets'])):.0%}"
 
 
 def test_the_method_states_the_rules_of_landbench_outcomes() -> None:
@@ -511,9 +514,10 @@ def test_the_method_states_the_rules_of_landbench_outcomes() -> None:
         "the gap stays within the target to the end",
         "a run that touches a target and leaves it has not reached it",
         "the whole budget of every unsuccessful run, diverged or not",
+        "ranked by the share of (run, target) pairs reached and held over every target of the scenario",
         "with diverged runs ranked worse than any value",
         "a median that falls on a diverged run is not a number",
     ):
         assert rule in method, rule
-    for wrong in ("to the hit", "non-diverged runs", "evaluations spent by unsuccessful runs"):
+    for wrong in ("to the hit", "non-diverged runs", "evaluations spent by unsuccessful runs", "by success rate"):
         assert wrong not in method, wrong

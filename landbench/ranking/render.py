@@ -26,9 +26,11 @@ METHOD = (
     "ERT = (evaluations of successful runs to the step from which they hold the target + the whole budget of every "
     "unsuccessful run, diverged or not) / successes (COCO's expected running time; null when no run succeeds), "
     "beside the success rate. The reference target is the hardest one some optimizer reaches in at least half its "
-    "runs. Per scenario, optimizers are ranked by success rate and ERT at the reference target, then diverged "
-    "share, then median final gap (final loss where f* is unknown) with diverged runs ranked worse than any value "
-    "(ties share the mean rank); a median that falls on a diverged run is not a number (`-` in tables, null in JSON). "
+    "runs. Per scenario, optimizers are ranked by the share of (run, target) pairs reached and held over every "
+    "target of the scenario (COCO's runtime ECDF at the budget; a diverged run misses every target), then ERT at "
+    "the reference target, then diverged share, then median final gap (final loss where f* is unknown) with "
+    "diverged runs ranked worse than any value (ties share the mean rank); a median that falls on a diverged run "
+    "is not a number (`-` in tables, null in JSON). "
     "Mean rank: {confidence:.0%} percentile-bootstrap CI over scenarios ({bootstrap} resamples, seed {seed}). "
     "Score: area under the performance profile of the ERT at the reference target (Dolan and More 2002), "
     "1/(tau_max-1) * integral of rho(tau) from 1 to tau_max = {tau_max:g}, on a linear tau axis as in AlgoPerf "
@@ -77,6 +79,7 @@ def _scenario_dict(result: ScenarioResult) -> dict[str, Any]:
                 "ert": list(s.ert),
                 "reference_success_rate": None if k is None else s.success_rate(k),
                 "reference_ert": None if k is None else s.ert[k],
+                "reached_share": s.reached_share if result.targets else None,
                 "median_final": s.median_final,
             }
             for o, s in result.summaries.items()
@@ -300,19 +303,28 @@ def _scenario_caption(result: ScenarioResult) -> str:
         reference = "none (no target reached by any optimizer in half its runs)"
     else:
         reference = f"{result.targets[result.reference]:g}"
-    return f"Family {result.family} ({result.group}); reference target {reference}; time in {result.time_unit}."
+    held = (
+        f" Pairs held: the share of (run, target) pairs reached and held over the {len(result.targets)} targets; "
+        "success and ERT: at the reference target."
+        if result.targets
+        else ""
+    )
+    return (
+        f"Family {result.family} ({result.group}); reference target {reference}; time in {result.time_unit}.{held}"
+    )
 
 
 def _scenario_table(result: ScenarioResult, order: list[str]) -> Table:
     final = "median final gap" if result.targets else "median final loss"
-    header = ["optimizer", "rank", "success", "ERT", "diverged", final]
+    header = ["optimizer", "rank", "pairs held", "success", "ERT", "diverged", final]
     rows = []
     for o in order:
         s = result.summaries[o]
         k = result.reference
+        held = f"{s.reached_share:.0%}" if result.targets else "-"
         success = "-" if k is None else f"{s.success_rate(k):.0%}"
         ert = "-" if k is None else _num(s.ert[k], ".4g")
-        rows.append([o, f"{result.ranks[o]:g}", success, ert, f"{s.diverged}/{s.runs}", _median_cell(s)])
+        rows.append([o, f"{result.ranks[o]:g}", held, success, ert, f"{s.diverged}/{s.runs}", _median_cell(s)])
     return header, rows
 
 
