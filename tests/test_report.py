@@ -330,6 +330,58 @@ def _overlapping(figure: Figure) -> list[tuple[str, str]]:
     return [(texts[a].get_text(), texts[b].get_text()) for a, b in zip(i, j)]
 
 
+def _texts_over_data(figure: Figure) -> list[tuple[str, str]]:
+    """Texts drawn over a panel's data (by more than half a pixel both ways): (text, panel title).
+    The data: boxes (patches) and lines in data coordinates (whiskers, medians, dots, curves) with
+    their width, each as far as the panel shows it (they are clipped to the axes)."""
+    from matplotlib.transforms import Bbox
+
+    renderer = figure.canvas.get_renderer()
+    texts = [(t.get_text(), t.get_window_extent(renderer)) for t in _drawn_texts(figure)]
+    over = []
+    for ax in figure.axes:
+        frame = ax.get_window_extent(renderer)
+        lines = [line for line in ax.lines if line.get_transform() == ax.transData]
+        extents = [patch.get_window_extent(renderer) for patch in ax.patches] + [
+            line.get_window_extent(renderer).padded(line.get_linewidth() * figure.dpi / 144) for line in lines
+        ]
+        for whole in extents:
+            extent = Bbox.intersection(whole, frame)
+            if extent is None:
+                continue
+            for text, box in texts:
+                wide = min(box.x1, extent.x1) - max(box.x0, extent.x0)
+                tall = min(box.y1, extent.y1) - max(box.y0, extent.y0)
+                if wide > 0.5 and tall > 0.5:
+                    over.append((text, ax.get_title()))
+    return sorted(set(over))
+
+
+def _censored_lines(ax: Any) -> list[Any]:
+    """The hollow triangles of a panel of the escape figures: its censored points."""
+    from matplotlib.colors import to_rgba
+
+    return [line for line in ax.lines if line.get_marker() == "^" and to_rgba(line.get_markerfacecolor()) == (1,) * 4]
+
+
+def _censored_overlaps(figure: Figure) -> list[tuple[str, int]]:
+    """Hollow triangles (censored points of the escape figures) closer than their size to another of
+    the same panel: (panel title, how many pairs)."""
+    out = []
+    for ax in figure.axes:
+        centres, size = [], 0.0
+        for line in _censored_lines(ax):
+            centres += list(line.get_transform().transform(line.get_xydata()))
+            size = max(size, line.get_markersize() * figure.dpi / 72)
+        if len(centres) > 1:
+            points = np.array(centres)
+            distance = np.hypot(*(points[:, None, :] - points[None, :, :]).transpose(2, 0, 1))
+            close = int(np.triu(distance < size - 0.5, k=1).sum())
+            if close:
+                out.append((ax.get_title(), close))
+    return out
+
+
 def _y_tick_labels(ax: Any) -> list[str]:
     """The y tick labels a panel shows (ticks in view, non-empty; the figure drawn)."""
     low, high = sorted(ax.yaxis.get_view_interval())
@@ -408,11 +460,29 @@ def test_a_legend_entry_wider_than_its_figure_widens_the_figure() -> None:
     assert _clipped(figure) == [] and figure.get_figwidth() > mpl.WIDTH
 
 
+def test_the_layout_checks_catch_what_reports_of_30_optimizers_showed() -> None:
+    """The checks below fail on what the review of a 30-optimizer report saw: the "<= 1e-12" floor
+    label written over the last boxes, and hollow censored triangles on top of each other."""
+    figure, (boxes, escape) = mpl.grid(2)
+    boxes.boxplot([np.array([1e-12, 1e-11, 1e-10])] * 3, patch_artist=True)
+    boxes.set_yscale("log")
+    boxes.annotate("<= 1e-12", (1, 1e-12), xycoords=("axes fraction", "data"), ha="right", va="bottom")
+    for x in (4.0, 4.02, 4.04):  # three optimizers censored at d = 4, spread as the medians are
+        escape.plot([x], [1.0], "^", ms=6, mfc="white", transform=escape.get_xaxis_transform(), clip_on=False)
+    escape.set_xscale("log")
+    escape.set_xlim(2, 20)
+    figure.canvas.draw()
+    assert ("<= 1e-12", "") in _texts_over_data(figure)
+    assert _censored_overlaps(figure) == [("", 3)]
+
+
 def test_no_text_is_clipped_or_runs_into_another(crowd_figures: tuple[figures.Context, list[figures.Drawn]]) -> None:
     _, drawn = crowd_figures
     for figure in drawn:
         assert _clipped(figure.figure) == [], figure.name
         assert _overlapping(figure.figure) == [], figure.name
+        assert _texts_over_data(figure.figure) == [], figure.name
+        assert _censored_overlaps(figure.figure) == [], figure.name
         width, height = figure.figure.get_size_inches() * figure.figure.dpi
         assert width < 1400 and height < 2000, (figure.name, width, height)
 
@@ -462,6 +532,93 @@ def test_boxes_are_labelled_and_their_diverged_runs_counted(
             diverged = [int(c.split()[0]) for c in counts if c.endswith("div.")]
             seen[optimizer] = diverged[0] if diverged else 0
         assert seen == expected, group
+
+
+def test_the_floor_is_a_y_tick_label_and_censored_points_sit_side_by_side(
+    crowd_figures: tuple[figures.Context, list[figures.Drawn]], crowd: list[dict]
+) -> None:
+    """A loss-gap panel with a run below the floor labels the floor on its y axis ("≤1e-12"), beside
+    the boxes; every (optimizer, dimension) where at most half the runs escaped has its own triangle
+    (the layout test above checks that none covers another)."""
+    context, drawn = crowd_figures
+    by_name = {d.name: d.figure for d in drawn}
+    names = set(context.styles.order)
+    for ax in by_name["loss_gap"].axes:
+        gaps = [
+            r["loss_gap"]
+            for r in crowd
+            if r["optimizer"] in names and group_of(r["family"]) == ax.get_title() and r["loss_gap"] is not None
+        ]
+        floored = min(gaps) <= figures.GAP_FLOOR
+        assert ("≤1e-12" in _y_tick_labels(ax)) == floored, ax.get_title()
+    (panel,) = [p for p in data.sweep(context.grouped, "dim", data.has_saddle)]
+    lost = sum(data.escape_stats(rs).median is None for points in panel.series.values() for rs in points.values())
+    (ax,) = by_name["escape_dim"].axes
+    triangles = sum(len(line.get_xydata()) for line in _censored_lines(ax))
+    assert triangles == lost and (lost > 2 or len(names) < 30)
+
+
+def test_gaps_on_their_way_to_overflow_are_drawn_at_the_ceiling_without_warnings() -> None:
+    """sgd(lr=0.03) on quadratic(dim=2) (curvature 100: |1 - 3| = 2 a step) ends 480 steps at gaps
+    of 1e289 to 1e290, finite; sgd(lr=0.01) converges. The gap axes end just above the ceiling
+    instead of spanning 300 decades, the captions say which runs are drawn there, and drawing raises
+    no overflow warning (the ratio of the axis limits overflowed, and the locator's powers of ten)."""
+    import warnings
+
+    records = [
+        r
+        for lr in (0.03, 0.01)
+        for r in landbench.run(
+            "quadratic(dim=2)", f"sgd(lr={lr})", seeds=3, steps=480, dtype="float64", **CHEAP_CURVATURE
+        )
+    ]
+    huge = [r["loss_gap"] for r in records if r["optimizer"] == "sgd(lr=0.03)"]
+    assert not any(r["diverged"] for r in records) and min(huge) > 1e280
+    context, _ = figure_context(records)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with mpl.style():
+            drawn = [figures.loss_gaps(context), figures.sharpness_vs_loss(context)]
+        for d in drawn:
+            d.figure.canvas.draw()
+    (gap_axis,) = drawn[0].figure.axes
+    (sharpness_axis,) = drawn[1].figure.axes
+    for low, high in (gap_axis.get_ylim(), sharpness_axis.get_xlim()):
+        assert high < 100 * figures.GAP_CEILING and low >= figures.GAP_FLOOR / 100
+    assert "≥1e+08" in _y_tick_labels(gap_axis)
+    for d in drawn:
+        assert "Drawn at 1e+08: 3 runs with a larger gap (sgd(lr=0.03) " in d.caption, d.caption
+        assert f"(largest {max(huge):.3g})" in d.caption
+
+
+def test_tidy_reads_axis_limits_near_the_ends_of_the_float_range_without_overflow() -> None:
+    import warnings
+
+    figure, (ax,) = mpl.grid(1)
+    ax.set_yscale("log")
+    ax.set_ylim(1e-26, 1e289)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mpl.tidy([ax])
+
+
+def test_the_profiles_legend_counts_diverged_runs_as_the_others_do(
+    crowd_figures: tuple[figures.Context, list[figures.Drawn]], crowd: list[dict]
+) -> None:
+    """Each optimizer's diverged runs on the scenarios of the profiles (those with targets: f* known),
+    counted from the records, in its legend entry."""
+    context, drawn = crowd_figures
+    (figure,) = [d.figure for d in drawn if d.name == "profiles"]
+    (legend,) = figure.legends
+    shown = {}
+    for text in legend.get_texts():
+        name = re.sub(r" \(\d+ diverged\)$", "", text.get_text().split(". ", 1)[1])
+        count = re.search(r"\((\d+) diverged\)$", text.get_text())
+        shown[name] = int(count[1]) if count else 0
+    names = set(context.styles.order)
+    expected = {o: sum(r["diverged"] for r in crowd if r["optimizer"] == o and r["f_star"] is not None) for o in names}
+    assert shown == expected
+    assert any(expected.values()) or len(names) < 30
 
 
 def test_a_report_of_30_optimizers_reads_in_order_with_contents_and_unique_ids(

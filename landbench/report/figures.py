@@ -8,6 +8,7 @@ never drawn as numbers; censored escape times are never drawn as numbers either.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from landbench.report import data
-from landbench.report.mpl import Styles, grid, legend_below, tidy
+from landbench.report.mpl import Styles, bound_ticks, grid, legend_below, tidy
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 MAX_PANELS = 9
 #: Loss gaps below this are drawn at it on a log axis (float32 resolves gaps only to ~1e-7 |f*|).
 GAP_FLOOR = 1e-12
+#: Loss gaps above this are drawn at it: a run still finite at 1e289 (on its way to overflow) would
+#: otherwise stretch the log axis over 300 decades and squash every other box to a line.
+GAP_CEILING = 1e8
 
 
 @dataclass
@@ -110,6 +114,7 @@ def escape_time(ctx: Context, axis: str) -> Drawn:
     names = ctx.styles.sort({o for p in panels for o in p.series})
     diverged: dict[str, int] = dict.fromkeys(names, 0)
     censored = []
+    lost: dict[int, list[tuple[float, str]]] = {}  # per panel: (x, optimizer) where at most half escaped
     for ax, panel in zip(axes, panels):
         present = [o for o in names if o in panel.series]
         medians = 0
@@ -144,19 +149,7 @@ def escape_time(ctx: Context, axis: str) -> Drawn:
                     elinewidth=1,
                     capsize=2.5,
                 )
-            lost = [x for x, s in zip(shifted, stats) if s.median is None]
-            if lost:
-                ax.plot(
-                    lost,
-                    [1.0] * len(lost),
-                    linestyle="none",
-                    marker="^",
-                    ms=6,
-                    mfc="white",
-                    mec=color,
-                    transform=ax.get_xaxis_transform(),
-                    clip_on=False,
-                )
+            lost.setdefault(id(ax), []).extend((x, optimizer) for x, s in zip(xs, stats) if s.median is None)
             censored += [
                 f"{optimizer} at {axis} = {x:g}: {s.escaped}/{s.runs} escaped"
                 for x, s in zip(xs, stats)
@@ -172,17 +165,80 @@ def escape_time(ctx: Context, axis: str) -> Drawn:
         ax.set_ylabel("escape step (optimizer steps)")
     tidy(axes)
     _legend(figure, ctx.styles, names, diverged)
+    figure.canvas.draw()  # lay out, so that the triangles are placed by the panels' final sizes
+    for ax in axes:
+        _censored_marks(ax, lost.get(id(ax), []), ctx.styles)
+    tidy(axes)
     caption = (
         f"Median escape step (the first step at which the loss is halfway from the saddle's value down to f*) "
         f"against {what}, over the instances and seeds of each point; bars span the interquartile range. "
         "Runs that did not escape within the budget are censored, and diverged runs (even those that escaped "
         "before diverging) count as not escaped; neither is drawn as a number: a median is drawn only "
         "where more than half the runs escaped, a bar only where more than three quarters did; a hollow triangle "
-        "at the top of a panel marks a point where at most half escaped."
+        "in the optimizer's colour at the top of a panel marks a point where at most half escaped (the triangles "
+        "of one x side by side in the optimizers' order, in rows from the top where they do not fit in one)."
     )
     if censored:
         caption += f" Censored runs: {'; '.join(censored[:8])}{' ...' if len(censored) > 8 else ''}."
     return Drawn(name, title, caption + _more(panels, lambda p: p.title), figure)
+
+
+#: Size of a censored point's hollow triangle, and the distance between neighbouring ones, in points.
+CENSORED_SIZE = 6.0
+CENSORED_PITCH = 7.5
+
+
+def _censored_marks(ax: Any, lost: Sequence[tuple[float, str]], styles: Styles) -> None:
+    """Hollow triangles at the top of a (laid out) panel, one per (x, optimizer) where at most half
+    the runs escaped: those of one x side by side, centred on it, in the optimizers' order, in as
+    many rows down from the top as the room between x values needs; the y axis is raised so that
+    the rows below the first cover no median."""
+    from matplotlib.transforms import ScaledTranslation
+
+    if not lost:
+        return
+    figure = ax.figure
+    box = ax.get_window_extent()
+    scale = 72 / figure.dpi  # points per pixel
+    xs = sorted({x for x, _ in lost} | set(ax.get_xticks()))
+    left, right = ax.get_xlim()
+    low, high = ax.get_ylim()
+    rows_needed = 1
+    for x in sorted({x for x, _ in lost}):
+        group = styles.sort(o for at, o in lost if at == x)
+        # the room about x: to the nearest other x (half each way), and to the panel's edges
+        pixel = ax.transData.transform((x, 1))[0]
+        others = [ax.transData.transform((v, 1))[0] for v in xs if v != x and left <= v <= right]
+        half = min([abs(pixel - o) / 2 for o in others] + [pixel - box.x0, box.x1 - pixel]) * scale
+        per_row = max(1, int((2 * half - CENSORED_SIZE) // CENSORED_PITCH) + 1)
+        rows = -(-len(group) // per_row)
+        rows_needed = max(rows_needed, rows)
+        for k, optimizer in enumerate(group):
+            row, column = divmod(k, per_row)
+            in_row = min(per_row, len(group) - row * per_row)
+            dx = (column - (in_row - 1) / 2) * CENSORED_PITCH
+            dy = -row * CENSORED_PITCH
+            ax.plot(
+                [x],
+                [1.0],
+                linestyle="none",
+                marker="^",
+                ms=CENSORED_SIZE,
+                mfc="white",
+                mec=styles.color(optimizer),
+                transform=ax.get_xaxis_transform() + ScaledTranslation(dx / 72, dy / 72, figure.dpi_scale_trans),
+                clip_on=False,
+                zorder=4,
+            )
+    ax.set_xlim(left, right)  # the triangles' x is data: keep the limits as laid out
+    ax.set_ylim(low, high)
+    if rows_needed > 1:
+        free = ((rows_needed - 1) * CENSORED_PITCH + CENSORED_SIZE / 2) / (box.height * scale)
+        if ax.get_yscale() == "log":
+            span = math.log10(high) - math.log10(low)
+            ax.set_ylim(low, 10 ** (math.log10(low) + span / (1 - min(free, 0.6))))
+        else:
+            ax.set_ylim(low, low + (high - low) / (1 - min(free, 0.6)))
 
 
 def escape_vs_dim(ctx: Context) -> Drawn:
@@ -277,11 +333,15 @@ def performance_profiles(ctx: Context) -> Drawn:
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("ratio tau to the fastest optimizer's ERT")
     ax.set_ylabel("fraction of scenarios")
-    _legend(figure, ctx.styles, names, {})
+    profiled = [r for r in ctx.board.scenarios if r.targets]  # the scenarios of the profile: those with targets
+    _legend(figure, ctx.styles, names, {o: sum(r.summaries[o].diverged for r in profiled) for o in names})
     caption = (
-        f"Share of the {profile.scenarios} ranked scenarios with a reference target on which each optimizer's "
-        f"expected running time is within tau times the fastest one's (Dolan and More 2002); the area under each "
-        f"curve up to tau = {profile.tau_max:g}, normalised, is the leaderboard's score."
+        f"Share of the {profile.scenarios} ranked scenarios with targets (f* known) on which each optimizer's "
+        f"expected running time at the reference target is within tau times the fastest one's (Dolan and More "
+        f"2002; a scenario where no optimizer reaches a target in half its runs has no reference target and counts "
+        f"for none); the area under each curve up to tau = {profile.tau_max:g}, normalised, is the leaderboard's "
+        "score. Diverged runs on these scenarios are counted in the legend (each is a failure charged its whole "
+        "budget in the ERT)."
     )
     return Drawn(name, title, caption, figure)
 
@@ -296,11 +356,18 @@ BOX_LABEL_SIZE = 6.5
 
 
 def _boxes(
-    ctx: Context, panels: dict[str, dict[str, data.Values]], ylabel: str, floor: float | None, missing: str
+    ctx: Context,
+    panels: dict[str, dict[str, data.Values]],
+    ylabel: str,
+    bounds: tuple[float, float] | None,
+    missing: str,
 ) -> Figure:
     """Box plots per panel and optimizer; each box labelled by the optimizer's name where every name
     fits its slot, else by its number (keyed in the legend), with its diverged runs and the runs
-    without a value counted under the label; the labels turn upright where they do not fit."""
+    without a value counted under the label; the labels turn upright where they do not fit.
+
+    ``bounds`` (floor, ceiling): values beyond are drawn at the bound, marked by a dashed line and a
+    y tick label of its own (``≤floor``, ``≥ceiling``) beside the axis, never over a box."""
     keys = list(panels)[:MAX_PANELS]
     names = ctx.styles.sort({o for p in panels.values() for o in p})
     most = max(len(panels[key]) for key in keys)
@@ -313,7 +380,7 @@ def _boxes(
     for ax, key in zip(axes, keys):
         present = ctx.styles.sort(panels[key])
         values = [panels[key][o].values for o in present]
-        shown = [np.maximum(v, floor) if floor else v for v in values]
+        shown = [np.clip(v, *bounds) if bounds else v for v in values]
         positions = np.arange(len(present))
         filled = [i for i, v in enumerate(shown) if len(v)]
         if filled:
@@ -352,20 +419,19 @@ def _boxes(
         ax.grid(axis="x", visible=False)
         ax.set_title(key, fontsize=8)
         ax.set_ylabel(ylabel)
-        if floor is not None and any(len(v) and (v <= floor).any() for v in values):
-            ax.axhline(floor, color="0.45", lw=0.8, ls="--", zorder=0)
-            ax.annotate(
-                f"<= {floor:g}",
-                (1, floor),
-                xycoords=("axes fraction", "data"),
-                xytext=(-2, 2),
-                textcoords="offset points",
-                ha="right",
-                va="bottom",
-                fontsize=6.5,
-                color="0.35",
-            )
     tidy(axes)
+    if bounds is not None:
+        for ax, key in zip(axes, keys):
+            values = [panels[key][o].values for o in panels[key]]
+            marks = {}
+            if any(len(v) and (v <= bounds[0]).any() for v in values):
+                marks[bounds[0]] = f"≤{bounds[0]:g}"
+            if any(len(v) and (v >= bounds[1]).any() for v in values):
+                marks[bounds[1]] = f"≥{bounds[1]:g}"
+            for bound in marks:
+                ax.axhline(bound, color="0.45", lw=0.8, ls="--", zorder=0)
+            if marks:
+                bound_ticks(ax, marks)
     diverged = {o: sum(p[o].diverged for p in panels.values() if o in p) for o in names}
     _legend(figure, ctx.styles, names, diverged, kind="patch")
     return figure
@@ -399,16 +465,36 @@ def loss_gaps(ctx: Context) -> Drawn:
     )
     if not any(len(v.values) for p in panels.values() for v in p.values()):
         return _skip(name, title, "no run with a known f* (and so a loss gap) that did not diverge")
-    figure = _boxes(ctx, panels, "final loss gap f - f*", GAP_FLOOR, "null")
+    figure = _boxes(ctx, panels, "final loss gap f - f*", (GAP_FLOOR, GAP_CEILING), "null")
     caption = (
         "Final loss gap f(x_T) - f* of every run that did not diverge, per family group (problems where f* is "
         "known), pooled over the group's problems, dimensions, noise levels, instances and seeds: box from the first "
         f"to the third quartile, black line at the median, whiskers to 1.5 IQR, dots the runs. Gaps below "
-        f"{GAP_FLOOR:g} (float32 resolves gaps only to about 1e-7 |f*|) are drawn at {GAP_FLOOR:g}. Diverged runs "
+        f"{GAP_FLOOR:g} (float32 resolves gaps only to about 1e-7 |f*|) are drawn at {GAP_FLOOR:g}, and gaps above "
+        f"{GAP_CEILING:g} (runs still finite on their way to overflow) at {GAP_CEILING:g}, each bound a dashed line "
+        "labelled on the y axis. Diverged runs "
         "(div.) and runs without a gap (null) are counted under their box, diverged runs also in the legend. Each "
         "box is labelled by its optimizer's name, or by its number in the legend where names do not fit."
     )
+    caption += _above_ceiling({f"in {k}": {o: v.values for o, v in p.items()} for k, p in panels.items()})
     return Drawn(name, title, caption + _more(list(panels), str), figure)
+
+
+def _above_ceiling(values: dict[str, dict[str, np.ndarray]]) -> str:
+    """The caption's sentence on the gaps drawn at :data:`GAP_CEILING`: how many runs of which
+    optimizer, where (``values``: per place, per optimizer, the gaps), with the largest; "" if none."""
+    above = [
+        (optimizer, where, v[v > GAP_CEILING])
+        for where, by_optimizer in values.items()
+        for optimizer, v in by_optimizer.items()
+        if len(v) and (v > GAP_CEILING).any()
+    ]
+    if not above:
+        return ""
+    listed = "; ".join(f"{o} {where}: {len(v)} (largest {v.max():.3g})" for o, where, v in above[:8])
+    more = f"; and {len(above) - 8} more" if len(above) > 8 else ""
+    runs = sum(len(v) for _, _, v in above)
+    return f" Drawn at {GAP_CEILING:g}: {runs} run{'s' * (runs != 1)} with a larger gap ({listed}{more})."
 
 
 def basin_widths(ctx: Context) -> Drawn:
@@ -454,7 +540,7 @@ def sharpness_vs_loss(ctx: Context) -> Drawn:
         gap = key not in unknown
         for optimizer in ctx.styles.sort(panels[key]):
             p = panels[key][optimizer]
-            x = np.maximum(p.x, GAP_FLOOR) if gap else p.x
+            x = np.clip(p.x, GAP_FLOOR, GAP_CEILING) if gap else p.x
             ax.plot(
                 x,
                 p.y,
@@ -479,8 +565,11 @@ def sharpness_vs_loss(ctx: Context) -> Drawn:
     caption = (
         "Largest Hessian eigenvalue at the final iterate (Lanczos) against the final loss gap, one dot per run that "
         "did not diverge, per family (against the final loss where f* is unknown). Gaps below "
-        f"{GAP_FLOOR:g} are drawn at {GAP_FLOOR:g}. A negative sharpness means the run ended where every "
-        "curvature is negative (near a maximum or a saddle of index d)."
+        f"{GAP_FLOOR:g} are drawn at {GAP_FLOOR:g}, gaps above {GAP_CEILING:g} at {GAP_CEILING:g}. A negative "
+        "sharpness means the run ended where every curvature is negative (near a maximum or a saddle of index d)."
+    )
+    caption += _above_ceiling(
+        {f"on {k}": {o: p.x for o, p in v.items()} for k, v in panels.items() if k not in unknown and k in keys}
     )
     return Drawn(name, title, caption + _more(list(panels), str), figure)
 

@@ -226,7 +226,8 @@ def _log_ticks(ax: Any, axis: Any, horizontal: bool, limits: tuple[float, float]
     locator = LogLocator(numticks=6 if horizontal else 8)
     axis.set_major_locator(locator)
     axis.set_major_formatter(plain)
-    narrow = low > 0 and high / low < 10**1.5
+    # in decades: a ratio of limits near the ends of the float range (1e-26 to 1e289) overflows
+    narrow = low > 0 and math.log10(high) - math.log10(low) < 1.5
     some = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else "")
     axis.set_minor_formatter(some if narrow else NullFormatter())
     if low <= 0:
@@ -251,3 +252,45 @@ def _linear_ticks(ax: Any, axis: Any, horizontal: bool, limits: tuple[float, flo
     if centre and high - low < 1e-4 * abs(centre):
         half = 0.01 * abs(centre)
         (ax.set_xlim if horizontal else ax.set_ylim)(centre - half, centre + half)
+
+
+def bound_ticks(ax: Any, bounds: dict[float, str]) -> None:
+    """Label the values where a y axis clips what it draws (a floor, a ceiling) as y ticks of their
+    own, e.g. ``{1e-12: "≤1e-12"}``: the label sits beside the axis, where no box or point can be,
+    and the ticks whose labels would run into a bound's are dropped. Call it after :func:`tidy`."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    axis = ax.yaxis
+    low, high = sorted(ax.get_ylim())
+    scaled = axis.get_transform().transform  # to the axis' linear units (log10 on a log axis)
+    shown = [(loc, label) for loc, label in _tick_labels(axis) if low <= loc <= high and label.strip()]
+    # a label's height (the tick label font, with a little air) in the axis' units
+    tall = 1.4 * float(RC["ytick.labelsize"])
+    points = ax.get_window_extent().height * 72 / ax.figure.dpi
+    span = float(abs(scaled(high) - scaled(low)))
+    room = span * tall / max(points, 1.0)
+    marks = [b for b in bounds if low <= b <= high]
+    kept = [loc for loc, _ in shown if all(abs(float(scaled(loc) - scaled(b))) >= room for b in marks)]
+    labels = {loc: label for loc, label in shown if loc in kept}
+    labels.update({b: bounds[b] for b in marks})
+    axis.set_major_locator(FixedLocator(sorted(labels)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: _nearest(labels, value)))
+    axis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(low, high)
+
+
+def _tick_labels(axis: Any) -> list[tuple[float, str]]:
+    """Every labelled tick of ``axis`` (major and minor) as (location, label text), undrawn."""
+    out = []
+    for locator, formatter in (
+        (axis.get_major_locator(), axis.get_major_formatter()),
+        (axis.get_minor_locator(), axis.get_minor_formatter()),
+    ):
+        locs = [float(v) for v in locator()]
+        out += list(zip(locs, formatter.format_ticks(locs)))
+    return out
+
+
+def _nearest(labels: dict[float, str], value: float) -> str:
+    """The label of the tick at ``value`` (to rounding)."""
+    return next((text for loc, text in labels.items() if math.isclose(loc, value, rel_tol=1e-9)), f"{value:g}")
