@@ -309,9 +309,7 @@ def _scenario_caption(result: ScenarioResult) -> str:
         if result.targets
         else ""
     )
-    return (
-        f"Family {result.family} ({result.group}); reference target {reference}; time in {result.time_unit}.{held}"
-    )
+    return f"Family {result.family} ({result.group}); reference target {reference}; time in {result.time_unit}.{held}"
 
 
 def _scenario_table(result: ScenarioResult, order: list[str]) -> Table:
