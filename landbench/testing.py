@@ -139,7 +139,7 @@ def assert_no_divergence(records: Records) -> None:
     """Claim: no run's loss became NaN or inf."""
     __tracebackhide__ = True  # pytest shows the failing claim, not these lines
     _check_records(records, "assert_no_divergence")
-    _judge(records, lambda r: not r["diverged"], 1.0, "stayed finite", [])
+    _judge(records, lambda r: not outcomes.is_diverged(r), 1.0, "stayed finite", [])
 
 
 def summary(records: Records) -> dict[str, Any]:
@@ -194,7 +194,7 @@ def _judge(
         f"expected at least {needed} ({at_least:.0%})",
         *details,
     ]
-    diverged = [r for r in records if r["diverged"]]
+    diverged = [r for r in records if outcomes.is_diverged(r)]
     if diverged:
         where = ", ".join(f"seed {r['seed']} at step {r['diverged_step']}" for r in diverged[:5])
         lines.append(f"diverged: {len(diverged)} run(s) ({where}{', ...' if len(diverged) > 5 else ''})")

@@ -59,6 +59,7 @@ import torch
 
 from landbench.errors import SpecError
 from landbench.optimizers import OptimizerSpec, resolve
+from landbench.optimizers.batching import with_rate
 from landbench.outcomes import is_diverged
 from landbench.spec import format_spec, parse_spec, suggest
 
@@ -234,9 +235,9 @@ def label_of(optimizer: str | OptimizerSpec) -> str:
 
 
 def with_lr(optimizer: str | OptimizerSpec, lr: float) -> str:
-    """The canonical spec of ``optimizer`` with its learning rate set to ``lr``."""
-    spec = resolve(optimizer)
-    return resolve(format_spec(spec.name, {**spec.kwargs, "lr": lr})).canonical
+    """The canonical spec of ``optimizer`` with its learning rate set to ``lr``
+    (:func:`landbench.optimizers.batching.with_rate`)."""
+    return with_rate(resolve(optimizer), lr).canonical
 
 
 def tunable(optimizer: str | OptimizerSpec) -> bool:

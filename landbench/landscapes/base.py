@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 from landbench.errors import SpecError
+from landbench.outcomes import is_diverged
 from landbench.rng import cpu_generator
 from landbench.spec import Param, bind_params, format_spec, non_defaults
 
@@ -47,7 +48,7 @@ def where_runs_ended(records: Sequence[dict[str, Any]], name: str) -> dict[str, 
     counts: dict[str, int] = {}
     diverged = 0
     for record in records:
-        if record["diverged"]:
+        if is_diverged(record):
             diverged += 1
             continue
         value = record.get(name)

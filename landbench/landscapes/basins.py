@@ -29,6 +29,7 @@ from landbench.landscapes.base import (
     squared_norm,
     where_runs_ended,
 )
+from landbench.outcomes import is_diverged
 from landbench.spec import Param, bind_params, parse_spec
 
 #: The default wells, ``(depth, width)``: well 0 wide, well 1 narrow (sixteen times the curvature).
@@ -84,7 +85,7 @@ def wells_of(problem: str) -> tuple[tuple[float, float], ...]:
 def in_basin(record: dict[str, Any], which: int | str = "wide") -> bool:
     """Whether a run ended in a well's basin (``which``: see :func:`well_index`); a diverged run ended
     in none (:mod:`landbench.outcomes`)."""
-    return not record["diverged"] and record.get("basin") == well_index(str(record["problem"]), which)
+    return not is_diverged(record) and record.get("basin") == well_index(str(record["problem"]), which)
 
 
 def summarize_basins(records: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from landbench.landscapes.base import DIM, CriticalPoint, FamilyField, Known, Landscape, smoothstep, uniform_sphere
+from landbench.outcomes import is_diverged
 from landbench.spec import Param
 
 #: How many of the chain's saddles ``known`` lists (the others: :meth:`SaddleChain.saddle_point`).
@@ -206,6 +207,6 @@ class SaddleChain(Landscape):
 
 def summarize_chain(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The saddles each run passed (none for a diverged run), their median and the chain's length."""
-    passed = [0 if r["diverged"] else sum(s is not None for s in r["chain_escapes"]) for r in records]
+    passed = [0 if is_diverged(r) else sum(s is not None for s in r["chain_escapes"]) for r in records]
     saddles = max((len(r["chain_escapes"]) for r in records), default=0)
     return {"saddles": saddles, "passed": passed, "median_passed": statistics.median(passed) if passed else 0}

@@ -165,17 +165,17 @@ def ecdfs(grouped: Grouped) -> dict[str, dict[str, Ecdf]]:
             continue
         group = by_group(scenario, next(iter(runs.values()))[0])
         for optimizer, rs in runs.items():
+            summary = outcomes.summarize(rs, targets)
             for panel in ("all", group):
                 key = (panel, optimizer)
-                summary = outcomes.summarize(rs, targets)
                 for reached in summary.targets:
                     hits[key] += [max(1.0, float(t)) for t in reached.times if t is not None]
                     budget[key] = max([budget[key], *reached.charged])
                 c = count[key]
-                c[0] += len(rs) * len(targets)
+                c[0] += summary.runs * len(targets)
                 c[1] += 1
-                c[2] += len(rs)
-                c[3] += sum(bool(r["diverged"]) for r in rs)
+                c[2] += summary.runs
+                c[3] += summary.diverged
     out: dict[str, dict[str, Ecdf]] = defaultdict(dict)
     for (panel, optimizer), (pairs, scenarios, runs, diverged) in sorted(count.items(), key=_ecdf_order):
         times = np.sort(np.asarray(hits[(panel, optimizer)], dtype=float))
@@ -214,12 +214,13 @@ def distributions(
                 if panel is None:
                     continue
                 key = (panel, optimizer)
-                if r["diverged"]:
+                value = outcomes.final_value(r, metric)  # None for a diverged run, and where unmeasured
+                if outcomes.is_diverged(r):
                     counts[key][0] += 1
-                elif r.get(metric) is None:
+                elif value is None:
                     counts[key][1] += 1
                 else:
-                    values[key].append(float(r[metric]))
+                    values[key].append(value)
     out: dict[str, dict[str, Values]] = defaultdict(dict)
     for panel, optimizer in sorted(set(values) | set(counts)):
         diverged, missing = counts.get((panel, optimizer), (0, 0))
@@ -259,9 +260,9 @@ def paired(grouped: Grouped, x_of: Callable[[Record], float | None], y_metric: s
         for optimizer, rs in runs.items():
             for r in rs:
                 key = (by_family(scenario, r), optimizer)
-                diverged[key] += bool(r["diverged"])
-                x, y = x_of(r), r.get(y_metric)
-                if not r["diverged"] and x is not None and y is not None:
+                diverged[key] += outcomes.is_diverged(r)
+                x, y = x_of(r), outcomes.final_value(r, y_metric)
+                if not outcomes.is_diverged(r) and x is not None and y is not None:
                     xs[key].append((float(x), float(y)))
     out: dict[str, dict[str, Pairs]] = defaultdict(dict)
     for key in sorted(set(xs) | set(diverged)):
