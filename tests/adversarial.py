@@ -60,6 +60,28 @@ class RequiredLrSGD(torch.optim.SGD):
         super().__init__(params, lr=lr)
 
 
+class Sprinter(torch.optim.Optimizer):
+    """Gradient descent below lr = 1; from lr = 1 up, it jumps onto the minimum of a quadratic (0) at
+    the first step, reaching every target at once, then writes NaN from step 20 on: every run at
+    such a rate reaches the target early, then diverges."""
+
+    def __init__(self, params, lr: float = 0.01) -> None:  # noqa: ANN001
+        super().__init__(params, {"lr": lr})
+        self.count = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        self.count += 1
+        for group in self.param_groups:
+            for p in group["params"]:
+                if group["lr"] < 1.0:
+                    p.add_(p.grad, alpha=-group["lr"])
+                elif self.count == 1:
+                    p.zero_()
+                elif self.count >= 20:
+                    p.fill_(float("nan"))
+
+
 class NaNAtStepSGD(torch.optim.SGD):
     """Plain SGD that, at step ``at``, writes NaN into every run (row) whose first coordinate is
     positive: a run that diverges on purpose, after reaching whatever plain SGD reached by then. A

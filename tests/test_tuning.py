@@ -273,47 +273,20 @@ def test_bad_relative_grids_are_refused_with_the_file_the_line_and_what_is_valid
 # --- the choice never falls on a rate whose tuning runs diverged -------------------------------------
 
 
-class Sprinter(torch.optim.Optimizer):
-    """Gradient descent below lr = 1; from lr = 1 up, it jumps onto the minimum of a quadratic (0) at
-    the first step, reaching every target at once, then writes NaN from step 20 on: every run at
-    such a rate reaches the target early, then diverges."""
-
-    def __init__(self, params, lr: float = 0.01) -> None:  # noqa: ANN001
-        super().__init__(params, {"lr": lr})
-        self.count = 0
-
-    @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001, ANN201
-        self.count += 1
-        for group in self.param_groups:
-            for p in group["params"]:
-                if group["lr"] < 1.0:
-                    p.add_(p.grad, alpha=-group["lr"])
-                elif self.count == 1:
-                    p.zero_()
-                elif self.count >= 20:
-                    p.fill_(float("nan"))
-
-
 def _tuned_run(text: str, out: Path) -> tuple[list[dict], list[dict]]:
     run_suite(parse_suite(text), out, progress=False)
     records = ResultStore(out).records()
     return [r for r in records if r["phase"] == "tune"], [r for r in records if r["phase"] == "score"]
 
 
-def test_a_rate_that_reaches_the_target_then_diverges_is_never_chosen(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    module = types.ModuleType("sprinter")
-    module.Sprinter = Sprinter  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sprinter", module)
+def test_a_rate_that_reaches_the_target_then_diverges_is_never_chosen(tmp_path: Path) -> None:
     text = (
-        'seeds = [0, 1]\nsteps = 200\ndtype = "float64"\noptimizers = ["sprinter:Sprinter"]\n'
+        'seeds = [0, 1]\nsteps = 200\ndtype = "float64"\noptimizers = ["adversarial:Sprinter"]\n'
         "[metrics]\ncurvature = false\n[tuning]\ngrid = [0.01, 0.1, 1.0]\n"
         '[[problems]]\nspec = "quadratic(condition=10.0)"\ndims = [4]\n'
     )
     tune, score = _tuned_run(text, tmp_path)
-    at_one = [r for r in tune if r["optimizer"] == "sprinter:Sprinter(lr=1.0)"]
+    at_one = [r for r in tune if r["optimizer"] == "adversarial:Sprinter(lr=1.0)"]
     assert at_one and all(r["diverged"] for r in at_one)  # every run at lr = 1 blew up ...
     assert all(r["curve"]["loss"][1] == 0.0 for r in at_one)  # ... after sitting on f* from step 1
     # gd at 0.1 contracts by max|1 - 0.1 lambda| = 0.9 per step (0.9^200 ~ 7e-10), at 0.01 by 0.99
