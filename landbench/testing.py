@@ -143,29 +143,21 @@ def assert_no_divergence(records: Records) -> None:
 
 
 def summary(records: Records) -> dict[str, Any]:
-    """The headline numbers of a set of runs, as JSON-ready values, from
-    :func:`landbench.outcomes.summarize` (the summary every view shows): runs, diverged, the share
-    that escaped and the median escape step (null when half or more never escaped or diverged), the
-    median final loss, loss gap and sharpness (null when the median falls on a diverged run, or the
-    value was not measured), and the family's own summaries (``basin``, ``mode``, ...)."""
+    """The headline numbers of a set of runs, as JSON-ready values: the problem, optimizer, device
+    and budget, then :meth:`landbench.outcomes.Summary.as_dict` of
+    :func:`landbench.outcomes.summarize` (the summary every view shows): runs, diverged, the runs
+    that escaped, their share and the median escape step (null when half or more never escaped or
+    diverged), the share of (run, target) pairs held and each target's successes and ERT, the median
+    final loss, loss gap and sharpness (null when the median falls on a diverged run, or the value
+    was not measured), and the family's own summaries (``basin``, ``mode``, ...)."""
     _check_records(records, "summary")
-    result = outcomes.summarize(records)
-    out: dict[str, Any] = {
+    return {
         "problem": _one_or_many(r["problem"] for r in records),
         "optimizer": _one_or_many(r["optimizer"] for r in records),
         "device": _one_or_many(r["device"] for r in records),
-        "runs": result.runs,
         "steps": max(r["steps"] for r in records),
-        "diverged": result.diverged,
+        **outcomes.summarize(records).as_dict(),
     }
-    if result.escapes is not None:
-        out["escaped_share"] = result.escaped_share
-        out["median_escape_step"] = result.escapes.median
-    out["median_final_loss"] = result.median_final_loss
-    out["median_loss_gap"] = result.median_loss_gap
-    out["median_sharpness"] = result.median_sharpness
-    out.update(result.family)
-    return out
 
 
 def censored_median(times: Sequence[int | float | None]) -> float | None:
