@@ -21,6 +21,12 @@ The policy
   data; no view of landbench counts it as a success.
 * **Cost of a failure**: a run that does not reach a target (censored or diverged) is charged its
   whole budget, ``grad_evals`` (or ``steps``), in the expected running time.
+* **Failed**: the job that should have produced the run raised (an optimizer that raises at step
+  30, a worker that kept dying): its record holds the run's identity (``key``, ``problem``,
+  ``optimizer``, ``seed``, ...) and ``failed``, the exception's last line, and no outcome. A failed
+  run is not an outcome of the optimizer on the landscape: every view leaves it out and says how
+  many it left out (:func:`is_failed`, :func:`split_failed`); ``landbench status`` lists them, and
+  ``landbench run --retry-failed`` runs them again.
 * **Medians** of final values (loss, gap, sharpness) rank diverged runs as worse than any value and
   are ``None`` when they fall on one (as censored escape times are); a value that was not measured
   (f* unknown, curvature off) makes the median ``None`` too.
@@ -211,6 +217,24 @@ def settle(record: Record) -> Record:
 
 
 # --- one run --------------------------------------------------------------------------------------
+
+
+#: The fields every record has, a failed one included: what identifies the run.
+IDENTITY_FIELDS: tuple[str, ...] = ("key", "problem", "optimizer", "seed")
+
+
+def is_failed(record: Record) -> bool:
+    """Whether the record is of a run whose job failed (it raised): no outcome, left out of every view."""
+    return bool(record.get("failed"))
+
+
+def split_failed(records: Iterable[Record]) -> tuple[list[Record], list[Record]]:
+    """The records of runs that ran, and those of failed runs (:func:`is_failed`), each in order."""
+    ran: list[Record] = []
+    failed: list[Record] = []
+    for record in records:
+        (failed if is_failed(record) else ran).append(record)
+    return ran, failed
 
 
 def is_diverged(record: Record) -> bool:
@@ -473,6 +497,7 @@ def schema_of(record: Record) -> int:
 
 __all__ = [
     "FIELDS",
+    "IDENTITY_FIELDS",
     "RECORD_SCHEMA",
     "UNITS",
     "Escapes",
@@ -488,10 +513,12 @@ __all__ = [
     "has_saddle",
     "has_targets",
     "is_diverged",
+    "is_failed",
     "median_of",
     "reach_time",
     "schema_of",
     "settle",
+    "split_failed",
     "summarize",
     "target_position",
 ]
