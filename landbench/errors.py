@@ -17,3 +17,7 @@ class SuiteError(LandbenchError):
 
 class BatchSafetyError(LandbenchError):
     """An optimizer that couples the runs of a batch, so they cannot share one tensor."""
+
+
+class StoreError(LandbenchError):
+    """A results folder or file that cannot be written (a file in its place, read-only, a full disk)."""

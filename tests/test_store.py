@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+import landbench.jobs
 import landbench.runner
+from landbench.outcomes import IDENTITY_FIELDS
 from landbench.store import RESULTS_FILE, ResultStore, load_results
 from landbench.suite import parse_suite
 
@@ -44,7 +46,7 @@ def test_a_rerun_into_the_same_folder_skips_everything(tmp_path: Path) -> None:
 def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     suite = parse_suite(SUITE)
     reference = landbench.runner.run_suite(suite, tmp_path / "reference", progress=False).records
-    real_run_batch = landbench.runner.run_batch
+    real_run_batch = landbench.jobs.run_batch
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):  # the third batch is killed mid-way (Ctrl-C)
@@ -53,11 +55,11 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path: Path, monkeypat
             raise KeyboardInterrupt
         return real_run_batch(*args, **kwargs)
 
-    monkeypatch.setattr(landbench.runner, "run_batch", interrupted)
+    monkeypatch.setattr(landbench.jobs, "run_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         landbench.runner.run_suite(suite, tmp_path / "out", progress=False)
     assert len(ResultStore(tmp_path / "out").records()) == 4  # the two finished batches were kept
-    monkeypatch.setattr(landbench.runner, "run_batch", real_run_batch)
+    monkeypatch.setattr(landbench.jobs, "run_batch", real_run_batch)
     resumed = landbench.runner.run_suite(suite, tmp_path / "out", progress=False)
     assert (resumed.ran, resumed.skipped) == (8, 4)
     assert _stable(resumed.records) == _stable(reference)
@@ -90,10 +92,13 @@ def test_a_torn_last_line_is_set_aside_and_its_runs_run_again(tmp_path: Path, ca
 def test_load_results_reads_folders_and_files_and_skips_bad_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
+    def record(key: str) -> dict:
+        return {name: 0 for name in IDENTITY_FIELDS} | {"key": key}
+
     store = ResultStore(tmp_path / "a")
-    store.append([{"key": "1", "x": 1}, {"key": "2", "x": 2}])
+    store.append([record("1"), record("2")])
     loose = tmp_path / "b.jsonl"
-    loose.write_text('{"key": "3"}\nnot json\n{"key": "4"}\n')
+    loose.write_text(f"{json.dumps(record('3'))}\nnot json\n{json.dumps(record('4'))}\n")
     assert [r["key"] for r in load_results([tmp_path / "a", loose])] == ["1", "2", "3", "4"]
     assert "b.jsonl:2: skipping a line that is not JSON" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no results at"):
