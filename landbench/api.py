@@ -10,11 +10,12 @@ import torch
 
 from landbench.engine import BatchOutcome, Progress, run_batch
 from landbench.errors import SpecError
-from landbench.landscapes import Landscape, make
-from landbench.optimizers import OptimizerSpec, resolve
+from landbench.landscapes import Landscape, make, resolve_device
+from landbench.optimizers import OptimizerSpec
+from landbench.preflight import check_optimizer, check_problem
 from landbench.records import build_records
 from landbench.settings import Settings, check_noise, check_steps, is_integer, normalize_seeds
-from landbench.spec import Spec
+from landbench.spec import Spec, parse_spec
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,12 @@ def plan(
     instance: int = 0,
     **settings: Any,
 ) -> RunPlan:
-    """Validate the arguments of :func:`run` and build the landscape and optimizer, without running."""
+    """Validate the arguments of :func:`run` and build the landscape and optimizer, without running.
+
+    Everything is checked before anything is built, as ``landbench run`` checks a suite
+    (:mod:`landbench.preflight`): the device exists, the problem and its batch of runs fit in the
+    memory available (a bad size is refused with what fits), the optimizer resolves and passes the
+    batch-safety probe."""
     options = Settings.from_mapping(settings, where="landbench.run")
     steps, noise = check_steps(steps), check_noise(noise)
     seed_list = normalize_seeds(seeds)
@@ -76,9 +82,14 @@ def plan(
             raise SpecError(f"instance={instance} conflicts with the given landscape's instance seed {landscape.seed}")
         if str(landscape.dtype).removeprefix("torch.") != options.dtype:
             options = Settings.from_mapping({**options.as_dict(), "dtype": str(landscape.dtype).removeprefix("torch.")})
+        place = landscape.device
     else:
-        landscape = make(problem, seed=int(instance), device=device, dtype=options.dtype)
-    return RunPlan(landscape, resolve(optimizer), seed_list, steps, noise, options)
+        place = resolve_device(device)
+        check_problem(str(parse_spec(problem, what="problem")), options.dtype, len(seed_list), options, place)
+    resolved = check_optimizer(optimizer, options.dtype, place)
+    if not isinstance(problem, Landscape):
+        landscape = make(problem, seed=int(instance), device=place, dtype=options.dtype)
+    return RunPlan(landscape, resolved, seed_list, steps, noise, options)
 
 
 def run(

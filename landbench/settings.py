@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,14 @@ from landbench.metrics.curvature import (
     DEFAULT_TAU,
 )
 from landbench.spec import Param, bind_params
+
+#: The largest step budget: steps cost time, not memory, and a billion steps of even the smallest
+#: problem take hours; a larger budget is a typo.
+MAX_STEPS = 10**9
+#: The most run seeds (or instances) of one scenario: each run's record stays in memory while a suite runs.
+MAX_SEEDS = 10**6
+#: The largest run or instance seed.
+MAX_SEED = 2**63 - 1
 
 #: Targets on the loss gap f - f*, as in COCO: 10, 1, 0.1, ..., 1e-8.
 DEFAULT_TARGETS: tuple[float, ...] = tuple(10.0 ** (1 - i) for i in range(10))
@@ -73,15 +82,22 @@ class Settings:
 
 
 def _targets(value: Any, where: str) -> tuple[float, ...]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
         value = [value]
+    bad = SpecError(f"{where}: targets must be a non-empty list of positive finite numbers, got {_short(value)}")
     if not isinstance(value, (list, tuple)) or not value:
-        raise SpecError(f"{where}: targets must be a non-empty list of positive finite numbers, got {value!r}")
+        raise bad
     out = []
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or not 0 < item < math.inf:
-            raise SpecError(f"{where}: targets must be a non-empty list of positive finite numbers, got {value!r}")
-        out.append(float(item))
+        if isinstance(item, bool) or not isinstance(item, numbers.Real):
+            raise bad
+        try:
+            number = float(item)
+        except (OverflowError, ValueError):
+            raise bad from None
+        if not 0 < number < math.inf:
+            raise bad
+        out.append(number)
     return tuple(sorted(set(out), reverse=True))
 
 
@@ -95,28 +111,50 @@ def normalize_seeds(seeds: int | Sequence[int], where: str = "seeds") -> list[in
     if is_integer(seeds):
         if seeds < 1:  # type: ignore[operator]
             raise SpecError(f"{where} must be a count >= 1 or a list of run seeds, got {seeds}")
+        if seeds > MAX_SEEDS:  # type: ignore[operator]
+            raise SpecError(f"{where} must be a count of at most {MAX_SEEDS} seeds per scenario, got {_short(seeds)}")
         return list(range(int(seeds)))  # type: ignore[arg-type]
-    try:
-        values = list(seeds)  # type: ignore[arg-type]
-    except TypeError:
+    if isinstance(seeds, (str, bytes, Mapping)):
         values = []
-    if not values or any(not is_integer(s) or s < 0 for s in values):
-        raise SpecError(f"{where} must be a count >= 1 or a non-empty list of non-negative integers, got {seeds!r}")
+    else:
+        try:
+            values = list(itertools.islice(iter(seeds), MAX_SEEDS + 1))  # type: ignore[arg-type]
+        except TypeError:
+            values = []
+    if len(values) > MAX_SEEDS:
+        raise SpecError(f"{where} lists more than {MAX_SEEDS} run seeds")
+    if not values or any(not is_integer(s) or not 0 <= s <= MAX_SEED for s in values):
+        raise SpecError(
+            f"{where} must be a count >= 1 or a non-empty list of non-negative integers (below 2**63), "
+            f"got {_short(seeds)}"
+        )
     values = [int(s) for s in values]
     if len(set(values)) != len(values):
         raise SpecError(f"{where} lists a run seed twice: {values!r}")
     return values
 
 
-def check_steps(steps: Any) -> int:
-    """The step budget: an integer >= 1."""
+def _short(value: Any) -> str:
+    """``repr`` of a value, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_steps(steps: Any, where: str = "steps") -> int:
+    """The step budget: an integer from 1 to :data:`MAX_STEPS`."""
     if not is_integer(steps) or steps < 1:
-        raise SpecError(f"steps must be an integer >= 1, got {steps!r}")
+        raise SpecError(f"{where} must be an integer >= 1, got {_short(steps)}")
+    if steps > MAX_STEPS:
+        raise SpecError(f"{where} must be at most {MAX_STEPS:.0e} (a billion steps take hours on any problem), got {_short(steps)}")
     return int(steps)
 
 
 def check_noise(noise: Any) -> float:
     """The gradient-noise standard deviation: a finite number >= 0."""
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0 <= noise < math.inf:
-        raise SpecError(f"noise must be a finite number >= 0 (the gradient-noise standard deviation), got {noise!r}")
+    try:
+        ok = not isinstance(noise, bool) and isinstance(noise, numbers.Real) and 0 <= float(noise) < math.inf
+    except (OverflowError, ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise SpecError(f"noise must be a finite number >= 0 (the gradient-noise standard deviation), got {_short(noise)}")
     return float(noise)

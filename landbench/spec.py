@@ -51,19 +51,23 @@ def parse_spec(spec: str | Mapping[str, Any] | Spec, *, what: str = "") -> Spec:
     if isinstance(spec, Spec):
         return spec
     if isinstance(spec, Mapping):
-        kwargs = dict(spec)
+        kwargs = {key: plain(value) for key, value in spec.items()}
         name = kwargs.pop("name", None)
         if name is None:
             name = kwargs.pop("family", None)
         if not isinstance(name, str) or not name:
-            raise SpecError(f"{label} {dict(spec)!r} has no name: give it as {{'name': 'saddle', 'dim': 10, ...}}")
+            raise SpecError(f"{label} {clip(dict(spec))} has no name: give it as {{'name': 'saddle', 'dim': 10, ...}}")
         return Spec(name.strip(), kwargs)
     if not isinstance(spec, str):
         raise SpecError(f"{label} must be a string like 'name(key=value)' or a dict, got {type(spec).__name__}")
-    match = _NAME.match(spec)
+    shown = clip(spec)
+    try:
+        match = _NAME.match(spec)
+    except RecursionError:  # pragma: no cover - the pattern does not recurse
+        match = None
     if match is None:
         raise SpecError(
-            f"cannot parse {label} {spec!r}: expected name(key=value, ...) with Python literal values, "
+            f"cannot parse {label} {shown}: expected name(key=value, ...) with Python literal values, "
             f"for example 'saddle(dim=100, index=3)' or 'adam(lr=1e-3)'"
         )
     name, args = match.group("name"), match.group("args")
@@ -71,33 +75,83 @@ def parse_spec(spec: str | Mapping[str, Any] | Spec, *, what: str = "") -> Spec:
         return Spec(name, {})
     try:
         call = ast.parse(f"_f({args})", mode="eval").body
-    except SyntaxError as exc:
+    except (SyntaxError, ValueError, UnicodeError, RecursionError, MemoryError) as exc:
+        reason = exc.msg if isinstance(exc, SyntaxError) else (str(exc).splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, (RecursionError, MemoryError)):
+            reason = "nested too deeply"
         raise SpecError(
-            f"cannot parse the arguments of {label} {spec!r}: {exc.msg}; "
+            f"cannot parse the arguments of {label} {shown}: {clip(reason, quote=False)}; "
             f"expected key=value pairs with Python literal values"
         ) from None
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "_f"):
         raise SpecError(
-            f"cannot parse {label} {spec!r}: expected one name(key=value, ...) and nothing after it, "
+            f"cannot parse {label} {shown}: expected one name(key=value, ...) and nothing after it, "
             f"for example 'saddle(dim=100, index=3)'"
         )
     if call.args:
-        raise SpecError(f"{label} {spec!r} has a positional argument; write every argument as key=value")
+        raise SpecError(f"{label} {shown} has a positional argument; write every argument as key=value")
     kwargs: dict[str, Any] = {}
     for keyword in call.keywords:
         if keyword.arg is None:
-            raise SpecError(f"{label} {spec!r}: '**' is not allowed; write every argument as key=value")
+            raise SpecError(f"{label} {shown}: '**' is not allowed; write every argument as key=value")
         if keyword.arg in kwargs:
-            raise SpecError(f"{label} {spec!r} gives {keyword.arg!r} twice")
+            raise SpecError(f"{label} {shown} gives {keyword.arg!r} twice")
         try:
-            kwargs[keyword.arg] = ast.literal_eval(keyword.value)
-        except (ValueError, SyntaxError, TypeError):
-            source = ast.get_source_segment(f"_f({args})", keyword.value)
+            kwargs[keyword.arg] = ast.literal_eval(_NonFinite().visit(keyword.value))
+        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+            source = clip(ast.get_source_segment(f"_f({args})", keyword.value), quote=False)
+            if _non_finite(keyword.value):
+                raise SpecError(
+                    f"{label} {shown}: the value of {keyword.arg!r} ({source}) is not a finite number; "
+                    f"landbench takes finite numbers only"
+                ) from None
             raise SpecError(
-                f"{label} {spec!r}: the value of {keyword.arg!r} ({source}) is not a Python literal "
+                f"{label} {shown}: the value of {keyword.arg!r} ({source}) is not a Python literal "
                 f"(numbers, strings, True/False/None, tuples, lists and dicts of them)"
             ) from None
     return Spec(name, kwargs)
+
+
+class _NonFinite(ast.NodeTransformer):
+    """``inf`` and ``nan`` as the floats they name (``-inf`` too), so that a non-finite number reaches
+    the same check, with the same message, whether it comes from a spec string or from the API."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in ("inf", "nan"):
+            return ast.copy_location(ast.Constant(float(node.id)), node)
+        return node
+
+
+def _non_finite(node: ast.AST) -> bool:
+    """Whether an expression that is no literal names infinity or NaN: ``inf``, ``-nan``, ``float('inf')``."""
+    names = {"inf", "nan", "infinity", "Infinity", "NaN", "Inf"}
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and sub.id in names:
+            return True
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and sub.value.strip().lstrip("+-") in names:
+            return True
+    return False
+
+
+def clip(value: Any, limit: int = 80, quote: bool = True) -> str:
+    """``repr`` of a value (its text when ``quote`` is False), cut to ``limit`` characters: error
+    messages stay one readable line however long the input."""
+    text = repr(value) if quote else str(value)
+    text = text.encode("unicode_escape", "backslashreplace").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars and vectors (``np.float32(0.1)``) as the Python numbers and lists they hold,
+    inside lists, tuples and dicts too, so that a spec given through the API has one canonical form
+    and is checked as one."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist") and getattr(value, "ndim", 2) <= 1:
+        return plain(value.tolist())  # a scalar's tolist is the Python number; a vector's a list
+    return value
 
 
 def format_value(value: Any) -> str:
@@ -155,7 +209,8 @@ class Param:
 
     def coerce(self, value: Any, owner: str) -> Any:
         """Check one value and convert it to the declared kind (ints are accepted as floats)."""
-        bad = SpecError(f"{owner}: {self.name} must be {self.describe_range()}, got {value!r}")
+        value = plain(value)
+        bad = SpecError(f"{owner}: {self.name} must be {self.describe_range()}, got {clip(value)}")
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise bad
@@ -181,7 +236,7 @@ class Param:
                 raise bad
             if self.choices is not None and value not in self.choices:
                 raise SpecError(
-                    f"{owner}: {self.name} must be {self.describe_range()}, got {value!r}{suggest(value, self.choices)}"
+                    f"{owner}: {self.name} must be {self.describe_range()}, got {clip(value)}{suggest(value, self.choices)}"
                 )
             return value
         elif self.kind is dict:

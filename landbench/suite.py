@@ -41,8 +41,8 @@ from landbench.errors import SpecError, SuiteError
 from landbench.landscapes import family
 from landbench.optimizers import resolve
 from landbench.records import run_key
-from landbench.settings import Settings, check_noise, check_steps, normalize_seeds
-from landbench.spec import Spec, parse_spec
+from landbench.settings import MAX_SEED, MAX_SEEDS, MAX_STEPS, Settings, check_noise, check_steps, normalize_seeds
+from landbench.spec import Spec, clip, parse_spec
 from landbench.tuning import Tuning, check_disjoint, check_optimizers, check_tuning, label_of, parse_grid
 
 if sys.version_info >= (3, 11):
@@ -203,18 +203,46 @@ def available_suites() -> dict[str, Path]:
 
 def load_suite(name_or_path: str | Path) -> Suite:
     """A TOML file by path, or else a shipped suite by name (``"smoke"``)."""
+    if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip():
+        raise SuiteError(f"a suite is a shipped suite's name or the path of a .toml file, got {clip(name_or_path)}")
     path = Path(name_or_path)
-    if path.is_file():
-        return parse_suite(path.read_text(encoding="utf-8"), path)
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, ...
+        raise SuiteError(f"suite {clip(str(name_or_path))}: not a usable path ({clip(str(exc), quote=False)})") from None
+    if is_file:
+        return parse_suite(read_suite_text(path), path)
     suites = available_suites()
     if str(name_or_path) in suites:
-        return parse_suite(suites[str(name_or_path)].read_text(encoding="utf-8"), suites[str(name_or_path)])
-    if path.suffix == ".toml" or path.exists():
-        raise SuiteError(f"suite file {str(path)!r} {'is not a file' if path.exists() else 'does not exist'}")
+        return parse_suite(read_suite_text(suites[str(name_or_path)]), suites[str(name_or_path)])
+    if path.suffix == ".toml" or exists:
+        raise SuiteError(f"suite file {clip(str(path))} {'is not a file' if exists else 'does not exist'}")
     raise SuiteError(
-        f"unknown suite {str(name_or_path)!r}; shipped suites: {', '.join(suites) or '(none)'}, "
+        f"unknown suite {clip(str(name_or_path))}; shipped suites: {', '.join(suites) or '(none)'}, "
         f"or give the path of a .toml file"
     )
+
+
+def read_suite_text(path: Path) -> str:
+    """A suite file's text: UTF-8, with a UTF-8 byte-order mark accepted (and dropped); a file that
+    cannot be read, UTF-16 or UTF-32, or bytes that are not UTF-8 are refused naming the file and line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SuiteError(f"{path}: cannot read the suite file ({exc.strerror or type(exc).__name__})") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for bom, encoding in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if data.startswith(bom):
+            raise SuiteError(f"{path}: the file is {encoding}; save it as UTF-8 (TOML files are UTF-8)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SuiteError(
+            f"{path}:{line}: not valid UTF-8 (byte {data[exc.start]:#04x} at offset {exc.start}); "
+            f"TOML files are UTF-8: save it as UTF-8"
+        ) from None
 
 
 class _Where:
@@ -244,17 +272,18 @@ class _Where:
     def error(self, key: str, message: str, table: str | None = None, nth: int = 0) -> SuiteError:
         line = self.line(key, table, nth)
         place = f"{self.path}:{line}" if line else self.path
+        key = key if key.isidentifier() else clip(key)
         label = f"problems[{nth}].{key}" if table == "problems" else (f"{table}.{key}" if table else key)
         return SuiteError(f"{place}: {label}: {message}")
 
 
 def _int_list(value: Any, *, count_ok: bool) -> tuple[int, ...] | None:
     if count_ok and isinstance(value, int) and not isinstance(value, bool):
-        return tuple(range(value)) if value >= 1 else None
+        return tuple(range(value)) if 1 <= value <= MAX_SEEDS else None
     if (
         isinstance(value, list)
-        and value
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        and 0 < len(value) <= MAX_SEEDS
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED for v in value)
     ):
         return tuple(value) if len(set(value)) == len(value) else None
     return None
@@ -262,11 +291,10 @@ def _int_list(value: Any, *, count_ok: bool) -> tuple[int, ...] | None:
 
 def _noise_list(value: Any) -> tuple[float, ...] | None:
     values = value if isinstance(value, list) else [value]
-    if values and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf") for v in values
-    ):
-        return tuple(float(v) for v in values)
-    return None
+    try:
+        return tuple(check_noise(v) for v in values) if values else None
+    except SpecError:
+        return None
 
 
 def canonical_problem(spec: str | Mapping[str, Any] | Spec, dim: int | None, where: str) -> str:
@@ -288,11 +316,13 @@ def _budget(table: Mapping[str, Any], where: _Where, defaults: dict[str, Any], n
     out = dict(defaults)
 
     def fail(key: str, expected: str) -> SuiteError:
-        return where.error(key, f"expected {expected}, got {table[key]!r}", table_name, nth or 0)
+        return where.error(key, f"expected {expected}, got {clip(table[key])}", table_name, nth or 0)
 
     if "steps" in table:
         if not isinstance(table["steps"], int) or isinstance(table["steps"], bool) or table["steps"] < 1:
             raise fail("steps", "an integer >= 1")
+        if table["steps"] > MAX_STEPS:
+            raise fail("steps", f"at most {MAX_STEPS:.0e} steps (a billion steps take hours on any problem)")
         out["steps"] = table["steps"]
     if "noise" in table:
         out["noise"] = _noise_list(table["noise"])
@@ -302,15 +332,22 @@ def _budget(table: Mapping[str, Any], where: _Where, defaults: dict[str, Any], n
         if key in table:
             out[key] = _int_list(table[key], count_ok=True)
             if out[key] is None:
-                raise fail(key, f"a count >= 1 or a non-empty list of distinct non-negative {what}")
+                raise fail(
+                    key,
+                    f"a count >= 1 or a non-empty list of distinct non-negative {what} (at most {MAX_SEEDS} of them, "
+                    f"each below 2**63)",
+                )
     return out
 
 
 def _optimizers(value: Any, where: _Where, table: str | None, nth: int) -> tuple[str, ...]:
-    """A list of optimizer specs, each resolved to its canonical string."""
-    if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
+    """A non-empty list of optimizer specs, each resolved to its canonical string."""
+    if not isinstance(value, list) or not value or not all(isinstance(o, str) for o in value):
         raise where.error(
-            "optimizers", f'expected a list of optimizer specs like "adam(lr=1e-3)", got {value!r}', table, nth
+            "optimizers",
+            f'expected a list of optimizer specs like ["adam(lr=1e-3)"] (not empty), got {clip(value)}',
+            table,
+            nth,
         )
     try:
         return tuple(resolve(spec).canonical for spec in value)
@@ -332,10 +369,10 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
             raise where.error(key, f"unknown key; valid top-level keys: {', '.join(TOP_KEYS)}")
     for key in ("name", "description", "dtype"):
         if key in data and not isinstance(data[key], str):
-            raise where.error(key, f"expected a string, got {data[key]!r}")
+            raise where.error(key, f"expected a string, got {clip(data[key])}")
     defaults = _budget(data, where, {"steps": 1000, "noise": (0.0,), "seeds": tuple(range(8)), "instances": (0,)}, None)
 
-    canonical_optimizers = _optimizers(data.get("optimizers", []), where, None, 0)
+    canonical_optimizers = _optimizers(data["optimizers"], where, None, 0) if "optimizers" in data else ()
 
     metrics = data.get("metrics", {})
     if not isinstance(metrics, dict):
@@ -353,6 +390,11 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
     problems = data.get("problems", [])
     if not isinstance(problems, list) or not all(isinstance(p, dict) for p in problems):
         raise where.error("problems", 'expected [[problems]] tables, each with spec = "..." and dims = [...]')
+    if not problems:
+        raise SuiteError(
+            f'{path}: problems: the suite has no [[problems]] table; add one with spec = "saddle(index=2)" '
+            f"and dims = [10, 100]"
+        )
     entries = []
     for nth, table in enumerate(problems):
         for key in table:
@@ -373,7 +415,7 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
                 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims_value)
             ):
                 raise where.error(
-                    "dims", f"expected a list of positive integers, got {table['dims']!r}", "problems", nth
+                    "dims", f"expected a list of positive integers, got {clip(table['dims'])}", "problems", nth
                 )
             dims = list(dims_value)
         try:
@@ -384,7 +426,7 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
         entry_optimizers = _optimizers(table["optimizers"], where, "problems", nth) if "optimizers" in table else ()
         entry_dtype = table.get("dtype")
         if entry_dtype is not None and entry_dtype not in ("float32", "float64"):
-            raise where.error("dtype", f"expected 'float32' or 'float64', got {entry_dtype!r}", "problems", nth)
+            raise where.error("dtype", f"expected 'float32' or 'float64', got {clip(entry_dtype)}", "problems", nth)
         entries.append(
             ProblemEntry(
                 canonical,
@@ -396,6 +438,15 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
                 entry_dtype,
             )
         )
+
+    for nth, entry in enumerate(entries):
+        if not entry.optimizers and not canonical_optimizers:
+            line = where.line("spec", "problems", nth)
+            raise SuiteError(
+                f"{path}{f':{line}' if line else ''}: optimizers: problems[{nth}] ({clip(problems[nth]['spec'], quote=False)}) "
+                f'has no optimizers: give optimizers = ["adam(lr=1e-3)", ...] at the top of the file or in its '
+                f"[[problems]] table"
+            )
 
     name = data.get("name", Path(str(path)).stem)
     file = Path(path) if path != "<suite>" else None

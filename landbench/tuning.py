@@ -101,7 +101,10 @@ def check_grid(value: Any) -> tuple[float, ...] | None:
         return None
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in value):
         return None
-    rates = sorted({float(v) for v in value})
+    try:
+        rates = sorted({float(v) for v in value})
+    except OverflowError:  # an integer too large for a float
+        return None
     return tuple(rates) if len(rates) == len(value) else None
 
 

@@ -25,6 +25,25 @@ DIM = Param("dim", int, doc="dimension d of the search space", low=1)
 
 
 @dataclass(frozen=True)
+class Footprint:
+    """What an instance of a family takes, estimated from its parameters without allocating anything
+    (:meth:`Landscape.footprint`; :mod:`landbench.preflight` checks it against the machine before a run).
+
+    ``instance``: bytes the instance holds on its device (couplings, random features, frames, known
+    points), described by ``what``; ``per_run``: bytes of work space per run of a batch while it is
+    evaluated, beyond the run's own state; ``host``: bytes drawn at once in float64 on the host while
+    building (what a GPU run needs of the host's memory); ``streamed``: numbers regenerated at every
+    evaluation (a p-spin whose couplings are streamed in blocks), the cost of a step in time.
+    """
+
+    instance: int = 0
+    what: str = "its known points"
+    per_run: int = 0
+    host: int = 0
+    streamed: int = 0
+
+
+@dataclass(frozen=True)
 class FamilyField:
     """A record field that a family adds (see :meth:`Landscape.record_fields`), with how a set of
     runs is summarised over it, so that every view (the CLI's table, the assertions, the report,
@@ -188,6 +207,23 @@ class Landscape:
         probe.__dict__.update(values)
         probe._check()
         return format_spec(cls.family, non_defaults(cls.params, values))
+
+    @classmethod
+    def footprint(cls, dtype: torch.dtype, free: int, **kwargs: Any) -> Footprint:
+        """What an instance with these parameters takes (:class:`Footprint`), in ``dtype`` on a device
+        with ``free`` bytes available, estimated without building it; parameters are validated as the
+        constructor does (a :class:`SpecError` for a bad one)."""
+        values = bind_params(cls.family, cls.params, kwargs)
+        probe = cls.__new__(cls)
+        probe.__dict__.update(values)
+        probe._check()
+        return probe._footprint(dtype, free)
+
+    def _footprint(self, dtype: torch.dtype, free: int) -> Footprint:
+        """A family's estimate (see :meth:`footprint`; parameters are attributes, nothing is built).
+        The default: a few known points of dimension d, in float64 on the host and in ``dtype`` on
+        the device."""
+        return Footprint(instance=4 * self.dim * (8 + dtype.itemsize), host=4 * self.dim * 8)
 
     # --- what a family provides ------------------------------------------------------------
 

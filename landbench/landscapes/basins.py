@@ -23,6 +23,7 @@ from landbench.landscapes.base import (
     DIM,
     CriticalPoint,
     FamilyField,
+    Footprint,
     Known,
     Landscape,
     describe_ends,
@@ -349,6 +350,12 @@ class Basins(Landscape):
             f"the bowl weaker or the separation larger; far wells leave the bowl's own minimum between them: "
             f"make the separation smaller"
         )
+
+    def _footprint(self, dtype: torch.dtype, free: int) -> Footprint:
+        """A minimum per well and a saddle between neighbours: points of dimension d, on the host and
+        the device."""
+        points = 2 * len(self.wells) + 2
+        return Footprint(instance=points * self.dim * (8 + dtype.itemsize), host=points * self.dim * 8)
 
     def _build(self) -> None:
         d = self.dim

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from landbench.landscapes.base import DIM, FamilyField, Landscape, squared_norm
+from landbench.landscapes.base import DIM, FamilyField, Footprint, Landscape, squared_norm
 from landbench.outcomes import median_of
 from landbench.spec import Param
 
@@ -117,6 +117,17 @@ class GaussianField(Landscape):
         self.weights = self._tensor(torch.hypot(a, b))
         self.offsets = self._tensor(torch.atan2(b, a))
         self.frequencies = self._draw_frequencies(generator, m, d)
+
+    def _footprint(self, dtype: torch.dtype, free: int) -> Footprint:
+        """The M x d frequencies in ``dtype`` (drawn in float64 chunks on the host); an evaluation
+        holds a few (B, M) work tensors."""
+        m, size = self.features or default_features(self.dim), dtype.itemsize
+        return Footprint(
+            instance=m * self.dim * size + 4 * self.dim * (8 + size),
+            what=f"its random features ({m} x {self.dim})",
+            per_run=4 * m * size,
+            host=min(m * self.dim, _DRAW_ELEMENTS + self.dim) * 16,
+        )
 
     def _draw_frequencies(self, generator: torch.Generator, m: int, d: int) -> torch.Tensor:
         """``W = w~ / l``, ``w~ ~ N(0, I)`` (M x d), drawn in float64 on the CPU in chunks of rows

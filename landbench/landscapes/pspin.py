@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from landbench.errors import SpecError
-from landbench.landscapes.base import CriticalPoint, Known, Landscape, squared_norm, uniform_sphere
+from landbench.landscapes.base import CriticalPoint, Footprint, Known, Landscape, squared_norm, uniform_sphere
 from landbench.rng import counter_normal, derive_seed
 from landbench.spec import Param
 
@@ -75,6 +75,11 @@ def available_memory(device: torch.device) -> int:
     except OSError:
         pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def _count(n: int) -> str:
+    """A count in words: ``6.25e+14``, or the integer itself below a million."""
+    return str(n) if n < 10**6 else f"{n:.3g}"
 
 
 def _contract_last(t: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
@@ -213,6 +218,33 @@ class PSpin(Landscape):
             self.known = self._p2_ground_state(self.coefficients[2])
         else:
             self.known = Known(f_star=self.ground_state_limit)
+
+    def _footprint(self, dtype: torch.dtype, free: int) -> Footprint:
+        """Dense: the symmetrised couplings (``N^p`` numbers per degree) and a block being drawn; an
+        evaluation holds ``(N^{p-1}, B)`` partial contractions. Blocks: one block of couplings at a
+        time (drawn in float64, cast to ``dtype``), ``N^p`` numbers regenerated per evaluation.
+        Pure p = 2 up to :data:`P2_EXACT_MAX_DIM` adds the host's eigendecomposition."""
+        n, size = self.dim, dtype.itemsize
+        degrees = sorted(self.mix) if self.mix else [self.p]
+        couplings = sum(n**d for d in degrees)
+        block = max(max(BLOCK_ELEMENTS, n ** (d - 1)) for d in degrees)
+        host = 4 * n * n * 8 if degrees == [2] and n <= P2_EXACT_MAX_DIM else 0
+        host += block * 16
+        dense = self.storage == "dense" or (self.storage == "auto" and couplings * size <= DENSE_MEMORY_FRACTION * free)
+        if dense:
+            return Footprint(
+                instance=couplings * size + block * (16 + 2 * size),
+                what=f"its dense couplings ({_count(couplings)} numbers)",
+                per_run=2 * max(n ** (d - 1) for d in degrees) * size,
+                host=host,
+            )
+        return Footprint(
+            instance=block * (16 + 2 * size),
+            what="its blocks of couplings",
+            per_run=4 * (block // n) * size,
+            host=host,
+            streamed=couplings,
+        )
 
     def _use_dense(self) -> bool:
         """Whether to store the couplings (see the class docstring), or stream them in blocks."""

@@ -7,7 +7,7 @@ import math
 import torch
 
 from landbench.errors import SpecError
-from landbench.landscapes.base import DIM, CriticalPoint, Known, Landscape, squared_norm, uniform_sphere
+from landbench.landscapes.base import DIM, CriticalPoint, Footprint, Known, Landscape, squared_norm, uniform_sphere
 from landbench.spec import Param
 
 
@@ -66,6 +66,20 @@ class Saddle(Landscape):
                 f"saddle: index must be between 1 and dim={self.dim} (the number of unstable directions "
                 f"cannot exceed the dimension), got index={self.index}"
             )
+
+    def _footprint(self, dtype: torch.dtype, free: int) -> Footprint:
+        """Rotated: the d x k frame (drawn and orthonormalised in float64 on the host, then cast);
+        an evaluation projects onto it, (B, k) per run."""
+        known = super()._footprint(dtype, free)
+        if not self.rotate:
+            return known
+        frame = self.dim * self.index
+        return Footprint(
+            instance=frame * dtype.itemsize + known.instance,
+            what=f"its rotated frame ({self.dim} x {self.index})",
+            per_run=2 * self.index * dtype.itemsize,
+            host=3 * frame * 8 + known.host,
+        )
 
     def _build(self) -> None:
         k, d = self.index, self.dim

@@ -14,7 +14,16 @@ from typing import Any
 
 import torch
 
-from landbench.landscapes.base import DIM, CriticalPoint, FamilyField, Known, Landscape, smoothstep, uniform_sphere
+from landbench.landscapes.base import (
+    DIM,
+    CriticalPoint,
+    FamilyField,
+    Footprint,
+    Known,
+    Landscape,
+    smoothstep,
+    uniform_sphere,
+)
 from landbench.outcomes import is_diverged
 from landbench.spec import Param
 
@@ -83,6 +92,11 @@ class SaddleChain(Landscape):
     stiffness: float
     quartic: float
     init_radius: float
+
+    def _footprint(self, dtype: torch.dtype, free: int) -> Footprint:
+        """The listed saddles and the minimum: points of dimension d, on the host and the device."""
+        points = min(self.dim, LISTED_SADDLES) + 1
+        return Footprint(instance=points * self.dim * (8 + dtype.itemsize), host=points * self.dim * 8)
 
     def _build(self) -> None:
         g, q, d = self.gamma, self.quartic, self.dim

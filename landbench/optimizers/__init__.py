@@ -32,6 +32,7 @@ import importlib
 import importlib.metadata
 import inspect
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,7 @@ from landbench.optimizers.batching import choose_mode
 from landbench.optimizers.gd import GradientDescent
 from landbench.optimizers.perturbed import PerturbedGD
 from landbench.optimizers.sam import SAM
-from landbench.spec import Spec, format_spec, parse_spec, suggest
+from landbench.spec import Spec, format_spec, parse_spec, plain, suggest
 
 #: The entry-point group through which other packages register optimizer names.
 ENTRY_POINT_GROUP = "landbench.optimizers"
@@ -121,20 +122,47 @@ def learning_rate_free(cls: type) -> bool:
     return f"{cls.__module__.partition('.')[0]}:{cls.__qualname__}" in LEARNING_RATE_FREE
 
 
+def last_line(exc: BaseException) -> str:
+    """``Type: the last line of its message`` (a message of many lines ends with what went wrong)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__
+
+
 def _import_class(path: str) -> type:
     module_name, _, attribute = path.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SpecError(f"optimizer {path!r}: cannot import module {module_name!r} ({exc})") from None
+        raise SpecError(f"optimizer {path!r}: cannot import module {module_name!r} ({last_line(exc)})") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever a module's import runs; SystemExit must not end landbench
+        raise SpecError(f"optimizer {path!r}: importing module {module_name!r} raised {last_line(exc)}") from None
     target: Any = module
     for part in attribute.split("."):
-        if not hasattr(target, part):
+        try:
+            found = hasattr(target, part)
+            target = getattr(target, part) if found else None
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a module __getattr__ that raises
+            raise SpecError(f"optimizer {path!r}: reading {attribute!r} of {module_name!r} raised {last_line(exc)}") from None
+        if not found:
             raise SpecError(f"optimizer {path!r}: module {module_name!r} has no attribute {attribute!r}")
-        target = getattr(target, part)
+    return _optimizer_type(target, f"optimizer {path!r}: {attribute!r}")
+
+
+def _optimizer_type(target: Any, what: str) -> type:
+    """``target`` if it is a subclass of :class:`torch.optim.Optimizer`, else a SpecError saying what it is."""
     if not isinstance(target, type):
-        raise SpecError(f"optimizer {path!r}: {attribute!r} is not a class")
+        raise SpecError(f"{what} is not a class but {_describe(target)}; give a torch.optim.Optimizer subclass")
+    if not issubclass(target, torch.optim.Optimizer):
+        raise SpecError(
+            f"{what} is the class {target.__module__}.{target.__qualname__}, not a torch.optim.Optimizer subclass; "
+            f"give an optimizer class such as 'torch.optim:SGD'"
+        )
     return target
+
+
+def _describe(value: Any) -> str:
+    kind = type(value).__name__
+    return f"a {kind}" if not callable(value) else f"a {kind} ({getattr(value, '__qualname__', kind)})"
 
 
 def registered() -> dict[str, importlib.metadata.EntryPoint]:
@@ -158,14 +186,12 @@ def optimizer_class(name: str) -> type:
     if name in plugins:
         try:
             target = plugins[name].load()
-        except Exception as exc:  # noqa: BLE001 - a broken plug-in is reported with its name
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plug-in is reported with its name
             raise SpecError(
                 f"optimizer {name!r} is registered by the package {_distribution(plugins[name])} as "
-                f"{plugins[name].value!r}, which cannot be loaded: {type(exc).__name__}: {exc}"
+                f"{plugins[name].value!r}, which cannot be loaded: {last_line(exc)}"
             ) from None
-        if not isinstance(target, type):
-            raise SpecError(f"optimizer {name!r}: the entry point {plugins[name].value!r} is not a class")
-        return target
+        return _optimizer_type(target, f"optimizer {name!r}: the entry point {plugins[name].value!r}")
     names = optimizer_names()
     raise SpecError(
         f"unknown optimizer {name!r}{suggest(name, names)}; valid names: {', '.join(names)}, "
@@ -202,20 +228,161 @@ def _is_default(value: Any, parameter: inspect.Parameter) -> bool:
         return False
 
 
+def _annotation_text(parameter: inspect.Parameter | None) -> str:
+    """The annotation as text without module prefixes, ``Optional[X]`` written ``X | None``."""
+    if parameter is None or parameter.annotation is inspect.Parameter.empty:
+        return ""
+    annotation = parameter.annotation
+    if isinstance(annotation, type):
+        text = annotation.__name__
+    else:
+        text = annotation if isinstance(annotation, str) else str(annotation)
+    text = text.replace("typing.", "").replace("torch.", "").replace(" ", "")
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = text[len("Optional[") : -1] + "|None"
+    if text.startswith("Union[") and text.endswith("]"):
+        text = text[len("Union[") : -1].replace(",", "|")
+    return text
+
+
+def _expected(parameter: inspect.Parameter | None) -> tuple[str, bool]:
+    """What a parameter takes, from its annotation and default: ``("bool" | "int" | "number" | "str" |
+    "tuple" | "", None allowed)``; ``""`` for anything (not checked here)."""
+    if parameter is None:
+        return "", True
+    text, default = _annotation_text(parameter), parameter.default
+    kinds = set(text.split("|")) if text else set()
+    optional = "None" in kinds or default is None
+    kinds.discard("None")
+    kinds.discard("Tensor")
+    if kinds == {"bool"} or (not kinds and isinstance(default, bool)):
+        return "bool", optional
+    if kinds == {"int"}:
+        return "int", optional
+    if kinds and kinds <= {"float", "int"} or (not kinds and isinstance(default, (int, float))):
+        return "number", optional
+    if kinds == {"str"}:
+        return "str", optional
+    if isinstance(default, tuple) and default and all(v is None or _is_number(v) for v in default):
+        return "tuple", optional
+    return "", True
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_numbers(owner: str, key: str, value: Any, depth: int = 0) -> None:
+    """Every number in ``value`` (nested too) finite and within a 64-bit range; no complex numbers."""
+    if depth > 20:
+        raise SpecError(f"{owner}: {key} is nested too deeply")
+    if isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            _check_numbers(owner, key, item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_numbers(owner, key, item, depth + 1)
+    elif isinstance(value, complex):
+        raise SpecError(f"{owner}: {key} must be a real number, got the complex number {value!r}")
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if abs(int(value)) >= 2**63:
+            raise SpecError(f"{owner}: {key} is too large for a float or a 64-bit integer: {_short(value)}")
+    elif isinstance(value, numbers.Real) and not math.isfinite(float(value)):
+        raise SpecError(f"{owner}: {key} must be a finite number, got {value!r}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _coerce(owner: str, key: str, value: Any, parameter: inspect.Parameter | None) -> Any:
-    """Match a value to its declared kind, so the canonical string is unique: ints become floats
-    where the signature says float, lists become tuples where the default is a tuple."""
+    """Check a value against what its parameter takes (its annotation and default: a bool, an
+    integer, a finite number, a string, a tuple of as many numbers as the default), and match it to
+    the declared kind, so the canonical string is unique: ints become floats where the signature says
+    float, lists become tuples where the default is a tuple."""
+    value = plain(value)
+    if isinstance(value, torch.Tensor):
+        return value
+    _check_numbers(owner, key, value)
+    kind, optional = _expected(parameter)
+    if value is None and optional:
+        return value
+    default = parameter.default if parameter is not None else None
+    if kind == "bool" and not isinstance(value, bool):
+        raise SpecError(f"{owner}: {key} must be True or False{' or None' if optional else ''}, got {_short(value)}")
+    if kind == "int":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SpecError(f"{owner}: {key} must be an integer, got {_short(value)}")
+    if kind == "number" and not _is_number(value):
+        raise SpecError(f"{owner}: {key} must be a number, got {_short(value)}")
+    if kind == "str" and not isinstance(value, str):
+        raise SpecError(f"{owner}: {key} must be a string{' or None' if optional else ''}, got {_short(value)}")
+    if kind == "tuple":
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != len(default)
+            or not all(_is_number(v) or (v is None and d is None) for v, d in zip(value, default))
+        ):
+            what = "numbers" if all(d is not None for d in default) else "values"
+            raise SpecError(
+                f"{owner}: {key} must be a tuple of {len(default)} {what} such as {default!r}, got {_short(value)}"
+            )
+        value = tuple(value)
     if _is_float(parameter) and isinstance(value, int) and not isinstance(value, bool):
-        try:
-            value = float(value)
-        except OverflowError:
-            raise SpecError(f"{owner}: {key} is too large for a float: {value}") from None
+        value = float(value)
     if parameter is not None and isinstance(parameter.default, tuple) and isinstance(value, list):
         value = tuple(value)
     if key == "lr":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-            raise SpecError(f"{owner}: lr must be a positive finite number, got {value!r}")
+            raise SpecError(f"{owner}: lr must be a positive finite number, got {_short(value)}")
     return value
+
+
+def _effective_rules(owner: str, optimizer: torch.optim.Optimizer) -> None:
+    """Refuse settings that torch accepts but that make a run do nothing, climb, or fail later, read
+    from the built optimizer's first param group (the class's defaults filled in)."""
+    group = optimizer.param_groups[0] if optimizer.param_groups else {}
+
+    def number(key: str) -> float | None:
+        value = group.get(key)
+        return float(value) if _is_number(value) else None
+
+    if group.get("maximize") is True:
+        raise SpecError(f"{owner}: maximize=True climbs the loss instead of descending it; leave maximize False")
+    if isinstance(optimizer, torch.optim.LBFGS):
+        for key in ("max_iter", "max_eval", "history_size"):
+            value = number(key)
+            if value is not None and value < 1:
+                raise SpecError(f"{owner}: {key} must be at least 1 (with {key}={value:g} a step does nothing)")
+        for key in ("tolerance_grad", "tolerance_change"):
+            value = number(key)
+            if value is not None and value < 0:
+                raise SpecError(f"{owner}: {key} must be >= 0, got {value:g}")
+        if group.get("line_search_fn") not in (None, "strong_wolfe"):
+            raise SpecError(f"{owner}: line_search_fn must be None or 'strong_wolfe', got {group['line_search_fn']!r}")
+    if isinstance(optimizer, torch.optim.SGD):
+        momentum, dampening = number("momentum") or 0.0, number("dampening") or 0.0
+        if momentum > 0 and not 0 <= dampening < 1:
+            raise SpecError(
+                f"{owner}: dampening must be >= 0 and < 1 with momentum (with dampening={dampening:g} the "
+                f"gradient {'never enters the step' if dampening == 1 else 'is added with the wrong sign'})"
+            )
+    if isinstance(optimizer, torch.optim.Rprop):
+        sizes = group.get("step_sizes")
+        if isinstance(sizes, tuple) and len(sizes) == 2 and all(_is_number(v) for v in sizes):
+            if not 0 <= sizes[0] <= sizes[1] or sizes[1] <= 0:
+                raise SpecError(
+                    f"{owner}: step_sizes must be (smallest, largest) with 0 <= smallest <= largest and largest > 0, "
+                    f"got {sizes!r}"
+                )
+    if isinstance(optimizer, torch.optim.ASGD):
+        for key in ("lambd", "alpha", "t0"):
+            value = number(key)
+            if value is not None and value < 0:
+                raise SpecError(f"{owner}: {key} must be >= 0, got {value:g}")
 
 
 def resolve(spec: str | Mapping[str, Any] | Spec | OptimizerSpec) -> OptimizerSpec:
@@ -224,10 +391,13 @@ def resolve(spec: str | Mapping[str, Any] | Spec | OptimizerSpec) -> OptimizerSp
         return spec
     parsed = parse_spec(spec, what="optimizer")
     cls = optimizer_class(parsed.name)
-    defaults = _signature(cls)
     owner = f"optimizer {parsed.name}"
+    try:
+        defaults = _signature(cls)
+        accepts_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+    except (ValueError, TypeError) as exc:
+        raise SpecError(f"{owner}: its arguments cannot be read ({last_line(exc)})") from None
     kwargs: dict[str, Any] = {}
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
     for key, value in parsed.kwargs.items():
         if key not in defaults and not accepts_any:
             raise SpecError(
@@ -251,12 +421,17 @@ def resolve(spec: str | Mapping[str, Any] | Spec | OptimizerSpec) -> OptimizerSp
 
 
 def _try_build(spec: OptimizerSpec) -> torch.optim.Optimizer:
-    """Build once on a dummy tensor, so that the class's own value checks fail now, with the spec named."""
+    """Build once on a dummy tensor, so that the class's own value checks fail now, with the spec named
+    (any exception, SystemExit included, becomes a SpecError with its last line); then refuse
+    settings torch accepts but that make a run do nothing (:func:`_effective_rules`)."""
     try:
-        return spec.build([torch.zeros(1, 2, requires_grad=True)])
+        built = spec.build([torch.zeros(1, 2, requires_grad=True)])
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever a class's checks raise (betas=(0.9,): IndexError)
         kind = "" if isinstance(exc, (ValueError, TypeError, RuntimeError)) else f"{type(exc).__name__}: "
-        raise SpecError(f"optimizer {spec.canonical}: {kind}{exc}") from None
+        message = last_line(exc).removeprefix(f"{type(exc).__name__}: ") if str(exc).strip() else ""
+        raise SpecError(f"optimizer {spec.canonical}: {kind}{message}".rstrip(": ")) from None
+    _effective_rules(f"optimizer {spec.canonical}", built)
+    return built
 
 
 def _check_swallowed(owner: str, optimizer: Any, extra: list[str], valid: list[str]) -> None:
@@ -353,7 +528,7 @@ def _keys_read_by_a_step(optimizer: Any) -> set[str]:
         for _ in range(TRIAL_STEPS):
             closure()
             optimizer.step(closure) if takes_closure else optimizer.step()
-    except Exception:  # noqa: BLE001 - a third-party step that cannot run here proves nothing
+    except (Exception, SystemExit):  # noqa: BLE001 - a third-party step that cannot run here proves nothing
         return {"*"}
     return read
 
