@@ -15,9 +15,12 @@ import click
 
 from landbench._version import __version__
 from landbench.errors import LandbenchError
+from landbench.executors import EXECUTORS
 from landbench.landscapes import FAMILIES, family, make
 from landbench.landscapes.base import family_params
 from landbench.mode_connectivity import connectivity
+from landbench.outcomes import split_failed
+from landbench.planning import Shard
 from landbench.ranking import rank
 from landbench.references import available_references, load_reference
 from landbench.runner import run_suite
@@ -297,6 +300,21 @@ def _seeds(value: str | None) -> list[int] | None:
     help="Tune each optimizer's lr per family before scoring (default: as the suite says, i.e. when it has a "
     "[tuning] table; --tune on a suite without one uses the default table), or keep every lr as given.",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(list(EXECUTORS)),
+    default="serial",
+    show_default=True,
+    help="Where jobs run: this process, a local pool of worker processes, or a Ray cluster.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes of --executor processes (default: one per visible GPU, or per core on the CPU).",
+)
+@click.option("--address", help="The Ray cluster of --executor ray (default: start a local Ray for the sweep).")
+@click.option("--shard", metavar="I/N", help="Run part I of N of the suite (deterministic; for a Slurm array).")
+@click.option("--retry-failed", is_flag=True, help="Run again the runs whose jobs failed in an earlier sweep.")
 @_friendly
 def run(
     suite: str | None,
@@ -311,6 +329,11 @@ def run(
     as_json: bool,
     progress: bool | None,
     tune: bool | None,
+    executor: str,
+    workers: int | None,
+    address: str | None,
+    shard: str | None,
+    retry_failed: bool,
 ) -> None:
     """Run SUITE (a shipped suite's name or a .toml file), or the --problem and --optimizer given.
 
@@ -320,6 +343,9 @@ def run(
     the lr of its spec; --no-tune keeps every spec as given. Which one happens is said on stderr.
     """
     seed_list = _seeds(seeds)
+    if not out.strip():
+        raise click.BadParameter("expected a folder name, got an empty one", param_hint="--out")
+    part = Shard.parse(shard) if shard is not None else None
     if suite is None:
         plan = adhoc_suite(problems, optimizers, seed_list, steps, noise).with_overrides(dtype=dtype, tune=tune)
     else:
@@ -327,21 +353,41 @@ def run(
             problems=problems, optimizers=optimizers, seeds=seed_list, steps=steps, noise=noise, dtype=dtype, tune=tune
         )
     if not plan.scenarios():
-        raise click.UsageError(f"suite {plan.name!r} has no problems or no optimizers to run")
+        where = f"{plan.path}" if plan.path else f"suite {plan.name!r}"
+        raise click.UsageError(f"{where} has no scenario to run: give it [[problems]] and optimizers")
     for entry in tuning_plan(plan.tuning, [sc.optimizer for sc in plan.scenarios()]):
         click.echo(_tuning_line(entry), err=True)
     emit = (lambda record: click.echo(json.dumps(record))) if as_json else None
     try:
-        result = run_suite(plan, out, device=device, progress=progress, on_record=emit)
+        result = run_suite(
+            plan,
+            out,
+            device=device,
+            progress=progress,
+            on_record=emit,
+            executor=executor,
+            workers=workers,
+            address=address,
+            shard=part,
+            retry_failed=retry_failed,
+        )
     except KeyboardInterrupt:
         click.echo(
-            f"\nInterrupted. Finished batches are kept in {out}/results.jsonl; run the same command again to resume.",
+            f"\nInterrupted. Finished jobs are kept in {out}/results.jsonl; run the same command again to resume.",
             err=True,
         )
         sys.exit(130)
     if not as_json:
-        click.echo(summary_table(result.records))
+        ran, _ = split_failed(result.records)
+        click.echo(summary_table(ran))
         click.echo(f"\n{result.ran} runs ran, {result.skipped} were already in {out}/results.jsonl")
+    if result.failed or result.untuned:
+        click.echo(
+            f"landbench: {len(result.failed)} runs failed and {sum(len(sc.seeds) for sc, _ in result.untuned)} "
+            f"could not be scored (landbench status {out} lists them; --retry-failed runs them again)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 def _tuning_line(entry: PlanEntry) -> str:
@@ -375,7 +421,13 @@ def _results_and_references(results: Sequence[str], against: Sequence[str], verb
             f"give results to {verb} (folders or .jsonl files) and/or --against a reference set "
             f"(shipped: {', '.join(available_references())})"
         )
-    records = load_results(results)
+    records, failed = split_failed(load_results(results))
+    if failed:
+        click.echo(
+            f"landbench: left out {len(failed)} failed runs of {', '.join(results)} "
+            f"(landbench status {' '.join(results)} lists them)",
+            err=True,
+        )
     if results:
         _require_scored(records, ", ".join(results), verb)
     for reference in against:
@@ -447,6 +499,41 @@ def rank_command(
         click.echo(board.to_markdown())
     else:
         click.echo(board.to_text())
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+@main.command("status")
+@click.argument("results")
+@click.argument("suite", required=False)
+@click.option("--device", default="cpu", show_default=True, help="The device the suite runs on (keys hold its type).")
+@click.option("--shard", metavar="I/N", help="Only part I of N of the suite (as landbench run --shard).")
+@click.option("--no-tune", "no_tune", is_flag=True, help="The suite as landbench run --no-tune runs it.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@_friendly
+def status_command(
+    results: str, suite: str | None, device: str, shard: str | None, no_tune: bool, as_json: bool
+) -> None:
+    """How much of a sweep in RESULTS is done, failed or missing, per phase and per optimizer.
+
+    With SUITE (a shipped suite's name or a .toml file), the runs it plans are counted as done,
+    failed or missing; without, the records of RESULTS are counted as they are. Failed jobs are
+    listed with the exception's last line. Exit status 0 when nothing is missing or failed, else 1.
+    """
+    from landbench.status import folder_status, suite_status
+
+    records = load_results([results])
+    if suite is None:
+        if shard is not None or no_tune:
+            raise click.UsageError("--shard and --no-tune need a SUITE")
+        report = folder_status(records)
+    else:
+        plan = load_suite(suite).with_overrides(tune=False if no_tune else None)
+        report = suite_status(plan, records, device, Shard.parse(shard) if shard else None)
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.to_text())
+    if not report.complete or report.failures:
+        sys.exit(1)
 
 
 # --- report and plot ----------------------------------------------------------------------------

@@ -1,9 +1,23 @@
-"""Run a suite into a results folder: skip what is stored, run the rest batch by batch."""
+"""Run a suite into a results folder: plan the jobs, execute them anywhere, store what comes back.
+
+The three parts, each in its own module:
+
+* **plan** (:mod:`landbench.planning`): the suite and what the folder holds become jobs
+  (:class:`landbench.jobs.Job`), tuning first, then scoring from the tuning records;
+* **execute** (:mod:`landbench.executors`): ``serial``, ``processes`` or ``ray`` runs
+  :func:`landbench.jobs.run_job` on each job and hands its records back as it finishes;
+* **store** (:mod:`landbench.store`): only this process writes; each finished job's records are
+  appended in one atomic write, so an interrupted sweep (Ctrl-C, SIGKILL, a dead worker) loses at
+  most the jobs in flight, and running it again runs exactly the missing jobs.
+
+A job that raised is stored as failed records (:mod:`landbench.outcomes`); the sweep goes on, and
+a later run retries them only with ``retry_failed``.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,29 +25,26 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from landbench.engine import CoupledBatch, run_batch
-from landbench.landscapes import make, resolve_device, resolve_dtype
-from landbench.optimizers import choose_mode, resolve
-from landbench.optimizers.batching import grid_mode
-from landbench.records import build_records
-from landbench.store import ResultStore
+from landbench.executors import Executor, make_executor
+from landbench.jobs import Job
+from landbench.outcomes import is_failed
+from landbench.planning import Shard, Stored, scoring, shard_scenarios, tuning_jobs
+from landbench.preflight import check_suite
+from landbench.store import ResultStore, first_per_key
 from landbench.suite import Scenario, Suite
-from landbench.tuning import choose, scored, tuning_units, with_lr
 
 
 @dataclass
 class SuiteRun:
-    """What a suite run did: every record of the suite's runs (old and new) and counts."""
+    """What a suite run did: every scored record of its scenarios (old and new, failed ones
+    included, in scenario order), how many runs ran and were already stored, the failed runs, and
+    the scenarios that could not be scored because all their tuning runs failed."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
     ran: int = 0
     skipped: int = 0
-
-
-def missing_seeds(scenarios: list[Scenario], stored: Mapping[str, Any], device: str) -> dict[Scenario, list[int]]:
-    """For each scenario, the run seeds whose records are not stored yet."""
-    device_type = torch.device(device).type
-    return {sc: [s for s in sc.seeds if sc.key(s, device_type) not in stored] for sc in scenarios}
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    untuned: list[tuple[Scenario, str]] = field(default_factory=list)
 
 
 def run_suite(
@@ -43,135 +54,127 @@ def run_suite(
     device: str = "cpu",
     progress: bool | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    executor: str | Executor = "serial",
+    workers: int | None = None,
+    address: str | None = None,
+    shard: Shard | None = None,
+    retry_failed: bool = False,
 ) -> SuiteRun:
-    """Run every scenario of ``suite`` that ``out`` does not hold yet, appending each batch as it ends.
+    """Run every run of ``suite`` (or of its ``shard``) that ``out`` does not hold yet.
 
-    A suite with a ``[tuning]`` table first runs its tuning grids (:mod:`landbench.tuning`), then
-    scores its scenarios with the chosen learning rates; both phases resume from ``out``. With its
-    tuning turned off (``suite.with_overrides(tune=False)``) there are no tuning runs, and the
-    scored records say that nothing was tuned.
-    ``on_record`` sees every scored record of the suite in scenario order, stored ones included
-    (the CLI's ``--json`` prints them). ``progress``: a bar on stderr (None: only on a terminal).
+    A suite with a ``[tuning]`` table first runs its tuning jobs (:mod:`landbench.tuning`), then
+    scores its scenarios with the chosen learning rates; both phases resume from ``out``. Jobs run
+    on ``executor`` (a name of :data:`landbench.executors.EXECUTORS` with its ``workers`` or
+    ``address``, or an executor); records do not depend on which. Failed runs stored by an earlier
+    sweep run again only with ``retry_failed``. ``on_record`` sees every scored record of the suite
+    in scenario order, stored ones included (the CLI's ``--json`` prints them), as soon as the
+    scenarios before it are complete. ``progress``: one bar on stderr over every run of every job,
+    with the job that finished last and the time left (None: only on a terminal). Everything is
+    checked (:func:`landbench.preflight.check_suite`, the folder can be written) before the first
+    job runs.
     """
-    _check_before_running(suite, device)
+    check_suite(suite, device)
     store = ResultStore(out)
-    device_type = torch.device(device).type
-    stored = {r["key"]: r for r in store.records() if "key" in r}
-    scenarios = suite.scenarios()
-    units = tuning_units(suite.tuning, scenarios) if suite.tuning is not None else []
-    grids = {unit: [with_lr(unit.optimizer, lr) for lr in suite.tuning.rates_for(unit.optimizer)] for unit in units}  # type: ignore[union-attr]
-    tune_left = {u: any(u.key(s, device_type, o) not in stored for o in grids[u] for s in u.seeds) for u in units}
+    store.check_writable()
+    stored = Stored.of(first_per_key(store.records()), retry_failed)
+    scenarios = shard_scenarios(suite, shard)
     result = SuiteRun()
-    bar = tqdm(
-        total=sum(len(grids[u]) * len(u.seeds) for u in units if tune_left[u]) + sum(len(sc.seeds) for sc in scenarios),
-        unit="run",
-        desc=suite.name,
-        disable=None if progress is None else not progress,
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} runs [{elapsed}<{remaining}]{postfix}",
-        delay=0.5,
+    runner = (
+        make_executor(executor, device=device, workers=workers, address=address)
+        if isinstance(executor, str)
+        else executor
     )
-    with bar:
-        if suite.tuning is not None:
-            tuned = []
-            for unit in units:
-                if tune_left[unit]:
-                    bar.set_postfix_str(f"tuning {unit.label} on {unit.problem}", refresh=False)
-                    done = bar.n
-                    new = _tune_unit(unit, grids[unit], device, bar)
-                    store.append(r for r in new if r["key"] not in stored)
-                    stored.update((r["key"], r) for r in new)
-                    bar.update(done + len(new) - bar.n)
-                tuned += [stored[unit.key(s, device_type, o)] for o in grids[unit] for s in unit.seeds]
-            scenarios = scored(scenarios, suite.tuning, choose(tuned))
-        remaining = missing_seeds(scenarios, stored, device)
-        bar.total = bar.n + sum(len(seeds) for seeds in remaining.values())
-        ran_before = bar.n
-        for scenario in scenarios:
-            seeds = remaining[scenario]
-            new_records: dict[int, dict[str, Any]] = {}
-            if seeds:
-                bar.set_postfix_str(f"{scenario.problem} {scenario.optimizer}", refresh=False)
-                runs = _run_scenario(scenario, seeds, device, bar)
-                for record in runs:
-                    _set_role(record, scenario, device_type)
-                new_records = {r["seed"]: r for r in runs}
-                store.append(new_records[s] for s in seeds)
-                result.ran += len(seeds)
-                bar.update(ran_before + result.ran - bar.n)  # exact, whatever the per-step increments added up to
-            for seed in scenario.seeds:
-                record = new_records.get(seed) or stored[scenario.key(seed, device_type)]
-                result.skipped += seed not in new_records
-                result.records.append(record)
-                if on_record is not None:
-                    on_record(record)
+    tune = tuning_jobs(suite, scenarios, stored, device)
+    scored_runs = sum(len(sc.seeds) for sc in scenarios)
+    with _Bar(suite.name, sum(job.runs for job in tune) + scored_runs, progress) as bar, runner:
+        for job, records in runner.map(tune, bar.steps):
+            store.append(stored.add(records))
+            bar.finished(job, records)
+        plan = scoring(suite, scenarios, stored, device)
+        result.untuned = plan.untuned
+        for scenario, why in plan.untuned:
+            bar.write(f"landbench: not scored: {scenario.label} on {scenario.problem}: {why}")
+        bar.expect(sum(job.runs for job in plan.jobs) - scored_runs)
+        emit = _InOrder(plan.scenarios, stored, torch.device(device).type, on_record)
+        for job, records in runner.map(plan.jobs, bar.steps):
+            store.append(stored.add(records))
+            result.ran += len(records)
+            bar.finished(job, records)
+            emit.flush()
+        emit.flush()
+    result.records = emit.records
+    result.skipped = len(result.records) - result.ran
+    result.failed = [r for r in stored.records.values() if is_failed(r) and r["key"] in emit.keys]
     return result
 
 
-def _set_role(record: dict[str, Any], scenario: Scenario, device_type: str) -> None:
-    """Mark a record of a tuned suite with its phase, its label and (scored runs) the tuning it got."""
-    if scenario.phase is None:
-        return
-    record["phase"] = scenario.phase
-    record["label"] = scenario.label
-    if scenario.tuning is not None:
-        record["tuning"] = json.loads(scenario.tuning)
-    record["key"] = scenario.key(record["seed"], device_type, record["optimizer"])
+class _InOrder:
+    """Hands the scored records to ``on_record`` in scenario order, each once, as soon as every
+    scenario before it is complete (the first record of each key: the store's rule)."""
+
+    def __init__(
+        self,
+        scenarios: list[Scenario],
+        stored: Stored,
+        device_type: str,
+        on_record: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        self.order = [sc.key(seed, device_type) for sc in scenarios for seed in sc.seeds]
+        self.keys = set(self.order)
+        self.stored = stored
+        self.on_record = on_record
+        self.records: list[dict[str, Any]] = []
+
+    def flush(self) -> None:
+        while len(self.records) < len(self.order):
+            record = self.stored.records.get(self.order[len(self.records)])
+            if record is None:
+                return
+            self.records.append(record)
+            if self.on_record is not None:
+                self.on_record(record)
 
 
-def _tune_unit(unit: Scenario, specs: list[str], device: str, bar: tqdm) -> list[dict[str, Any]]:
-    """Every rate of a tuning grid on one tuning batch: in one batch where the optimizer takes a
-    param group per rate at every rate of the grid (:func:`landbench.optimizers.batching.grid_mode`)
-    and the batch's spot check of independence agrees, else one batch per rate."""
-    landscape = make(unit.problem, seed=unit.instance, device=device, dtype=unit.settings.dtype)
-    base = resolve(unit.optimizer)
-    resolved = [resolve(spec) for spec in specs]
-    seeds = list(unit.seeds)
-    runs_per_step = len(seeds) * len(specs) / unit.steps
-    common = {"steps": unit.steps, "noise": unit.noise, "settings": unit.settings}
-    lrs = [float(spec.kwargs["lr"]) for spec in resolved]
-    mode = grid_mode(base, landscape.device, landscape.dtype, lrs)
-    records: list[dict[str, Any]] = []
-    if mode is not None:
-        done = bar.n
-        try:
-            outcome = run_batch(
-                landscape, base, seeds, lrs=lrs, mode=mode, progress=lambda n: bar.update(n * runs_per_step), **common
-            )
-            records = build_records(landscape, [spec for spec in resolved for _ in seeds], outcome, **common)
-        except CoupledBatch:  # the spot check caught a coupling the probe missed: one batch per rate
-            bar.update(done - bar.n)
-    if not records:
-        for spec in resolved:
-            outcome = run_batch(
-                landscape, spec, seeds, progress=lambda n: bar.update(n * len(seeds) / unit.steps), **common
-            )
-            records += build_records(landscape, spec, outcome, **common)
-    device_type = landscape.device.type
-    for record in records:
-        _set_role(record, unit, device_type)
-    return records
+class _Bar:
+    """One progress bar over every run of every job, whatever the executor: it moves by steps where
+    the executor reports them (serial) and by whole jobs otherwise, shows the job that finished
+    last, and the time left."""
 
+    def __init__(self, name: str, total: int, progress: bool | None) -> None:
+        self.bar = tqdm(
+            total=total,
+            unit="run",
+            desc=name,
+            disable=None if progress is None else not progress,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} runs [{elapsed}<{remaining}]{postfix}",
+            delay=0.5,
+            file=sys.stderr,
+        )
+        self.done = 0  # runs of finished jobs
 
-def _check_before_running(suite: Suite, device: str) -> None:
-    """Fail before the first batch, not half-way: the device exists, every optimizer is batch-safe."""
-    place = resolve_device(device)
-    for name, dtype in {(s.optimizer, s.settings.dtype) for s in suite.scenarios()}:
-        choose_mode(resolve(name), place, resolve_dtype(dtype))
+    def __enter__(self) -> _Bar:
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
 
-def _run_scenario(scenario: Scenario, seeds: list[int], device: str, bar: tqdm) -> list[dict[str, Any]]:
-    landscape = make(scenario.problem, seed=scenario.instance, device=device, dtype=scenario.settings.dtype)
-    optimizer = resolve(scenario.optimizer)
-    runs_per_step = len(seeds) / scenario.steps
-    outcome = run_batch(
-        landscape,
-        optimizer,
-        seeds,
-        steps=scenario.steps,
-        noise=scenario.noise,
-        settings=scenario.settings,
-        progress=lambda steps: bar.update(steps * runs_per_step),
-    )
-    return build_records(
-        landscape, optimizer, outcome, steps=scenario.steps, noise=scenario.noise, settings=scenario.settings
-    )
+    def steps(self, runs: float) -> None:
+        """Runs' worth of steps done inside the job in flight."""
+        self.bar.update(runs)
+
+    def expect(self, more: int) -> None:
+        """Change the total by ``more`` runs (the scoring phase, once planned, skips stored runs)."""
+        self.bar.total = max(self.bar.total + more, self.done)
+        self.bar.refresh()
+
+    def finished(self, job: Job, records: list[dict[str, Any]]) -> None:
+        """A job ended: count its runs exactly, name it, and say so if it failed."""
+        self.done += job.runs
+        failed = [r for r in records if is_failed(r)]
+        if failed:
+            self.write(f"landbench: failed: {job.label}: {failed[0]['failed']} ({len(failed)} runs)")
+        self.bar.set_postfix_str(("failed: " if failed else "done: ") + job.label, refresh=False)
+        self.bar.update(self.done - self.bar.n)
+
+    def write(self, line: str) -> None:
+        self.bar.write(line, file=sys.stderr)

@@ -117,3 +117,49 @@ class RaisingSGD(torch.optim.SGD):
         if self.count == self.at:
             raise RuntimeError(f"RaisingSGD raises at step {self.at}")
         return super().step()
+
+
+class ExitingSGD(torch.optim.SGD):
+    """Plain SGD that calls ``sys.exit(code)`` at step ``at``, as a careless plug-in might."""
+
+    def __init__(self, params, lr: float = 0.01, at: int = 100, code: int = 0) -> None:  # noqa: ANN001
+        super().__init__(params, lr=lr)
+        self.at, self.code, self.count = at, code, 0
+
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        import sys
+
+        self.count += 1
+        if self.count == self.at:
+            sys.exit(self.code)
+        return super().step()
+
+
+#: The folder where KillerSGD leaves a file per kill (it kills nothing without it), and the pid it spares.
+KILL_DIR = "LANDBENCH_TEST_KILL_DIR"
+SPARED_PID = "LANDBENCH_TEST_SPARED_PID"
+
+
+class KillerSGD(torch.optim.SGD):
+    """Plain SGD whose process SIGKILLs itself at step ``at``, at most ``kills`` times in all (counted
+    by files in ``$LANDBENCH_TEST_KILL_DIR``), never in the process ``$LANDBENCH_TEST_SPARED_PID``
+    (the test's own): a worker that dies in the middle of a job."""
+
+    def __init__(self, params, lr: float = 0.01, at: int = 100, kills: int = 1) -> None:  # noqa: ANN001
+        super().__init__(params, lr=lr)
+        self.at, self.kills, self.count = at, kills, 0
+
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        import os
+        import signal
+
+        self.count += 1
+        folder = os.environ.get(KILL_DIR)
+        if self.count == self.at and folder and str(os.getpid()) != os.environ.get(SPARED_PID):
+            for n in range(self.kills):
+                try:
+                    os.close(os.open(os.path.join(folder, f"kill-{n}"), os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    continue
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().step()

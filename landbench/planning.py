@@ -1,0 +1,179 @@
+"""Plan a suite into jobs: what is stored is skipped, tuning is a phase of its own, shards split a suite.
+
+A sweep has two phases. The *tuning* phase (suites with a ``[tuning]`` table) is one job per tuning
+batch (:func:`landbench.tuning.tuning_units`) that is not stored yet: every rate of its grid on the
+tuning seeds. Tuning is a barrier: the *scoring* jobs are planned from the tuning records
+(:func:`landbench.tuning.choose`), one per scenario, with the seeds that are not stored yet.
+
+Which runs count as stored (:class:`Stored`): a key with a record, the first of that key
+(:func:`landbench.store.first_per_key`); a failed record (:func:`landbench.outcomes.is_failed`)
+counts as stored too, so that a sweep does not run a failing job again and again, unless the
+sweep retries failed runs (``landbench run --retry-failed``).
+
+A shard (``--shard i/n``) is a deterministic part of a suite for clusters where each node runs
+``landbench run`` on its own (a Slurm array): the scenarios are grouped by what tuning shares (an
+optimizer's label and the problem family: tuning chooses one rate per such group), groups go to
+shards longest first (the greedy LPT rule, on the cost ``dim x steps x runs``), and each shard
+tunes exactly the groups it scores. The shards' folders read together hold the records of the
+whole suite (the same keys as one unsharded run).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from landbench.errors import LandbenchError
+from landbench.jobs import Job, make_job
+from landbench.outcomes import is_failed
+from landbench.spec import parse_spec
+from landbench.suite import Scenario, Suite
+from landbench.tuning import Choice, choose, family_of, label_of, scored, tunable, tuning_units, with_lr
+
+
+@dataclass
+class Stored:
+    """The records already in a results folder, by key (the first of each key), and whether failed
+    runs count as missing (``retry_failed``)."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retry_failed: bool = False
+
+    @classmethod
+    def of(cls, records: Iterable[dict[str, Any]], retry_failed: bool = False) -> Stored:
+        """From records already deduplicated (first of each key)."""
+        return cls({r["key"]: r for r in records if "key" in r}, retry_failed)
+
+    def done(self, key: str) -> bool:
+        """Whether the run of ``key`` needs no job: stored, and not a failure to retry."""
+        record = self.records.get(key)
+        return record is not None and not (self.retry_failed and is_failed(record))
+
+    def add(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Take a finished job's records; returns those to write (a retried failure is replaced, a
+        key already held by a run that did not fail is not written twice)."""
+        new = []
+        for record in records:
+            old = self.records.get(record["key"])
+            if old is None or (is_failed(old) and not is_failed(record)):
+                self.records[record["key"]] = record
+                new.append(record)
+        return new
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` (1-based) of ``count`` of a suite."""
+
+    index: int = 1
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"2/3"``: the second of three shards."""
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if not match or not 1 <= int(match[1]) <= int(match[2]):
+            raise LandbenchError(f"--shard: expected i/n with 1 <= i <= n (such as 1/3), got {text!r}")
+        return cls(int(match[1]), int(match[2]))
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def shard_scenarios(suite: Suite, shard: Shard | None) -> list[Scenario]:
+    """The scenarios of ``suite`` that ``shard`` runs (all of them without a shard)."""
+    scenarios = suite.scenarios()
+    if shard is None or shard.count == 1:
+        return scenarios
+    tuned = suite.tuning is not None and suite.tuning.enabled
+    groups: dict[Any, list[Scenario]] = {}
+    for sc in scenarios:
+        group = (label_of(sc.optimizer) if tunable(sc.optimizer) else sc.optimizer, family_of(sc.problem))
+        groups.setdefault(group if tuned else sc, []).append(sc)
+    loads = [0.0] * shard.count
+    mine: set[Scenario] = set()
+    order = sorted(groups.values(), key=lambda g: -sum(_cost(sc) for sc in g))  # stable: suite order on ties
+    for group_scenarios in order:
+        target = loads.index(min(loads))
+        loads[target] += sum(_cost(sc) for sc in group_scenarios)
+        if target == shard.index - 1:
+            mine.update(group_scenarios)
+    return [sc for sc in scenarios if sc in mine]
+
+
+def _cost(scenario: Scenario) -> float:
+    """What a scenario costs, up to a constant: dim x steps x runs."""
+    dim = parse_spec(scenario.problem, what="problem").kwargs.get("dim", 1)
+    return float(dim) * scenario.steps * len(scenario.seeds)
+
+
+def tuning_jobs(suite: Suite, scenarios: Sequence[Scenario], stored: Stored, device: str) -> list[Job]:
+    """The tuning phase: one job per tuning batch of ``scenarios`` with any run not stored."""
+    if suite.tuning is None:
+        return []
+    jobs = []
+    for unit in tuning_units(suite.tuning, scenarios):
+        job = make_job("tune", unit, grid(suite, unit), unit.seeds, device)
+        if not all(stored.done(key) for key in job.keys):
+            jobs.append(job)
+    return jobs
+
+
+def grid(suite: Suite, unit: Scenario) -> list[str]:
+    """The optimizer specs of a tuning batch: its optimizer at each rate of its grid."""
+    assert suite.tuning is not None
+    return [with_lr(unit.optimizer, lr) for lr in suite.tuning.rates_for(unit.optimizer)]
+
+
+@dataclass
+class Scoring:
+    """The scoring phase: the scored scenarios (tuned where the suite tunes), the jobs of their runs
+    that are not stored, and the scenarios that cannot be scored because their tuning failed."""
+
+    scenarios: list[Scenario]
+    jobs: list[Job]
+    untuned: list[tuple[Scenario, str]]
+
+
+def scoring(suite: Suite, scenarios: Sequence[Scenario], stored: Stored, device: str) -> Scoring:
+    """Plan the scoring jobs from what is stored (the tuning phase's records included)."""
+    untuned: list[tuple[Scenario, str]] = []
+    if suite.tuning is not None:
+        chosen = tuning_choices(suite, scenarios, stored, device)
+        ready = []
+        for sc in scenarios:
+            group = (label_of(sc.optimizer), family_of(sc.problem))
+            if suite.tuning.enabled and tunable(sc.optimizer) and group not in chosen:
+                untuned.append((sc, f"every tuning run of {group[0]} on {group[1]} failed"))
+            else:
+                ready.append(sc)
+        scenarios = scored(ready, suite.tuning, chosen)
+    jobs = []
+    for sc in scenarios:
+        keys = {seed: sc.key(seed, torch.device(device).type) for seed in sc.seeds}
+        missing = [seed for seed in sc.seeds if not stored.done(keys[seed])]
+        if missing:
+            jobs.append(make_job("score", sc, [sc.optimizer], missing, device))
+    return Scoring(list(scenarios), jobs, untuned)
+
+
+def tuning_choices(
+    suite: Suite, scenarios: Sequence[Scenario], stored: Stored, device: str
+) -> Mapping[tuple[str, str], Choice]:
+    """The rate chosen per (label, family) from the stored tuning runs; a rate with a failed tuning
+    run in a family is no candidate there (it raised: no outcome to compare)."""
+    if suite.tuning is None:
+        return {}
+    runs = []
+    for unit in tuning_units(suite.tuning, scenarios):
+        for key in make_job("tune", unit, grid(suite, unit), unit.seeds, device).keys:
+            record = stored.records.get(key)
+            if record is None:
+                raise LandbenchError(f"tuning run {key} of {unit.label} on {unit.problem} is missing: tune first")
+            runs.append(record)
+    failing = {(r["label"], family_of(r["problem"]), r["optimizer"]) for r in runs if is_failed(r)}
+    return choose(r for r in runs if (r["label"], family_of(r["problem"]), r["optimizer"]) not in failing)

@@ -1,0 +1,239 @@
+"""Executors, shards and faults: the same records wherever jobs run, nothing lost, nothing twice.
+
+The reference is the serial run of a small tuned suite; every other way of running it must give the
+same records in every field that does not measure time. Workers and drivers are killed at random
+points (seeded) and the sweep resumed; failing optimizers are recorded as failed and left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from adversarial import KILL_DIR, SPARED_PID
+from click.testing import CliRunner
+
+from landbench.cli import main
+from landbench.planning import Shard, shard_scenarios
+from landbench.runner import run_suite
+from landbench.store import RESULTS_FILE, ResultStore, load_results
+from landbench.suite import parse_suite
+
+TUNED = """
+name = "tiny-tuned"
+seeds = [0, 1]
+steps = 150
+dtype = "float64"
+optimizers = ["sgd", "adam"]
+
+[metrics]
+curvature = false
+
+[tuning]
+instances = [7]
+seeds = [10, 11]
+grid = [0.01, 0.1, 0.5]
+
+[[problems]]
+spec = "saddle(index=1)"
+dims = [4, 8]
+
+[[problems]]
+spec = "quadratic(condition=10.0)"
+dims = [5]
+
+[[problems]]
+spec = "rastrigin"
+dims = [2]
+"""
+#: Fields that measure time, not outcome: the only ones allowed to differ between executors.
+TIMINGS = {"wall_s", "metrics_s"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _by_key(records: list[dict]) -> dict[str, dict]:
+    return {r["key"]: {k: v for k, v in r.items() if k not in TIMINGS} for r in records}
+
+
+def _raw_keys(folder: Path) -> Counter:
+    """How often each key appears in the folder's results file, read line by line."""
+    return Counter(json.loads(line)["key"] for line in (folder / RESULTS_FILE).read_text().splitlines())
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("serial")
+    run_suite(parse_suite(TUNED), out, progress=False)
+    return _by_key(ResultStore(out).records())
+
+
+def test_processes_give_the_serial_records(reference: dict[str, dict], tmp_path: Path) -> None:
+    run_suite(parse_suite(TUNED), tmp_path, progress=False, executor="processes", workers=2)
+    assert _by_key(ResultStore(tmp_path).records()) == reference
+    assert {r["phase"] for r in reference.values()} == {"tune", "score"}
+
+
+def test_ray_gives_the_serial_records(reference: dict[str, dict], tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'landbench[ray]')")
+    try:
+        run_suite(parse_suite(TUNED), tmp_path, progress=False, executor="ray")
+    finally:
+        ray.shutdown()
+    assert _by_key(ResultStore(tmp_path).records()) == reference
+
+
+def test_shards_together_hold_the_suite_once(reference: dict[str, dict], tmp_path: Path) -> None:
+    suite = parse_suite(TUNED)
+    parts = [shard_scenarios(suite, Shard(i, 3)) for i in (1, 2, 3)]
+    assert sorted(map(str, sum(parts, []))) == sorted(map(str, suite.scenarios()))  # a partition
+    assert all(parts)
+    merged: list[dict] = []
+    for i in (1, 2, 3):
+        run_suite(suite, tmp_path / str(i), progress=False, shard=Shard(i, 3))
+        merged += ResultStore(tmp_path / str(i)).records()
+    scored = [r for r in merged if r["phase"] == "score"]
+    assert len(scored) == len({r["key"] for r in scored})  # no scored run in two shards
+    assert {k: v for k, v in _by_key(merged).items()} == reference  # each shard tuned what it scored
+
+
+def test_shard_is_checked() -> None:
+    for text in ("0/3", "4/3", "1/0", "a/b", "1"):
+        with pytest.raises(ValueError, match="expected i/n"):
+            Shard.parse(text)
+
+
+def test_an_optimizer_that_raises_fails_its_job_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    args = ["run", "--problem", "quadratic(dim=4)", "--optimizer", "adversarial:RaisingSGD(lr=0.1, at=100)"]
+    args += ["--optimizer", "sgd(lr=0.1)", "--steps", "150", "--seeds", "3", "--out", out, "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "RuntimeError: RaisingSGD raises at step 100" in result.stderr
+    assert "3 runs failed" in result.stderr
+    records = ResultStore(out).records()
+    failed = [r for r in records if r.get("failed")]
+    assert len(records) == 6 and len(failed) == 3
+    assert {r["failed"] for r in failed} == {"RuntimeError: RaisingSGD raises at step 100"}
+    assert all("final_loss" not in r for r in failed)
+
+    status = CliRunner().invoke(main, ["status", out])
+    assert status.exit_code == 1 and "RaisingSGD raises at step 100" in status.output
+    assert "seeds 0,1,2" in status.output
+
+    ranked = CliRunner().invoke(main, ["rank", out])
+    assert ranked.exit_code == 0, ranked.output
+    assert "left out 3 failed runs" in ranked.stderr
+    assert "RaisingSGD" not in ranked.stdout
+
+    again = CliRunner().invoke(main, args)  # failed runs are not retried unless asked
+    assert "0 runs ran" in again.stdout
+    retried = CliRunner().invoke(main, [*args, "--retry-failed"])
+    assert "3 runs ran" in retried.stdout
+    assert len(ResultStore(out).records()) == 6  # the same failure again is not written twice
+
+
+def test_a_retried_failure_that_now_runs_replaces_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite = parse_suite(TUNED).with_overrides(optimizers=["sgd"], problems=["quadratic(dim=3)"], tune=False)
+    import landbench.jobs
+
+    real = landbench.jobs.run_batch
+
+    def broken(*args, **kwargs):
+        raise MemoryError("out of memory on the device")
+
+    monkeypatch.setattr(landbench.jobs, "run_batch", broken)
+    first = run_suite(suite, tmp_path, progress=False)
+    assert [r["failed"] for r in first.failed] == ["MemoryError: out of memory on the device"] * 2
+    monkeypatch.setattr(landbench.jobs, "run_batch", real)
+    assert run_suite(suite, tmp_path, progress=False).ran == 0
+    retried = run_suite(suite, tmp_path, progress=False, retry_failed=True)
+    assert retried.ran == 2 and not retried.failed
+    assert all("final_loss" in r for r in retried.records)
+    raw = ResultStore(tmp_path).records()
+    assert len(raw) == 4 and sum(bool(r.get("failed")) for r in raw) == 2  # written records are never rewritten
+    assert not any(r.get("failed") for r in load_results([tmp_path]))  # the run that ran wins over its failure
+
+
+def test_sys_exit_in_an_optimizer_never_ends_a_sweep_with_status_0(tmp_path: Path) -> None:
+    for code in (0, 3):
+        out = str(tmp_path / f"exit{code}")
+        args = [
+            "run",
+            "--problem",
+            "quadratic(dim=4)",
+            "--optimizer",
+            f"adversarial:ExitingSGD(lr=0.1, at=70, code={code})",
+        ]
+        result = CliRunner().invoke(main, [*args, "--steps", "80", "--seeds", "2", "--out", out, "--no-progress"])
+        assert result.exit_code == 1, result.output
+        assert f"SystemExit: {code}" in result.stderr
+
+
+def test_a_tuning_rate_that_raises_is_no_candidate(tmp_path: Path) -> None:
+    text = TUNED.replace('optimizers = ["sgd", "adam"]', 'optimizers = ["adversarial:RaisingSGD(at=100)"]')
+    text = text.replace("grid = [0.01, 0.1, 0.5]", 'grids = {"adversarial:RaisingSGD(at=100)" = [0.01, 0.1]}')
+    # every rate raises (at step 100 < 150): nothing can be scored, and the run says so
+    result = run_suite(parse_suite(text), tmp_path, progress=False)
+    assert not result.records and result.untuned
+    assert "every tuning run" in result.untuned[0][1]
+
+
+def _kill_env(tmp_path: Path) -> dict[str, str]:
+    folder = tmp_path / "kills"
+    folder.mkdir()
+    return {KILL_DIR: str(folder), SPARED_PID: str(os.getpid())}
+
+
+def test_killed_workers_are_replaced_and_every_record_is_kept_once(tmp_path: Path, monkeypatch) -> None:
+    rng = random.Random(11)
+    suite_text = TUNED.replace(
+        'optimizers = ["sgd", "adam"]',
+        f'optimizers = ["adversarial:KillerSGD(at={rng.randint(70, 140)}, kills=2)", "adam"]',
+    )
+    for name, value in _kill_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    result = run_suite(parse_suite(suite_text), tmp_path / "out", progress=False, executor="processes", workers=2)
+    assert len(os.listdir(tmp_path / "kills")) == 2  # two workers died
+    assert not result.failed
+    counts = _raw_keys(tmp_path / "out")
+    assert set(counts.values()) == {1}
+    monkeypatch.delenv(KILL_DIR)
+    serial = run_suite(parse_suite(suite_text), tmp_path / "serial", progress=False)
+    assert _by_key(ResultStore(tmp_path / "out").records()) == _by_key(ResultStore(tmp_path / "serial").records())
+    assert serial.ran == sum(1 for r in ResultStore(tmp_path / "serial").records() if r["phase"] == "score")
+
+
+def test_a_sweep_killed_at_random_points_resumes_to_every_record_once(
+    reference: dict[str, dict], tmp_path: Path
+) -> None:
+    (tmp_path / "suite.toml").write_text(TUNED)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "landbench.cli", "run", str(tmp_path / "suite.toml"), "--out", str(out)]
+    command += ["--executor", "processes", "--workers", "2", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    rng = random.Random(5)
+    kills = 0
+    for _ in range(3):  # kill the whole sweep (driver and workers) with SIGKILL at a random moment
+        sweep = subprocess.Popen(
+            command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(rng.uniform(2.0, 6.0))
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+            kills += 1
+        sweep.wait()
+    final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert kills >= 1
+    counts = _raw_keys(out)
+    assert set(counts.values()) == {1}, [k for k, n in counts.items() if n > 1]
+    assert _by_key(ResultStore(out).records()) == reference
