@@ -42,7 +42,7 @@ from landbench.landscapes import family
 from landbench.optimizers import resolve
 from landbench.records import run_key
 from landbench.settings import MAX_SEED, MAX_SEEDS, MAX_STEPS, Settings, check_noise, check_steps, normalize_seeds
-from landbench.spec import Spec, clip, parse_spec
+from landbench.spec import Spec, bind_params, clip, parse_spec
 from landbench.tuning import Tuning, check_disjoint, check_optimizers, check_tuning, label_of, parse_grid
 
 if sys.version_info >= (3, 11):
@@ -303,10 +303,12 @@ def canonical_problem(spec: str | Mapping[str, Any] | Spec, dim: int | None, whe
     kwargs = dict(parsed.kwargs)
     if dim is not None:
         if "dim" in kwargs:
-            raise SpecError(f"{where}: the spec {str(parsed)!r} names dim and dims are given too; use one")
+            raise SpecError(f"{where}: the spec {clip(str(parsed))} names dim and dims are given too; use one")
         kwargs["dim"] = dim
     elif "dim" not in kwargs:
-        raise SpecError(f"{where}: the problem {str(parsed)!r} needs a dimension: write dim=... in the spec")
+        cls = family(parsed.name)
+        bind_params(cls.family, [p for p in cls.params if p.name != "dim"], kwargs, also_valid=["dim"])
+        raise SpecError(f"{where}: the problem {clip(str(parsed))} needs a dimension: write dim=... in the spec")
     return family(parsed.name).canonical(**kwargs)
 
 
