@@ -381,10 +381,12 @@ def run(
         ran, _ = split_failed(result.records)
         click.echo(summary_table(ran))
         click.echo(f"\n{result.ran} runs ran, {result.skipped} were already in {out}/results.jsonl")
-    if result.failed or result.untuned:
+    unscored = sum(len(sc.seeds) for sc, _ in result.untuned)
+    if result.failed or unscored:
+        what = [f"{len(result.failed)} runs failed"] if result.failed else []
+        what += [f"{unscored} runs could not be scored (their tuning failed)"] if unscored else []
         click.echo(
-            f"landbench: {len(result.failed)} runs failed and {sum(len(sc.seeds) for sc, _ in result.untuned)} "
-            f"could not be scored (landbench status {out} lists them; --retry-failed runs them again)",
+            f"landbench: {' and '.join(what)}: landbench status {out} lists them; --retry-failed runs them again",
             err=True,
         )
         sys.exit(1)

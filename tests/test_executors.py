@@ -23,9 +23,10 @@ from click.testing import CliRunner
 
 from landbench.cli import main
 from landbench.planning import Shard, shard_scenarios
+from landbench.ranking import rank
 from landbench.runner import run_suite
 from landbench.store import RESULTS_FILE, ResultStore, load_results
-from landbench.suite import parse_suite
+from landbench.suite import Suite, parse_suite
 
 TUNED = """
 name = "tiny-tuned"
@@ -81,13 +82,26 @@ def test_processes_give_the_serial_records(reference: dict[str, dict], tmp_path:
     assert {r["phase"] for r in reference.values()} == {"tune", "score"}
 
 
-def test_ray_gives_the_serial_records(reference: dict[str, dict], tmp_path: Path) -> None:
+def test_ray_gives_the_serial_records_and_retries_killed_workers(
+    reference: dict[str, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'landbench[ray]')")
-    try:
-        run_suite(parse_suite(TUNED), tmp_path, progress=False, executor="ray")
+    for name, value in _kill_env(tmp_path).items():  # Ray's workers inherit the driver's environment
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, logging_level="error")
+    try:  # one local cluster for both sweeps (the executor leaves a Ray it did not start running)
+        run_suite(parse_suite(TUNED), tmp_path / "tuned", progress=False, executor="ray")
+        killer = _killer_suite(random.Random(3), kills=2)
+        killed = run_suite(killer, tmp_path / "killed", progress=False, executor="ray")
     finally:
         ray.shutdown()
-    assert _by_key(ResultStore(tmp_path).records()) == reference
+    assert _by_key(ResultStore(tmp_path / "tuned").records()) == reference
+    assert len(os.listdir(tmp_path / "kills")) == 2 and not killed.failed  # two workers died, Ray retried
+    assert set(_raw_keys(tmp_path / "killed").values()) == {1}
+    monkeypatch.delenv(KILL_DIR)
+    run_suite(killer, tmp_path / "serial", progress=False)
+    assert _by_key(ResultStore(tmp_path / "killed").records()) == _by_key(ResultStore(tmp_path / "serial").records())
 
 
 def test_shards_together_hold_the_suite_once(reference: dict[str, dict], tmp_path: Path) -> None:
@@ -133,6 +147,10 @@ def test_an_optimizer_that_raises_fails_its_job_and_the_sweep_goes_on(tmp_path: 
     assert ranked.exit_code == 0, ranked.output
     assert "left out 3 failed runs" in ranked.stderr
     assert "RaisingSGD" not in ranked.stdout
+
+    board = rank(ResultStore(out).records(), bootstrap=10)  # the API leaves them out too, and says so
+    assert any("3 failed runs left out" in w for w in board.warnings)
+    assert [s.optimizer for s in board.standings] == ["sgd(lr=0.1)"]
 
     again = CliRunner().invoke(main, args)  # failed runs are not retried unless asked
     assert "0 runs ran" in again.stdout
@@ -193,23 +211,40 @@ def _kill_env(tmp_path: Path) -> dict[str, str]:
     return {KILL_DIR: str(folder), SPARED_PID: str(os.getpid())}
 
 
-def test_killed_workers_are_replaced_and_every_record_is_kept_once(tmp_path: Path, monkeypatch) -> None:
-    rng = random.Random(11)
-    suite_text = TUNED.replace(
-        'optimizers = ["sgd", "adam"]',
-        f'optimizers = ["adversarial:KillerSGD(at={rng.randint(70, 140)}, kills=2)", "adam"]',
+def _killer_suite(rng: random.Random, kills: int) -> Suite:
+    """The tiny suite, untuned, with an SGD that kills its process at a random step (after the probe)."""
+    killer = f"adversarial:KillerSGD(lr=0.1, at={rng.randint(70, 140)}, kills={kills})"
+    return parse_suite(TUNED).with_overrides(optimizers=[killer, "adam(lr=0.1)"], tune=False)
+
+
+def test_killed_workers_are_replaced_and_every_record_is_kept_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite = _killer_suite(random.Random(11), kills=2)
+    for name, value in _kill_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    result = run_suite(suite, tmp_path / "out", progress=False, executor="processes", workers=2)
+    assert len(os.listdir(tmp_path / "kills")) == 2  # two workers died
+    assert not result.failed and result.ran == 16
+    assert set(_raw_keys(tmp_path / "out").values()) == {1}
+    monkeypatch.delenv(KILL_DIR)
+    run_suite(suite, tmp_path / "serial", progress=False)
+    assert _by_key(ResultStore(tmp_path / "out").records()) == _by_key(ResultStore(tmp_path / "serial").records())
+
+
+def test_a_worker_that_always_dies_fails_its_job_after_its_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite = parse_suite(TUNED).with_overrides(
+        optimizers=["adversarial:KillerSGD(lr=0.1, at=80, kills=10)"], problems=["quadratic(dim=3)"], tune=False
     )
     for name, value in _kill_env(tmp_path).items():
         monkeypatch.setenv(name, value)
-    result = run_suite(parse_suite(suite_text), tmp_path / "out", progress=False, executor="processes", workers=2)
-    assert len(os.listdir(tmp_path / "kills")) == 2  # two workers died
-    assert not result.failed
-    counts = _raw_keys(tmp_path / "out")
-    assert set(counts.values()) == {1}
-    monkeypatch.delenv(KILL_DIR)
-    serial = run_suite(parse_suite(suite_text), tmp_path / "serial", progress=False)
-    assert _by_key(ResultStore(tmp_path / "out").records()) == _by_key(ResultStore(tmp_path / "serial").records())
-    assert serial.ran == sum(1 for r in ResultStore(tmp_path / "serial").records() if r["phase"] == "score")
+    result = run_suite(suite, tmp_path / "out", progress=False, executor="processes", workers=1)
+    assert len(os.listdir(tmp_path / "kills")) == 3  # the first try and two retries
+    assert [r["failed"] for r in result.failed] == [
+        "WorkerDied: its worker process died 3 times (killed, or out of memory)"
+    ] * 2
 
 
 def test_a_sweep_killed_at_random_points_resumes_to_every_record_once(

@@ -89,11 +89,19 @@ class RunSummary:
 
 
 def select(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    """The scoring-phase records of the current schema, each run once; notes and warnings on what
-    was left out."""
-    kept, seen, tuning, repeats = [], set(), 0, 0
+    """The scoring-phase records of the current schema, each run once (the first record of a key,
+    :func:`landbench.store.first_per_key`), failed runs left out; notes and warnings on what was
+    left out."""
+    from landbench.store import first_per_key
+
+    records = list(records)
+    unique = first_per_key(records)
+    kept, tuning, failed, repeats = [], 0, 0, len(records) - len(unique)
     schemas: Counter[int] = Counter()
-    for record in records:
+    for record in unique:
+        if outcomes.is_failed(record):
+            failed += 1
+            continue
         missing = [name for name in REQUIRED_FIELDS if name not in record]
         if missing:
             raise LandbenchError(f"a record lacks {', '.join(missing)}: not a landbench run record")
@@ -104,16 +112,11 @@ def select(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
         if schema != outcomes.RECORD_SCHEMA:
             schemas[schema] += 1
             continue
-        key = record.get("key")
-        if key is not None and key in seen:
-            repeats += 1
-            continue
-        seen.add(key)
         kept.append(record)
     notes = [f"{tuning} tuning-phase records left out (only phase 'score' is ranked)"] if tuning else []
     if repeats:
         notes.append(f"{repeats} repeated records (same key) counted once")
-    warnings = []
+    warnings = [f"{failed} failed runs left out (their jobs raised; landbench status lists them)"] if failed else []
     for schema, count in sorted(schemas.items()):
         why = (
             "their successes counted a target touched once; run them again with this landbench"
