@@ -35,7 +35,7 @@ from landbench.landscapes import family, resolve_device, resolve_dtype
 from landbench.landscapes.base import Footprint
 from landbench.optimizers import OptimizerSpec, choose_mode, resolve
 from landbench.settings import Settings
-from landbench.spec import format_spec, parse_spec
+from landbench.spec import Spec, parse_spec
 
 #: Copies of the ``runs x dim`` iterates a batch holds: the iterates, their gradients, up to three
 #: tensors of optimizer state, and the engine's noise and start buffers.
@@ -84,7 +84,7 @@ class Need:
     host: int  # bytes on the host (all of it when the device is the CPU)
 
 
-def need(problem: str, dtype: torch.dtype, runs: int, settings: Settings, device: torch.device, free: int) -> Need:
+def need(problem: str | Spec, dtype: torch.dtype, runs: int, settings: Settings, device: torch.device, free: int) -> Need:
     """What a batch of ``runs`` runs of ``problem`` (a spec with its dim) takes, estimated without
     allocating; a bad spec raises :class:`SpecError` as building it would."""
     parsed = parse_spec(problem, what="problem")
@@ -100,7 +100,7 @@ def need(problem: str, dtype: torch.dtype, runs: int, settings: Settings, device
 
 
 def check_problem(
-    problem: str,
+    problem: str | Spec,
     dtype: torch.dtype | str,
     runs: int,
     settings: Settings | None = None,
@@ -135,7 +135,8 @@ def check_problem(
         total = need_now.device if (place.type == "cpu" or need_now.device > free) else need_now.host
         fp = need_now.footprint
         parts = [f"{size_text(fp.instance)} for {fp.what}"] if fp.instance >= need_now.state else []
-        parts.append(f"{size_text(need_now.state)} for {runs} run{'s' if runs != 1 else ''}")
+        if runs:
+            parts.append(f"{size_text(need_now.state)} for {runs} run{'s' if runs != 1 else ''}")
         if fp.instance < need_now.state:
             parts.append(f"{size_text(fp.instance)} for {fp.what}")
         head = (
@@ -145,12 +146,12 @@ def check_problem(
     raise SpecError(f"{head}: {_what_fits(problem, kind, runs, settings, place, free, host_free)}")
 
 
-def _fits(problem: str, kind: torch.dtype, runs: int, settings: Settings, place: torch.device, free: int, host: int) -> bool:
+def _fits(problem: str | Spec, kind: torch.dtype, runs: int, settings: Settings, place: torch.device, free: int, host: int) -> bool:
     n = need(problem, kind, runs, settings, place, free)
     return n.device <= free and n.host <= host and n.footprint.streamed <= MAX_STREAMED
 
 
-def _valid(problem: str) -> bool:
+def _valid(problem: str | Spec) -> bool:
     try:
         parsed = parse_spec(problem, what="problem")
         family(parsed.name).canonical(**parsed.kwargs)
@@ -172,14 +173,14 @@ def _largest(fits: Callable[[int], bool], low: int, high: int) -> int:
 
 
 def _what_fits(
-    problem: str, kind: torch.dtype, runs: int, settings: Settings, place: torch.device, free: int, host: int
+    problem: str | Spec, kind: torch.dtype, runs: int, settings: Settings, place: torch.device, free: int, host: int
 ) -> str:
     """``use dim <= N`` (at these seeds), and/or ``or at most R runs``, or what else to do."""
     parsed = parse_spec(problem, what="problem")
     dim = int(parsed.kwargs.get("dim", 1))
 
-    def at_dim(d: int) -> str:
-        return format_spec(parsed.name, {**parsed.kwargs, "dim": d})
+    def at_dim(d: int) -> Spec:
+        return Spec(parsed.name, {**parsed.kwargs, "dim": d})
 
     # the smallest dim the family accepts with these parameters (index <= dim, ...), then the largest that fits
     smallest = dim - _largest(lambda k: _valid(at_dim(dim - k)), 0, dim - 1)

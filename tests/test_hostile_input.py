@@ -196,6 +196,30 @@ def test_any_failure_to_import_or_build_an_optimizer_is_one_line(
         resolve(optimizer)
 
 
+def test_a_registered_plug_in_that_exits_or_raises_on_load_is_one_line(
+    plugins: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.metadata
+
+    import landbench.optimizers
+
+    group = landbench.optimizers.ENTRY_POINT_GROUP
+    points = {
+        "exiter": importlib.metadata.EntryPoint("exiter", "lb_exits_on_import:Opt", group),
+        "divider": importlib.metadata.EntryPoint("divider", "lb_zero_division:Opt", group),
+        "dicty": importlib.metadata.EntryPoint("dicty", "collections:OrderedDict", group),
+    }
+    monkeypatch.setattr(landbench.optimizers, "registered", lambda: points)
+    for name, message in [
+        ("exiter", "cannot be loaded: SystemExit: 3"),
+        ("divider", "cannot be loaded: ZeroDivisionError: division by zero"),
+        ("dicty", "not a torch.optim.Optimizer subclass"),
+    ]:
+        line, out = run_cli(tmp_path, "--problem", "saddle(dim=3)", "--optimizer", f"{name}(lr=0.1)")
+        assert f"optimizer {name!r}" in line and message in line, line
+        assert nothing_written(out)
+
+
 # --- argument types, overflow, non-finite numbers, no-op settings -------------------------------
 
 

@@ -68,11 +68,15 @@ def make(
     ``seed`` is the instance seed: random families (a rotated saddle, ...) are a deterministic
     function of (spec, seed), drawn on the CPU and then moved to ``device``, so every device sees
     the same instance. Bad names or arguments raise :class:`~landbench.errors.SpecError` naming
-    what is valid.
+    what is valid, and so does an instance too big for the memory available (estimated from its
+    parameters before anything is allocated: :func:`landbench.preflight.check_problem`).
     """
     parsed = parse_spec(spec, what="problem")
     cls = family(parsed.name)
     place, kind = resolve_device(device), resolve_dtype(dtype)
+    from landbench.preflight import check_problem  # here: preflight needs this module
+
+    check_problem(parsed, kind, 0, None, place)  # the instance alone, estimated before anything is allocated
     try:
         return cls(seed=seed, device=place, dtype=kind, **parsed.kwargs)
     except (MemoryError, RuntimeError) as exc:
