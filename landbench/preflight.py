@@ -84,7 +84,9 @@ class Need:
     host: int  # bytes on the host (all of it when the device is the CPU)
 
 
-def need(problem: str | Spec, dtype: torch.dtype, runs: int, settings: Settings, device: torch.device, free: int) -> Need:
+def need(
+    problem: str | Spec, dtype: torch.dtype, runs: int, settings: Settings, device: torch.device, free: int
+) -> Need:
     """What a batch of ``runs`` runs of ``problem`` (a spec with its dim) takes, estimated without
     allocating; a bad spec raises :class:`SpecError` as building it would."""
     parsed = parse_spec(problem, what="problem")
@@ -116,7 +118,9 @@ def check_problem(
     kind = resolve_dtype(dtype)
     settings = settings or Settings(dtype=str(kind).removeprefix("torch."))
     free = available_memory(place) if free is None else free
-    host_free = (free if place.type == "cpu" else available_memory(torch.device("cpu"))) if host_free is None else host_free
+    host_free = (
+        (free if place.type == "cpu" else available_memory(torch.device("cpu"))) if host_free is None else host_free
+    )
     need_now = need(problem, kind, runs, settings, place, free)
     streamed = need_now.footprint.streamed
     too_slow = streamed > MAX_STREAMED
@@ -146,7 +150,9 @@ def check_problem(
     raise SpecError(f"{head}: {_what_fits(problem, kind, runs, settings, place, free, host_free)}")
 
 
-def _fits(problem: str | Spec, kind: torch.dtype, runs: int, settings: Settings, place: torch.device, free: int, host: int) -> bool:
+def _fits(
+    problem: str | Spec, kind: torch.dtype, runs: int, settings: Settings, place: torch.device, free: int, host: int
+) -> bool:
     n = need(problem, kind, runs, settings, place, free)
     return n.device <= free and n.host <= host and n.footprint.streamed <= MAX_STREAMED
 
@@ -200,7 +206,9 @@ def _what_fits(
     return "use " + " or ".join(options)
 
 
-def check_optimizer(optimizer: str | OptimizerSpec, dtype: torch.dtype | str, device: torch.device | str) -> OptimizerSpec:
+def check_optimizer(
+    optimizer: str | OptimizerSpec, dtype: torch.dtype | str, device: torch.device | str
+) -> OptimizerSpec:
     """Resolve ``optimizer`` and run its batch-safety probe on ``device`` in ``dtype`` (cached per
     spec, device and dtype); return the resolved spec."""
     resolved = resolve(optimizer)
@@ -251,7 +259,8 @@ def check_suite(suite: object, device: str | torch.device) -> None:
         check_problem(problem, dtype, runs, settings, place, free=free, host_free=host_free)
     if runs_total * RECORD_BYTES > host_free:
         raise SpecError(
-            f"suite {suite.name!r} has {runs_total} runs, whose records need about {size_text(runs_total * RECORD_BYTES)} "
+            f"suite {suite.name!r} has {runs_total} runs, whose records need about "
+            f"{size_text(runs_total * RECORD_BYTES)} "
             f"of host memory; this machine has {size_text(host_free)} available: run fewer seeds, problems or "
             f"optimizers at a time (--problem, --optimizer, --seeds)"
         )

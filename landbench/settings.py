@@ -145,7 +145,9 @@ def check_steps(steps: Any, where: str = "steps") -> int:
     if not is_integer(steps) or steps < 1:
         raise SpecError(f"{where} must be an integer >= 1, got {_short(steps)}")
     if steps > MAX_STEPS:
-        raise SpecError(f"{where} must be at most {MAX_STEPS:.0e} (a billion steps take hours on any problem), got {_short(steps)}")
+        raise SpecError(
+            f"{where} must be at most {MAX_STEPS:.0e} (a billion steps take hours on any problem), got {_short(steps)}"
+        )
     return int(steps)
 
 
@@ -156,5 +158,7 @@ def check_noise(noise: Any) -> float:
     except (OverflowError, ValueError, TypeError):
         ok = False
     if not ok:
-        raise SpecError(f"noise must be a finite number >= 0 (the gradient-noise standard deviation), got {_short(noise)}")
+        raise SpecError(
+            f"noise must be a finite number >= 0 (the gradient-noise standard deviation), got {_short(noise)}"
+        )
     return float(noise)

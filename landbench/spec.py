@@ -236,7 +236,8 @@ class Param:
                 raise bad
             if self.choices is not None and value not in self.choices:
                 raise SpecError(
-                    f"{owner}: {self.name} must be {self.describe_range()}, got {clip(value)}{suggest(value, self.choices)}"
+                    f"{owner}: {self.name} must be {self.describe_range()}, "
+                    f"got {clip(value)}{suggest(value, self.choices)}"
                 )
             return value
         elif self.kind is dict:

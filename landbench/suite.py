@@ -209,7 +209,9 @@ def load_suite(name_or_path: str | Path) -> Suite:
     try:
         exists, is_file = path.exists(), path.is_file()
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte, ...
-        raise SuiteError(f"suite {clip(str(name_or_path))}: not a usable path ({clip(str(exc), quote=False)})") from None
+        raise SuiteError(
+            f"suite {clip(str(name_or_path))}: not a usable path ({clip(str(exc), quote=False)})"
+        ) from None
     if is_file:
         return parse_suite(read_suite_text(path), path)
     suites = available_suites()
@@ -232,7 +234,12 @@ def read_suite_text(path: Path) -> str:
         raise SuiteError(f"{path}: cannot read the suite file ({exc.strerror or type(exc).__name__})") from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    for bom, encoding in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+    for bom, encoding in (
+        (b"\xff\xfe\x00\x00", "UTF-32"),
+        (b"\x00\x00\xfe\xff", "UTF-32"),
+        (b"\xff\xfe", "UTF-16"),
+        (b"\xfe\xff", "UTF-16"),
+    ):
         if data.startswith(bom):
             raise SuiteError(f"{path}: the file is {encoding}; save it as UTF-8 (TOML files are UTF-8)")
     try:
@@ -445,7 +452,8 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
         if not entry.optimizers and not canonical_optimizers:
             line = where.line("spec", "problems", nth)
             raise SuiteError(
-                f"{path}{f':{line}' if line else ''}: optimizers: problems[{nth}] ({clip(problems[nth]['spec'], quote=False)}) "
+                f"{path}{f':{line}' if line else ''}: optimizers: "
+                f"problems[{nth}] ({clip(problems[nth]['spec'], quote=False)}) "
                 f'has no optimizers: give optimizers = ["adam(lr=1e-3)", ...] at the top of the file or in its '
                 f"[[problems]] table"
             )

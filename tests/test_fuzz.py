@@ -26,7 +26,12 @@ from landbench.errors import LandbenchError
 SEED = 11
 GOOD_PROBLEM = "saddle(dim=3)"
 GOOD_OPTIMIZER = "sgd(lr=0.1)"
-VALID_PROBLEMS = ["saddle(dim=10, index=2, gamma=1.5)", "pspin(dim=20, p=3)", "rosenbrock(dim=4)", "valley(dim=3, modes=4)"]
+VALID_PROBLEMS = [
+    "saddle(dim=10, index=2, gamma=1.5)",
+    "pspin(dim=20, p=3)",
+    "rosenbrock(dim=4)",
+    "valley(dim=3, modes=4)",
+]
 VALID_OPTIMIZERS = ["adam(lr=0.01, betas=(0.9, 0.99))", "sgd(lr=0.1, momentum=0.9)", "lbfgs(lr=1.0, max_iter=5)"]
 
 
@@ -390,7 +395,9 @@ def test_every_bad_input_ends_in_one_clear_error_and_runs_no_code(fuzz_root: Pat
             failures.append(f"{what}: exit {result.exit_code}, {result.output[-300:]!r}, {result.exception!r}")
     assert count >= 300
     assert not (fuzz_root / "MARKER").exists(), "a spec string was evaluated"
-    assert not failures, f"{len(failures)} of {count} bad inputs did not end in one clear error:\n" + "\n".join(failures)
+    assert not failures, f"{len(failures)} of {count} bad inputs did not end in one clear error:\n" + "\n".join(
+        failures
+    )
 
 
 def test_the_same_specs_through_the_api_end_in_a_landbench_error(fuzz_root: Path) -> None:
@@ -400,7 +407,11 @@ def test_the_same_specs_through_the_api_end_in_a_landbench_error(fuzz_root: Path
     marker = fuzz_root / "API_MARKER"
     pairs = [(spec, GOOD_OPTIMIZER) for spec in bad_problems(rng, marker)]
     pairs += [(GOOD_PROBLEM, spec) for spec in bad_optimizers(rng, marker)]
-    pairs += [("saddle(dim='\ud800')", GOOD_OPTIMIZER), (GOOD_PROBLEM, "sgd(lr='\udcff')"), ("\ud800(dim=3)", GOOD_OPTIMIZER)]
+    pairs += [
+        ("saddle(dim='\ud800')", GOOD_OPTIMIZER),
+        (GOOD_PROBLEM, "sgd(lr='\udcff')"),
+        ("\ud800(dim=3)", GOOD_OPTIMIZER),
+    ]
     pairs += [({"name": "saddle", "dim": value}, GOOD_OPTIMIZER) for value in (object(), 3j, float("nan"), "3", [3])]
     pairs += [(GOOD_PROBLEM, {"name": "sgd", "lr": value}) for value in (object(), 3j, float("inf"), "0.1", None)]
     wrong = []

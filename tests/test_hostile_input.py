@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 import landbench
@@ -56,7 +55,13 @@ def nothing_written(out: Path) -> bool:
 
 def test_a_problem_too_big_for_memory_fails_before_the_problems_before_it_run(tmp_path: Path) -> None:
     line, out = run_cli(
-        tmp_path, "--problem", "saddle(dim=3)", "--problem", "quadratic(dim=1000000000000)", "--optimizer", "sgd(lr=0.1)"
+        tmp_path,
+        "--problem",
+        "saddle(dim=3)",
+        "--problem",
+        "quadratic(dim=1000000000000)",
+        "--optimizer",
+        "sgd(lr=0.1)",
     )
     assert "quadratic(dim=1000000000000) needs" in line and "available: use dim <= " in line
     assert nothing_written(out)
@@ -319,21 +324,33 @@ def test_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
         (GOOD.replace("saddle", "sadd\xe9").encode("latin-1"), r"bad.toml:5: not valid UTF-8 \(byte 0xe9"),
         (GOOD.encode("utf-16"), "bad.toml: the file is UTF-16; save it as UTF-8"),
         (GOOD.encode("utf-32"), "bad.toml: the file is UTF-32"),
-        (b"optimizers = [\"sgd(lr=0.1)\"\n", "bad.toml:1: not valid TOML"),
+        (b'optimizers = ["sgd(lr=0.1)"\n', "bad.toml:1: not valid TOML"),
         (b"", "bad.toml: problems: the suite has no \\[\\[problems\\]\\] table"),
         (b'optimizers = ["sgd(lr=0.1)"]\n', "bad.toml: problems: the suite has no"),
-        (b'[[problems]]\nspec = "saddle"\ndims = [3]\n', r"bad.toml:2: optimizers: problems\[0\] \(saddle\) has no optimizers"),
+        (
+            b'[[problems]]\nspec = "saddle"\ndims = [3]\n',
+            r"bad.toml:2: optimizers: problems\[0\] \(saddle\) has no optimizers",
+        ),
         (b'optimizers = []\n[[problems]]\nspec = "saddle"\ndims = [3]\n', "bad.toml:1: optimizers: expected a list"),
         (b"steps = 10000000000000\n" + GOOD.encode().split(b"\n", 1)[1], "bad.toml:1: steps: expected at most 1e\\+09"),
         (GOOD.replace("seeds = 1", "seeds = 10000000000").encode(), "bad.toml:2: seeds: expected a count >= 1"),
         (b"noise = 1" + b"0" * 400 + b"\n" + GOOD.encode(), "bad.toml:1: noise: expected a number >= 0"),
         (b'"a\\nb" = 1\n', r"bad.toml: 'a\\nb': unknown key"),
         (b"name = 3\n" + GOOD.encode(), "bad.toml:1: name: expected a string, got 3"),
-        (GOOD.replace("dims = [3]", "dims = [3.5]").encode(), "bad.toml:6: problems\\[0\\].dims: expected a list of positive"),
+        (
+            GOOD.replace("dims = [3]", "dims = [3.5]").encode(),
+            "bad.toml:6: problems\\[0\\].dims: expected a list of positive",
+        ),
         (GOOD.replace('spec = "saddle"', "spec = 3").encode(), "problems\\[0\\].spec: expected spec = "),
-        (GOOD.replace('"sgd(lr=0.1)"', '"sgd(lr=0.1, nesterov=\'yes\')"').encode(), "optimizers: optimizer sgd: nesterov must"),
+        (
+            GOOD.replace('"sgd(lr=0.1)"', "\"sgd(lr=0.1, nesterov='yes')\"").encode(),
+            "optimizers: optimizer sgd: nesterov must",
+        ),
         (GOOD.encode() + b"[metrics]\ntargets = [1e999]\n", "bad.toml:8: metrics.targets: targets must be"),
-        (GOOD.encode() + b"[tuning]\ngrid = [1" + b"0" * 400 + b"]\n", "bad.toml:8: tuning.grid: expected a non-empty list"),
+        (
+            GOOD.encode() + b"[tuning]\ngrid = [1" + b"0" * 400 + b"]\n",
+            "bad.toml:8: tuning.grid: expected a non-empty list",
+        ),
     ],
 )
 def test_bad_suite_files_name_the_file_line_and_key(tmp_path: Path, content: bytes, message: str) -> None:

@@ -142,7 +142,9 @@ def _import_class(path: str) -> type:
             found = hasattr(target, part)
             target = getattr(target, part) if found else None
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a module __getattr__ that raises
-            raise SpecError(f"optimizer {path!r}: reading {attribute!r} of {module_name!r} raised {last_line(exc)}") from None
+            raise SpecError(
+                f"optimizer {path!r}: reading {attribute!r} of {module_name!r} raised {last_line(exc)}"
+            ) from None
         if not found:
             raise SpecError(f"optimizer {path!r}: module {module_name!r} has no attribute {attribute!r}")
     return _optimizer_type(target, f"optimizer {path!r}: {attribute!r}")
