@@ -211,6 +211,14 @@ def _kill_env(tmp_path: Path) -> dict[str, str]:
     return {KILL_DIR: str(folder), SPARED_PID: str(os.getpid())}
 
 
+def _lines(folder: Path) -> int:
+    """Complete lines in the folder's results file so far."""
+    try:
+        return (folder / RESULTS_FILE).read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
 def _killer_suite(rng: random.Random, kills: int) -> Suite:
     """The tiny suite, untuned, with an SGD that kills its process at a random step (after the probe)."""
     killer = f"adversarial:KillerSGD(lr=0.1, at={rng.randint(70, 140)}, kills={kills})"
@@ -256,19 +264,26 @@ def test_a_sweep_killed_at_random_points_resumes_to_every_record_once(
     command += ["--executor", "processes", "--workers", "2", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
     rng = random.Random(5)
-    kills = 0
-    for _ in range(3):  # kill the whole sweep (driver and workers) with SIGKILL at a random moment
+    total = len(reference)
+    stored = [0]
+    for _ in range(2):  # SIGKILL the whole sweep (driver and workers) at a random point of a job
         sweep = subprocess.Popen(
             command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(2.0, 6.0))
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)
-            kills += 1
+        wanted = rng.randint(
+            stored[-1] + 1, total // 2 + 16 * len(stored)
+        )  # wait for some more records, then a random moment
+        deadline = time.monotonic() + 120
+        while _lines(out) < wanted and sweep.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+        assert sweep.poll() is None, "the sweep ended before it could be killed"
+        os.killpg(sweep.pid, signal.SIGKILL)
         sweep.wait()
+        stored.append(len(ResultStore(out).records()))
+    assert 0 < stored[1] < total and stored[1] < stored[2]  # the first kill left part of the sweep; the resume added
     final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
-    assert kills >= 1
     counts = _raw_keys(out)
     assert set(counts.values()) == {1}, [k for k, n in counts.items() if n > 1]
     assert _by_key(ResultStore(out).records()) == reference
