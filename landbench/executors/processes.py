@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -48,7 +49,10 @@ def visible_gpus() -> list[str]:
 
 
 def _init_worker(gpus: Any, threads: int) -> None:
-    """Pin a new worker to the next GPU of the queue (if any) and set its thread count."""
+    """Pin a new worker to the next GPU of the queue (if any) and set its thread count. Ctrl-C is
+    the driver's to handle (it stops the workers): a worker ignores it, so that an interrupt is never
+    mistaken for a job that failed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
     torch.set_num_threads(threads)
@@ -144,6 +148,8 @@ class ProcessExecutor:
                     else:
                         why = f"WorkerDied: its worker process died {tries + 1} times (killed, or out of memory)"
                         yield job, failed_records(job, why)
+                elif isinstance(error, KeyboardInterrupt):  # not the job's fault: the sweep stops
+                    raise error
                 else:  # the job could not be sent or returned (pickling): a failure of the job
                     yield job, failed_records(job, last_line(error))
             if broken:
