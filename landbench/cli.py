@@ -20,14 +20,14 @@ from landbench.landscapes import FAMILIES, family, make
 from landbench.landscapes.base import family_params
 from landbench.mode_connectivity import connectivity
 from landbench.outcomes import split_failed
-from landbench.planning import Shard
+from landbench.planning import Shard, shard_scenarios
 from landbench.ranking import rank
 from landbench.references import available_references, load_reference
 from landbench.runner import run_suite
 from landbench.settings import normalize_seeds
 from landbench.spec import bind_params, format_value, parse_spec
 from landbench.store import load_results
-from landbench.suite import adhoc_suite, available_suites, load_suite
+from landbench.suite import Suite, adhoc_suite, available_suites, load_suite
 from landbench.tuning import PlanEntry
 from landbench.tuning import plan as tuning_plan
 
@@ -258,33 +258,73 @@ def _seeds(value: str | None) -> list[int] | None:
     return normalize_seeds(parsed, where="--seeds")
 
 
+def _suite_options(command: F) -> F:
+    """The options that say which runs a suite plans (``run`` and ``status`` share them)."""
+    options = [
+        click.option(
+            "--problem",
+            "problems",
+            multiple=True,
+            metavar="SPEC",
+            help="A problem with its dim; replaces the suite's problems. Repeatable.",
+        ),
+        click.option(
+            "--optimizer",
+            "optimizers",
+            multiple=True,
+            metavar="SPEC",
+            help="An optimizer; replaces the suite's optimizers. Repeatable.",
+        ),
+        click.option(
+            "--seeds", metavar="N|LIST", help="Number of run seeds (0..N-1) or a list such as 0,3,7 (one seed: 3,)."
+        ),
+        click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps per run."),
+        click.option(
+            "--noise",
+            "noise",
+            multiple=True,
+            type=float,
+            help="Gradient-noise standard deviation. Repeatable.",
+        ),
+        click.option(
+            "--dtype", type=click.Choice(["float32", "float64"]), help="Override the suite's floating-point type."
+        ),
+        click.option(
+            "--tune/--no-tune",
+            default=None,
+            help="Tune each optimizer's lr per family before scoring (default: as the suite says, i.e. when it has a "
+            "[tuning] table; --tune on a suite without one uses the default table), or keep every lr as given.",
+        ),
+        click.option("--shard", metavar="I/N", help="Run part I of N of the suite (deterministic; for a Slurm array)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _suite(
+    suite: str | None,
+    problems: Sequence[str],
+    optimizers: Sequence[str],
+    seeds: str | None,
+    steps: int | None,
+    noise: Sequence[float],
+    dtype: str | None,
+    tune: bool | None,
+) -> Suite:
+    """The suite that ``run`` (and ``status``) plans from SUITE and the options that change it."""
+    seed_list = _seeds(seeds)
+    if suite is None:
+        return adhoc_suite(problems, optimizers, seed_list, steps, noise).with_overrides(dtype=dtype, tune=tune)
+    return load_suite(suite).with_overrides(
+        problems=problems, optimizers=optimizers, seeds=seed_list, steps=steps, noise=noise, dtype=dtype, tune=tune
+    )
+
+
 @main.command()
 @click.argument("suite", required=False)
-@click.option(
-    "--problem",
-    "problems",
-    multiple=True,
-    metavar="SPEC",
-    help="A problem with its dim; replaces the suite's problems. Repeatable.",
-)
-@click.option(
-    "--optimizer",
-    "optimizers",
-    multiple=True,
-    metavar="SPEC",
-    help="An optimizer; replaces the suite's optimizers. Repeatable.",
-)
-@click.option("--seeds", metavar="N|LIST", help="Number of run seeds (0..N-1) or a list such as 0,3,7 (one seed: 3,).")
-@click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps per run.")
-@click.option(
-    "--noise",
-    "noise",
-    multiple=True,
-    type=float,
-    help="Gradient-noise standard deviation. Repeatable.",
-)
+@_suite_options
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Override the suite's floating-point type.")
 @click.option(
     "--out",
     default=DEFAULT_OUT,
@@ -294,12 +334,6 @@ def _seeds(value: str | None) -> list[int] | None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record per run per line on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
-@click.option(
-    "--tune/--no-tune",
-    default=None,
-    help="Tune each optimizer's lr per family before scoring (default: as the suite says, i.e. when it has a "
-    "[tuning] table; --tune on a suite without one uses the default table), or keep every lr as given.",
-)
 @click.option(
     "--executor",
     type=click.Choice(list(EXECUTORS)),
@@ -313,7 +347,6 @@ def _seeds(value: str | None) -> list[int] | None:
     help="Worker processes of --executor processes (default: one per visible GPU, or per core on the CPU).",
 )
 @click.option("--address", help="The Ray cluster of --executor ray (default: start a local Ray for the sweep).")
-@click.option("--shard", metavar="I/N", help="Run part I of N of the suite (deterministic; for a Slurm array).")
 @click.option("--retry-failed", is_flag=True, help="Run again the runs whose jobs failed in an earlier sweep.")
 @_friendly
 def run(
@@ -342,20 +375,18 @@ def run(
     with a [tuning] table (such as baselines) tunes each optimizer's lr per family first, replacing
     the lr of its spec; --no-tune keeps every spec as given. Which one happens is said on stderr.
     """
-    seed_list = _seeds(seeds)
     if not out.strip():
         raise click.BadParameter("expected a folder name, got an empty one", param_hint="--out")
     part = Shard.parse(shard) if shard is not None else None
-    if suite is None:
-        plan = adhoc_suite(problems, optimizers, seed_list, steps, noise).with_overrides(dtype=dtype, tune=tune)
-    else:
-        plan = load_suite(suite).with_overrides(
-            problems=problems, optimizers=optimizers, seeds=seed_list, steps=steps, noise=noise, dtype=dtype, tune=tune
-        )
+    plan = _suite(suite, problems, optimizers, seeds, steps, noise, dtype, tune)
     if not plan.scenarios():
         where = f"{plan.path}" if plan.path else f"suite {plan.name!r}"
         raise click.UsageError(f"{where} has no scenario to run: give it [[problems]] and optimizers")
-    for entry in tuning_plan(plan.tuning, [sc.optimizer for sc in plan.scenarios()]):
+    mine = shard_scenarios(plan, part)
+    if not mine:  # a Slurm array larger than the suite: nothing to do is not an error
+        click.echo(f"landbench: shard {part} of {plan.name} has no scenarios: nothing to run", err=True)
+        return
+    for entry in tuning_plan(plan.tuning, [sc.optimizer for sc in mine]):
         click.echo(_tuning_line(entry), err=True)
     emit = (lambda record: click.echo(json.dumps(record))) if as_json else None
     try:
@@ -380,7 +411,8 @@ def run(
     if not as_json:
         ran, _ = split_failed(result.records)
         click.echo(summary_table(ran))
-        click.echo(f"\n{result.ran} runs ran, {result.skipped} were already in {out}/results.jsonl")
+        tuned = f" (and {result.tuned} tuning runs)" if result.tuned else ""
+        click.echo(f"\n{result.ran} runs ran{tuned}, {result.skipped} were already in {out}/results.jsonl")
     unscored = sum(len(sc.seeds) for sc, _ in result.untuned)
     if result.failed or unscored:
         what = [f"{len(result.failed)} runs failed"] if result.failed else []
@@ -509,29 +541,42 @@ def rank_command(
 @main.command("status")
 @click.argument("results")
 @click.argument("suite", required=False)
+@_suite_options
 @click.option("--device", default="cpu", show_default=True, help="The device the suite runs on (keys hold its type).")
-@click.option("--shard", metavar="I/N", help="Only part I of N of the suite (as landbench run --shard).")
-@click.option("--no-tune", "no_tune", is_flag=True, help="The suite as landbench run --no-tune runs it.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @_friendly
 def status_command(
-    results: str, suite: str | None, device: str, shard: str | None, no_tune: bool, as_json: bool
+    results: str,
+    suite: str | None,
+    problems: Sequence[str],
+    optimizers: Sequence[str],
+    seeds: str | None,
+    steps: int | None,
+    noise: Sequence[float],
+    dtype: str | None,
+    tune: bool | None,
+    shard: str | None,
+    device: str,
+    as_json: bool,
 ) -> None:
     """How much of a sweep in RESULTS is done, failed or missing, per phase and per optimizer.
 
-    With SUITE (a shipped suite's name or a .toml file), the runs it plans are counted as done,
-    failed or missing; without, the records of RESULTS are counted as they are. Failed jobs are
-    listed with the exception's last line. Exit status 0 when nothing is missing or failed, else 1.
+    With SUITE (a shipped suite's name or a .toml file) or --problem and --optimizer, and the same
+    options as the `landbench run` that wrote RESULTS, the runs it plans are counted as done, failed
+    or missing; without, the records of RESULTS are counted as they are. Failed jobs are listed with
+    the exception's last line. Exit status 0 when nothing is missing or failed, else 1.
     """
     from landbench.status import folder_status, suite_status
 
     records = load_results([results])
-    if suite is None:
-        if shard is not None or no_tune:
-            raise click.UsageError("--shard and --no-tune need a SUITE")
+    if suite is None and not problems:
+        if optimizers or seeds or steps or noise or dtype or tune is not None or shard:
+            raise click.UsageError("options that change a suite need a SUITE (or --problem and --optimizer)")
+        if not records:
+            raise LandbenchError(f"no results in {results}: give the folder that landbench run --out wrote")
         report = folder_status(records)
     else:
-        plan = load_suite(suite).with_overrides(tune=False if no_tune else None)
+        plan = _suite(suite, problems, optimizers, seeds, steps, noise, dtype, tune)
         report = suite_status(plan, records, device, Shard.parse(shard) if shard else None)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.to_text())
     if not report.complete or report.failures:

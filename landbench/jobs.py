@@ -11,6 +11,7 @@ that a sweep records the failure and goes on. Only ``KeyboardInterrupt`` passes 
 from __future__ import annotations
 
 import json
+import re
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from landbench._version import __version__
-from landbench.engine import CoupledBatch, run_batch
+from landbench.engine import run_batch
 from landbench.landscapes import make
 from landbench.optimizers import resolve
 from landbench.optimizers.batching import grid_mode
@@ -58,6 +59,13 @@ class Job:
         seeds = f"seed {self.seeds[0]}" if len(self.seeds) == 1 else f"{len(self.seeds)} seeds"
         return f"{verb} on {sc.problem}, instance {sc.instance}, noise {sc.noise:g}, {seeds}"
 
+    @property
+    def brief(self) -> str:
+        """The job in fewer words, for a progress bar: ``adam(lr=0.05) on levy(dim=4)``."""
+        sc = self.scenario
+        what = f"tuning {sc.label}" if self.role == "tune" else (sc.label or sc.optimizer)
+        return f"{what} on {sc.problem}"
+
     def runs_of(self) -> list[tuple[str, int, str]]:
         """Each run of the job as (spec, seed, key), in the order of :attr:`keys`."""
         pairs = [(spec, seed) for spec in self.specs for seed in self.seeds]
@@ -92,7 +100,7 @@ def run_job(job: Job, threads: int | None = None, progress: Progress | None = No
         records = _run_grid(job, landscape, progress) if len(job.specs) > 1 else None
     except KeyboardInterrupt:
         raise
-    except (Exception, SystemExit) as exc:  # an optimizer that raises, or exits, fails its job only
+    except BaseException as exc:  # an optimizer that raises, or exits, fails its job only
         return failed_records(job, last_line(exc))
     if records is None:
         records = []
@@ -101,7 +109,7 @@ def run_job(job: Job, threads: int | None = None, progress: Progress | None = No
                 records += _run_one(job, landscape, spec, progress)
             except KeyboardInterrupt:
                 raise
-            except (Exception, SystemExit) as exc:
+            except BaseException as exc:
                 part = replace(job, specs=(spec,), keys=tuple(k for s, _, k in job.runs_of() if s == spec))
                 records += failed_records(part, last_line(exc))
     for record, (_, _, key) in zip(records, job.runs_of()):
@@ -109,9 +117,22 @@ def run_job(job: Job, threads: int | None = None, progress: Progress | None = No
     return records
 
 
+#: The longest error a failed record keeps.
+MAX_ERROR = 300
+
+
 def last_line(exc: BaseException) -> str:
-    """The exception as Python prints its last line: ``RuntimeError: boom at step 30``."""
-    return traceback.format_exception_only(type(exc), exc)[-1].strip()
+    """The exception as Python prints its last line, on one line (its first, without terminal
+    colours), at most :data:`MAX_ERROR` characters: ``RuntimeError: boom at step 30``."""
+    text = traceback.format_exception_only(type(exc), exc)[-1]
+    return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """The first non-empty line of ``text`` without ANSI colour codes, cut to :data:`MAX_ERROR` characters."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line if len(line) <= MAX_ERROR else line[: MAX_ERROR - 3] + "..."
 
 
 def failed_records(job: Job, why: str) -> list[dict[str, Any]]:
@@ -185,7 +206,7 @@ def _run_grid(job: Job, landscape: Any, progress: Progress | None) -> list[dict[
         outcome = run_batch(landscape, resolved[0], seeds, lrs=lrs, mode=mode, progress=tick, **common)
     except KeyboardInterrupt:
         raise
-    except (CoupledBatch, Exception, SystemExit):
+    except BaseException:  # CoupledBatch, or a rate that raised: one batch per rate
         if progress is not None:
             progress(-done)  # the rates run again one by one
         return None

@@ -54,15 +54,20 @@ class Stored:
         return record is not None and not (self.retry_failed and is_failed(record))
 
     def add(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Take a finished job's records; returns those to write (a retried failure is replaced, a
-        key already held by a run that did not fail is not written twice)."""
+        """Take a finished job's records; returns those to write: a key's first record, or one that
+        replaces a failure (a retried job, which ran or failed again), never a second record of a key
+        held by a run that did not fail (:func:`landbench.store.first_per_key`, the same rule)."""
         new = []
         for record in records:
             old = self.records.get(record["key"])
-            if old is None or (is_failed(old) and not is_failed(record)):
+            if old is None or is_failed(old):
                 self.records[record["key"]] = record
                 new.append(record)
         return new
+
+
+#: The most shards a suite can be split into (one array task each).
+MAX_SHARDS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -75,9 +80,11 @@ class Shard:
     @classmethod
     def parse(cls, text: str) -> Shard:
         """``"2/3"``: the second of three shards."""
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-        if not match or not 1 <= int(match[1]) <= int(match[2]):
-            raise LandbenchError(f"--shard: expected i/n with 1 <= i <= n (such as 1/3), got {text!r}")
+        match = re.fullmatch(r"\s*(\d{1,12})\s*/\s*(\d{1,12})\s*", text)
+        if not match or not 1 <= int(match[1]) <= int(match[2]) <= MAX_SHARDS:
+            raise LandbenchError(
+                f"--shard: expected i/n with 1 <= i <= n <= {MAX_SHARDS:,} (such as 1/3), got {text!r}"
+            )
         return cls(int(match[1]), int(match[2]))
 
     def __str__(self) -> str:
@@ -94,7 +101,7 @@ def shard_scenarios(suite: Suite, shard: Shard | None) -> list[Scenario]:
     for sc in scenarios:
         group = (label_of(sc.optimizer) if tunable(sc.optimizer) else sc.optimizer, family_of(sc.problem))
         groups.setdefault(group if tuned else sc, []).append(sc)
-    loads = [0.0] * shard.count
+    loads = [0.0] * min(shard.count, len(groups))  # more shards than groups: one group each, the rest empty
     mine: set[Scenario] = set()
     order = sorted(groups.values(), key=lambda g: -sum(_cost(sc) for sc in g))  # stable: suite order on ties
     for group_scenarios in order:

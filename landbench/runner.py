@@ -41,8 +41,9 @@ class SuiteRun:
     the scenarios that could not be scored because all their tuning runs failed."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
-    ran: int = 0
-    skipped: int = 0
+    ran: int = 0  # scored runs that ran now
+    skipped: int = 0  # scored runs that were stored
+    tuned: int = 0  # tuning runs that ran now
     failed: list[dict[str, Any]] = field(default_factory=list)
     untuned: list[tuple[Scenario, str]] = field(default_factory=list)
 
@@ -74,21 +75,24 @@ def run_suite(
     job runs.
     """
     check_suite(suite, device)
-    store = ResultStore(out)
-    store.check_writable()
-    stored = Stored.of(first_per_key(store.records()), retry_failed)
-    scenarios = shard_scenarios(suite, shard)
-    result = SuiteRun()
     runner = (
         make_executor(executor, device=device, workers=workers, address=address)
         if isinstance(executor, str)
         else executor
     )
+    store = ResultStore(out)
+    store.check_writable()
+    stored = Stored.of(first_per_key(store.records()), retry_failed)
+    scenarios = shard_scenarios(suite, shard)
+    result = SuiteRun()
+    for line in runner.warnings():
+        print(f"landbench: {line}", file=sys.stderr)
     tune = tuning_jobs(suite, scenarios, stored, device)
     scored_runs = sum(len(sc.seeds) for sc in scenarios)
     with _Bar(suite.name, sum(job.runs for job in tune) + scored_runs, progress) as bar, runner:
         for job, records in runner.map(tune, bar.steps):
             store.append(stored.add(records))
+            result.tuned += len(records)
             bar.finished(job, records)
         plan = scoring(suite, scenarios, stored, device)
         result.untuned = plan.untuned
@@ -135,6 +139,11 @@ class _InOrder:
                 self.on_record(record)
 
 
+def _short(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters (a progress bar's label must leave room for the bar)."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 class _Bar:
     """One progress bar over every run of every job, whatever the executor: it moves by steps where
     the executor reports them (serial) and by whole jobs otherwise, shows the job that finished
@@ -173,7 +182,7 @@ class _Bar:
         failed = [r for r in records if is_failed(r)]
         if failed:
             self.write(f"landbench: failed: {job.label}: {failed[0]['failed']} ({len(failed)} runs)")
-        self.bar.set_postfix_str(("failed: " if failed else "done: ") + job.label, refresh=False)
+        self.bar.set_postfix_str(("failed: " if failed else "done: ") + _short(job.brief, 60), refresh=False)
         self.bar.update(self.done - self.bar.n)
 
     def write(self, line: str) -> None:

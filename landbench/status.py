@@ -19,7 +19,7 @@ from landbench.jobs import make_job
 from landbench.outcomes import is_failed
 from landbench.planning import Shard, Stored, grid, scoring, shard_scenarios
 from landbench.suite import Suite
-from landbench.tuning import label_of, tunable, tuning_units
+from landbench.tuning import family_of, label_of, tunable, tuning_units
 
 PHASES = ("tune", "score")
 
@@ -137,12 +137,13 @@ def suite_status(
     suite: Suite, records: Sequence[dict[str, Any]], device: str = "cpu", shard: Shard | None = None
 ) -> Status:
     """What is done, failed and missing of ``suite`` (or its ``shard``) on ``device`` in ``records``
-    (deduplicated, first of each key)."""
+    (deduplicated, first of each key). The scored runs of an optimizer and family whose tuning is
+    not finished are missing (waiting for it); those whose every tuning rate failed count as failed."""
     stored = Stored.of(records)
     scenarios = shard_scenarios(suite, shard)
     status = Status()
     seen: list[dict[str, Any]] = []
-    tuning_done = True
+    unfinished: set[tuple[str, str]] = set()
     if suite.tuning is not None:
         for unit in tuning_units(suite.tuning, scenarios):
             job = make_job("tune", unit, grid(suite, unit), unit.seeds, device)
@@ -150,24 +151,39 @@ def suite_status(
             for key in job.keys:
                 record = stored.records.get(key)
                 _tally(count, record, seen)
-                tuning_done &= record is not None
-    if tuning_done:
-        plan = scoring(suite, scenarios, stored, device)
-        device_type = torch.device(device).type
-        for sc in plan.scenarios:
-            count = status.count("score", sc.label or sc.optimizer)
-            for seed in sc.seeds:
-                _tally(count, stored.records.get(sc.key(seed, device_type)), seen)
-        for sc, _ in plan.untuned:
-            status.count("score", str(sc.label or sc.optimizer)).missing += len(sc.seeds)
-    else:
-        assert suite.tuning is not None
-        for sc in scenarios:
-            label = label_of(sc.optimizer) if tunable(sc.optimizer) and suite.tuning.enabled else sc.optimizer
-            status.count("score", label).missing += len(sc.seeds)
-            if label not in status.waiting:
-                status.waiting.append(label)
+                if record is None:
+                    unfinished.add((str(unit.label), family_of(unit.problem)))
+    tuned = suite.tuning is not None and suite.tuning.enabled
+    ready = []
+    for sc in scenarios:
+        group = (label_of(sc.optimizer), family_of(sc.problem)) if tuned and tunable(sc.optimizer) else None
+        if group is not None and group in unfinished:
+            status.count("score", group[0]).missing += len(sc.seeds)
+            if group[0] not in status.waiting:
+                status.waiting.append(group[0])
+        else:
+            ready.append(sc)
+    plan = scoring(suite, ready, stored, device)
+    device_type = torch.device(device).type
+    for sc in plan.scenarios:
+        count = status.count("score", sc.label or sc.optimizer)
+        for seed in sc.seeds:
+            _tally(count, stored.records.get(sc.key(seed, device_type)), seen)
     status.failures = failures(seen)
+    for sc, why in plan.untuned:
+        label = label_of(sc.optimizer)
+        status.count("score", label).failed += len(sc.seeds)
+        status.failures.append(
+            {
+                "phase": "score",
+                "problem": sc.problem,
+                "instance": sc.instance,
+                "optimizer": label,
+                "noise": sc.noise,
+                "failed": f"not scored: {why}",
+                "seeds": list(sc.seeds),
+            }
+        )
     return status
 
 

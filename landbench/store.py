@@ -220,8 +220,9 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
 
 def first_per_key(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each run once: the first record of each ``key`` wins, except that a failed record
-    (:func:`landbench.outcomes.is_failed`) gives way to a later record of the same key that did not
-    fail (a retried job), in the place of the first. Records without a key are kept as they are."""
+    (:func:`landbench.outcomes.is_failed`) gives way to any later record of the same key (a retried
+    job: the run that ran, or the latest failure, whose error is the one to read), in the place of the
+    first. Records without a key are kept as they are."""
     out: list[dict[str, Any]] = []
     where: dict[Any, int] = {}
     for record in records:
@@ -236,7 +237,7 @@ def first_per_key(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         elif index is None:
             where[key] = len(out)
             out.append(record)
-        elif is_failed(out[index]) and not is_failed(record):
+        elif is_failed(out[index]):
             out[index] = record
     return out
 

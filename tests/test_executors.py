@@ -155,8 +155,9 @@ def test_an_optimizer_that_raises_fails_its_job_and_the_sweep_goes_on(tmp_path: 
     again = CliRunner().invoke(main, args)  # failed runs are not retried unless asked
     assert "0 runs ran" in again.stdout
     retried = CliRunner().invoke(main, [*args, "--retry-failed"])
-    assert "3 runs ran" in retried.stdout
-    assert len(ResultStore(out).records()) == 6  # the same failure again is not written twice
+    assert "3 runs ran" in retried.stdout and retried.exit_code == 1
+    assert len(ResultStore(out).records()) == 9  # the failures of the retry are written too ...
+    assert len(load_results([out])) == 6  # ... and take the place of the first ones
 
 
 def test_a_retried_failure_that_now_runs_replaces_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,6 +212,29 @@ def _kill_env(tmp_path: Path) -> dict[str, str]:
     return {KILL_DIR: str(folder), SPARED_PID: str(os.getpid())}
 
 
+def _group(pgid: int) -> list[int]:
+    """The processes still alive in process group ``pgid``."""
+    alive = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.getpgid(int(name)) == pgid:
+                stat = Path(f"/proc/{name}/stat").read_text()
+                if stat.rsplit(")", 1)[1].split()[0] != "Z":  # a zombie has exited
+                    alive.append(int(name))
+        except (ProcessLookupError, FileNotFoundError):
+            continue
+    return alive
+
+
+def _wait_until(condition, seconds: float) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _lines(folder: Path) -> int:
     """Complete lines in the folder's results file so far."""
     try:
@@ -251,7 +275,7 @@ def test_a_worker_that_always_dies_fails_its_job_after_its_retries(
     result = run_suite(suite, tmp_path / "out", progress=False, executor="processes", workers=1)
     assert len(os.listdir(tmp_path / "kills")) == 3  # the first try and two retries
     assert [r["failed"] for r in result.failed] == [
-        "WorkerDied: its worker process died 3 times (killed, or out of memory)"
+        "WorkerDied: its worker process died 3 times (killed, out of memory, or exited)"
     ] * 2
 
 
@@ -278,8 +302,13 @@ def test_a_sweep_killed_at_random_points_resumes_to_every_record_once(
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 0.3))
         assert sweep.poll() is None, "the sweep ended before it could be killed"
-        os.killpg(sweep.pid, signal.SIGKILL)
-        sweep.wait()
+        if len(stored) == 1:  # the driver alone: its workers must not outlive it
+            os.kill(sweep.pid, signal.SIGKILL)
+            sweep.wait()
+            assert _wait_until(lambda pgid=sweep.pid: not _group(pgid), 20), f"left running: {_group(sweep.pid)}"
+        else:  # the driver and its workers at once (Ctrl-C of a terminal is a SIGINT to all of them)
+            os.killpg(sweep.pid, signal.SIGKILL)
+            sweep.wait()
         stored.append(len(ResultStore(out).records()))
     assert 0 < stored[1] < total and stored[1] < stored[2]  # the first kill left part of the sweep; the resume added
     final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -287,3 +316,99 @@ def test_a_sweep_killed_at_random_points_resumes_to_every_record_once(
     counts = _raw_keys(out)
     assert set(counts.values()) == {1}, [k for k, n in counts.items() if n > 1]
     assert _by_key(ResultStore(out).records()) == reference
+
+
+def test_any_exception_but_an_interrupt_fails_its_job_on_one_line(tmp_path: Path, monkeypatch) -> None:
+    import asyncio
+
+    import landbench.jobs
+
+    suite = parse_suite(TUNED).with_overrides(optimizers=["sgd"], problems=["quadratic(dim=3)"], tune=False)
+
+    def cancelled(*args, **kwargs):
+        raise asyncio.CancelledError("first line\n\x1b[31msecond line\x1b[0m" + "x" * 1000)
+
+    monkeypatch.setattr(landbench.jobs, "run_batch", cancelled)
+    result = run_suite(suite, tmp_path, progress=False)
+    assert [r["failed"] for r in result.failed] == ["asyncio.exceptions.CancelledError: first line"] * 2
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(landbench.jobs, "run_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, tmp_path / "other", progress=False)
+    assert not (tmp_path / "other" / RESULTS_FILE).exists()
+
+
+def test_a_pool_whose_workers_cannot_start_is_one_error_and_stores_nothing(tmp_path: Path) -> None:
+    script = tmp_path / "sweep.py"  # no `if __name__ == "__main__":`: spawned workers cannot start
+    script.write_text(
+        "from landbench.runner import run_suite\nfrom landbench.suite import load_suite\n"
+        "suite = load_suite('smoke').with_overrides(problems=['quadratic(dim=2)'], seeds=[0], steps=5)\n"
+        f"run_suite(suite, {str(tmp_path / 'out')!r}, executor='processes', workers=1, progress=False)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "could not start its worker processes" in done.stderr
+    assert not (tmp_path / "out" / RESULTS_FILE).exists()
+
+
+def test_executor_options_are_checked_before_anything_is_written(tmp_path: Path) -> None:
+    base = ["run", "--problem", "quadratic(dim=2)", "--optimizer", "sgd", "--seeds", "1", "--steps", "5"]
+    for flags, message in [
+        (["--workers", "2"], "--workers is an option of the processes executor"),
+        (["--address", "h:1"], "--address is an option of the ray executor"),
+        (["--executor", "processes", "--workers", "0"], "--workers"),
+        (["--shard", "1/99999999999999"], "expected i/n"),
+        (["--shard", "0/3"], "expected i/n"),
+        (["--out", ""], "expected a folder name"),
+    ]:
+        out = tmp_path / "out"
+        result = CliRunner().invoke(main, [*base, "--out", str(out), *flags])
+        assert result.exit_code == 2 and message in result.output, (flags, result.output)
+        assert "Traceback" not in result.output and not out.exists(), flags
+
+
+def test_ray_addresses_are_checked_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from landbench.errors import LandbenchError
+    from landbench.executors.ray import RayExecutor
+
+    with pytest.raises(LandbenchError, match="give --device cuda"):
+        RayExecutor(device="cuda:1")
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'landbench[ray]')")
+    started = time.monotonic()
+    with pytest.raises(LandbenchError, match="nothing answers there"), RayExecutor(address="127.0.0.1:1"):
+        pass
+    assert time.monotonic() - started < 30
+    with pytest.raises(LandbenchError, match="expected host:port"), RayExecutor(address="nonsense"):
+        pass
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # what `ray job submit` sets: that cluster, not a local one
+    with pytest.raises(LandbenchError, match="127.0.0.1:1: nothing answers"), RayExecutor():
+        pass
+
+
+def test_many_shards_cost_nothing_and_an_empty_shard_says_so(tmp_path: Path) -> None:
+    suite = parse_suite(TUNED)
+    started = time.monotonic()
+    assert shard_scenarios(suite, Shard(999_999, 1_000_000)) == []
+    assert time.monotonic() - started < 5
+    (tmp_path / "suite.toml").write_text(TUNED)
+    result = CliRunner().invoke(
+        main, ["run", str(tmp_path / "suite.toml"), "--shard", "50/60", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0 and "shard 50/60 of tiny-tuned has no scenarios" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_status_counts_the_suite_as_run_with_the_same_options(tmp_path: Path) -> None:
+    (tmp_path / "suite.toml").write_text(TUNED)
+    options = ["--seeds", "1", "--steps", "40", "--problem", "quadratic(dim=3)"]
+    out = str(tmp_path / "out")
+    assert CliRunner().invoke(main, ["run", str(tmp_path / "suite.toml"), *options, "--out", out]).exit_code == 0
+    done = CliRunner().invoke(main, ["status", out, str(tmp_path / "suite.toml"), *options])
+    assert done.exit_code == 0 and "14 runs done, 0 failed, 0 missing of 14" in done.output  # 2x(3x2) tuning + 2
+    partial = CliRunner().invoke(main, ["status", out, str(tmp_path / "suite.toml"), "--steps", "40"])
+    assert partial.exit_code == 1 and "missing" in partial.output
+    empty = CliRunner().invoke(main, ["status", str(tmp_path)])
+    assert empty.exit_code == 2 and "no results in" in empty.output

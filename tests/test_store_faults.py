@@ -229,7 +229,7 @@ def test_a_missing_path_is_a_file_not_found_error_and_an_unreadable_one_a_store_
 # --- the duplicate rule -------------------------------------------------------------------------
 
 
-def test_first_per_key_keeps_the_first_record_unless_it_failed_and_a_later_one_did_not(
+def test_first_per_key_keeps_the_first_record_unless_it_failed_and_was_retried(
     runs: list[dict[str, Any]],
 ) -> None:
     a, b, c = runs[:3]
@@ -238,7 +238,8 @@ def test_first_per_key_keeps_the_first_record_unless_it_failed_and_a_later_one_d
     assert first_per_key([a, b, twin, keyless, keyless]) == [a, b, keyless, keyless]
     # A failed job that was retried: the record that ran takes the failed one's place.
     assert first_per_key([failed(a), b, a]) == [a, b]
-    assert first_per_key([failed(a), failed(a) | {"failed": "again"}, b]) == [failed(a), b]
+    # Retried and failed again: the latest failure is the one to read (its error may have changed).
+    assert first_per_key([failed(a), failed(a) | {"failed": "again"}, b]) == [failed(a) | {"failed": "again"}, b]
     assert first_per_key([a, failed(a), c]) == [a, c]  # a later failure never replaces a run that ran
     assert is_failed(first_per_key([failed(c)])[0])
 

@@ -47,6 +47,10 @@ class Executor(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
+    def warnings(self) -> list[str]:
+        """Lines the user should read before the sweep (more workers than cores, say)."""
+        ...
+
     def map(self, jobs: Sequence[Job], progress: StepProgress | None = None) -> Iterator[Finished]: ...
 
 

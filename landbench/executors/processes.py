@@ -13,9 +13,11 @@ comes back as failed records that say so. The driver keeps every finished job's 
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -30,6 +32,7 @@ from landbench.executors import Finished, StepProgress
 from landbench.jobs import Job, failed_records, last_line, run_job
 
 MAX_RETRIES = 2
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def available_cores() -> int:
@@ -53,9 +56,29 @@ def _init_worker(gpus: Any, threads: int) -> None:
     the driver's to handle (it stops the workers): a worker ignores it, so that an interrupt is never
     mistaken for a job that failed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
     torch.set_num_threads(threads)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the driver dies (a SIGKILLed driver would otherwise
+    leave its workers, and on a GPU their CUDA contexts, behind); elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl
+        return
+    if os.getppid() == 1:  # the driver died before the request took effect
+        os._exit(1)
+
+
+def _ready() -> int:
+    """What a worker answers when the pool starts: that it could import landbench and run."""
+    return os.getpid()
 
 
 class ProcessExecutor:
@@ -86,8 +109,24 @@ class ProcessExecutor:
         self.max_retries = max_retries
         self._pool: ProcessPoolExecutor | None = None
 
+    def warnings(self) -> list[str]:
+        """What the user should know about this pool before it runs."""
+        cores = available_cores()
+        if self.gpus is None and self.workers > cores:
+            return [f"{self.workers} worker processes on {cores} cores: they slow each other down (one thread each)"]
+        return []
+
     def __enter__(self) -> ProcessExecutor:
         self._start()
+        assert self._pool is not None
+        try:  # a pool whose workers cannot start fails here, once, not as every job failing
+            self._pool.submit(_ready).result()
+        except BrokenProcessPool:
+            self._stop(kill=True)
+            raise LandbenchError(
+                "the processes executor could not start its worker processes (a script that starts a sweep "
+                "needs if __name__ == '__main__':, and cannot be read from stdin); try --executor serial"
+            ) from None
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
@@ -146,7 +185,9 @@ class ProcessExecutor:
                     if tries < self.max_retries:
                         queue.append((job, tries + 1))
                     else:
-                        why = f"WorkerDied: its worker process died {tries + 1} times (killed, or out of memory)"
+                        why = (
+                            f"WorkerDied: its worker process died {tries + 1} times (killed, out of memory, or exited)"
+                        )
                         yield job, failed_records(job, why)
                 elif isinstance(error, KeyboardInterrupt):  # not the job's fault: the sweep stops
                     raise error

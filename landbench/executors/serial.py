@@ -22,6 +22,9 @@ class SerialExecutor:
     def __exit__(self, *exc: object) -> None:
         return None
 
+    def warnings(self) -> list[str]:
+        return []
+
     def map(self, jobs: Sequence[Job], progress: StepProgress | None = None) -> Iterator[Finished]:
         for job in jobs:
             yield job, run_job(job, progress=progress)
