@@ -412,3 +412,14 @@ def test_status_counts_the_suite_as_run_with_the_same_options(tmp_path: Path) ->
     assert partial.exit_code == 1 and "missing" in partial.output
     empty = CliRunner().invoke(main, ["status", str(tmp_path)])
     assert empty.exit_code == 2 and "no results in" in empty.output
+
+
+def test_ray_without_a_gpu_refuses_cuda_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'landbench[ray]')")
+    from landbench.errors import LandbenchError
+    from landbench.executors.ray import RayExecutor
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # a cluster already there, as on a head node
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 64.0})
+    with pytest.raises(LandbenchError, match="the Ray cluster has no GPU"), RayExecutor(device="cuda"):
+        pass

@@ -99,6 +99,9 @@ class RayExecutor:
             except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
                 raise LandbenchError(f"cannot {where}: {last_line(exc)}") from None
             self._started = True
+        if self.cuda and not ray.cluster_resources().get("GPU"):
+            self.__exit__()
+            raise LandbenchError("--device cuda: the Ray cluster has no GPU (its tasks would wait forever)")
         self._task = ray.remote(run_job).options(
             num_cpus=1, num_gpus=1 if self.cuda else 0, max_retries=self.max_retries, retry_exceptions=False
         )
