@@ -423,3 +423,34 @@ def test_ray_without_a_gpu_refuses_cuda_jobs(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 64.0})
     with pytest.raises(LandbenchError, match="the Ray cluster has no GPU"), RayExecutor(device="cuda"):
         pass
+
+
+def test_processes_pin_one_worker_per_visible_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import queue
+
+    from landbench.executors import processes
+    from landbench.jobs import make_job
+
+    monkeypatch.setattr(processes, "visible_gpus", lambda: ["3", "5"])
+    monkeypatch.setattr(processes, "available_cores", lambda: 16)
+    pool = processes.ProcessExecutor(device="cuda")
+    assert (pool.workers, pool.gpus, pool.threads) == (2, ["3", "5"], 8)
+    one = processes.ProcessExecutor(device="cuda:1")
+    assert (one.workers, one.gpus) == (1, ["5"])
+    three = processes.ProcessExecutor(device="cuda", workers=3)  # more workers than GPUs: dealt in turn
+    assert three.gpus == ["3", "5", "3"]
+    with pytest.raises(ValueError, match="2 GPUs are visible"):
+        processes.ProcessExecutor(device="cuda:2")
+    scenario = parse_suite(TUNED).scenarios()[0]
+    job = make_job("score", scenario, [scenario.optimizer], [0], "cuda:1")
+    assert pool._pinned(job).device == "cuda" and pool._pinned(job).keys == job.keys  # its only GPU
+    gpus: queue.Queue[str] = queue.Queue()
+    gpus.put("5")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5")
+    monkeypatch.setattr(processes, "_die_with_parent", lambda: None)
+    monkeypatch.setattr(processes.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(processes.torch, "set_num_threads", lambda n: None)
+    processes._init_worker(gpus, 8)  # what a new worker does first
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+    cpu = processes.ProcessExecutor(device="cpu", workers=32)
+    assert cpu.threads == 1 and "32 worker processes on 16 cores" in cpu.warnings()[0]
