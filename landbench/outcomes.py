@@ -223,6 +223,80 @@ def settle(record: Record) -> Record:
 IDENTITY_FIELDS: tuple[str, ...] = ("key", "problem", "optimizer", "seed")
 
 
+_STR = (str,)
+_INT = (int,)
+_NUMBER = (int, float)
+#: What each field of a record holds, where it is present: JSON kinds (``None`` allowed where a
+#: field can be null; lists of per-target values hold numbers or nulls). A record that breaks this is
+#: not read (:func:`malformed`), so that no view meets a value it would misread.
+FIELD_KINDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    **{name: (_STR, False) for name in ("problem", "optimizer", "family", "dtype", "device", "failed")},
+    **{name: (_STR, True) for name in ("label", "phase", "batch_mode", "landbench_version", "torch_version")},
+    "key": ((str, int), False),
+    **{name: (_INT, False) for name in ("seed", "instance", "steps", "dim", "schema", "grad_evals")},
+    **{name: (_INT, True) for name in ("batch_size", "escape_step", "diverged_step")},
+    "noise": (_NUMBER, False),
+    **{
+        name: (_NUMBER, True)
+        for name in ("final_loss", "f_star", "loss_gap", "sharpness", "hessian_trace", "basin_width", "tau")
+    },
+    **{name: (_NUMBER, True) for name in ("wall_s", "metrics_s")},
+    "diverged": ((bool,), False),
+    "escaped": ((bool,), True),
+    **{name: ((dict,), True) for name in ("settings", "tuning", "curve", "independence")},
+}
+#: Fields that hold a list: the targets (numbers), and one value per target (an integer or null).
+PER_TARGET = ("reach_steps", "reach_evals", "first_hit_steps", "first_hit_evals")
+
+
+def malformed(record: Record) -> str | None:
+    """What is wrong with the kinds of a record's fields (``"final_loss is a string, not a number"``),
+    or None. Booleans are not numbers here."""
+    for name, (kinds, nullable) in FIELD_KINDS.items():
+        if name not in record:
+            continue
+        value = record[name]
+        if value is None and nullable:
+            continue
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            expected = "a number" if kinds == _NUMBER else " or ".join(_KIND_NAMES[k] for k in kinds)
+            return f"{name} is {_kind(value)}, not {expected}"
+    targets = record.get("targets")
+    if targets is not None and (
+        not isinstance(targets, list) or not all(_is_number(t) for t in targets) or not targets
+    ):
+        return "targets is not a non-empty list of numbers"
+    for name in PER_TARGET:
+        values = record.get(name)
+        if values is None:
+            continue
+        if not isinstance(values, list) or not all(v is None or _is_int(v) for v in values):
+            return f"{name} is not a list of integers or nulls"
+        if isinstance(targets, list) and len(values) != len(targets):
+            return f"{name} has {len(values)} values for {len(targets)} targets"
+    return None
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", dict: "an object"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    for kind in (bool, str, int, float, dict):
+        if isinstance(value, kind):
+            return _KIND_NAMES[kind]
+    return "a list" if isinstance(value, list) else "a value"
+
+
 def is_failed(record: Record) -> bool:
     """Whether the record is of a run whose job failed (it raised): no outcome, left out of every view."""
     return bool(record.get("failed"))
@@ -497,6 +571,7 @@ def schema_of(record: Record) -> int:
 
 __all__ = [
     "FIELDS",
+    "FIELD_KINDS",
     "IDENTITY_FIELDS",
     "RECORD_SCHEMA",
     "UNITS",
@@ -514,6 +589,7 @@ __all__ = [
     "has_targets",
     "is_diverged",
     "is_failed",
+    "malformed",
     "median_of",
     "reach_time",
     "schema_of",

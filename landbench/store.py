@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from landbench.errors import StoreError
-from landbench.outcomes import IDENTITY_FIELDS, RECORD_SCHEMA, is_failed, schema_of
+from landbench.outcomes import IDENTITY_FIELDS, RECORD_SCHEMA, is_failed, malformed, schema_of
 
 try:
     import fcntl
@@ -346,6 +346,9 @@ def _parse(raw: bytes, first: bool) -> dict[str, Any] | None:
         kinds = ", ".join(f"{name} is a {_json_kind(value[name])}" for name in wrong)
         raise _Bad("not a record", f"a record whose {kinds}, not a string or an integer")
     schema = schema_of(value)
+    wrong_kind = malformed(value) if schema <= RECORD_SCHEMA else None
+    if wrong_kind:
+        raise _Bad("not a record", f"a record whose {wrong_kind}")
     if schema > RECORD_SCHEMA:
         newer = f"a newer landbench (schema {schema}; this one reads {RECORD_SCHEMA})"
         raise _Bad("newer schema", f"a record written by {newer}: upgrade to read it")

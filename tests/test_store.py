@@ -9,7 +9,6 @@ import pytest
 
 import landbench.jobs
 import landbench.runner
-from landbench.outcomes import IDENTITY_FIELDS
 from landbench.store import RESULTS_FILE, ResultStore, load_results
 from landbench.suite import parse_suite
 
@@ -93,7 +92,7 @@ def test_load_results_reads_folders_and_files_and_skips_bad_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     def record(key: str) -> dict:
-        return {name: 0 for name in IDENTITY_FIELDS} | {"key": key}
+        return {"problem": "quadratic(dim=2)", "optimizer": "sgd(lr=0.1)", "seed": 0, "key": key}
 
     store = ResultStore(tmp_path / "a")
     store.append([record("1"), record("2")])

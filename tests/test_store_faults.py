@@ -611,3 +611,38 @@ def test_rank_refuses_a_folder_of_only_newer_records_saying_so(runs: list[dict[s
     assert "no scored runs in" in result.stderr
     warned = warnings_of(result.stderr)
     assert len(warned) == WARNINGS_PER_FILE + 1 and "newer landbench" in warned[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("final_loss", "abc", "final_loss is a string, not a number"),
+        ("loss_gap", [1], "loss_gap is a list"),
+        ("sharpness", True, "sharpness is a boolean"),
+        ("targets", [], "targets is not a non-empty list of numbers"),
+        ("targets", ["x"], "targets is not a non-empty list of numbers"),
+        ("reach_evals", [1.5] * 10, "reach_evals is not a list of integers or nulls"),
+        ("first_hit_evals", [1, 2], "first_hit_evals has 2 values for 10 targets"),
+        ("grad_evals", "100", "grad_evals is a string"),
+        ("family", ["quadratic"], "family is a list"),
+        ("steps", 1.5, "steps is a number, not an integer"),
+        ("noise", None, "noise is null"),
+        ("instance", "0", "instance is a string"),
+        ("settings", [], "settings is a list"),
+        ("wall_s", "fast", "wall_s is a string"),
+        ("optimizer", 5, "optimizer is an integer, not a string"),
+        ("failed", ["x"], "failed is a list"),
+        ("diverged", 0, "diverged is an integer, not a boolean"),
+    ],
+)
+def test_a_record_with_a_field_of_the_wrong_kind_is_skipped_and_the_rest_ranked(
+    runs: list[dict[str, Any]], tmp_path: Path, field: str, value: Any, why: str
+) -> None:
+    bad = dict(runs[0]) | {field: value}
+    (tmp_path / RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in [bad, *runs[1:]]))
+    result = CliRunner().invoke(main, ["rank", str(tmp_path), "--bootstrap", "10"])
+    assert result.exit_code == 0, result.output
+    assert f"results.jsonl:1: skipping a record whose {why}" in result.stderr
+    assert "Traceback" not in result.output
+    status = CliRunner().invoke(main, ["status", str(tmp_path)])
+    assert status.exit_code == 0 and "11 runs done" in status.output
