@@ -12,7 +12,7 @@ from landbench.engine import BatchOutcome, Progress, run_batch
 from landbench.errors import SpecError
 from landbench.landscapes import Landscape, make, resolve_device
 from landbench.optimizers import OptimizerSpec
-from landbench.preflight import check_optimizer, check_problem
+from landbench.preflight import check_optimizer, check_problem, check_representable
 from landbench.records import build_records
 from landbench.settings import Settings, check_noise, check_steps, is_integer, normalize_seeds
 from landbench.spec import Spec, parse_spec
@@ -86,6 +86,7 @@ def plan(
     else:
         place = resolve_device(device)
         check_problem(str(parse_spec(problem, what="problem")), options.dtype, len(seed_list), options, place)
+    check_representable(f"noise {noise:g}", noise, options.dtype)
     resolved = check_optimizer(optimizer, options.dtype, place)
     if not isinstance(problem, Landscape):
         landscape = make(problem, seed=int(instance), device=place, dtype=options.dtype)

@@ -21,6 +21,7 @@ from landbench.landscapes.base import family_params
 from landbench.mode_connectivity import connectivity
 from landbench.outcomes import split_failed
 from landbench.planning import Shard, shard_scenarios
+from landbench.preflight import check_suite
 from landbench.ranking import rank
 from landbench.references import available_references, load_reference
 from landbench.runner import run_suite
@@ -42,11 +43,18 @@ def _friendly(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (LandbenchError, FileNotFoundError) as exc:
-            click.echo(f"Error: {exc}", err=True)
+        except (LandbenchError, OSError) as exc:  # bad input, or a path that cannot be read or written
+            click.echo(f"Error: {_one_line(exc)}", err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line: control characters dropped, cut to 2000 characters."""
+    text = exc.strerror and exc.filename and f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else None
+    text = " ".join("".join(c if c.isprintable() else " " for c in (text or str(exc))).split())
+    return text if len(text) <= 2000 else text[:1997] + "..."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -197,8 +205,20 @@ def _point(value: str | None, name: str) -> list[float] | None:
 @click.option("--a", "point_a", metavar="LIST", help="The first end point, e.g. '[1.0, 0.0]' (instead of --between).")
 @click.option("--b", "point_b", metavar="LIST", help="The second end point.")
 @click.option("--instance", default=0, show_default=True, help="Instance seed of a random family.")
-@click.option("--points", default=101, show_default=True, help="Points at which each path's loss is reported.")
-@click.option("--steps", default=500, show_default=True, help="Adam steps fitting the Bezier curve's bend.")
+@click.option(
+    "--points",
+    default=101,
+    show_default=True,
+    type=click.IntRange(2, 1_000_000),
+    help="Points at which each path's loss is reported.",
+)
+@click.option(
+    "--steps",
+    default=500,
+    show_default=True,
+    type=click.IntRange(0, 10_000_000),
+    help="Adam steps fitting the Bezier curve's bend.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (both profiles) instead of text.")
 @_friendly
 def connect(
@@ -386,6 +406,7 @@ def run(
     if not mine:  # a Slurm array larger than the suite: nothing to do is not an error
         click.echo(f"landbench: shard {part} of {plan.name} has no scenarios: nothing to run", err=True)
         return
+    check_suite(plan, device)  # every error before anything is said or written
     for entry in tuning_plan(plan.tuning, [sc.optimizer for sc in mine]):
         click.echo(_tuning_line(entry), err=True)
     emit = (lambda record: click.echo(json.dumps(record))) if as_json else None
@@ -401,6 +422,7 @@ def run(
             address=address,
             shard=part,
             retry_failed=retry_failed,
+            check=False,
         )
     except KeyboardInterrupt:
         click.echo(

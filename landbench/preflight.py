@@ -198,7 +198,9 @@ def _what_fits(
     if best_runs >= 1:
         options.append(f"at most {best_runs} seeds")
     if parsed.name == "pspin" and parsed.kwargs.get("storage") == "dense":
-        options.append("storage='blocks'")
+        blocks = Spec(parsed.name, {**parsed.kwargs, "storage": "blocks"})
+        if _fits(blocks, kind, runs, settings, place, free, host):  # offered only where it fits
+            options.append("storage='blocks'")
     if kind == torch.float64 and _fits(problem, torch.float32, runs, settings, place, free, host):
         options.append("dtype float32")
     if not options:
@@ -266,6 +268,27 @@ def check_suite(suite: object, device: str | torch.device) -> None:
         )
     for name, dtype in dict.fromkeys((s.optimizer, s.settings.dtype) for s in scenarios):
         check_optimizer(name, dtype, place)
+    for scenario in scenarios:
+        check_representable(f"noise {scenario.noise:g}", scenario.noise, scenario.settings.dtype)
+    if suite.tuning is not None:
+        for unit in tuning_units(suite.tuning, scenarios):
+            for lr in suite.tuning.rates_for(unit.optimizer):
+                check_representable(f"the tuning rate {lr:g} of {unit.label}", lr, unit.settings.dtype)
 
 
-__all__ = ["available_memory", "check_optimizer", "check_problem", "check_suite", "need", "size_text"]
+def check_representable(what: str, value: float, dtype: str) -> None:
+    """Refuse a number the runs' dtype cannot hold (it would be inf: every run would fail)."""
+    largest = torch.finfo(resolve_dtype(dtype)).max
+    if abs(value) > largest:
+        raise SpecError(f"{what} does not fit in {dtype} (at most {largest:.4g}): give a smaller one or float64")
+
+
+__all__ = [
+    "available_memory",
+    "check_optimizer",
+    "check_problem",
+    "check_representable",
+    "check_suite",
+    "need",
+    "size_text",
+]

@@ -60,6 +60,7 @@ def run_suite(
     address: str | None = None,
     shard: Shard | None = None,
     retry_failed: bool = False,
+    check: bool = True,
 ) -> SuiteRun:
     """Run every run of ``suite`` (or of its ``shard``) that ``out`` does not hold yet.
 
@@ -71,10 +72,11 @@ def run_suite(
     in scenario order, stored ones included (the CLI's ``--json`` prints them), as soon as the
     scenarios before it are complete. ``progress``: one bar on stderr over every run of every job,
     with the job that finished last and the time left (None: only on a terminal). Everything is
-    checked (:func:`landbench.preflight.check_suite`, the folder can be written) before the first
-    job runs.
+    checked (:func:`landbench.preflight.check_suite`, unless the caller did: ``check=False``; the
+    folder can be written) before the first job runs.
     """
-    check_suite(suite, device)
+    if check:
+        check_suite(suite, device)
     runner = (
         make_executor(executor, device=device, workers=workers, address=address)
         if isinstance(executor, str)

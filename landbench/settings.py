@@ -161,4 +161,4 @@ def check_noise(noise: Any) -> float:
         raise SpecError(
             f"noise must be a finite number >= 0 (the gradient-noise standard deviation), got {_short(noise)}"
         )
-    return float(noise)
+    return float(noise) + 0.0  # -0.0 is 0.0: the same scenario, the same key

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 import landbench
@@ -380,3 +381,87 @@ def test_bad_suite_names_and_paths(tmp_path: Path) -> None:
         with pytest.raises(SuiteError, match=message):
             load_suite(name)
         run_cli(tmp_path, name)
+
+
+# --- found by a review: every exception of a plug-in, numbers the dtype cannot hold, paths -------
+
+
+class CustomBaseException(BaseException):
+    """Neither an Exception nor SystemExit: what some frameworks raise to unwind."""
+
+
+class RaisesBaseExceptionInInit(torch.optim.SGD):
+    def __init__(self, params, lr: float = 0.1) -> None:  # noqa: ANN001
+        raise CustomBaseException("unwinding")
+
+
+def test_a_base_exception_from_a_plug_in_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "RaisesBaseExceptionInInit", RaisesBaseExceptionInInit, raising=False)
+    line, out = run_cli(
+        tmp_path, "--problem", "quadratic(dim=2)", "--optimizer", f"{__name__}:RaisesBaseExceptionInInit"
+    )
+    assert "CustomBaseException: unwinding" in line and nothing_written(out)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--noise", "1e39"], "noise 1e+39 does not fit in float32"),
+        (["--noise", "1e39", "--dtype", "float64", "--noise", "1e309"], "noise must be a finite number"),
+    ],
+)
+def test_numbers_the_runs_dtype_cannot_hold_are_refused(tmp_path: Path, flags: list[str], message: str) -> None:
+    line, out = run_cli(tmp_path, "--problem", "quadratic(dim=2)", "--optimizer", "sgd", *flags)
+    assert message in line and nothing_written(out)
+    with pytest.raises(SpecError, match="does not fit in float32"):
+        landbench.run("quadratic(dim=2)", "sgd", noise=1e39, steps=1, seeds=1)
+
+
+def test_a_tuning_rate_the_dtype_cannot_hold_is_refused(tmp_path: Path) -> None:
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        'optimizers = ["sgd"]\nsteps = 5\nseeds = 1\n[tuning]\ngrid = [0.1, 1e39]\n'
+        '[[problems]]\nspec = "quadratic"\ndims = [2]\n'
+    )
+    line, out = run_cli(tmp_path, str(suite))
+    assert "the tuning rate 1e+39 of sgd does not fit in float32" in line and nothing_written(out)
+
+
+def test_minus_zero_noise_is_the_same_scenario_as_zero(tmp_path: Path) -> None:
+    first = landbench.run("quadratic(dim=2)", "sgd", noise=-0.0, steps=3, seeds=1)
+    second = landbench.run("quadratic(dim=2)", "sgd", noise=0.0, steps=3, seeds=1)
+    assert first[0]["key"] == second[0]["key"] and str(first[0]["noise"]) == "0.0"
+
+
+def test_a_tensor_argument_is_the_number_it_holds_or_refused() -> None:
+    assert resolve({"name": "sgd", "lr": torch.tensor(0.25, dtype=torch.float64)}).canonical == "sgd(lr=0.25)"
+    with pytest.raises(SpecError, match="must be a finite number"):
+        resolve({"name": "sgd", "lr": torch.tensor(float("inf"))})
+    with pytest.raises(SpecError, match="not a tensor of shape \\(2,\\)"):
+        resolve({"name": "adam", "betas": torch.tensor([0.9, 0.99])})
+
+
+def test_paths_that_cannot_be_used_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    too_long = str(tmp_path / ("a" * 300))
+    for args in (
+        ["rank", too_long],
+        ["status", too_long],
+        ["run", "--problem", "quadratic(dim=2)", "--optimizer", "sgd", "--out", too_long],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert_one_line_error(result)
+    result = CliRunner().invoke(main, ["connect", "basins(dim=2)", "--points", "1000000000000"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_the_blocks_storage_is_offered_only_where_it_fits() -> None:
+    with pytest.raises(SpecError) as refused:
+        check_problem(
+            "pspin(dim=5000, p=4, storage='dense')", "float32", 8, Settings(), torch.device("cpu"), free=20 * GIB
+        )
+    assert "storage='blocks'" not in str(refused.value)
+    with pytest.raises(SpecError, match="or storage='blocks'"):
+        check_problem(
+            "pspin(dim=2000, p=3, storage='dense')", "float32", 8, Settings(), torch.device("cpu"), free=20 * GIB
+        )

@@ -134,14 +134,18 @@ def _import_class(path: str) -> type:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise SpecError(f"optimizer {path!r}: cannot import module {module_name!r} ({last_line(exc)})") from None
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever a module's import runs; SystemExit must not end landbench
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - whatever a module's import runs; SystemExit must not end landbench
         raise SpecError(f"optimizer {path!r}: importing module {module_name!r} raised {last_line(exc)}") from None
     target: Any = module
     for part in attribute.split("."):
         try:
             found = hasattr(target, part)
             target = getattr(target, part) if found else None
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a module __getattr__ that raises
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a module __getattr__ that raises
             raise SpecError(
                 f"optimizer {path!r}: reading {attribute!r} of {module_name!r} raised {last_line(exc)}"
             ) from None
@@ -188,7 +192,9 @@ def optimizer_class(name: str) -> type:
     if name in plugins:
         try:
             target = plugins[name].load()
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plug-in is reported with its name
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a broken plug-in is reported with its name
             raise SpecError(
                 f"optimizer {name!r} is registered by the package {_distribution(plugins[name])} as "
                 f"{plugins[name].value!r}, which cannot be loaded: {last_line(exc)}"
@@ -304,8 +310,10 @@ def _coerce(owner: str, key: str, value: Any, parameter: inspect.Parameter | Non
     the declared kind, so the canonical string is unique: ints become floats where the signature says
     float, lists become tuples where the default is a tuple."""
     value = plain(value)
-    if isinstance(value, torch.Tensor):
-        return value
+    if isinstance(value, torch.Tensor):  # a spec is text: the number it holds, or refused
+        if value.numel() != 1 or value.is_complex():
+            raise SpecError(f"{owner}: {key} must be a number, not a tensor of shape {tuple(value.shape)}")
+        value = value.item()
     _check_numbers(owner, key, value)
     kind, optional = _expected(parameter)
     if value is None and optional:
@@ -428,7 +436,9 @@ def _try_build(spec: OptimizerSpec) -> torch.optim.Optimizer:
     settings torch accepts but that make a run do nothing (:func:`_effective_rules`)."""
     try:
         built = spec.build([torch.zeros(1, 2, requires_grad=True)])
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever a class's checks raise (betas=(0.9,): IndexError)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - whatever a class's checks raise (betas=(0.9,): IndexError)
         kind = "" if isinstance(exc, (ValueError, TypeError, RuntimeError)) else f"{type(exc).__name__}: "
         message = last_line(exc).removeprefix(f"{type(exc).__name__}: ") if str(exc).strip() else ""
         raise SpecError(f"optimizer {spec.canonical}: {kind}{message}".rstrip(": ")) from None
@@ -530,7 +540,9 @@ def _keys_read_by_a_step(optimizer: Any) -> set[str]:
         for _ in range(TRIAL_STEPS):
             closure()
             optimizer.step(closure) if takes_closure else optimizer.step()
-    except (Exception, SystemExit):  # noqa: BLE001 - a third-party step that cannot run here proves nothing
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - a third-party step that cannot run here proves nothing
         return {"*"}
     return read
 

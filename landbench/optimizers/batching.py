@@ -123,7 +123,9 @@ def choose_mode(spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: 
     healthy = len(_SCALES) - 1
     try:
         alone = torch.cat([_trajectory(spec, "separate", probe, start[i : i + 1], [i]) for i in range(healthy)])
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of a third-party optimizer, reported
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any failure of a third-party optimizer, reported
         raise BatchSafetyError(
             f"optimizer {spec.canonical} fails on a small test problem on {device} in {dtype} even for a single "
             f"run: {type(exc).__name__}: {exc}{_hint(exc)}"
@@ -179,7 +181,9 @@ def grid_mode(
             together = _trajectory(spec, mode, probe, start.repeat(len(rates), 1), [0, 1] * len(rates), rates)
             alone = torch.cat([_trajectory(s, mode, probe, start, [0, 1]) for s in specs])
             shared = mode if _close(together, alone, dtype) else None
-    except Exception:  # noqa: BLE001 - a grid the optimizer cannot take is simply not shared
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - a grid the optimizer cannot take is simply not shared
         shared = None
     _grid_modes[key] = shared
     return shared
@@ -218,6 +222,8 @@ def _agrees(
 ) -> bool:
     try:
         together = _trajectory(spec, mode, probe, start, seeds)[: alone.shape[0]]
-    except (Exception, SystemExit):  # noqa: BLE001 - a mode the optimizer cannot run in is simply not chosen
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - a mode the optimizer cannot run in is simply not chosen
         return False
     return _close(together, alone, dtype)
