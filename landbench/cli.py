@@ -605,6 +605,38 @@ def status_command(
         sys.exit(1)
 
 
+# --- bench --------------------------------------------------------------------------------------
+
+
+@main.command("bench")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--quick", is_flag=True, help="A tenth of the steps at each size (a minute on a laptop CPU).")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 100), help="Timings per median.")
+@click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
+@_friendly
+def bench_command(device: str, quick: bool, repeats: int, as_json: bool) -> None:
+    """Time landbench against a hand-written batched loop and a naive per-run loop, on this machine.
+
+    For SGD and Adam on the saddle family at 256 x 10 (1000 steps), 256 x 1000 (200), 64 x 10^4
+    (100) and 2 x 10^6 (20): the hand loop's seconds, landbench.run without and with its default
+    metrics as ratios to it, the naive per-run loop (autograd, torch.optim, one run at a time) as a
+    ratio to landbench.run, the throughput, and the share of the measured copy bandwidth. Medians
+    of --repeats timings, side by side in one process.
+    """
+    from landbench.bench import QUICK_SIZES, SIZES, measure, table
+
+    rows = measure(
+        QUICK_SIZES if quick else SIZES,
+        device=device,
+        repeats=repeats,
+        progress=lambda what: click.echo(f"timing {what}", err=True),
+    )
+    if as_json:
+        click.echo(json.dumps({"device": device, "rows": [r.as_dict() for r in rows]}, indent=2))
+    else:
+        click.echo(table(rows))
+
+
 # --- report and plot ----------------------------------------------------------------------------
 
 
