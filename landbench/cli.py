@@ -366,7 +366,11 @@ def _suite(
     type=click.IntRange(min=1),
     help="Worker processes of --executor processes (default: one per visible GPU, or per core on the CPU).",
 )
-@click.option("--address", help="The Ray cluster of --executor ray (default: start a local Ray for the sweep).")
+@click.option(
+    "--address",
+    help="The Ray cluster of --executor ray: host:6379, auto or ray://host:10001 (default: $RAY_ADDRESS, else a "
+    "local Ray for the sweep).",
+)
 @click.option("--retry-failed", is_flag=True, help="Run again the runs whose jobs failed in an earlier sweep.")
 @_friendly
 def run(
