@@ -24,7 +24,6 @@ The checks are arithmetic plus one cached probe per optimizer: they take well un
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ import torch
 
 from landbench.errors import SpecError
 from landbench.landscapes import family, resolve_device, resolve_dtype
-from landbench.landscapes.base import Footprint
+from landbench.landscapes.base import Footprint, available_memory
 from landbench.optimizers import OptimizerSpec, choose_mode, resolve
 from landbench.settings import Settings
 from landbench.spec import Spec, parse_spec
@@ -45,24 +44,6 @@ STATE_COPIES = 6
 MAX_STREAMED = 10**11
 #: Host memory of one record while a suite runs (its JSON is about 2 KB).
 RECORD_BYTES = 8 * 1024
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes available now on ``device``: CUDA's free memory, or the host's ``MemAvailable``
-    (``/proc/meminfo``; free pages where that file is missing)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - no way to know: do not refuse
-        return 2**62
 
 
 def size_text(n: float) -> str:

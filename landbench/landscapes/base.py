@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -22,6 +23,24 @@ from landbench.rng import cpu_generator
 from landbench.spec import Param, bind_params, format_spec, non_defaults
 
 DIM = Param("dim", int, doc="dimension d of the search space", low=1)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes available now on ``device``: CUDA's free memory, or the host's ``MemAvailable``
+    (``/proc/meminfo``; free pages where that file is missing)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - no way to know: do not refuse
+        return 2**62
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,21 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from landbench.errors import SpecError
-from landbench.landscapes.base import CriticalPoint, Footprint, Known, Landscape, squared_norm, uniform_sphere
+from landbench.landscapes.base import (
+    CriticalPoint,
+    Footprint,
+    Known,
+    Landscape,
+    available_memory,
+    squared_norm,
+    uniform_sphere,
+)
 from landbench.rng import counter_normal, derive_seed
 from landbench.spec import Param
 
@@ -60,21 +67,6 @@ def step_size(dim: int, xi: dict[int, float]) -> float:
     x1 = sum(p * c for p, c in xi.items())
     x2 = sum(p * (p - 1) * c for p, c in xi.items())
     return dim / (2 * math.sqrt(x2) + (x1 / x0) * abs(threshold_energy(xi)))
-
-
-def available_memory(device: torch.device) -> int:
-    """Free memory in bytes on ``device``: CUDA's free memory, or the host's ``MemAvailable``
-    (``/proc/meminfo``; free pages where that file is missing)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def _count(n: int) -> str:
