@@ -112,16 +112,20 @@ def hand_loop(landscape: Any, optimizer: str, runs: int, steps: int) -> torch.Te
     return x
 
 
-def naive_loop(landscape: Any, optimizer: str, runs: int, steps: int) -> None:
-    """One run at a time, autograd and ``torch.optim``: what a user's first script does."""
-    spec = resolve(OPTIMIZERS[optimizer])
-    for seed in range(runs):
+def naive_loop(landscape: Any, optimizer: str, seeds: Sequence[int], steps: int) -> list[float]:
+    """One run at a time, autograd and ``torch.optim``: what a user's first script does. Returns each
+    run's final loss (the runs landbench makes batched, one by one)."""
+    spec = resolve(optimizer)
+    finals = []
+    for seed in seeds:
         x = torch.nn.Parameter(landscape.sample_start([seed]))
         opt = spec.build([x])
         for _ in range(steps):
             opt.zero_grad()
             landscape.loss(x).sum().backward()
             opt.step()
+        finals.append(float(landscape.loss(x.detach())[0]))
+    return finals
 
 
 def copy_bandwidth(elements: int, device: torch.device, repeats: int = 5) -> float:
@@ -159,7 +163,7 @@ def measure(
             bare = median_time(lambda: landbench.run(landscape, spec, curvature=False, **common), repeats, place)  # noqa: B023
             full = median_time(lambda: landbench.run(landscape, spec, **common), repeats, place)  # noqa: B023
             naive_runs, naive_steps = min(runs, naive_budget[0]), min(steps, naive_budget[1])
-            naive = median_time(lambda: naive_loop(landscape, name, naive_runs, naive_steps), 1, place)  # noqa: B023
+            naive = median_time(lambda: naive_loop(landscape, spec, range(naive_runs), naive_steps), 1, place)  # noqa: B023
             naive *= (runs / naive_runs) * (steps / naive_steps)
             rows.append(Row(runs, dim, steps, name, hand, bare, full, naive, bandwidth, torch.get_num_threads()))
     return rows

@@ -36,8 +36,12 @@ def test_the_naive_loop_runs_every_run_of_its_budget(monkeypatch: pytest.MonkeyP
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.Tensor, "backward", counted)
-    naive_loop(landscape, "adam", runs=3, steps=7)
+    finals = naive_loop(landscape, "adam(lr=0.001)", seeds=range(3), steps=7)
     assert calls["backward"] == 21
+    records = landbench.run(landscape, "adam(lr=0.001)", seeds=3, steps=7, curvature=False)
+    torch.testing.assert_close(
+        torch.tensor(finals), torch.tensor([r["final_loss"] for r in records]), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_measure_and_the_command_give_every_size_and_optimizer() -> None:

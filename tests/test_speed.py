@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import landbench
+from landbench.bench import naive_loop
 from landbench.engine import run_batch
 from landbench.optimizers import resolve
 from landbench.settings import Settings
@@ -38,22 +39,6 @@ def triad_bandwidth(elements: int) -> float:
     return 12 * elements * repeats / (time.perf_counter() - start)
 
 
-def plain_loop(problem: str, optimizer: str, seeds: list[int], steps: int) -> list[float]:
-    """The baseline: one run at a time, autograd gradients, a fresh optimizer per run."""
-    landscape = landbench.make(problem)
-    spec = resolve(optimizer)
-    finals = []
-    for seed in seeds:
-        x = torch.nn.Parameter(landscape.sample_start([seed]))
-        opt = spec.build([x])
-        for _ in range(steps):
-            opt.zero_grad()
-            landscape.loss(x).sum().backward()
-            opt.step()
-        finals.append(float(landscape.loss(x.detach())[0]))
-    return finals
-
-
 @pytest.mark.parametrize("problem", ["saddle(dim=100)", "rosenbrock(dim=100)"])
 def test_batched_engine_against_a_plain_per_run_loop(benchmark, problem: str) -> None:
     seeds, steps, optimizer = list(range(32)), 100, "adam(lr=0.001)"
@@ -61,7 +46,7 @@ def test_batched_engine_against_a_plain_per_run_loop(benchmark, problem: str) ->
     spec = resolve(optimizer)
     outcome = benchmark(lambda: run_batch(landscape, spec, seeds, steps=steps, settings=NO_METRICS, verify=False))
     start = time.perf_counter()
-    reference = plain_loop(problem, optimizer, seeds, steps)
+    reference = naive_loop(landscape, optimizer, seeds, steps)
     loop_s = time.perf_counter() - start
     # Same numbers, whichever way the runs were done.
     torch.testing.assert_close(outcome.tracker.last_loss, torch.tensor(reference), rtol=1e-4, atol=1e-6)
