@@ -52,8 +52,11 @@ def _friendly(command: F) -> F:
 
 def _one_line(exc: BaseException) -> str:
     """An error's message on one line: control characters dropped, cut to 2000 characters."""
-    text = exc.strerror and exc.filename and f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else None
-    text = " ".join("".join(c if c.isprintable() else " " for c in (text or str(exc))).split())
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc)
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text if len(text) <= 2000 else text[:1997] + "..."
 
 

@@ -239,8 +239,8 @@ FIELD_KINDS: dict[str, tuple[tuple[type, ...], bool]] = {
     **{
         name: (_NUMBER, True)
         for name in ("final_loss", "f_star", "loss_gap", "sharpness", "hessian_trace", "basin_width", "tau")
+        + ("wall_s", "metrics_s")
     },
-    **{name: (_NUMBER, True) for name in ("wall_s", "metrics_s")},
     "diverged": ((bool,), False),
     "escaped": ((bool,), True),
     **{name: ((dict,), True) for name in ("settings", "tuning", "curve", "independence")},

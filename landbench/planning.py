@@ -25,28 +25,28 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from landbench.errors import LandbenchError
 from landbench.jobs import Job, make_job
 from landbench.outcomes import is_failed
 from landbench.spec import parse_spec
+from landbench.store import first_per_key
 from landbench.suite import Scenario, Suite
 from landbench.tuning import Choice, choose, family_of, label_of, scored, tunable, tuning_units, with_lr
 
 
 @dataclass
 class Stored:
-    """The records already in a results folder, by key (the first of each key), and whether failed
-    runs count as missing (``retry_failed``)."""
+    """The records already in a results folder, one per key by the store's duplicate rule
+    (:func:`landbench.store.first_per_key`), and whether failed runs count as missing
+    (``retry_failed``)."""
 
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     retry_failed: bool = False
 
     @classmethod
     def of(cls, records: Iterable[dict[str, Any]], retry_failed: bool = False) -> Stored:
-        """From records already deduplicated (first of each key)."""
-        return cls({r["key"]: r for r in records if "key" in r}, retry_failed)
+        """From a folder's records, in the order written."""
+        return cls({r["key"]: r for r in first_per_key(records) if "key" in r}, retry_failed)
 
     def done(self, key: str) -> bool:
         """Whether the run of ``key`` needs no job: stored, and not a failure to retry."""
@@ -54,13 +54,13 @@ class Stored:
         return record is not None and not (self.retry_failed and is_failed(record))
 
     def add(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Take a finished job's records; returns those to write: a key's first record, or one that
-        replaces a failure (a retried job, which ran or failed again), never a second record of a key
-        held by a run that did not fail (:func:`landbench.store.first_per_key`, the same rule)."""
+        """Take a finished job's records; returns those to write: the ones that the duplicate rule
+        (:func:`landbench.store.first_per_key`) keeps over what is stored (a key's first record, or a
+        retry of a failed one), never a second record that would be read past."""
         new = []
         for record in records:
             old = self.records.get(record["key"])
-            if old is None or is_failed(old):
+            if old is None or first_per_key([old, record])[0] is record:
                 self.records[record["key"]] = record
                 new.append(record)
         return new
@@ -138,12 +138,18 @@ def grid(suite: Suite, unit: Scenario) -> list[str]:
 
 @dataclass
 class Scoring:
-    """The scoring phase: the scored scenarios (tuned where the suite tunes), the jobs of their runs
-    that are not stored, and the scenarios that cannot be scored because their tuning failed."""
+    """The scoring phase: the scored scenarios (tuned where the suite tunes) with their runs' keys
+    (in seed order), the jobs of the runs that are not stored, and the scenarios that cannot be
+    scored because their tuning failed."""
 
     scenarios: list[Scenario]
+    keys: dict[Scenario, tuple[str, ...]]
     jobs: list[Job]
     untuned: list[tuple[Scenario, str]]
+
+    def order(self) -> list[str]:
+        """Every scored run's key, in scenario then seed order."""
+        return [key for sc in self.scenarios for key in self.keys[sc]]
 
 
 def scoring(suite: Suite, scenarios: Sequence[Scenario], stored: Stored, device: str) -> Scoring:
@@ -160,12 +166,14 @@ def scoring(suite: Suite, scenarios: Sequence[Scenario], stored: Stored, device:
                 ready.append(sc)
         scenarios = scored(ready, suite.tuning, chosen)
     jobs = []
+    keys = {}
     for sc in scenarios:
-        keys = {seed: sc.key(seed, torch.device(device).type) for seed in sc.seeds}
-        missing = [seed for seed in sc.seeds if not stored.done(keys[seed])]
+        keys[sc] = make_job("score", sc, [sc.optimizer], sc.seeds, device).keys
+        missing = [(seed, key) for seed, key in zip(sc.seeds, keys[sc]) if not stored.done(key)]
         if missing:
-            jobs.append(make_job("score", sc, [sc.optimizer], missing, device))
-    return Scoring(list(scenarios), jobs, untuned)
+            seeds, job_keys = zip(*missing)
+            jobs.append(Job("score", sc, (sc.optimizer,), seeds, device, job_keys))
+    return Scoring(list(scenarios), keys, jobs, untuned)
 
 
 def tuning_choices(

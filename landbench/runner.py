@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from landbench.executors import Executor, make_executor
@@ -30,7 +29,7 @@ from landbench.jobs import Job
 from landbench.outcomes import is_failed
 from landbench.planning import Shard, Stored, scoring, shard_scenarios, tuning_jobs
 from landbench.preflight import check_suite
-from landbench.store import ResultStore, first_per_key
+from landbench.store import ResultStore
 from landbench.suite import Scenario, Suite
 
 
@@ -84,7 +83,7 @@ def run_suite(
     )
     store = ResultStore(out)
     store.check_writable()
-    stored = Stored.of(first_per_key(store.records()), retry_failed)
+    stored = Stored.of(store.records(), retry_failed)
     scenarios = shard_scenarios(suite, shard)
     result = SuiteRun()
     for line in runner.warnings():
@@ -101,7 +100,7 @@ def run_suite(
         for scenario, why in plan.untuned:
             bar.write(f"landbench: not scored: {scenario.label} on {scenario.problem}: {why}")
         bar.expect(sum(job.runs for job in plan.jobs) - scored_runs)
-        emit = _InOrder(plan.scenarios, stored, torch.device(device).type, on_record)
+        emit = _InOrder(plan.order(), stored, on_record)
         for job, records in runner.map(plan.jobs, bar.steps):
             store.append(stored.add(records))
             result.ran += len(records)
@@ -118,14 +117,8 @@ class _InOrder:
     """Hands the scored records to ``on_record`` in scenario order, each once, as soon as every
     scenario before it is complete (the first record of each key: the store's rule)."""
 
-    def __init__(
-        self,
-        scenarios: list[Scenario],
-        stored: Stored,
-        device_type: str,
-        on_record: Callable[[dict[str, Any]], None] | None,
-    ) -> None:
-        self.order = [sc.key(seed, device_type) for sc in scenarios for seed in sc.seeds]
+    def __init__(self, order: list[str], stored: Stored, on_record: Callable[[dict[str, Any]], None] | None) -> None:
+        self.order = order
         self.keys = set(self.order)
         self.stored = stored
         self.on_record = on_record

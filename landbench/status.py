@@ -13,8 +13,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from landbench.jobs import make_job
 from landbench.outcomes import is_failed
 from landbench.planning import Shard, Stored, grid, scoring, shard_scenarios
@@ -164,11 +162,10 @@ def suite_status(
         else:
             ready.append(sc)
     plan = scoring(suite, ready, stored, device)
-    device_type = torch.device(device).type
     for sc in plan.scenarios:
         count = status.count("score", sc.label or sc.optimizer)
-        for seed in sc.seeds:
-            _tally(count, stored.records.get(sc.key(seed, device_type)), seen)
+        for key in plan.keys[sc]:
+            _tally(count, stored.records.get(key), seen)
     status.failures = failures(seen)
     for sc, why in plan.untuned:
         label = label_of(sc.optimizer)
