@@ -454,3 +454,19 @@ def test_processes_pin_one_worker_per_visible_gpu(monkeypatch: pytest.MonkeyPatc
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
     cpu = processes.ProcessExecutor(device="cpu", workers=32)
     assert cpu.threads == 1 and "32 worker processes on 16 cores" in cpu.warnings()[0]
+
+
+def test_third_party_optimizers_give_the_serial_records_on_worker_processes(tmp_path: Path) -> None:
+    """What users bring (pytorch-optimizer, batched, per tensor and separate modes) on the pool."""
+    pytest.importorskip("pytorch_optimizer", reason="pytorch-optimizer is not installed")
+    optimizers = [
+        "pytorch_optimizer:Lamb(lr=0.01)",
+        "pytorch_optimizer:AdaBelief(lr=0.01)",
+        "pytorch_optimizer:Prodigy",
+    ]
+    suite = parse_suite(TUNED).with_overrides(optimizers=optimizers, problems=["saddle(dim=6)"], tune=False)
+    run_suite(suite, tmp_path / "serial", progress=False)
+    run_suite(suite, tmp_path / "pool", progress=False, executor="processes", workers=2)
+    serial = _by_key(ResultStore(tmp_path / "serial").records())
+    assert len(serial) == 6 and not any(r.get("failed") for r in serial.values())
+    assert _by_key(ResultStore(tmp_path / "pool").records()) == serial
