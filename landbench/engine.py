@@ -18,7 +18,10 @@ addition every batch that shares an optimizer between runs (``batched`` or ``per
 one of its runs alone, over the whole budget, and compares the final points (:func:`_verify`): a
 mismatch means the optimizer couples its rows in a way the probe missed (a statistic over all
 parameters that matters only later, say), and the batch is run again in ``separate`` mode. The
-outcome says which seed was checked and whether it matched (the records' ``independence``).
+outcome says which seed was checked and whether it matched (the records' ``independence``). The
+exception is torch.optim's elementwise classes and gradient descent
+(:data:`landbench.optimizers.batching.ELEMENTWISE`): their rows are independent by construction, a
+fact the test suite checks against separate runs, so their batches are not re-run.
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ from landbench.landscapes.base import Landscape
 from landbench.metrics.curvature import basin_width, hessian_trace, sharpness
 from landbench.metrics.events import EventTracker
 from landbench.optimizers import OptimizerSpec
-from landbench.optimizers.batching import choose_mode, demote, with_rate
+from landbench.optimizers.batching import choose_mode, demote, elementwise, with_rate
 from landbench.rng import RunNoise
 from landbench.settings import Settings
-from landbench.stepping import STEPPERS, Evaluator, Stepper, bind_runs
+from landbench.stepping import STEPPERS, Evaluator, bind_runs, step_loop
 
 Progress = Callable[[int], None]
 
@@ -105,7 +108,8 @@ def run_batch(
     batch, on the host, without synchronising. ``verify`` (default on) re-runs one run of a
     batched or per-tensor batch of two or more runs alone and, if it differs, the whole batch in
     ``separate`` mode (with ``lrs``, it raises :class:`CoupledBatch` instead); benchmarks of the
-    step loop turn it off.
+    step loop turn it off. Optimizers that are elementwise by construction
+    (:data:`landbench.optimizers.batching.ELEMENTWISE`) are not spot-checked.
     """
     settings = settings or Settings()
     device = landscape.device
@@ -119,7 +123,9 @@ def run_batch(
     _synchronize(device)
     wall_s = time.perf_counter() - started
     independence = None
-    if verify and mode != "separate" and len(rows) > 1:  # a batch of one run is a run alone
+    if mode != "separate" and len(rows) > 1 and elementwise(optimizer):
+        independence = {"elementwise": optimizer.cls.__qualname__}  # batched == separate by construction
+    elif verify and mode != "separate" and len(rows) > 1:  # a batch of one run is a run alone
         independence = _verify(landscape, optimizer, seeds, steps, noise, settings, lrs, tracker, final_x)
         if not independence["matched"]:
             demote(optimizer, device, landscape.dtype)
@@ -131,9 +137,7 @@ def run_batch(
             )
             if lrs is not None:
                 raise CoupledBatch(independence)
-            rerun = run_batch(
-                landscape, optimizer, seeds, steps=steps, noise=noise, settings=settings, mode="separate"
-            )
+            rerun = run_batch(landscape, optimizer, seeds, steps=steps, noise=noise, settings=settings, mode="separate")
             rerun.independence = {**independence, "rerun": "separate"}
             return rerun
     started_metrics = time.perf_counter()
@@ -202,25 +206,6 @@ def _execute(
     if progress is not None:
         progress(steps - report_every * ((steps - 1) // report_every))  # the steps not reported yet
     return tracker, final_x, seeds
-
-
-def step_loop(
-    stepper: Stepper,
-    evaluator: Evaluator,
-    steps: int,
-    observe: Callable[[int, torch.Tensor], None] | None = None,
-) -> torch.Tensor:
-    """The one step loop of landbench (the engine and the batch-safety probe): ``steps`` times, the
-    loss and (noisy) gradient at the current points, ``observe(step, loss)``, one optimizer step.
-    Returns the final points."""
-    with torch.no_grad():
-        for step in range(steps):
-            loss, grad = evaluator.gradient(stepper.points())
-            if observe is not None:
-                observe(step, loss)
-            _count(stepper)
-            stepper.step(grad)
-        return stepper.points()
 
 
 #: The spot check's floor, per dtype: a difference up to this relative size is always rounding.
@@ -314,16 +299,6 @@ def _verify(
 def _evals(evals: int | list[int], device: torch.device) -> int | torch.Tensor:
     """The evaluation counts for the tracker: one int for all runs, or a per-run tensor."""
     return evals if isinstance(evals, int) else torch.tensor(evals, dtype=torch.int64, device=device)
-
-
-def _count(stepper: object) -> None:
-    """One more gradient evaluation for every run (the one each step starts with)."""
-    evals = stepper.evals  # type: ignore[attr-defined]
-    if isinstance(evals, int):
-        stepper.evals = evals + 1  # type: ignore[attr-defined]
-    else:
-        for run in range(len(evals)):
-            evals[run] += 1
 
 
 #: The largest landscape (bytes of its tensors) whose float64 twin the basin width may build.

@@ -28,7 +28,8 @@ diverged            whether the loss became NaN or inf; ``diverged_step`` is the
 grad_evals          gradient evaluations over the whole budget (a diverged run is charged them all)
 batch_mode          how the runs of the batch were stepped: batched, per_tensor or separate
 independence        for a batched or per-tensor batch: the seed re-run alone over the whole budget
-                    and whether it matched its row (null for a separate batch)
+                    and whether it matched its row; ``{"elementwise": "<class>"}`` for a class that
+                    is elementwise by construction and not re-run (null for a separate batch)
 wall_s, batch_size  wall time of the optimisation loop of the batch the run was in, and its size
 metrics_s           wall time of the batch's curvature metrics
 curve               ``{"steps": [...], "loss": [...]}`` at log-spaced steps (null after divergence)
@@ -104,18 +105,20 @@ def build_records(
     specs = [optimizer] * len(outcome.seeds) if isinstance(optimizer, OptimizerSpec) else list(optimizer)
     tracker = outcome.tracker
     device = landscape.device.type
-    final = tracker.last_loss.double().cpu()
-    diverged_step = tracker.diverged_step.cpu()
-    escape = tracker.escape_steps[:, 0].cpu() if tracker.escape_steps is not None else None
+    # every tensor to Python lists once: indexing tensors element by element costs ~2 us a number
+    final = tracker.last_loss.double().cpu().tolist()
+    diverged_step = tracker.diverged_step.cpu().tolist()
+    escape = tracker.escape_steps[:, 0].cpu().tolist() if tracker.escape_steps is not None else None
     extra = landscape.record_fields(outcome.final_x, tracker.escape_steps, tracker.diverged_step >= 0)
-    targets = _per_target(tracker)
-    evals = tracker.evals.cpu()
-    curve = tracker.curve.double().cpu()
-    curvature = {name: values.double().cpu() for name, values in outcome.curvature.items()}
+    targets = {name: None if values is None else values.tolist() for name, values in _per_target(tracker).items()}
+    evals = tracker.evals.cpu().tolist()
+    curve = tracker.curve.double().cpu().tolist()
+    curvature = {name: values.double().cpu().tolist() for name, values in outcome.curvature.items()}
     settings_dict = settings.as_dict()
+    f_star = None if landscape.f_star is None else _number(landscape.f_star)
     records = []
     for row, (seed, spec) in enumerate(zip(outcome.seeds, specs)):
-        diverged = bool(diverged_step[row] >= 0)
+        diverged = diverged_step[row] >= 0
         final_loss = _number(final[row])
         record: dict[str, Any] = {
             "problem": landscape.spec,
@@ -129,10 +132,10 @@ def build_records(
             "dtype": settings.dtype,
             "device": device,
             "final_loss": final_loss,
-            "f_star": None if landscape.f_star is None else _number(landscape.f_star),
+            "f_star": f_star,
             "loss_gap": None if landscape.f_star is None or final_loss is None else final_loss - landscape.f_star,
             "escape_step": None if escape is None else _step(escape[row]),
-            "escaped": None if escape is None else bool(escape[row] >= 0),
+            "escaped": None if escape is None else escape[row] >= 0,
             "targets": list(settings.targets),
             **{name: None if values is None else [_step(v) for v in values[row]] for name, values in targets.items()},
         }
@@ -143,7 +146,7 @@ def build_records(
                 "tau": settings.tau,
                 "diverged": diverged,
                 "diverged_step": _step(diverged_step[row]),
-                "grad_evals": int(evals[row]),
+                "grad_evals": evals[row],
                 "batch_mode": outcome.mode,
                 "independence": outcome.independence,
                 "wall_s": outcome.wall_s,

@@ -147,7 +147,9 @@ class SeparateStepper:
         self.closures: list[Callable[[], torch.Tensor] | None] = [
             self._closure_for(i) if needs_closure(opt) else None for i, opt in enumerate(self.optimizers)
         ]
-        self.evals = [0] * len(self.params)  # per run: a closure optimizer may evaluate more often
+        # per run where a closure may evaluate more often (LBFGS); else one count for all runs, so
+        # that counting a step costs the same for any number of runs
+        self.evals: int | list[int] = [0] * len(self.params) if any(self.closures) else 0
 
     def points(self) -> torch.Tensor:
         return torch.cat([p.detach() for p in self.params])
@@ -156,7 +158,7 @@ class SeparateStepper:
         def closure() -> torch.Tensor:
             loss, grad = self.evaluator.gradient(self.params[run].detach(), run)
             self.params[run].grad = grad
-            self.evals[run] += 1
+            self.evals[run] += 1  # type: ignore[index]
             return loss.sum()
 
         return closure
@@ -185,3 +187,34 @@ def bind_runs(stepper: Stepper, seeds: list[int], instance: int) -> None:
     optimizer = stepper.optimizer  # type: ignore[attr-defined]
     if hasattr(optimizer, "bind_runs"):
         optimizer.bind_runs(seeds, instance)  # rows of every parameter tensor, in order
+
+
+def step_loop(
+    stepper: Stepper,
+    evaluator: Evaluator,
+    steps: int,
+    observe: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """The one step loop of landbench (the engine, the batch-safety probe and the trajectory plots).
+
+    ``steps`` times: the loss and (noisy) gradient at the current points, ``observe(step, loss)``,
+    one optimizer step. Returns the final points. Host work per step does not grow with the number
+    of runs, except in ``separate`` mode, whose steppers step each run's optimizer in turn."""
+    with torch.no_grad():
+        for step in range(steps):
+            loss, grad = evaluator.gradient(stepper.points())
+            if observe is not None:
+                observe(step, loss)
+            _count(stepper)
+            stepper.step(grad)
+        return stepper.points()
+
+
+def _count(stepper: object) -> None:
+    """One more gradient evaluation for every run (the one each step starts with)."""
+    evals = stepper.evals  # type: ignore[attr-defined]
+    if isinstance(evals, int):
+        stepper.evals = evals + 1  # type: ignore[attr-defined]
+    else:
+        for run in range(len(evals)):
+            evals[run] += 1

@@ -12,10 +12,14 @@ import torch
 
 import landbench
 from landbench.engine import CoupledBatch, run_batch
+from landbench.landscapes import make
 from landbench.optimizers import choose_mode, resolve
-from landbench.optimizers.batching import PROBE_STEPS, grid_mode
+from landbench.optimizers.batching import ELEMENTWISE, PROBE_STEPS, elementwise, grid_mode
+from landbench.optimizers.gd import GradientDescent
+from landbench.rng import RunNoise
 from landbench.runner import run_suite
 from landbench.settings import Settings
+from landbench.stepping import STEPPERS, Evaluator, step_loop
 from landbench.suite import parse_suite
 
 LATE = "adversarial:LateCouplingSGD(lr=0.01, warmup={warmup})"
@@ -75,7 +79,8 @@ def test_rounding_that_unstable_dynamics_amplify_is_not_taken_for_a_coupling() -
     differently, and the escape amplifies it to 8.5e-5 by step 1000, well above the float32 floor;
     the twin started 4 ulps away ends 1.7e-5 away, so this is rounding, not a coupling (the spot
     check once re-ran such batches separately and flagged plain SGD and Adam)."""
-    records = landbench.run("saddle(dim=100, index=5, rotate=True)", "adam(lr=0.01)", seeds=8, steps=1000)
+    adam = "adversarial:UnlistedAdam(lr=0.01)"
+    records = landbench.run("saddle(dim=100, index=5, rotate=True)", adam, seeds=8, steps=1000)
     check = records[0]["independence"]
     assert records[0]["batch_mode"] == "batched" and check["matched"] is True
     assert check["difference"] > 1e-5 and check["rounding"] > 0  # the twin was needed, and it measured
@@ -83,15 +88,70 @@ def test_rounding_that_unstable_dynamics_amplify_is_not_taken_for_a_coupling() -
 
 
 def test_an_elementwise_batch_matches_its_run_alone_and_says_which_seed() -> None:
-    records = landbench.run("saddle(dim=20, index=2)", "adam(lr=0.05)", seeds=[3, 5, 8], steps=120, noise=0.01)
+    adam = "adversarial:UnlistedAdam(lr=0.05)"
+    records = landbench.run("saddle(dim=20, index=2)", adam, seeds=[3, 5, 8], steps=120, noise=0.01)
     checks = {str(r["independence"]) for r in records}
     assert len(checks) == 1  # one check per batch, in every record of it
     check = records[0]["independence"]
     assert check["matched"] is True and check["seed"] in (3, 5, 8)
-    again = landbench.run("saddle(dim=20, index=2)", "adam(lr=0.05)", seeds=[3, 5, 8], steps=120, noise=0.01)
+    again = landbench.run("saddle(dim=20, index=2)", adam, seeds=[3, 5, 8], steps=120, noise=0.01)
     assert again[0]["independence"] == check  # the same seed is checked every time
     separate = landbench.run("rosenbrock(dim=4)", "lbfgs(lr=0.5, max_iter=4)", seeds=2, steps=10)
     assert all(r["batch_mode"] == "separate" and r["independence"] is None for r in separate)
+
+
+#: Each class of ELEMENTWISE, at arguments away from its defaults where it has any.
+ELEMENTWISE_SPECS = {
+    torch.optim.SGD: "sgd(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)",
+    torch.optim.Adam: "adam(lr=0.05, amsgrad=True, weight_decay=0.01)",
+    torch.optim.AdamW: "adamw(lr=0.05, weight_decay=0.1)",
+    torch.optim.RMSprop: "rmsprop(lr=0.01, momentum=0.5, centered=True)",
+    torch.optim.Adagrad: "adagrad(lr=0.1, lr_decay=0.01)",
+    torch.optim.Adamax: "adamax(lr=0.05)",
+    torch.optim.NAdam: "nadam(lr=0.05, decoupled_weight_decay=True, weight_decay=0.01)",
+    torch.optim.RAdam: "radam(lr=0.05)",
+    torch.optim.ASGD: "asgd(lr=0.05, t0=5)",
+    torch.optim.Rprop: "rprop(lr=0.05)",
+    torch.optim.Adadelta: "adadelta(lr=1.0)",
+    GradientDescent: "gd(lr=0.05)",
+}
+
+
+def test_every_class_trusted_as_elementwise_is_tested_here() -> None:
+    assert set(ELEMENTWISE_SPECS) == set(ELEMENTWISE)
+
+
+@pytest.mark.parametrize("cls", list(ELEMENTWISE_SPECS), ids=lambda c: c.__name__)
+def test_a_class_trusted_as_elementwise_steps_a_batch_exactly_as_separate_runs(cls: type) -> None:
+    """What replaces the spot check for ELEMENTWISE: 5 runs of one (5, d) tensor, with gradient noise
+    and a run whose start is NaN, give bit for bit the points of 5 optimizers stepping one run each,
+    at every step (the 200 steps pass every warm-up: ASGD's averaging from t0, RAdam's rectification)."""
+    spec = resolve(ELEMENTWISE_SPECS[cls])
+    assert spec.cls is cls and elementwise(spec)
+    landscape = make("saddle(dim=7, index=2)", dtype="float64")
+    seeds = [0, 1, 2, 3, 4]
+    start = landscape.sample_start(seeds)
+    start[2] = torch.nan
+    ends = {}
+    for mode in ("batched", "separate"):
+        streams = [RunNoise(landscape.seed, seeds, 7, torch.float64, "cpu")]
+        if mode == "separate":
+            streams = [RunNoise(landscape.seed, [s], 7, torch.float64, "cpu") for s in seeds]
+        evaluator = Evaluator(landscape, 0.1, streams)
+        seen: list[torch.Tensor] = []
+        stepper = STEPPERS[mode](spec, start, evaluator)
+        ends[mode] = step_loop(
+            stepper, evaluator, 200, lambda step, loss, s=stepper, seen=seen: seen.append(s.points().clone())
+        )
+        ends[mode + " path"] = torch.stack(seen)
+    assert torch.equal(ends["batched path"].isnan(), ends["separate path"].isnan())
+    assert torch.equal(ends["batched path"].nan_to_num(), ends["separate path"].nan_to_num())
+    assert torch.isfinite(ends["batched"][[0, 1, 3, 4]]).all() and torch.isnan(ends["batched"][2]).all()
+
+
+def test_a_batch_of_a_class_trusted_as_elementwise_is_not_re_run_and_says_why() -> None:
+    records = landbench.run("saddle(dim=20, index=2)", "adam(lr=0.05)", seeds=3, steps=50, curvature=False)
+    assert all(r["batch_mode"] == "batched" and r["independence"] == {"elementwise": "Adam"} for r in records)
 
 
 def test_a_learning_rate_grid_that_is_coupled_late_is_tuned_one_rate_at_a_time(tmp_path: Path) -> None:
@@ -127,8 +187,13 @@ dims = [6]
     assert len(tuned) == 4 and {r["batch_mode"] for r in tuned} == {"separate"}
     for record in tuned:
         (alone,) = landbench.run(
-            "quadratic(dim=6)", record["optimizer"], seeds=[record["seed"]], steps=200, instance=1000,
-            dtype="float64", curvature=False,
+            "quadratic(dim=6)",
+            record["optimizer"],
+            seeds=[record["seed"]],
+            steps=200,
+            instance=1000,
+            dtype="float64",
+            curvature=False,
         )
         assert record["final_loss"] == alone["final_loss"]
 
@@ -170,4 +235,3 @@ def test_learning_rate_free_optimizers_give_the_numbers_of_separate_runs(name: s
     for together, single in zip(batch, alone):
         assert together["final_loss"] == pytest.approx(single["final_loss"], rel=1e-9)
         assert together["reach_evals"] == single["reach_evals"]
-

@@ -11,6 +11,14 @@ and a closure with a line search (LBFGS). Rather than trust a list, landbench pr
 optimizer spec once per device and dtype, at its own hyperparameters, and takes the first mode
 that matches separate runs (:func:`choose_mode`); the engine then spot-checks every batch
 (:func:`landbench.engine.run_batch`), because a probe can only show coupling, never its absence.
+
+The one exception to the spot check is :data:`ELEMENTWISE`: torch.optim's own elementwise classes
+(exactly those classes, not subclasses) and landbench's gradient descent, whose update of each
+entry reads only that entry's gradient and state. Their batches equal separate runs by
+construction, which ``tests/test_independence.py`` checks for every one of them (noise, a NaN row,
+non-default arguments); re-running a run alone would double the per-step cost of a small batch for
+nothing. They are still probed (:func:`choose_mode`), and their records say ``independence:
+{"elementwise": "<class>"}``.
 """
 
 from __future__ import annotations
@@ -22,11 +30,29 @@ import torch
 
 from landbench.errors import BatchSafetyError
 from landbench.landscapes.base import DIM, Landscape
+from landbench.optimizers.gd import GradientDescent
 
 if TYPE_CHECKING:
     from landbench.optimizers import OptimizerSpec
 
 _chosen: dict[tuple[str, str, torch.dtype], str] = {}
+#: Classes whose batches are not spot-checked: elementwise by construction (see the module docstring).
+ELEMENTWISE: frozenset[type] = frozenset(
+    {
+        torch.optim.SGD,
+        torch.optim.Adam,
+        torch.optim.AdamW,
+        torch.optim.RMSprop,
+        torch.optim.Adagrad,
+        torch.optim.Adamax,
+        torch.optim.NAdam,
+        torch.optim.RAdam,
+        torch.optim.ASGD,
+        torch.optim.Rprop,
+        torch.optim.Adadelta,
+        GradientDescent,
+    }
+)
 #: Steps of a probe run: long enough to pass the warm-ups of adaptive methods (bias corrections,
 #: D-Adaptation's growing estimate) after which a coupling may only start.
 PROBE_STEPS = 64
@@ -66,6 +92,11 @@ class _Probe(Landscape):
         return torch.randn(self.dim, generator=generator, dtype=torch.float64)
 
 
+def elementwise(spec: OptimizerSpec) -> bool:
+    """Whether ``spec``'s class is in :data:`ELEMENTWISE` (its batches need no spot check)."""
+    return spec.cls in ELEMENTWISE
+
+
 def with_rate(spec: OptimizerSpec, lr: float) -> OptimizerSpec:
     """``spec`` with its learning rate set to ``lr`` (validated like any spec)."""
     from landbench.optimizers import resolve
@@ -84,8 +115,7 @@ def _trajectory(
 ) -> torch.Tensor:
     """Points after :data:`PROBE_STEPS` steps of ``spec`` in ``mode`` from ``start``, through the
     engine's own step loop and steppers."""
-    from landbench.engine import step_loop
-    from landbench.stepping import STEPPERS, Evaluator, bind_runs
+    from landbench.stepping import STEPPERS, Evaluator, bind_runs, step_loop
 
     evaluator = Evaluator(probe, 0.0, None, 1 if lrs is None else len(lrs))
     stepper = STEPPERS[mode](spec, start, evaluator) if lrs is None else STEPPERS[mode](spec, start, evaluator, lrs)

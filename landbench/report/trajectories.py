@@ -24,7 +24,7 @@ from landbench.errors import SpecError
 from landbench.landscapes.base import Landscape
 from landbench.optimizers import OptimizerSpec, resolve
 from landbench.rng import RunNoise
-from landbench.stepping import Evaluator, SeparateStepper, bind_runs
+from landbench.stepping import Evaluator, SeparateStepper, bind_runs, step_loop
 
 #: The most iterate entries (steps x runs x dim) kept in memory for one optimizer.
 MAX_ENTRIES = 50_000_000
@@ -65,12 +65,10 @@ def record(
     evaluator = Evaluator(landscape, noise, streams)
     stepper = SeparateStepper(spec, landscape.sample_start(seeds), evaluator)
     bind_runs(stepper, seeds, landscape.seed)
-    points = [stepper.points().clone()]
+    points: list[torch.Tensor] = []
+    final = step_loop(stepper, evaluator, steps, lambda step, loss: points.append(stepper.points().clone()))
+    points.append(final.clone())
     with torch.no_grad():
-        for _ in range(steps):
-            _, grad = evaluator.gradient(stepper.points())
-            stepper.step(grad)
-            points.append(stepper.points().clone())
         stacked = torch.stack(points)
         losses = landscape.loss(stacked.reshape(-1, landscape.dim)).reshape(steps + 1, len(seeds))
     bad = ~torch.isfinite(losses) | ~torch.isfinite(stacked).all(-1)
