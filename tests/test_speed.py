@@ -9,18 +9,25 @@ Each benchmark stores in ``extra_info`` what the number means: coordinate-steps 
 speed-up of the batched engine over a plain per-run loop (autograd, one run at a time, the way one
 would write it by hand), and the fraction of this machine's measured memory bandwidth that the step
 reaches for the bytes it must move, against the STREAM triad on this machine.
+
+``test_bench_table`` gives the table of ``landbench bench --quick`` entry by entry: throughput and,
+for ``landbench.run``, the ratio to the hand-written batched loop measured beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import statistics
 import time
+from typing import Any
 
 import pytest
 import torch
 
 import landbench
-from landbench.bench import naive_loop
+from landbench.bench import OPTIMIZERS, PROBLEM, QUICK_SIZES, hand_loop, naive_loop
 from landbench.engine import run_batch
+from landbench.landscapes import make
 from landbench.optimizers import resolve
 from landbench.settings import Settings
 
@@ -83,3 +90,67 @@ def test_large_dimension_against_memory_bandwidth(benchmark, problem: str, batch
             "fraction_of_triad_bandwidth": bytes_per_step / step_s / triad_bandwidth(elements),
         }
     )
+
+
+# The table of ``landbench bench`` (issue 12), one entry per quick size x optimizer x way: the same
+# loops that ``landbench.bench.measure`` times, on the threads it runs each size on.
+
+TABLE_WAYS = ["hand", "run_no_metrics", "run_metrics"]
+#: With benchmarks disabled (ordinary test runs) each body runs once as a smoke test, on the size
+#: cut to at most these runs, dimension and steps: the quick table with metrics takes a minute.
+SMOKE_LIMITS = (8, 1000, 5)
+
+
+def _size_threads(elements: int) -> contextlib.AbstractContextManager[Any]:
+    """The intra-op threads ``landbench.bench.measure`` runs a size on (none chosen before landbench.threads)."""
+    try:
+        from landbench.threads import choose_threads, using_threads
+    except ImportError:
+        return contextlib.nullcontext()
+    return using_threads(choose_threads(elements))
+
+
+@pytest.mark.parametrize("way", TABLE_WAYS)
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("size", QUICK_SIZES, ids=[f"{b}x{d}-{t}steps" for b, d, t in QUICK_SIZES])
+def test_bench_table(benchmark, size: tuple[int, int, int], optimizer: str, way: str) -> None:
+    """``extra_info``: the size, the throughput in run-steps x d per second and, for ``landbench.run``,
+    its ratio to the hand-written batched loop timed side by side here (median of 3 after a warm-up)."""
+    if benchmark.disabled:
+        size = tuple(min(n, limit) for n, limit in zip(size, SMOKE_LIMITS))
+    runs, dim, steps = size
+    landscape = make(PROBLEM.format(d=dim), dtype="float32")
+    spec = OPTIMIZERS[optimizer]
+
+    def hand() -> torch.Tensor:
+        return hand_loop(landscape, optimizer, runs, steps)
+
+    ways = {
+        "hand": hand,
+        "run_no_metrics": lambda: landbench.run(landscape, spec, seeds=runs, steps=steps, curvature=False),
+        "run_metrics": lambda: landbench.run(landscape, spec, seeds=runs, steps=steps),
+    }
+    with _size_threads(runs * dim):
+        start = time.perf_counter()
+        benchmark.pedantic(ways[way], rounds=3, warmup_rounds=1)
+        seconds = benchmark.stats.stats.median if benchmark.stats else time.perf_counter() - start
+        info: dict[str, Any] = {
+            "runs": runs,
+            "dim": dim,
+            "steps": steps,
+            "optimizer": optimizer,
+            "way": way,
+            "threads": torch.get_num_threads(),
+            "seconds": seconds,
+            "throughput": runs * steps * dim / seconds,
+        }
+        if way != "hand":
+            hand()  # warm-up
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                hand()
+                times.append(time.perf_counter() - start)
+            info["hand_s"] = statistics.median(times)
+            info["ratio_to_hand"] = seconds / info["hand_s"]
+    benchmark.extra_info.update(info)
