@@ -102,10 +102,26 @@ def test_asv_quick_run_has_no_failures(asv_home: Path, tmp_config: Path) -> None
         "SaddleEscape.track_escape_steps",
         "ClassicalGap.track_loss_gap",
         "WideBasin.track_basin_miss",
+        "BenchTable.time_way",
+        "BenchRatios.track_run_over_hand",
     ):
         assert name in out, out
     assert "4 GB at N = 1000" in out  # the skipped combination says why
     assert not (ROOT / ".asv" / "results" / "ci").exists()
+
+
+def test_bench_table_has_the_sizes_of_landbench_bench() -> None:
+    """benchmarks/bench_table.py keeps its own list of sizes (asv needs the same parameters at every
+    commit): it is the table that ``landbench bench`` measures."""
+    from landbench.bench import OPTIMIZERS, SIZES
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_table
+    finally:
+        sys.path.remove(str(ROOT))
+    assert [tuple(size) for size in bench_table.SIZES] == list(SIZES)
+    assert bench_table.BenchTable.params[1] == list(OPTIMIZERS)
 
 
 # (c) a track_ benchmark is the number the records give, computed independently.
