@@ -16,6 +16,7 @@ from landbench.preflight import check_optimizer, check_problem, check_representa
 from landbench.records import build_records
 from landbench.settings import Settings, check_noise, check_steps, is_integer, normalize_seeds
 from landbench.spec import Spec, parse_spec
+from landbench.threads import requested_threads
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RunPlan:
     steps: int
     noise: float
     settings: Settings
+    threads: int | None = None
 
     def execute(self, progress: Progress | None = None, verify: bool = True) -> BatchOutcome:
         """Run every seed as one batch (:func:`landbench.engine.run_batch`); on a GPU the call
@@ -46,6 +48,7 @@ class RunPlan:
             settings=self.settings,
             progress=progress,
             verify=verify,
+            threads=self.threads,
         )
 
     def records(self, outcome: BatchOutcome) -> list[dict[str, Any]]:
@@ -63,6 +66,7 @@ def plan(
     device: torch.device | str = "cpu",
     noise: float = 0.0,
     instance: int = 0,
+    threads: int | None = None,
     **settings: Any,
 ) -> RunPlan:
     """Validate the arguments of :func:`run` and build the landscape and optimizer, without running.
@@ -72,6 +76,7 @@ def plan(
     memory available (a bad size is refused with what fits), the optimizer resolves and passes the
     batch-safety probe."""
     options = Settings.from_mapping(settings, where="landbench.run")
+    threads = requested_threads(threads)
     steps, noise = check_steps(steps), check_noise(noise)
     seed_list = normalize_seeds(seeds)
     if not is_integer(instance) or instance < 0:
@@ -90,7 +95,7 @@ def plan(
     resolved = check_optimizer(optimizer, options.dtype, place)
     if not isinstance(problem, Landscape):
         landscape = make(problem, seed=int(instance), device=place, dtype=options.dtype)
-    return RunPlan(landscape, resolved, seed_list, steps, noise, options)
+    return RunPlan(landscape, resolved, seed_list, steps, noise, options, threads)
 
 
 def run(
@@ -102,6 +107,7 @@ def run(
     noise: float = 0.0,
     instance: int = 0,
     progress: Progress | None = None,
+    threads: int | None = None,
     **settings: Any,
 ) -> list[dict[str, Any]]:
     """Run ``optimizer`` on ``problem`` from each run seed and return one record per run.
@@ -111,7 +117,9 @@ def run(
     ``seeds`` is a count n (run seeds 0..n-1) or a list of run seeds; ``noise`` is the standard
     deviation of Gaussian noise added to every gradient component. ``settings`` are the metric
     and precision settings of :class:`~landbench.settings.Settings` (``dtype``, ``targets``,
-    ``curvature``, ``tau``, ...). All runs go through the device as one batch.
+    ``curvature``, ``tau``, ...). All runs go through the device as one batch, with ``threads``
+    intra-op threads (default: ``$LANDBENCH_THREADS``, else one below 2**20 runs x dimension and
+    all of the process's above; :mod:`landbench.threads`).
     """
-    prepared = plan(problem, optimizer, seeds, steps, device, noise, instance, **settings)
+    prepared = plan(problem, optimizer, seeds, steps, device, noise, instance, threads, **settings)
     return prepared.records(prepared.execute(progress))

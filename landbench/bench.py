@@ -27,6 +27,7 @@ import torch
 
 from landbench.landscapes import make, resolve_device
 from landbench.optimizers import resolve
+from landbench.threads import choose_threads, using_threads
 
 #: (runs, dim, steps) of the table in issue 12.
 SIZES: tuple[tuple[int, int, int], ...] = ((256, 10, 1000), (256, 1000, 200), (64, 10_000, 100), (2, 1_000_000, 20))
@@ -77,15 +78,26 @@ class Row:
 
 def median_time(work: Callable[[], Any], repeats: int, device: torch.device) -> float:
     """The median wall time of ``work()`` over ``repeats`` calls (after one untimed warm-up)."""
-    work()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
+    return median_times({"work": work}, repeats, device)["work"]
+
+
+def median_times(ways: dict[str, Callable[[], Any]], repeats: int, device: torch.device) -> dict[str, float]:
+    """The median wall time of each way over ``repeats`` rounds, after one untimed warm-up each.
+
+    The ways take turns within a round (hand, run, run with metrics, hand, ...), so that a load that
+    comes and goes on a shared machine falls on all of them alike and their ratios stay meaningful.
+    """
+    for work in ways.values():
         work()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, work in ways.items():
+            _sync(device)
+            start = time.perf_counter()
+            work()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _sync(device: torch.device) -> None:
@@ -144,28 +156,40 @@ def measure(
     repeats: int = 3,
     naive_budget: tuple[int, int] = (2, 20),
     progress: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> list[Row]:
     """Time every size x optimizer (see the module docstring). ``naive_budget``: the runs and steps
-    the naive loop is timed on before it is scaled to the size's ``B x T``."""
+    the naive loop is timed on before it is scaled to the size's ``B x T``. Every way at a size runs
+    on the intra-op threads landbench chooses for that size (:func:`landbench.threads.choose_threads`;
+    ``threads`` overrides it), so that the ratios compare loops, not thread counts."""
     import landbench
 
     place = resolve_device(device)
     rows = []
     for runs, dim, steps in sizes:
         landscape = make(PROBLEM.format(d=dim), device=place, dtype="float32")
-        bandwidth = copy_bandwidth(runs * dim, place)
-        for name in optimizers:
-            spec = OPTIMIZERS[name]
-            if progress is not None:
-                progress(f"{name} at {runs} x {dim}, {steps} steps")
-            common = {"seeds": runs, "steps": steps, "device": place}
-            hand = median_time(lambda: hand_loop(landscape, name, runs, steps), repeats, place)  # noqa: B023
-            bare = median_time(lambda: landbench.run(landscape, spec, curvature=False, **common), repeats, place)  # noqa: B023
-            full = median_time(lambda: landbench.run(landscape, spec, **common), repeats, place)  # noqa: B023
-            naive_runs, naive_steps = min(runs, naive_budget[0]), min(steps, naive_budget[1])
-            naive = median_time(lambda: naive_loop(landscape, spec, range(naive_runs), naive_steps), 1, place)  # noqa: B023
-            naive *= (runs / naive_runs) * (steps / naive_steps)
-            rows.append(Row(runs, dim, steps, name, hand, bare, full, naive, bandwidth, torch.get_num_threads()))
+        count = choose_threads(runs * dim, threads)
+        with using_threads(count):
+            bandwidth = copy_bandwidth(runs * dim, place)
+            for name in optimizers:
+                spec = OPTIMIZERS[name]
+                if progress is not None:
+                    progress(f"{name} at {runs} x {dim}, {steps} steps, {count} thread{'s' * (count > 1)}")
+                common = {"seeds": runs, "steps": steps, "device": place, "threads": count}
+                naive_runs, naive_steps = min(runs, naive_budget[0]), min(steps, naive_budget[1])
+                seconds = median_times(
+                    {
+                        "hand": lambda: hand_loop(landscape, name, runs, steps),  # noqa: B023
+                        "bare": lambda: landbench.run(landscape, spec, curvature=False, **common),  # noqa: B023
+                        "full": lambda: landbench.run(landscape, spec, **common),  # noqa: B023
+                    },
+                    repeats,
+                    place,
+                )
+                naive = median_time(lambda: naive_loop(landscape, spec, range(naive_runs), naive_steps), 1, place)  # noqa: B023
+                naive *= (runs / naive_runs) * (steps / naive_steps)
+                hand, bare, full = seconds["hand"], seconds["bare"], seconds["full"]
+                rows.append(Row(runs, dim, steps, name, hand, bare, full, naive, bandwidth, count))
     return rows
 
 

@@ -29,6 +29,7 @@ from landbench.settings import normalize_seeds
 from landbench.spec import bind_params, format_value, parse_spec
 from landbench.store import load_results
 from landbench.suite import Suite, adhoc_suite, available_suites, load_suite
+from landbench.threads import ENV, check_threads, requested_threads
 from landbench.tuning import PlanEntry
 from landbench.tuning import plan as tuning_plan
 
@@ -344,6 +345,15 @@ def _suite(
     )
 
 
+def _threads_option(command: F) -> F:
+    """``--threads N``: the intra-op threads of every batch (checked by landbench.threads)."""
+    return click.option(
+        "--threads",
+        metavar="N",
+        help=f"Intra-op threads of every batch (default: ${ENV}, else 1 below 2**20 runs x dim, all cores above).",
+    )(command)
+
+
 @main.command()
 @click.argument("suite", required=False)
 @_suite_options
@@ -375,6 +385,7 @@ def _suite(
     "local Ray for the sweep).",
 )
 @click.option("--retry-failed", is_flag=True, help="Run again the runs whose jobs failed in an earlier sweep.")
+@_threads_option
 @_friendly
 def run(
     suite: str | None,
@@ -394,6 +405,7 @@ def run(
     address: str | None,
     shard: str | None,
     retry_failed: bool,
+    threads: str | None,
 ) -> None:
     """Run SUITE (a shipped suite's name or a .toml file), or the --problem and --optimizer given.
 
@@ -404,6 +416,7 @@ def run(
     """
     if not out.strip():
         raise click.BadParameter("expected a folder name, got an empty one", param_hint="--out")
+    count = requested_threads(None if threads is None else check_threads(threads, "--threads"))
     part = Shard.parse(shard) if shard is not None else None
     plan = _suite(suite, problems, optimizers, seeds, steps, noise, dtype, tune)
     if not plan.scenarios():
@@ -430,6 +443,7 @@ def run(
             shard=part,
             retry_failed=retry_failed,
             check=False,
+            threads=count,
         )
     except KeyboardInterrupt:
         click.echo(
@@ -620,22 +634,26 @@ def status_command(
 @click.option("--quick", is_flag=True, help="A tenth of the steps at each size (a minute on a laptop CPU).")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 100), help="Timings per median.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
+@_threads_option
 @_friendly
-def bench_command(device: str, quick: bool, repeats: int, as_json: bool) -> None:
+def bench_command(device: str, quick: bool, repeats: int, as_json: bool, threads: str | None) -> None:
     """Time landbench against a hand-written batched loop and a naive per-run loop, on this machine.
 
     For SGD and Adam on the saddle family at 256 x 10 (1000 steps), 256 x 1000 (200), 64 x 10^4
     (100) and 2 x 10^6 (20): the hand loop's seconds, landbench.run without and with its default
     metrics as ratios to it, the naive per-run loop (autograd, torch.optim, one run at a time) as a
     ratio to landbench.run, the throughput, and the share of the measured copy bandwidth. Medians
-    of --repeats timings, side by side in one process.
+    of --repeats timings, taken in turn, side by side in one process; every way at a size runs on
+    the threads landbench chooses for it (or --threads).
     """
     from landbench.bench import QUICK_SIZES, SIZES, measure, table
 
+    count = requested_threads(None if threads is None else check_threads(threads, "--threads"))
     rows = measure(
         QUICK_SIZES if quick else SIZES,
         device=device,
         repeats=repeats,
+        threads=count,
         progress=lambda what: click.echo(f"timing {what}", err=True),
     )
     if as_json:

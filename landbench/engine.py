@@ -44,6 +44,7 @@ from landbench.optimizers.batching import choose_mode, demote, elementwise, with
 from landbench.rng import RunNoise
 from landbench.settings import Settings
 from landbench.stepping import STEPPERS, Evaluator, bind_runs, step_loop
+from landbench.threads import choose_threads, using_threads
 
 Progress = Callable[[int], None]
 
@@ -61,6 +62,8 @@ class BatchOutcome:
     metrics_s: float
     #: for a batched or per-tensor batch, the run checked alone (see :func:`_verify`); None otherwise
     independence: dict[str, Any] | None = None
+    #: the intra-op threads the batch ran with (:mod:`landbench.threads`)
+    threads: int = 1
 
 
 class CoupledBatch(RuntimeError):
@@ -97,6 +100,7 @@ def run_batch(
     mode: str | None = None,
     lrs: Sequence[float] | None = None,
     verify: bool = True,
+    threads: int | None = None,
 ) -> BatchOutcome:
     """Run ``len(seeds)`` runs of ``optimizer`` on ``landscape`` for ``steps`` steps.
 
@@ -109,8 +113,32 @@ def run_batch(
     batched or per-tensor batch of two or more runs alone and, if it differs, the whole batch in
     ``separate`` mode (with ``lrs``, it raises :class:`CoupledBatch` instead); benchmarks of the
     step loop turn it off. Optimizers that are elementwise by construction
-    (:data:`landbench.optimizers.batching.ELEMENTWISE`) are not spot-checked.
+    (:data:`landbench.optimizers.batching.ELEMENTWISE`) are not spot-checked. ``threads``: the
+    intra-op threads (default: chosen by size, :func:`landbench.threads.choose_threads`); the
+    outcome says how many it ran with.
     """
+    rows = len(seeds) * (1 if lrs is None else len(lrs))
+    count = choose_threads(rows * landscape.dim, threads)
+    with using_threads(count):
+        outcome = _run_batch(landscape, optimizer, seeds, steps, noise, settings, progress, mode, lrs, verify, count)
+    outcome.threads = count
+    return outcome
+
+
+def _run_batch(
+    landscape: Landscape,
+    optimizer: OptimizerSpec,
+    seeds: Sequence[int],
+    steps: int,
+    noise: float,
+    settings: Settings | None,
+    progress: Progress | None,
+    mode: str | None,
+    lrs: Sequence[float] | None,
+    verify: bool,
+    threads: int,
+) -> BatchOutcome:
+    """:func:`run_batch` on the threads it chose."""
     settings = settings or Settings()
     device = landscape.device
     seeds = [int(s) for s in seeds]
@@ -137,7 +165,8 @@ def run_batch(
             )
             if lrs is not None:
                 raise CoupledBatch(independence)
-            rerun = run_batch(landscape, optimizer, seeds, steps=steps, noise=noise, settings=settings, mode="separate")
+            again = {"steps": steps, "noise": noise, "settings": settings, "threads": threads}
+            rerun = run_batch(landscape, optimizer, seeds, mode="separate", **again)
             rerun.independence = {**independence, "rerun": "separate"}
             return rerun
     started_metrics = time.perf_counter()

@@ -44,6 +44,8 @@ class Job:
     seeds: tuple[int, ...]
     device: str
     keys: tuple[str, ...]
+    #: the user's intra-op thread count for every batch (None: chosen per size, landbench.threads)
+    threads: int | None = None
 
     @property
     def runs(self) -> int:
@@ -90,7 +92,9 @@ def run_job(job: Job, threads: int | None = None, progress: Progress | None = No
 
     A tuning grid runs in one batch where it can; if that raises, its rates run one batch each, so
     that a rate that raises fails alone. ``threads`` sets torch's intra-op threads for the job (None:
-    leave them). ``progress`` (same process only) is called with runs' worth of steps done.
+    leave them): the budget within which each batch chooses its own (:mod:`landbench.threads`),
+    unless the job says how many (``job.threads``). ``progress`` (same process only) is called with
+    runs' worth of steps done.
     """
     if threads is not None:
         torch.set_num_threads(max(1, int(threads)))
@@ -177,7 +181,9 @@ def _run_one(job: Job, landscape: Any, name: str, progress: Progress | None) -> 
     spec = resolve(name)
     seeds = list(job.seeds)
     tick = None if progress is None else (lambda n: progress(n * len(seeds) / sc.steps))
-    outcome = run_batch(landscape, spec, seeds, steps=sc.steps, noise=sc.noise, settings=sc.settings, progress=tick)
+    outcome = run_batch(
+        landscape, spec, seeds, steps=sc.steps, noise=sc.noise, settings=sc.settings, progress=tick, threads=job.threads
+    )
     return build_records(landscape, spec, outcome, steps=sc.steps, noise=sc.noise, settings=sc.settings)
 
 
@@ -203,7 +209,9 @@ def _run_grid(job: Job, landscape: Any, progress: Progress | None) -> list[dict[
             progress(n * len(seeds) * len(lrs) / sc.steps)
 
     try:
-        outcome = run_batch(landscape, resolved[0], seeds, lrs=lrs, mode=mode, progress=tick, **common)
+        outcome = run_batch(
+            landscape, resolved[0], seeds, lrs=lrs, mode=mode, progress=tick, threads=job.threads, **common
+        )
     except KeyboardInterrupt:
         raise
     except BaseException:  # CoupledBatch, or a rate that raised: one batch per rate

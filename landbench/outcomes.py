@@ -185,6 +185,7 @@ class RunRecord(TypedDict, total=False):
     independence: dict[str, Any] | None
     wall_s: float
     batch_size: int
+    threads: int
     curve: dict[str, list[Any]]
     metrics_s: float
     landbench_version: str
@@ -234,7 +235,7 @@ FIELD_KINDS: dict[str, tuple[tuple[type, ...], bool]] = {
     **{name: (_STR, True) for name in ("label", "phase", "batch_mode", "landbench_version", "torch_version")},
     "key": ((str, int), False),
     **{name: (_INT, False) for name in ("seed", "instance", "steps", "dim", "schema", "grad_evals")},
-    **{name: (_INT, True) for name in ("batch_size", "escape_step", "diverged_step")},
+    **{name: (_INT, True) for name in ("batch_size", "threads", "escape_step", "diverged_step")},
     "noise": (_NUMBER, False),
     **{
         name: (_NUMBER, True)

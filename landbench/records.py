@@ -31,6 +31,7 @@ independence        for a batched or per-tensor batch: the seed re-run alone ove
                     and whether it matched its row; ``{"elementwise": "<class>"}`` for a class that
                     is elementwise by construction and not re-run (null for a separate batch)
 wall_s, batch_size  wall time of the optimisation loop of the batch the run was in, and its size
+threads             the intra-op threads the batch ran with (:mod:`landbench.threads`)
 metrics_s           wall time of the batch's curvature metrics
 curve               ``{"steps": [...], "loss": [...]}`` at log-spaced steps (null after divergence)
 landbench_version, torch_version, schema, settings, key
@@ -151,6 +152,7 @@ def build_records(
                 "independence": outcome.independence,
                 "wall_s": outcome.wall_s,
                 "batch_size": len(outcome.seeds),
+                "threads": outcome.threads,
                 **{name: values[row] for name, values in extra.items()},
                 "curve": {"steps": tracker.curve_steps, "loss": [_number(v) for v in curve[row]]},
                 "metrics_s": outcome.metrics_s,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from landbench.planning import Shard, Stored, scoring, shard_scenarios, tuning_j
 from landbench.preflight import check_suite
 from landbench.store import ResultStore
 from landbench.suite import Scenario, Suite
+from landbench.threads import requested_threads
 
 
 @dataclass
@@ -60,6 +61,7 @@ def run_suite(
     shard: Shard | None = None,
     retry_failed: bool = False,
     check: bool = True,
+    threads: int | None = None,
 ) -> SuiteRun:
     """Run every run of ``suite`` (or of its ``shard``) that ``out`` does not hold yet.
 
@@ -72,8 +74,10 @@ def run_suite(
     scenarios before it are complete. ``progress``: one bar on stderr over every run of every job,
     with the job that finished last and the time left (None: only on a terminal). Everything is
     checked (:func:`landbench.preflight.check_suite`, unless the caller did: ``check=False``; the
-    folder can be written) before the first job runs.
+    folder can be written) before the first job runs. ``threads``: the intra-op threads of every
+    batch (default: ``$LANDBENCH_THREADS``, else chosen per size; :mod:`landbench.threads`).
     """
+    threads = requested_threads(threads)
     if check:
         check_suite(suite, device)
     runner = (
@@ -88,7 +92,7 @@ def run_suite(
     result = SuiteRun()
     for line in runner.warnings():
         print(f"landbench: {line}", file=sys.stderr)
-    tune = tuning_jobs(suite, scenarios, stored, device)
+    tune = _with_threads(tuning_jobs(suite, scenarios, stored, device), threads)
     scored_runs = sum(len(sc.seeds) for sc in scenarios)
     with _Bar(suite.name, sum(job.runs for job in tune) + scored_runs, progress) as bar, runner:
         for job, records in runner.map(tune, bar.steps):
@@ -101,7 +105,7 @@ def run_suite(
             bar.write(f"landbench: not scored: {scenario.label} on {scenario.problem}: {why}")
         bar.expect(sum(job.runs for job in plan.jobs) - scored_runs)
         emit = _InOrder(plan.order(), stored, on_record)
-        for job, records in runner.map(plan.jobs, bar.steps):
+        for job, records in runner.map(_with_threads(plan.jobs, threads), bar.steps):
             store.append(stored.add(records))
             result.ran += len(records)
             bar.finished(job, records)
@@ -111,6 +115,11 @@ def run_suite(
     result.skipped = len(result.records) - result.ran
     result.failed = [r for r in stored.records.values() if is_failed(r) and r["key"] in emit.keys]
     return result
+
+
+def _with_threads(jobs: list[Job], threads: int | None) -> list[Job]:
+    """The jobs with the user's thread count (None: each batch chooses)."""
+    return jobs if threads is None else [replace(job, threads=threads) for job in jobs]
 
 
 class _InOrder:

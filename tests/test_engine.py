@@ -191,6 +191,7 @@ def test_record_carries_the_documented_fields() -> None:
         "grad_evals",
         "wall_s",
         "batch_size",
+        "threads",
         "curve",
         "metrics_s",
         "landbench_version",

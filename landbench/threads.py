@@ -1,0 +1,71 @@
+"""How many intra-op threads a batch runs with: chosen per size, overridable, recorded.
+
+torch's CPU kernels split a tensor across threads only above a few tens of thousands of elements,
+and every split pays a fork-join. On a quiet machine a second thread gains little below about a
+million elements per tensor; on a machine where another process is busy, a thread pool that waits
+for a descheduled thread costs 5 to 70 times the work itself (measured in ``BENCHMARKS.md``). So a
+batch of ``B x d`` elements below :data:`SMALL_BATCH_ELEMENTS` runs on one thread, and a larger one
+on every thread the process has (``torch.get_num_threads()``: all cores in a plain process, a
+pool worker's share of them).
+
+The user's choice wins: ``threads=N`` (API), ``--threads N`` (CLI) or the ``LANDBENCH_THREADS``
+environment variable, in that order. Every record says how many threads its batch ran with
+(``threads``): sums over a row may be split differently, so results agree across thread counts to
+floating-point tolerance, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from landbench.errors import SpecError
+
+#: The environment variable that overrides the automatic choice.
+ENV = "LANDBENCH_THREADS"
+#: Below this many elements (runs x dimension) a batch runs on one thread.
+SMALL_BATCH_ELEMENTS = 1 << 20
+#: The most threads one may ask for.
+MAX_THREADS = 1024
+
+
+def check_threads(value: object, where: str = "threads") -> int:
+    """``value`` as a thread count, or :class:`SpecError` naming what is valid."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_THREADS:
+        raise SpecError(f"{where} must be a whole number of threads from 1 to {MAX_THREADS}, got {value!r}")
+    return int(text)
+
+
+def requested_threads(threads: int | None = None) -> int | None:
+    """The user's thread count: ``threads`` if given, else ``$LANDBENCH_THREADS`` if set, else None."""
+    if threads is not None:
+        return check_threads(threads)
+    value = os.environ.get(ENV, "").strip()
+    return check_threads(value, ENV) if value else None
+
+
+def choose_threads(elements: int, threads: int | None = None) -> int:
+    """The intra-op threads for a batch of ``elements`` (runs x dimension): the user's choice
+    (:func:`requested_threads`), else 1 below :data:`SMALL_BATCH_ELEMENTS`, else every thread the
+    process has."""
+    chosen = requested_threads(threads)
+    if chosen is not None:
+        return chosen
+    return 1 if elements < SMALL_BATCH_ELEMENTS else torch.get_num_threads()
+
+
+@contextmanager
+def using_threads(count: int) -> Iterator[int]:
+    """Run the block with ``count`` intra-op threads, then restore the process's own count."""
+    before = torch.get_num_threads()
+    if count != before:
+        torch.set_num_threads(count)
+    try:
+        yield count
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

@@ -1,0 +1,87 @@
+"""Intra-op threads: chosen by size, overridden by the user, carried by every record."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import landbench
+from landbench.errors import SpecError
+from landbench.jobs import make_job, run_job
+from landbench.runner import run_suite
+from landbench.suite import adhoc_suite
+from landbench.threads import ENV, SMALL_BATCH_ELEMENTS, check_threads, choose_threads, using_threads
+
+
+@pytest.fixture(autouse=True)
+def _no_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+
+
+def test_a_small_batch_runs_on_one_thread_and_a_large_one_on_all_the_process_has() -> None:
+    with using_threads(2):
+        assert choose_threads(SMALL_BATCH_ELEMENTS - 1) == 1
+        assert choose_threads(SMALL_BATCH_ELEMENTS) == 2
+    with using_threads(1):
+        assert choose_threads(10 * SMALL_BATCH_ELEMENTS) == 1
+
+
+def test_the_argument_wins_over_the_environment_which_wins_over_the_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "3")
+    assert choose_threads(10) == 3
+    assert choose_threads(10, threads=2) == 2
+    monkeypatch.setenv(ENV, " ")
+    assert choose_threads(10) == 1  # blank: not set
+
+
+@pytest.mark.parametrize("bad", [0, -1, "x", "2.5", True, 10**6, ""])
+def test_a_bad_thread_count_is_one_line_naming_what_is_valid(bad: object) -> None:
+    with pytest.raises(SpecError, match=r"whole number of threads from 1 to 1024, got") as error:
+        check_threads(bad)
+    assert "\n" not in str(error.value)
+
+
+def test_using_threads_restores_the_process_count_even_when_the_block_raises() -> None:
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), using_threads(1 if before > 1 else 2):
+        assert torch.get_num_threads() != before
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
+def test_records_carry_the_threads_and_the_numbers_do_not_depend_on_them() -> None:
+    """An elementwise family reduces each row in order whatever the threads: the same numbers."""
+    one = landbench.run("saddle(dim=50)", "adam(lr=0.01)", seeds=4, steps=50, curvature=False)
+    two = landbench.run("saddle(dim=50)", "adam(lr=0.01)", seeds=4, steps=50, curvature=False, threads=2)
+    assert {r["threads"] for r in one} == {1} and {r["threads"] for r in two} == {2}
+    assert [r["final_loss"] for r in one] == pytest.approx([r["final_loss"] for r in two], rel=1e-6)
+
+
+def test_a_job_carries_the_users_threads_to_any_process(tmp_path: Path) -> None:
+    suite = adhoc_suite(["quadratic(dim=3)"], ["sgd(lr=0.1)"], [0, 1], 20, [0.0]).with_overrides(tune=False)
+    result = run_suite(suite, tmp_path, progress=False, threads=2)
+    assert {r["threads"] for r in result.records} == {2}
+    job = make_job("score", suite.scenarios()[0], ["sgd(lr=0.1)"], [0], "cpu")
+    shipped = pickle.loads(pickle.dumps(job.__class__(**{**job.__dict__, "threads": 2})))  # as a worker gets it
+    assert run_job(shipped)[0]["threads"] == 2
+
+
+def test_bad_threads_on_the_command_line_or_in_the_environment_exit_2_before_anything_runs(tmp_path: Path) -> None:
+    command = ["landbench", "run", "--problem", "quadratic(dim=3)", "--optimizer", "sgd(lr=0.1)"]
+    command += ["--seeds", "2", "--steps", "5", "--no-tune", "--out", str(tmp_path / "out")]
+    bad_option = subprocess.run([*command, "--threads", "0"], capture_output=True, text=True)
+    assert bad_option.returncode == 2 and len(bad_option.stderr.strip().splitlines()) == 1
+    assert "--threads must be a whole number of threads from 1 to 1024, got '0'" in bad_option.stderr
+    environment = {**os.environ, ENV: "many"}
+    bad_env = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert bad_env.returncode == 2 and f"{ENV} must be a whole number" in bad_env.stderr
+    assert not (tmp_path / "out").exists()
+    good = subprocess.run([*command, "--threads", "2", "--json"], capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    assert {json.loads(line)["threads"] for line in good.stdout.splitlines()} == {2}
