@@ -42,8 +42,15 @@ def curve_steps(steps: int, points: int) -> list[int]:
 def _first_index(condition: torch.Tensor) -> torch.Tensor:
     """Per column (and trailing dims), the first row index where ``condition`` holds, else its length."""
     n = condition.shape[0]
-    rows = torch.arange(n, device=condition.device).view((-1,) + (1,) * (condition.dim() - 1))
-    return torch.where(condition, rows, n).amin(0)
+    first = condition.to(torch.uint8).argmax(0)  # argmax returns the first of equal maxima
+    return torch.where(condition.any(0), first, n)
+
+
+def _last_index(condition: torch.Tensor) -> torch.Tensor:
+    """Per column (and trailing dims), the last row index where ``condition`` holds, else -1."""
+    n = condition.shape[0]
+    from_end = condition.flip(0).to(torch.uint8).argmax(0)
+    return torch.where(condition.any(0), n - 1 - from_end, -1)
 
 
 class EventTracker:
@@ -67,6 +74,11 @@ class EventTracker:
 
         self.buffer = torch.empty((min(chunk, steps + 1), batch), dtype=dtype, device=device)
         self.evals_buffer = torch.empty((self.buffer.shape[0], batch), dtype=torch.int64, device=device)
+        # the buffers' rows as views made once: a view per step costs more than its copy on a small batch
+        self._loss_rows = self.buffer.unbind(0)
+        self._evals_rows = self.evals_buffer.unbind(0)
+        # evaluation counts given as one int for all runs wait on the host until the flush
+        self._counts: list[int] | None = []
         self.evals = full((batch,), 0, torch.int64)
         self._filled = 0
         self._chunk_start = 0
@@ -104,20 +116,43 @@ class EventTracker:
         """Record ``loss = f(x_step)`` per run and the gradient evaluations ``evals`` (one count for
         all runs, or one per run) each run spent to reach ``x_step``; steps come in order 0, 1, ..."""
         assert step == self._chunk_start + self._filled, "steps must be observed in order"
-        self.buffer[self._filled].copy_(loss)
-        if isinstance(evals, int):
-            self.evals_buffer[self._filled].fill_(evals)
+        self._loss_rows[self._filled].copy_(loss)
+        if isinstance(evals, int) and self._counts is not None:
+            self._counts.append(evals)
         else:
-            self.evals_buffer[self._filled].copy_(evals)
+            self._write_counts()
+            self._counts = None  # per-run counts from here to the end of the chunk
+            if isinstance(evals, int):
+                self._evals_rows[self._filled].fill_(evals)
+            else:
+                self._evals_rows[self._filled].copy_(evals)
         self._filled += 1
         if self._filled == self.buffer.shape[0]:
             self.flush()
+
+    def _write_counts(self) -> None:
+        """Write the counts held on the host into the first rows of the evaluation buffer, without
+        waiting for the device: ``a + k i`` (the same k evaluations a step, the usual case) as one
+        kernel, anything else through one copy."""
+        counts = self._counts
+        if not counts:
+            return
+        rows = self.evals_buffer[: len(counts)]
+        step = counts[1] - counts[0] if len(counts) > 1 else 0
+        if all(b - a == step for a, b in zip(counts, counts[1:])):
+            column = torch.arange(len(counts), device=rows.device, dtype=torch.int64).mul_(step).add_(counts[0])
+        else:
+            column = torch.tensor(counts, dtype=torch.int64).to(rows.device)
+        rows.copy_(column[:, None].expand_as(rows))
+        self._counts = []
 
     def flush(self) -> None:
         """Extract the events of the buffered steps (called when the buffer fills, and at the end)."""
         n = self._filled
         if n == 0:
             return
+        self._write_counts()
+        self._counts = []
         losses, evals = self.buffer[:n], self.evals_buffer[:n]
         start = self._chunk_start
         steps = torch.arange(start, start + n, device=losses.device)
@@ -157,8 +192,7 @@ class EventTracker:
         # a hold that a break at the previous chunk's last step started here begins at this chunk's step 0
         first = evals[0][:, None].expand_as(self.held_evals)
         self.held_evals.copy_(torch.where(self._hold_pending, first, self.held_evals))
-        rows = torch.arange(n, device=within.device)[:, None, None]
-        last_break = torch.where(within, -1, rows).amax(0)  # (B, targets), -1 if no break
+        last_break = _last_index(~within)  # (B, targets), -1 if no break
         broke = last_break >= 0
         resume = (last_break + 1).clamp(max=n - 1)
         self.held_steps.copy_(torch.where(broke, start + last_break + 1, self.held_steps))
