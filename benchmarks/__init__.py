@@ -2,7 +2,9 @@
 
 * ``bench_landscapes``: time and peak memory of one closed-form loss-and-gradient evaluation;
 * ``bench_steps``: time and peak memory of optimizer runs through the batched engine;
-* ``bench_quality``: quality numbers of the classical optimizers at their tuned rates (larger is worse).
+* ``bench_quality``: quality numbers of the classical optimizers at their tuned rates (larger is worse);
+* ``bench_table``: the table of ``landbench bench``: the hand-written loop, ``landbench.run`` without
+  and with its metrics, and the naive per-run loop, per size and optimizer, and their ratios.
 
 Helpers live in private modules and names (a leading underscore), which asv does not collect.
 """

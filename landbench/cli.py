@@ -9,6 +9,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import click
@@ -646,7 +647,10 @@ def bench_command(device: str, quick: bool, repeats: int, as_json: bool, threads
     of --repeats timings, taken in turn, side by side in one process; every way at a size runs on
     the threads landbench chooses for it (or --threads).
     """
+    import torch
+
     from landbench.bench import QUICK_SIZES, SIZES, measure, table
+    from landbench.executors.processes import available_cores
 
     count = requested_threads(None if threads is None else check_threads(threads, "--threads"))
     rows = measure(
@@ -657,7 +661,15 @@ def bench_command(device: str, quick: bool, repeats: int, as_json: bool, threads
         progress=lambda what: click.echo(f"timing {what}", err=True),
     )
     if as_json:
-        click.echo(json.dumps({"device": device, "rows": [r.as_dict() for r in rows]}, indent=2))
+        about = {
+            "device": device,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["landbench", *sys.argv[1:]]),
+            "cores": available_cores(),
+            "torch": torch.__version__,
+            "landbench": __version__,
+        }
+        click.echo(json.dumps({**about, "rows": [r.as_dict() for r in rows]}, indent=2))
     else:
         click.echo(table(rows))
 
