@@ -13,8 +13,9 @@ that matches separate runs (:func:`choose_mode`); the engine then spot-checks ev
 (:func:`landbench.engine.run_batch`), because a probe can only show coupling, never its absence.
 
 The one exception to the spot check is :data:`ELEMENTWISE`: torch.optim's own elementwise classes
-(exactly those classes, not subclasses) and landbench's gradient descent, whose update of each
-entry reads only that entry's gradient and state. Their batches equal separate runs by
+(exactly those classes, not subclasses, in their default single-tensor implementation: not
+``fused``, ``foreach``, ...) and landbench's gradient descent, whose update of each entry reads
+only that entry's gradient and state. Their batches equal separate runs by
 construction, which ``tests/test_independence.py`` checks for every one of them (noise, a NaN row,
 non-default arguments); re-running a run alone would double the per-step cost of a small batch for
 nothing. They are still probed (:func:`choose_mode`), and their records say ``independence:
@@ -92,9 +93,16 @@ class _Probe(Landscape):
         return torch.randn(self.dim, generator=generator, dtype=torch.float64)
 
 
+#: Arguments that choose another implementation of a torch.optim class: fused and foreach kernels
+#: round an element differently by its place in the tensor (a vectorised body, a scalar tail), so a
+#: run's numbers could depend on its batch; such specs are spot-checked like any other.
+IMPLEMENTATION_ARGUMENTS = ("fused", "foreach", "differentiable", "capturable")
+
+
 def elementwise(spec: OptimizerSpec) -> bool:
-    """Whether ``spec``'s class is in :data:`ELEMENTWISE` (its batches need no spot check)."""
-    return spec.cls in ELEMENTWISE
+    """Whether ``spec``'s class is in :data:`ELEMENTWISE` and it runs torch's default (single-tensor)
+    implementation: its batches need no spot check."""
+    return spec.cls in ELEMENTWISE and not any(spec.kwargs.get(name) for name in IMPLEMENTATION_ARGUMENTS)
 
 
 def with_rate(spec: OptimizerSpec, lr: float) -> OptimizerSpec:
