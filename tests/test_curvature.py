@@ -12,9 +12,11 @@ import torch
 
 from landbench.errors import LandbenchError
 from landbench.landscapes.base import Landscape
+from landbench.landscapes.classical import StyblinskiTang
+from landbench.landscapes.pspin import PSpin
 from landbench.landscapes.saddle import Saddle
 from landbench.metrics import curvature
-from landbench.metrics.curvature import basin_width, hessian_trace, sharpness
+from landbench.metrics.curvature import basin_width, curvature_metrics, hessian_trace, needs_float64, sharpness
 
 # --- test landscapes ------------------------------------------------------------------------
 
@@ -183,6 +185,22 @@ def test_sharpness_float32_three_term_in_high_dimension(monkeypatch: pytest.Monk
     np.testing.assert_allclose(value.numpy(), 1.0, rtol=1e-6)
 
 
+def test_a_run_that_breaks_down_leaves_the_batch_without_changing_the_others() -> None:
+    # f = sum a_i x_i^4 / 12: H = diag(a_i x_i^2), 0 at the origin (breakdown at the first step),
+    # 100 distinct eigenvalues elsewhere (no breakdown in 32 steps of the three-term recurrence).
+    a = torch.linspace(1.0, 2.0, 100, dtype=torch.float64)
+    landscape = FunctionLandscape(lambda x: (a * x**4).sum(1) / 12, dim=100)
+    x = random_points(4, 100, seed=12)
+    x[1] = 0.0
+    seeds = [0, 1, 2, 3]
+    batched = sharpness(landscape, x, seeds)
+    alone = torch.cat([sharpness(landscape, x[b : b + 1], [seeds[b]]) for b in range(4)])
+    torch.testing.assert_close(batched, alone, rtol=1e-12, atol=1e-12)
+    assert batched[1] == 0.0
+    top = (a * x**2).amax(1)
+    assert torch.all((batched[[0, 2, 3]] <= top[[0, 2, 3]] * (1 + 1e-12)) & (batched[[0, 2, 3]] > 0.9 * top[[0, 2, 3]]))
+
+
 # --- Hessian trace ----------------------------------------------------------------------------
 
 
@@ -212,6 +230,26 @@ def test_trace_within_statistical_tolerance_on_a_dense_hessian() -> None:
     exact = np.trace(matrix)
     assert np.all(np.abs(value.numpy() - exact) < 5 * sigma)
     assert abs(value.mean().item() - exact) < 5 * sigma / math.sqrt(runs)
+
+
+def test_trace_signs_are_the_bits_of_each_runs_bytes() -> None:
+    # bit i of byte k is entry 8k + i: set -> -1, clear -> +1; a dimension not a multiple of 8 is cut
+    signs = curvature._unpack_signs(torch.tensor([[[0b00000001, 0b10000010]]], dtype=torch.uint8), 13, torch.float32)
+    expected = [-1, 1, 1, 1, 1, 1, 1, 1, 1, -1, 1, 1, 1]
+    assert signs.tolist() == [expected]
+
+
+@pytest.mark.parametrize("batch_elements", [1, 2 * 17 * 4, 2**17], ids=["one-probe-a-call", "chunks", "all-at-once"])
+def test_trace_does_not_depend_on_how_probes_are_batched(monkeypatch: pytest.MonkeyPatch, batch_elements: int) -> None:
+    matrix = symmetric_with_spectrum(np.linspace(-1.0, 4.0, 17), seed=11)
+    x, seeds = random_points(4, 17), [3, 1, 4, 1]
+    reference = hessian_trace(MatrixQuadratic(matrix), x, seeds, probes=7)
+    monkeypatch.setattr(curvature, "_PROBE_BATCH_ELEMENTS", batch_elements)
+    value = hessian_trace(MatrixQuadratic(matrix), x, seeds, probes=7)
+    torch.testing.assert_close(value, reference, rtol=1e-12, atol=1e-12)
+    diagonal = np.linspace(-2.0, 5.0, 17)  # and still exact where H is diagonal, in float32 too
+    value = hessian_trace(DiagonalQuadratic(diagonal, dtype=torch.float32), x.float(), seeds, probes=7)
+    np.testing.assert_allclose(value.numpy(), diagonal.sum(), rtol=1e-6)
 
 
 # --- basin width ------------------------------------------------------------------------------
@@ -277,6 +315,98 @@ def test_basin_width_float32() -> None:
     np.testing.assert_allclose(value.numpy(), math.sqrt(2 * 0.1 * 4 / diagonal.sum()), rtol=1e-3)
 
 
+def rise_search_by_brute_force(f: Callable[[float], float], x0: float, tau: float) -> float:
+    """The documented basin width of a 1-d ``f`` at ``x0`` (the one direction is +-1), found
+    independently: r0 from ``f''(x0)`` by finite differences, the walk on the grid ``r0 * 2**i``
+    from r0, and the crossing inside the bracket from a fine grid refined by brentq (asserted
+    to be the only one there)."""
+
+    def g(r: float) -> float:
+        return (f(x0 + r) + f(x0 - r)) / 2 - f(x0)
+
+    h = 1e-4
+    c = (f(x0 + h) - 2 * f(x0) + f(x0 - h)) / h**2
+    r0 = math.sqrt(2 * tau / c) if c > 0 else 1.0
+    if g(r0) >= tau:
+        i = 0
+        while g(r0 * 2.0 ** (i - 1)) >= tau:
+            i -= 1
+            if i == -12:
+                return r0 * 2.0**-12
+        lo, hi = r0 * 2.0 ** (i - 1), r0 * 2.0**i
+    else:
+        i = 0
+        while g(r0 * 2.0 ** (i + 1)) < tau:
+            i += 1
+            if i == 12:
+                return math.inf
+        lo, hi = r0 * 2.0**i, r0 * 2.0 ** (i + 1)
+    radii = np.geomspace(lo, hi, 20001)
+    above = np.array([g(r) >= tau for r in radii])
+    ups = np.flatnonzero(~above[:-1] & above[1:])
+    assert len(ups) == 1 and not np.any(above[:-1] & ~above[1:]), "the test wants one crossing in the bracket"
+    return scipy.optimize.brentq(lambda r: g(r) - tau, radii[ups[0]], radii[ups[0] + 1], xtol=1e-15, rtol=1e-14)
+
+
+def wavy(x: float) -> float:
+    return x * x / 100 + 1 - math.cos(2 * math.pi * x)
+
+
+def bumpy(x: float) -> float:
+    # f''(0) = 1, so r0 = 1 for tau = 0.5; a bump of height 1.5/e >= tau near |x| = 2**-6 and zero
+    # curvature at 0: the crossing nearest r0 (in [1/2, 1]) is not the smallest crossing (near 2**-6).
+    u = (x * 64) ** 4
+    return 0.5 * x * x + 0.1 * x**4 + 1.5 * u * math.exp(-u)
+
+
+@pytest.mark.parametrize(
+    "f, torch_f, x0, tau",
+    [
+        (wavy, lambda x: x * x / 100 + 1 - torch.cos(2 * math.pi * x), 0.0, 0.9),
+        (wavy, lambda x: x * x / 100 + 1 - torch.cos(2 * math.pi * x), 0.1, 1.2),
+        (wavy, lambda x: x * x / 100 + 1 - torch.cos(2 * math.pi * x), 0.45, 0.1),  # f'' < 0: r0 = 1, g < 0 first
+        (wavy, lambda x: x * x / 100 + 1 - torch.cos(2 * math.pi * x), 0.3, 0.6),  # walks up past bumps to [4, 8]
+        (bumpy, lambda x: 0.5 * x * x + 0.1 * x**4 + 1.5 * (x * 64) ** 4 * torch.exp(-((x * 64) ** 4)), 0.0, 0.5),
+    ],
+    ids=["wavy-up", "wavy-off-centre", "wavy-near-a-maximum", "wavy-far", "bump-below-r0"],
+)
+def test_basin_width_is_the_crossing_nearest_r0_on_a_non_monotone_rise(
+    f: Callable[[float], float], torch_f: Callable[[torch.Tensor], torch.Tensor], x0: float, tau: float
+) -> None:
+    expected = rise_search_by_brute_force(f, x0, tau)
+    landscape = FunctionLandscape(lambda x: torch_f(x).sum(1), dim=1)
+    value = basin_width(landscape, torch.full((1, 1), x0, dtype=torch.float64), [0], tau=tau)
+    np.testing.assert_allclose(value.numpy(), expected, rtol=1e-7)
+
+
+def test_basin_width_ignores_a_crossing_below_r0_when_g_reaches_tau_at_r0() -> None:
+    landscape = FunctionLandscape(
+        lambda x: (0.5 * x * x + 0.1 * x**4 + 1.5 * (x * 64) ** 4 * torch.exp(-((x * 64) ** 4))).sum(1), dim=1
+    )
+    value = basin_width(landscape, torch.zeros(1, 1, dtype=torch.float64), [0], tau=0.5).item()
+    assert value == pytest.approx(math.sqrt((-0.5 + math.sqrt(0.25 + 0.2)) / 0.2), rel=1e-7)  # 0.5 r^2 + 0.1 r^4 = tau
+
+
+def test_basin_width_search_uses_few_loss_evaluations(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a quadratic g(r0) = tau: one evaluation at r0, one grid step, then one or two refinements.
+    calls: list[int] = []
+    original = curvature._RiseAlongDirections.__call__
+
+    def counted(
+        self: curvature._RiseAlongDirections, radius: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        calls.append(len(radius))
+        return original(self, radius, rows)
+
+    monkeypatch.setattr(curvature._RiseAlongDirections, "__call__", counted)
+    diagonal = np.linspace(1.0, 3.0, 50)
+    value = basin_width(
+        DiagonalQuadratic(diagonal), random_points(16, 50, scale=0.1), list(range(16)), tau=0.1, probes=8
+    )
+    assert torch.isfinite(value).all()
+    assert len(calls) <= 5
+
+
 # --- all three --------------------------------------------------------------------------------
 
 METRICS = {
@@ -320,3 +450,89 @@ def test_bad_arguments_are_rejected() -> None:
         basin_width(landscape, x, [0, 1], tau=0.0)
     with pytest.raises(LandbenchError, match="shape"):
         hessian_trace(landscape, torch.zeros(2, 3), [0, 1])
+    with pytest.raises(LandbenchError, match="shape"):
+        curvature_metrics(landscape, torch.zeros(2, 3), [0, 1])
+    with pytest.raises(LandbenchError, match="tau"):
+        curvature_metrics(landscape, x, [0, 1], tau=-1.0)
+    with pytest.raises(LandbenchError, match="seed"):
+        curvature_metrics(landscape.astype(torch.float32), x, [0])
+
+
+# --- as recorded -------------------------------------------------------------------------------
+
+
+def test_curvature_metrics_is_the_three_metrics() -> None:
+    saddle = Saddle(dim=12, index=3, gamma=1.0, mu=2.0, quartic=1.0, rotate=True, dtype=torch.float32)
+    x, seeds = random_points(3, 12, seed=13).float(), [0, 1, 2]
+    values = curvature_metrics(saddle, x, seeds, iterations=6, probes=5, tau=0.2, basin_probes=3)
+    assert list(values) == ["sharpness", "hessian_trace", "basin_width"]
+    assert not needs_float64(saddle, x, tau=0.2).any()  # |f| ~ 1: float32 resolves tau
+    for name, metric in METRICS.items():
+        torch.testing.assert_close(values[name], metric(saddle, x, seeds), rtol=0, atol=0)
+
+
+def styblinski_tang_rows(dim: int) -> torch.Tensor:
+    """Rows at the minimum (|f| = 39.17 dim), at 0 (f = 0) and at the minimum shifted by 0.1 in one
+    coordinate, in float32."""
+    minimum = torch.full((dim,), -2.903534027771178)
+    shifted = minimum.clone()
+    shifted[0] += 0.1
+    return torch.stack([minimum, torch.zeros(dim), shifted])
+
+
+def test_the_twin_rule_on_styblinski_tang() -> None:
+    landscape = StyblinskiTang(dim=1000)  # float32; |f| = 39166 at the minimum
+    x = styblinski_tang_rows(1000)
+    limit = 0.1 * 2.0**-15 / torch.finfo(torch.float32).eps  # |f| above which float32 cannot resolve tau
+    assert needs_float64(landscape, x, tau=0.1).tolist() == [True, False, True]
+    assert needs_float64(landscape, x, tau=39166.0 / limit * 0.1 * 1.01).tolist() == [False, False, False]
+    assert not needs_float64(landscape.astype(torch.float64), x, tau=0.1).any()
+    assert needs_float64(StyblinskiTang(dim=1), torch.full((1, 1), -2.903534027771178), tau=0.1).tolist() == [True]
+    x[2, 1] = math.nan
+    assert needs_float64(landscape, x, tau=0.1).tolist() == [True, False, False]  # a non-finite row: no twin
+
+
+def test_the_twin_gives_the_float64_width_where_float32_cannot_resolve_tau() -> None:
+    dim, seeds = 2000, [0, 2]
+    landscape = StyblinskiTang(dim=dim)  # eps * |f| = 0.009 at the minimum: 9 % of tau in float32
+    x = styblinski_tang_rows(dim)[[0, 2]]
+    recorded = curvature_metrics(landscape, x, seeds, iterations=2, probes=1)["basin_width"]
+    precise = basin_width(landscape.astype(torch.float64), x.double(), seeds)
+    np.testing.assert_allclose(recorded.numpy(), precise.numpy(), rtol=1e-6)
+    # every coordinate is a well of curvature 6 x^2 - 16 = 34.58 at the minimum
+    np.testing.assert_allclose(recorded[0].item(), math.sqrt(2 * 0.1 / 34.58), rtol=0.01)
+
+
+def test_a_recorded_run_does_not_depend_on_its_batch() -> None:
+    # rows that need the twin and rows that do not, alone and in a batch of five
+    landscape = StyblinskiTang(dim=20)
+    base = styblinski_tang_rows(20)
+    x = torch.cat([base, base[:2] + 0.01])
+    seeds = [4, 0, 3, 1, 2]
+    assert needs_float64(landscape, x).tolist() == [True, False, True, True, False]
+    batched = curvature_metrics(landscape, x, seeds, iterations=8, probes=4)
+    for b in range(5):
+        alone = curvature_metrics(landscape, x[b : b + 1], [seeds[b]], iterations=8, probes=4)
+        for name, values in batched.items():
+            torch.testing.assert_close(values[b : b + 1], alone[name], rtol=1e-12, atol=1e-12, msg=f"{name} row {b}")
+
+
+def test_curvature_metrics_on_the_sphere() -> None:
+    # The 2-spin at its ground state +-sqrt(N) v_min: Riemannian Hessian eigenvalues 2 (lambda_k - lambda_min) / N
+    # on the tangent space; probes, Lanczos vectors and basin directions stay tangent, points are retracted.
+    n = 24
+    landscape = PSpin(dim=n, p=2, dtype=torch.float64, seed=3)
+    j = landscape.couplings(2).numpy()
+    eigenvalues = np.linalg.eigvalsh((j + j.T) / (2 * math.sqrt(n)))
+    x = torch.stack([landscape.minima[0].point, -landscape.minima[0].point]).to(torch.float64)
+    values = curvature_metrics(landscape, x, [0, 1], iterations=n, probes=64)
+    np.testing.assert_allclose(values["sharpness"].numpy(), 2 * (eigenvalues[-1] - eigenvalues[0]) / n, rtol=1e-8)
+    gaps = 2 * (eigenvalues[1:] - eigenvalues[0]) / n
+    sigma = math.sqrt(2 * np.sum(gaps**2) / 64)  # at most: the off-diagonal part of the tangent Hessian
+    assert np.all(np.abs(values["hessian_trace"].numpy() - gaps.sum()) < 5 * sigma)
+    assert torch.all(torch.isfinite(values["basin_width"]) & (values["basin_width"] > 0))
+    single = landscape.astype(torch.float32)
+    assert not needs_float64(single, x).any()  # |H/N| ~ 1
+    torch.testing.assert_close(
+        curvature_metrics(single, x, [0, 1])["basin_width"], basin_width(single, x, [0, 1]), rtol=0, atol=0
+    )
