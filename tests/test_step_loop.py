@@ -1,0 +1,75 @@
+"""The one step loop: every caller goes through it, and its host work does not grow with the runs."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+import landbench
+import landbench.stepping
+from landbench.api import plan
+from landbench.landscapes import make
+from landbench.optimizers import resolve
+from landbench.optimizers.batching import PROBE_STEPS, _chosen, choose_mode
+from landbench.report.trajectories import record
+
+
+def _python_calls(work: Callable[[], Any]) -> Counter[str]:
+    """How often each Python function was called while ``work()`` ran (C functions not counted)."""
+    calls: Counter[str] = Counter()
+
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            calls[f"{frame.f_code.co_filename}:{frame.f_code.co_name}"] += 1
+
+    sys.setprofile(profiler)
+    try:
+        work()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+@pytest.mark.parametrize("optimizer", ["sgd(lr=0.01)", "adam(lr=0.01)", "sam(lr=0.01, rho=0.05)"])
+def test_the_python_work_of_a_batch_does_not_grow_with_its_runs(optimizer: str) -> None:
+    """Events, progress and evaluation counts are per step, not per run: a batch of 64 runs makes
+    the same Python calls, the same number of times, as a batch of 2 (the records, one per run, are
+    built after the loop)."""
+
+    def batch(runs: int) -> Counter[str]:
+        prepared = plan("saddle(dim=10)", optimizer, seeds=runs, steps=300, curvature=False)
+        prepared.execute(lambda n: None)  # warm: lazy imports
+        calls = _python_calls(lambda: prepared.execute(lambda n: None))
+        return Counter({f: n for f, n in calls.items() if n >= 300})  # per step, not per batch
+
+    few, many = batch(2), batch(64)
+    assert few == many
+    assert max(few.values()) >= 300  # the loop was seen
+
+
+def test_the_engine_the_probe_and_the_trajectories_step_through_one_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    loop = landbench.stepping.step_loop
+
+    def counting(stepper: Any, evaluator: Any, steps: int, observe: Any = None) -> torch.Tensor:
+        seen.append(steps)
+        return loop(stepper, evaluator, steps, observe)
+
+    monkeypatch.setattr(landbench.stepping, "step_loop", counting)
+    monkeypatch.setattr("landbench.engine.step_loop", counting)
+    monkeypatch.setattr("landbench.report.trajectories.step_loop", counting)
+    spec = resolve("adam(lr=0.0123)")
+    monkeypatch.delitem(_chosen, (spec.canonical, "cpu", torch.float64), raising=False)
+    choose_mode(spec, "cpu", torch.float64)
+    assert seen and all(steps == PROBE_STEPS for steps in seen)  # the probe's runs
+    seen.clear()
+    landbench.run("saddle(dim=4)", "adam(lr=0.0123)", seeds=2, steps=17, dtype="float64")
+    assert seen == [17]
+    seen.clear()
+    record(make("rosenbrock(dim=2)"), "adam(lr=0.0123)", [0], 9)
+    assert seen == [9]
