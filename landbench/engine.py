@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from landbench.landscapes.base import Landscape
-from landbench.metrics.curvature import basin_width, hessian_trace, sharpness
+from landbench.metrics.curvature import curvature_metrics
 from landbench.metrics.events import EventTracker
 from landbench.optimizers import OptimizerSpec
 from landbench.optimizers.batching import choose_mode, demote, elementwise, with_rate
@@ -330,24 +330,16 @@ def _evals(evals: int | list[int], device: torch.device) -> int | torch.Tensor:
     return evals if isinstance(evals, int) else torch.tensor(evals, dtype=torch.int64, device=device)
 
 
-#: The largest landscape (bytes of its tensors) whose float64 twin the basin width may build.
-PRECISE_TWIN_BYTES = 1 << 30
-
-
 def _curvature(landscape: Landscape, x: torch.Tensor, seeds: list[int], settings: Settings) -> dict[str, torch.Tensor]:
-    """Sharpness, Hessian trace and basin width at the final points (see landbench.metrics).
-
-    The basin width compares ``f(x + r v)`` with ``f(x)`` for rises ``tau`` that can be far below
-    the float32 resolution of ``f`` (``|f| = 4e6`` at the Styblinski-Tang minimum in dimension
-    1e5), so it is computed on a float64 twin of the landscape unless that would take more than
-    ``PRECISE_TWIN_BYTES``. Sharpness and trace come from Hessian-vector products, whose relative
-    precision does not depend on ``|f|``.
-    """
-    precise = landscape
-    if landscape.dtype != torch.float64 and 2 * landscape.tensor_bytes() <= PRECISE_TWIN_BYTES:
-        precise = landscape.astype(torch.float64)
-    return {
-        "sharpness": sharpness(landscape, x, seeds, iterations=settings.lanczos_iterations),
-        "hessian_trace": hessian_trace(landscape, x, seeds, probes=settings.hutchinson_probes),
-        "basin_width": basin_width(precise, x.to(precise.dtype), seeds, tau=settings.tau, probes=settings.basin_probes),
-    }
+    """Sharpness, Hessian trace and basin width at the final points, with the settings' iterations,
+    probes and tau (:func:`landbench.metrics.curvature.curvature_metrics`, which also decides where
+    the basin width needs a float64 twin of the landscape)."""
+    return curvature_metrics(
+        landscape,
+        x,
+        seeds,
+        iterations=settings.lanczos_iterations,
+        probes=settings.hutchinson_probes,
+        tau=settings.tau,
+        basin_probes=settings.basin_probes,
+    )
