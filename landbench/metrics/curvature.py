@@ -107,8 +107,8 @@ def hessian_trace(
     entry ``8k + i``: -1 where set; signs are exact in any dtype). The products ``H z`` are
     evaluated for several probes at once (rows ``(B * c, dim)``, x repeated) while that is at most
     2**17 elements, else one probe ``(B, dim)`` at a time; ``z . H z`` is summed in the landscape's
-    dtype (a relative ``eps * log2(dim)`` at most, far below the estimator's spread), the mean
-    over probes in float64.
+    dtype, at least float32 (a relative ``eps * log2(dim)`` at most, far below the estimator's
+    spread), the mean over probes in float64.
 
     Reference: M. F. Hutchinson, "A stochastic estimator of the trace of the influence matrix for
     Laplacian smoothing splines", Comm. Statist. Simul. Comput. 19 (1990) 433-450.
@@ -125,7 +125,7 @@ def hessian_trace(
         rows = _repeat_rows(x, count)
         if landscape.constrained:
             z = landscape.tangent(rows, z)
-        products = (z * landscape.hvp(rows, z)).sum(1)
+        products = (z * landscape.hvp(rows, z)).sum(1, dtype=_accumulator(x.dtype))
         values[:, first : first + count] = products.view(batch, count)
     return _finish(values.sum(1) / probes, finite)
 
@@ -322,6 +322,11 @@ def _chunk(count: int, elements_each: int, budget: int) -> int:
     return max(1, min(count, budget // max(elements_each, 1)))
 
 
+def _accumulator(dtype: torch.dtype) -> torch.dtype:
+    """The dtype sums over dim run in: the landscape's, but at least float32."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def _repeat_rows(x: torch.Tensor, count: int) -> torch.Tensor:
     """``(B, d) -> (B * count, d)``: rows ``b * count`` to ``(b + 1) * count - 1`` are row b of x."""
     if count == 1:
@@ -453,7 +458,7 @@ def _initial_radius(landscape: Landscape, x: torch.Tensor, directions: torch.Ten
         v = directions[:, first : first + chunk]
         count = v.shape[1]
         v = v.reshape(-1, dim)
-        products = (v * landscape.hvp(_repeat_rows(x, count), v)).sum(1)
+        products = (v * landscape.hvp(_repeat_rows(x, count), v)).sum(1, dtype=_accumulator(x.dtype))
         values[:, first : first + count] = products.view(batch, count)
     curvature = values.sum(1) / m
     usable = torch.isfinite(curvature) & (curvature > 0)
