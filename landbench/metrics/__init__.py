@@ -6,7 +6,9 @@ from landbench.metrics.curvature import (
     DEFAULT_LANCZOS_ITERATIONS,
     DEFAULT_TAU,
     basin_width,
+    curvature_metrics,
     hessian_trace,
+    needs_float64,
     sharpness,
 )
 
@@ -16,6 +18,8 @@ __all__ = [
     "DEFAULT_LANCZOS_ITERATIONS",
     "DEFAULT_TAU",
     "basin_width",
+    "curvature_metrics",
     "hessian_trace",
+    "needs_float64",
     "sharpness",
 ]
