@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import landbench
+import landbench.engine as engine
 from landbench.engine import CoupledBatch, run_batch
 from landbench.landscapes import make
 from landbench.optimizers import choose_mode, resolve
@@ -58,6 +59,26 @@ def test_a_coupling_the_probe_cannot_see_is_caught_by_the_spot_check_and_run_sep
     assert check["difference"] > 1e-3 > 1e3 * check["rounding"]  # a real difference, not rounding
     _same_numbers(batch, _alone("quadratic(dim=10)", spec, seeds, **options))
     assert choose_mode(resolve(spec), "cpu", torch.float64) == "separate"  # remembered
+
+
+def test_a_coupling_is_called_only_after_every_twin_pattern_stayed_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the dynamics are chaotic, one pattern of a few ulps can stay close to the run alone while
+    batching's rounding ends far away; so VERIFY_TWINS patterns are tried, and a real coupling is
+    called only after all of them measured a rounding far below the difference."""
+    patterns: list[int] = []
+    execute = engine._execute
+
+    def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if len(args) > 9:
+            patterns.append(args[10] if len(args) > 10 else 0)
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_execute", counting)
+    spec = "adversarial:LateCouplingSGD(lr=0.01, warmup=120)"  # a spec of its own: the mode cache forgets none
+    with pytest.warns(UserWarning, match="couples the runs"):
+        batch = landbench.run("quadratic(dim=10)", spec, seeds=4, steps=300, dtype="float64", curvature=False)
+    assert patterns == list(range(engine.VERIFY_TWINS)) and engine.VERIFY_TWINS >= 3
+    assert batch[0]["independence"]["matched"] is False
 
 
 def test_a_coupling_that_changes_only_the_times_and_not_the_end_is_caught() -> None:
