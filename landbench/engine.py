@@ -151,7 +151,7 @@ def _run_batch(
     _synchronize(device)
     wall_s = time.perf_counter() - started
     independence = None
-    if mode != "separate" and len(rows) > 1 and elementwise(optimizer):
+    if mode != "separate" and len(rows) > 1 and elementwise(optimizer, device):
         independence = {"elementwise": optimizer.cls.__qualname__}  # batched == separate by construction
     elif verify and mode != "separate" and len(rows) > 1:  # a batch of one run is a run alone
         independence = _verify(landscape, optimizer, seeds, steps, noise, settings, lrs, tracker, final_x)

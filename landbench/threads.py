@@ -35,7 +35,7 @@ MAX_THREADS = 1024
 def check_threads(value: object, where: str = "threads") -> int:
     """``value`` as a thread count, or :class:`SpecError` naming what is valid."""
     text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_THREADS:
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_THREADS:
         raise SpecError(f"{where} must be a whole number of threads from 1 to {MAX_THREADS}, got {value!r}")
     return int(text)
 

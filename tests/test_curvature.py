@@ -10,7 +10,9 @@ import pytest
 import scipy.optimize
 import torch
 
+import landbench
 from landbench.errors import LandbenchError
+from landbench.landscapes import make
 from landbench.landscapes.base import Landscape
 from landbench.landscapes.classical import StyblinskiTang
 from landbench.landscapes.pspin import PSpin
@@ -536,3 +538,27 @@ def test_curvature_metrics_on_the_sphere() -> None:
     torch.testing.assert_close(
         curvature_metrics(single, x, [0, 1])["basin_width"], basin_width(single, x, [0, 1]), rtol=0, atol=0
     )
+
+
+def test_a_small_start_component_along_the_top_eigenvector_is_not_a_breakdown() -> None:
+    """At the saddle family's minima H has two eigenvalues, 2 (once) and 1; a Gaussian start has a
+    component of about 1/sqrt(d) along the top one (3e-3 at d = 1e5), which a breakdown threshold of
+    sqrt(eps32) = 3e-4 took for an invariant subspace in about one run in six, reporting 1."""
+    landscape = make("saddle(dim=100000, index=1)", dtype="float32")
+    minimum = landscape.minima[0]
+    point = torch.as_tensor(minimum.x if hasattr(minimum, "x") else minimum.point, dtype=torch.float32)
+    x = point.reshape(1, -1).expand(16, -1).contiguous()
+    assert sharpness(landscape, x, list(range(16))).tolist() == pytest.approx([2.0] * 16, rel=1e-5)
+
+
+def test_a_width_that_even_float64_cannot_resolve_is_nan_not_noise() -> None:
+    """Two steps of SGD at lr 0.01 from Rosenbrock's box leave losses of 1e14 to 1e22, finite: a rise
+    of 0.1 is below their float64 resolution, so the width is NaN (it was noise from 1e-10 to inf,
+    four decades apart between dtypes)."""
+    for dtype in ("float32", "float64"):
+        records = landbench.run("rosenbrock(dim=3)", "sgd(lr=0.01)", seeds=6, steps=2, dtype=dtype)
+        huge = [r for r in records if r["final_loss"] > 1e10]
+        assert len(huge) == 5 and not any(r["diverged"] for r in records)
+        assert all(r["basin_width"] is None and r["sharpness"] is not None for r in huge)  # NaN: null
+        (resolved,) = [r for r in records if r["final_loss"] < 1e10]  # 4.2e6: float64 resolves 0.1
+        assert 0 < resolved["basin_width"] < 1

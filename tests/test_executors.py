@@ -279,6 +279,7 @@ def test_a_worker_that_always_dies_fails_its_job_after_its_retries(
     ] * 2
 
 
+@pytest.mark.slow  # about 20 s: SIGKILL at random points, four times; the default run stays under five minutes
 def test_a_sweep_killed_at_random_points_resumes_to_every_record_once(
     reference: dict[str, dict], tmp_path: Path
 ) -> None:

@@ -142,22 +142,26 @@ def test_every_class_trusted_as_elementwise_is_tested_here() -> None:
     assert set(ELEMENTWISE_SPECS) == set(ELEMENTWISE)
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("cls", list(ELEMENTWISE_SPECS), ids=lambda c: c.__name__)
-def test_a_class_trusted_as_elementwise_steps_a_batch_exactly_as_separate_runs(cls: type) -> None:
+def test_a_class_trusted_as_elementwise_steps_a_batch_exactly_as_separate_runs(cls: type, device: str) -> None:
     """What replaces the spot check for ELEMENTWISE: 5 runs of one (5, d) tensor, with gradient noise
     and a run whose start is NaN, give bit for bit the points of 5 optimizers stepping one run each,
     at every step (the 200 steps pass every warm-up: ASGD's averaging from t0, RAdam's rectification)."""
     spec = resolve(ELEMENTWISE_SPECS[cls])
     assert spec.cls is cls and elementwise(spec)
-    landscape = make("saddle(dim=7, index=2)", dtype="float64")
+    landscape = make("saddle(dim=7, index=2)", dtype="float64", device=device)
     seeds = [0, 1, 2, 3, 4]
     start = landscape.sample_start(seeds)
     start[2] = torch.nan
     ends = {}
     for mode in ("batched", "separate"):
-        streams = [RunNoise(landscape.seed, seeds, 7, torch.float64, "cpu")]
+        streams = [RunNoise(landscape.seed, seeds, 7, torch.float64, device)]
         if mode == "separate":
-            streams = [RunNoise(landscape.seed, [s], 7, torch.float64, "cpu") for s in seeds]
+            streams = [RunNoise(landscape.seed, [s], 7, torch.float64, device) for s in seeds]
         evaluator = Evaluator(landscape, 0.1, streams)
         seen: list[torch.Tensor] = []
         stepper = STEPPERS[mode](spec, start, evaluator)
@@ -173,6 +177,7 @@ def test_a_class_trusted_as_elementwise_steps_a_batch_exactly_as_separate_runs(c
 def test_a_batch_of_a_class_trusted_as_elementwise_is_not_re_run_and_says_why() -> None:
     records = landbench.run("saddle(dim=20, index=2)", "adam(lr=0.05)", seeds=3, steps=50, curvature=False)
     assert all(r["batch_mode"] == "batched" and r["independence"] == {"elementwise": "Adam"} for r in records)
+    assert not elementwise(resolve("adam(lr=0.05)"), "cuda")  # torch's default there is foreach: checked
 
 
 @pytest.mark.parametrize("spec", ["adam(lr=0.05, fused=True)", "sgd(lr=0.05, momentum=0.9, foreach=True)"])

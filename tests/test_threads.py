@@ -40,7 +40,7 @@ def test_the_argument_wins_over_the_environment_which_wins_over_the_size(monkeyp
     assert choose_threads(10) == 1  # blank: not set
 
 
-@pytest.mark.parametrize("bad", [0, -1, "x", "2.5", True, 10**6, ""])
+@pytest.mark.parametrize("bad", [0, -1, "x", "2.5", True, 10**6, "", "\u00b2", "\u0663", "\u2460"])
 def test_a_bad_thread_count_is_one_line_naming_what_is_valid(bad: object) -> None:
     with pytest.raises(SpecError, match=r"whole number of threads from 1 to 1024, got") as error:
         check_threads(bad)

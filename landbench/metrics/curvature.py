@@ -49,6 +49,8 @@ _LOG2_PRECISION = 2.0**-12
 _MAX_REFINEMENTS = 26
 # curvature_metrics computes a run's basin width in float64 when eps * |f(x)| > tau * this.
 _TWIN_RESOLUTION = 2.0**-15
+# Lanczos stops a run when beta_j is at most this many units in the last place of max |H q|.
+_BREAKDOWN_ULPS = 16
 
 
 def sharpness(
@@ -71,9 +73,14 @@ def sharpness(
     about k/2 times the rest of a step's vector work, buys nothing for lambda_max. Only where
     ``dim <= 64`` (the Krylov space can fill the space) are the Lanczos vectors kept and ``w``
     reorthogonalised against them (twice), which costs little there. A run breaks down when
-    ``beta_j <= sqrt(eps) * max_i |H q_i|`` (``|H q_i|^2`` taken as
-    ``beta_{i-1}^2 + alpha_i^2 + beta_i^2``), eps of the landscape's dtype (an invariant subspace:
-    ``dim < k``, ``H = c I``, few distinct eigenvalues as at the saddle family's critical points);
+    ``beta_j <= 16 eps * max_i |H q_i|`` (``|H q_i|^2`` taken as
+    ``beta_{i-1}^2 + alpha_i^2 + beta_i^2``), eps of the landscape's dtype: the rounding of a
+    Hessian-vector product in that dtype, so an invariant subspace (``dim < k``, ``H = c I``, few
+    distinct eigenvalues as at the saddle family's critical points) stops the run, while a start
+    vector's small component along the top eigenvector (about ``1 / sqrt(dim)``: 1e-3 at
+    ``dim = 1e6``) does not (a threshold of ``sqrt(eps)``, 3e-4 in float32, stopped one run in six
+    there at the second-largest eigenvalue). A breakdown missed in a noisier ``hvp`` only restarts
+    the recurrence from a rounding-noise vector, whose Ritz values stay within the spectrum;
     it then leaves the batch, and its remaining entries of T are decoupled (``beta = 0``, diagonal
     at the Gershgorin lower bound of its valid block), so they add no eigenvalue above the true
     maximum. Hessian-vector products: one ``(B, dim)`` call per step, over the runs not yet broken
@@ -200,14 +207,22 @@ def needs_float64(landscape: Landscape, x: torch.Tensor, tau: float = DEFAULT_TA
     (Styblinski-Tang at d = 1e5 has ``|f| = 4e6``; the saddle at its minima ``|f| = gamma^2 / 4``).
     The rule looks at each row alone, so a run's choice does not depend on its batch.
     """
+    if landscape.dtype == torch.float64:
+        return torch.zeros(x.shape[0], dtype=torch.bool)
+    return ~_resolves_tau(landscape, x, tau, landscape.dtype)
+
+
+def _resolves_tau(landscape: Landscape, x: torch.Tensor, tau: float, dtype: torch.dtype) -> torch.Tensor:
+    """Per row, whether ``eps |f(x)| <= tau 2**-15`` in ``dtype`` (see :func:`needs_float64`); True
+    for a row whose x is not finite (it has no width to resolve). ``(B,)`` bool, CPU."""
     _check_shape(landscape, x)
     x = x.detach().to(device=landscape.device, dtype=landscape.dtype)
     finite = _finite_rows(x)
-    if landscape.dtype == torch.float64 or not bool(finite.any()):
-        return torch.zeros(x.shape[0], dtype=torch.bool)
+    if not bool(finite.any()):
+        return torch.ones(x.shape[0], dtype=torch.bool)
     values = landscape.loss(torch.where(finite[:, None], x, torch.zeros_like(x))).to(torch.float64)
-    limit = tau * _TWIN_RESOLUTION / torch.finfo(landscape.dtype).eps
-    return (finite & ~(values.abs() <= limit)).cpu()
+    limit = tau * _TWIN_RESOLUTION / torch.finfo(dtype).eps
+    return (~finite | (values.abs() <= limit)).cpu()
 
 
 def curvature_metrics(
@@ -227,8 +242,10 @@ def curvature_metrics(
     depend on ``|f|``: they run in the landscape's dtype. The basin width of the rows that
     :func:`needs_float64` marks runs on a float64 twin of the landscape (``landscape.astype``), built
     only when some row needs it and the twin takes at most ``twin_max_bytes``; the other rows run
-    in the landscape's dtype. The directions are the same draw either way (float32 Gaussians on
-    the CPU, orthonormalised in float64 or normalised in float32, then cast).
+    in the landscape's dtype. A row whose ``|f(x)|`` even float64 cannot resolve tau against
+    (``eps64 |f| > tau 2**-15``, about ``|f| > 1e10`` at tau = 0.1) gets NaN. The directions are
+    the same draw either way (float32 Gaussians on the CPU, orthonormalised in float64 or
+    normalised in float32, then cast).
     """
     return {
         "sharpness": sharpness(landscape, x, seeds, iterations=iterations),
@@ -245,10 +262,20 @@ def _recorded_basin_width(
     probes: int = DEFAULT_BASIN_PROBES,
     twin_max_bytes: int = TWIN_MAX_BYTES,
 ) -> torch.Tensor:
-    """basin_width, each row on the twin or the landscape as :func:`curvature_metrics` says."""
+    """basin_width, each row on the twin or the landscape as :func:`curvature_metrics` says; NaN
+    where even float64 cannot resolve tau against ``|f(x)|`` (a loss of 1e14 after a near-divergence:
+    the width would be rounding noise, or inf)."""
     _check_tau(tau)
     if len(seeds) != x.shape[0]:
         raise LandbenchError(f"need one run seed per row of x: got {len(seeds)} seeds for {x.shape[0]} rows")
+    hopeless = ~_resolves_tau(landscape, x, tau, torch.float64)
+    width = _basin_width_on_twin_where_needed(landscape, x, seeds, tau, probes, twin_max_bytes)
+    return torch.where(hopeless, torch.full_like(width, math.nan), width)
+
+
+def _basin_width_on_twin_where_needed(
+    landscape: Landscape, x: torch.Tensor, seeds: Sequence[int], tau: float, probes: int, twin_max_bytes: int
+) -> torch.Tensor:
     precise = needs_float64(landscape, x, tau)
     twin_bytes = landscape.tensor_bytes() * 8 // landscape.dtype.itemsize
     if not bool(precise.any()) or twin_bytes > twin_max_bytes:
@@ -365,7 +392,7 @@ def _lanczos(
     valid = torch.zeros((batch, k), dtype=torch.bool, device=x.device)
     reorthogonalise = dim <= _REORTH_MAX_DIM and batch * k * dim <= _REORTH_MAX_ELEMENTS
     basis = torch.empty((batch, k, dim), **work) if reorthogonalise else None
-    tolerance = math.sqrt(torch.finfo(x.dtype).eps)
+    tolerance = _BREAKDOWN_ULPS * torch.finfo(x.dtype).eps
     rows = torch.arange(batch, device=x.device)  # the runs still in the batch
     q = start.to(**work)
     q = q / torch.linalg.vector_norm(q, dim=1, keepdim=True)
