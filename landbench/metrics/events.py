@@ -27,6 +27,7 @@ Which of these is an outcome, and what a diverged or censored run means for it, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,18 +40,21 @@ def curve_steps(steps: int, points: int) -> list[int]:
     return sorted({0, steps, *(int(s) for s in grid if s <= steps)})
 
 
-def _first_index(condition: torch.Tensor) -> torch.Tensor:
-    """Per column (and trailing dims), the first row index where ``condition`` holds, else its length."""
-    n = condition.shape[0]
-    first = condition.to(torch.uint8).argmax(0)  # argmax returns the first of equal maxima
-    return torch.where(condition.any(0), first, n)
+def _first_at_most(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """``(B, K)``: per column b of ``values`` ``(n, B)`` and level k, the first row t with
+    ``values[t, b] <= levels[k]``, else n. The running minimum down a column is non-increasing and
+    is at most a level exactly from that row on, so one sorted search per level finds it (no
+    ``(n, B, K)`` tensor)."""
+    running_min = values.T.cummin(1).values.neg().contiguous()  # (B, n), non-decreasing along each row
+    return torch.searchsorted(running_min, levels.neg().expand(values.shape[1], -1).contiguous())
 
 
-def _last_index(condition: torch.Tensor) -> torch.Tensor:
-    """Per column (and trailing dims), the last row index where ``condition`` holds, else -1."""
-    n = condition.shape[0]
-    from_end = condition.flip(0).to(torch.uint8).argmax(0)
-    return torch.where(condition.any(0), n - 1 - from_end, -1)
+def _last_above(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """``(B, K)``: per column b of ``values`` ``(n, B)`` and level k, the last row t with
+    ``values[t, b] > levels[k]``, else -1. The maximum from row t to the end is non-increasing in t
+    and above a level exactly up to that row."""
+    suffix_max = values.T.flip(1).cummax(1).values.flip(1).neg().contiguous()  # (B, n), non-decreasing
+    return torch.searchsorted(suffix_max, levels.neg().expand(values.shape[1], -1).contiguous()) - 1
 
 
 class EventTracker:
@@ -157,7 +161,7 @@ class EventTracker:
         start = self._chunk_start
         steps = torch.arange(start, start + n, device=losses.device)
         # A run is observed up to (not including) its first non-finite loss.
-        observed = torch.isfinite(losses).to(torch.int8).cummin(0).values.bool() & self.alive
+        observed = torch.isfinite(losses).to(torch.int8).cumprod(0).bool() & self.alive
         count = observed.sum(0)
         newly_diverged = self.alive & (count < n)
         self.diverged_step = torch.where(newly_diverged, start + count, self.diverged_step)
@@ -165,19 +169,19 @@ class EventTracker:
         last = losses.gather(0, (count - 1).clamp(min=0)[None])[0]
         self.last_loss = torch.where(count > 0, last, self.last_loss)
         self.alive = self.alive & ~newly_diverged
+        inf = torch.tensor(math.inf, dtype=torch.float64, device=losses.device)
         if self.escape_steps is not None:
-            below = losses.to(torch.float64)[:, :, None] <= self.escape_thresholds
-            escaped = (observed & (steps >= 1)[:, None])[:, :, None] & below
-            self._update(self.escape_steps, _first_index(escaped), start, n)
+            # escaping counts from step 1 on, and only while observed
+            level = torch.where(observed & (steps >= 1)[:, None], losses.to(torch.float64), inf)
+            self._update(self.escape_steps, _first_at_most(level, self.escape_thresholds), start, n)
         if self.first_hit_steps is not None:
-            gap = losses.to(torch.float64) - self.f_star
-            within = observed[:, :, None] & (gap[:, :, None] <= self.targets)
-            index = _first_index(within)
+            gap = torch.where(observed, losses.to(torch.float64) - self.f_star, inf)  # unobserved: never within
+            index = _first_at_most(gap, self.targets)
             found = (self.first_hit_steps < 0) & (index < n)
             evals_at = evals.T.gather(1, index.clamp(max=n - 1))
             self.first_hit_evals.copy_(torch.where(found, evals_at, self.first_hit_evals))
             self._update(self.first_hit_steps, index, start, n)
-            self._hold(within, evals, start, n)
+            self._hold(_last_above(gap, self.targets), evals, start, n)
         index = self._curve_index.get(self._chunk_start)
         if index is not None:
             rows, columns = index
@@ -186,13 +190,13 @@ class EventTracker:
         self._chunk_start += n
         self._filled = 0
 
-    def _hold(self, within: torch.Tensor, evals: torch.Tensor, start: int, n: int) -> None:
-        """Move each hold past the last step of this chunk that breaks it (``within`` is false)."""
+    def _hold(self, last_break: torch.Tensor, evals: torch.Tensor, start: int, n: int) -> None:
+        """Move each hold past ``last_break``, the last step of this chunk that breaks it (its gap is
+        above the target, or it is not observed), per run and target; -1 where none does."""
         assert self.held_steps is not None and self.held_evals is not None and self._hold_pending is not None
         # a hold that a break at the previous chunk's last step started here begins at this chunk's step 0
         first = evals[0][:, None].expand_as(self.held_evals)
         self.held_evals.copy_(torch.where(self._hold_pending, first, self.held_evals))
-        last_break = _last_index(~within)  # (B, targets), -1 if no break
         broke = last_break >= 0
         resume = (last_break + 1).clamp(max=n - 1)
         self.held_steps.copy_(torch.where(broke, start + last_break + 1, self.held_steps))
