@@ -118,3 +118,61 @@ def test_observing_out_of_order_is_refused() -> None:
     tracker.observe(0, torch.zeros(1), 0)
     with pytest.raises(AssertionError):
         tracker.observe(2, torch.zeros(1), 2)
+
+
+def _spent_at(steps: list[list[int]], spent: list[int]) -> list[list[int]]:
+    """The evaluations spent by each of ``steps`` (-1 stays -1)."""
+    return [[-1 if h < 0 else spent[h] for h in row] for row in steps]
+
+
+@pytest.mark.parametrize("counts", ["two a step", "irregular ints", "ints then per run"])
+def test_random_histories_with_every_way_of_counting_match_the_definitions(counts: str) -> None:
+    """Seeded random loss histories (ties with the targets, NaN and inf at random steps, lengths
+    around a chunk's edge) with evaluation counts given as one int for all runs (kept on the host
+    until a flush: two a step as SAM, or irregular), or switching to per-run tensors mid-chunk."""
+    rng = torch.Generator().manual_seed(12)
+    targets, f_star, threshold = [1.0, 0.25, 0.0625, 1e-3], -1.0, -0.5
+    for case in range(24):
+        steps = int(torch.randint(1, 300, (1,), generator=rng))
+        batch = int(torch.randint(1, 6, (1,), generator=rng))
+        chunk = [1, 7, 64, 256][case % 4]
+        levels = torch.tensor([f_star + t for t in targets] + [threshold, 0.0, 2.0], dtype=torch.float64)
+        history = levels[torch.randint(0, len(levels), (steps + 1, batch), generator=rng)]  # exact ties
+        history += torch.where(torch.rand(history.shape, generator=rng) < 0.5, 0.0, 1e-3)
+        for _ in range(2):
+            t, b = (
+                int(torch.randint(0, steps + 1, (1,), generator=rng)),
+                int(torch.randint(0, batch, (1,), generator=rng)),
+            )
+            history[t, b] = [math.nan, math.inf, -math.inf][case % 3]
+        tracker = EventTracker(
+            batch,
+            steps,
+            escape_thresholds=[threshold],
+            f_star=f_star,
+            targets=targets,
+            curve_points=9,
+            device=torch.device("cpu"),
+            dtype=torch.float64,
+            chunk=chunk,
+        )
+        spent, expected_evals = 0, []
+        for t in range(steps + 1):
+            if counts == "two a step":
+                spent = 2 * t
+            else:
+                spent += int(torch.randint(0, 4, (1,), generator=rng)) if t else 0
+            per_run = counts == "ints then per run" and t > steps // 2
+            tracker.observe(t, history[t], torch.full((batch,), spent) if per_run else spent)
+            expected_evals.append(spent)
+        tracker.flush()
+        expected = naive_events(history.tolist(), threshold, f_star, targets, tracker.curve_steps)
+        assert tracker.diverged_step.tolist() == expected["diverged"], case
+        assert tracker.escape_steps[:, 0].tolist() == expected["escape"], case
+        assert tracker.first_hit_steps.tolist() == expected["hits"], case
+        held_steps, held_evals = tracker.held()
+        assert held_steps.tolist() == expected["held"], case
+        assert tracker.first_hit_evals.tolist() == _spent_at(expected["hits"], expected_evals), case
+        assert held_evals.tolist() == _spent_at(expected["held"], expected_evals), case
+        assert tracker.evals.tolist() == [expected_evals[-1]] * batch, case
+        torch.testing.assert_close(tracker.curve, torch.tensor(expected["curve"], dtype=torch.float64), equal_nan=True)
