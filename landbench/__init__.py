@@ -19,6 +19,7 @@ from landbench.errors import BatchSafetyError, LandbenchError, SpecError, SuiteE
 
 if TYPE_CHECKING:
     from landbench.api import run
+    from landbench.critical import critical_points
     from landbench.landscapes import FAMILIES, CriticalPoint, Landscape, make
     from landbench.mode_connectivity import connectivity
 
@@ -30,6 +31,7 @@ _LAZY = {
     "Landscape": "landbench.landscapes",
     "make": "landbench.landscapes",
     "connectivity": "landbench.mode_connectivity",
+    "critical_points": "landbench.critical",
 }
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "SuiteError",
     "__version__",
     "connectivity",
+    "critical_points",
     "make",
     "run",
 ]

@@ -266,6 +266,65 @@ def connect(
         click.echo(f"  {result.linear.t[i]:.2f}  {result.linear.loss[i]:7.4g}  {result.bezier.loss[i]:7.4g}")
 
 
+# --- critical -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--starts", default=64, show_default=True, help="Start points, from the landscape's start distribution.")
+@click.option("--seed", default=0, show_default=True, help="Run seed of the first start (starts use seed..seed+N-1).")
+@click.option("--instance", default=0, show_default=True, help="Instance seed of a random family.")
+@click.option("--max-iter", default=500, show_default=True, help="Newton iterations at most per start.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per distinct point, then a summary.")
+@_friendly
+def critical(spec: str, starts: int, seed: int, instance: int, max_iter: int, as_json: bool) -> None:
+    """Critical points of SPEC of every index, by Newton's method on the gradient from N starts.
+
+    Lists the distinct critical points (value, index, kind, gradient norm, Hessian spectrum's
+    extremes, how many starts found each) and, apart, the gradient-flat points where the search
+    stopped on a nonzero gradient in the Hessian's near-kernel (Frye et al. 2021): those are not
+    critical points. Dense Hessian: dim up to 512.
+    """
+    from landbench.critical import critical_points
+
+    landscape = make(spec, seed=instance, dtype="float64")
+    found = critical_points(landscape, starts, seed=seed, max_iter=max_iter)
+    if as_json:
+        for record in found.as_records():
+            click.echo(json.dumps({**record, "instance": instance}))
+        click.echo(json.dumps({"kind": "summary", "instance": instance, **found.summary()}))
+        return
+    counts = found.counts()
+    space = f"on the {found.tangent_dim}-dimensional sphere" if landscape.constrained else f"in d = {found.dim}"
+    click.echo(f"{landscape.spec} (instance {instance}): critical points {space} from {counts['starts']} starts")
+    header = (
+        f"  {'kind':<13} {'value':>12} {'index':>5} {'null':>4} {'|grad|':>9} "
+        f"{'lambda_min':>11} {'lambda_max':>11} {'found by':>8}"
+    )
+    tables = (("critical points", found.points, None), ("gradient-flat points (not critical)", found.gradient_flat, 10))
+    for title, points, limit in tables:
+        if not points:
+            continue
+        click.echo(f"\n{title}:\n{header}")
+        for point in points[:limit]:
+            click.echo(
+                f"  {point.kind:<13} {point.value:>12.6g} {point.index:>5} {point.nullity:>4} {point.grad_norm:>9.2e} "
+                f"{point.lambda_min:>11.4g} {point.lambda_max:>11.4g} {point.count:>8}"
+            )
+        if limit is not None and len(points) > limit:
+            click.echo(f"  ... and {len(points) - limit} more (--json lists them all)")
+    plural = {"minimum": "minima", "saddle": "saddles", "maximum": "maxima"}
+    kinds = ", ".join(
+        f"{n} {kind if n == 1 else plural[kind]}" for kind, n in found.summary()["unique_by_kind"].items() if n
+    )
+    click.echo(
+        f"\n{counts['converged']} converged to {counts['unique_points']} distinct critical points"
+        + (f" ({kinds})" if kinds else "")
+        + f", {counts['gradient_flat']} gradient-flat ({counts['unique_gradient_flat']} distinct), "
+        f"{counts['not_converged']} not converged"
+    )
+
+
 # --- run ----------------------------------------------------------------------------------------
 
 
