@@ -29,6 +29,7 @@ import asv as _asv_installed  # noqa: F401
 import asv_runner  # noqa: F401
 import numpy as np
 import pytest
+import torch
 
 import landbench
 from landbench.asv_tracking import METRICS, LandbenchScores, escape_steps, reference_spec
@@ -84,11 +85,13 @@ def test_asv_check_passes(asv_home: Path, tmp_config: Path) -> None:
 
 
 def test_asv_quick_run_has_no_failures(asv_home: Path, tmp_config: Path) -> None:
-    """``asv run --python=same --quick`` over the whole suite, as CI must run it: every benchmark once,
+    """``asv run --python=same --quick`` over the suite, as CI must run it: every benchmark once,
     the skip of pspin at d = 1000 saying why, and the quality classes through asv's setup_cache (a
-    separate process whose pickled numbers the track_ methods read)."""
+    separate process whose pickled numbers the track_ methods read). ``bench_table`` (32 timings of
+    up to 2 x 10^6 with the metrics, about 30 s more) runs here in process on its smallest size, and
+    through asv under the ``slow`` marker."""
     done = asv(
-        "run", "--python=same", "--quick", "--dry-run", "--show-stderr",
+        "run", "--python=same", "--quick", "--dry-run", "--show-stderr", "--bench", "^(?!bench_table)",
         "--config", str(tmp_config), cwd=ROOT, home=asv_home, timeout=300,
     )  # fmt: skip
     out = done.stdout + done.stderr
@@ -102,12 +105,41 @@ def test_asv_quick_run_has_no_failures(asv_home: Path, tmp_config: Path) -> None
         "SaddleEscape.track_escape_steps",
         "ClassicalGap.track_loss_gap",
         "WideBasin.track_basin_miss",
-        "BenchTable.time_way",
-        "BenchRatios.track_run_over_hand",
     ):
         assert name in out, out
     assert "4 GB at N = 1000" in out  # the skipped combination says why
     assert not (ROOT / ".asv" / "results" / "ci").exists()
+
+
+@pytest.mark.slow
+def test_asv_quick_run_of_the_bench_table(asv_home: Path, tmp_config: Path) -> None:
+    """The table of ``landbench bench`` through asv itself: every size, optimizer and way once."""
+    done = asv(
+        "run", "--python=same", "--quick", "--dry-run", "--show-stderr", "--bench", "bench_table",
+        "--config", str(tmp_config), cwd=ROOT, home=asv_home, timeout=600,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and "failed" not in out, out
+    assert "BenchTable.time_way" in out and "BenchRatios.track_run_over_hand" in out, out
+
+
+def test_the_bench_table_runs_every_way_on_its_smallest_size() -> None:
+    """What asv calls, in process: setup, one timing and teardown of each way and optimizer at
+    256 x 10, leaving the process's thread count as it was."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_table
+    finally:
+        sys.path.remove(str(ROOT))
+    before = torch.get_num_threads()
+    size = next(iter(bench_table.LABELS))
+    for optimizer in bench_table.BenchTable.params[1]:
+        for way in bench_table.WAYS:
+            bench = bench_table.BenchTable()
+            bench.setup(size, optimizer, way)
+            bench.time_way(size, optimizer, way)
+            bench.teardown(size, optimizer, way)
+    assert torch.get_num_threads() == before
 
 
 def test_bench_table_has_the_sizes_of_landbench_bench() -> None:
