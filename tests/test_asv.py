@@ -78,6 +78,7 @@ def tmp_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # (a) and (b): the repository's suite under asv itself.
 
 
+@pytest.mark.slow  # about 11 s; the quick run below imports and runs every benchmark of the suite
 def test_asv_check_passes(asv_home: Path, tmp_config: Path) -> None:
     done = asv("check", "--python=same", "--config", str(tmp_config), cwd=ROOT, home=asv_home)
     assert done.returncode == 0, done.stdout + done.stderr

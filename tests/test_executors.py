@@ -264,6 +264,7 @@ def test_killed_workers_are_replaced_and_every_record_is_kept_once(
     assert _by_key(ResultStore(tmp_path / "out").records()) == _by_key(ResultStore(tmp_path / "serial").records())
 
 
+@pytest.mark.slow  # about 11 s: three pools die in turn; the retry path is also in the killed-workers test
 def test_a_worker_that_always_dies_fails_its_job_after_its_retries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
