@@ -379,12 +379,4 @@ def _curvature(landscape: Landscape, x: torch.Tensor, seeds: list[int], settings
     """Sharpness, Hessian trace and basin width at the final points, with the settings' iterations,
     probes and tau (:func:`landbench.metrics.curvature.curvature_metrics`, which also decides where
     the basin width needs a float64 twin of the landscape)."""
-    return curvature_metrics(
-        landscape,
-        x,
-        seeds,
-        iterations=settings.lanczos_iterations,
-        probes=settings.hutchinson_probes,
-        tau=settings.tau,
-        basin_probes=settings.basin_probes,
-    )
+    return curvature_metrics(landscape, x, seeds, **settings.metric_options())

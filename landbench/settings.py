@@ -74,6 +74,16 @@ class Settings:
         bound = bind_params(where, _PARAMS, values, noun="setting", also_valid=["targets"])
         return cls(targets=_targets(targets, where), **bound)
 
+    def metric_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`landbench.metrics.curvature.curvature_metrics` these
+        settings give: Lanczos iterations, Hutchinson probes, tau and basin-width directions."""
+        return {
+            "iterations": self.lanczos_iterations,
+            "probes": self.hutchinson_probes,
+            "tau": self.tau,
+            "basin_probes": self.basin_probes,
+        }
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, as stored in each record."""
         out = asdict(self)

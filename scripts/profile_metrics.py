@@ -65,15 +65,7 @@ def median_time(call: Callable[[], Any], repeats: int) -> float:
 def whole(module: ModuleType, landscape: Any, x: torch.Tensor, seeds: list[int], settings: Settings) -> Any:
     """All three metrics as the engine computes them, with ``module``'s functions."""
     if hasattr(module, "curvature_metrics"):
-        return module.curvature_metrics(
-            landscape,
-            x,
-            seeds,
-            iterations=settings.lanczos_iterations,
-            probes=settings.hutchinson_probes,
-            tau=settings.tau,
-            basin_probes=settings.basin_probes,
-        )
+        return module.curvature_metrics(landscape, x, seeds, **settings.metric_options())
     precise = landscape
     if landscape.dtype != torch.float64 and 2 * landscape.tensor_bytes() <= OLD_TWIN_BYTES:
         precise = landscape.astype(torch.float64)
