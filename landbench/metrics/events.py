@@ -169,7 +169,7 @@ class EventTracker:
         last = losses.gather(0, (count - 1).clamp(min=0)[None])[0]
         self.last_loss = torch.where(count > 0, last, self.last_loss)
         self.alive = self.alive & ~newly_diverged
-        inf = torch.tensor(math.inf, dtype=torch.float64, device=losses.device)
+        inf = math.inf  # a Python scalar: a tensor made from it here would be a host-to-device copy
         if self.escape_steps is not None:
             # escaping counts from step 1 on, and only while observed
             level = torch.where(observed & (steps >= 1)[:, None], losses.to(torch.float64), inf)
