@@ -1,0 +1,117 @@
+"""The textbook claims about optimising deep networks, each an experiment with a figure, its theory
+curve and a verdict computed from the data (``landbench claims``).
+
+Each claim is an experiment file ``problems/claims/NAME.toml`` and a module
+``landbench.claims.NAME`` with ``measure(ctx) -> Measured`` (see :mod:`landbench.claims.base`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from landbench.claims.base import (
+    CAVEAT,
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    TIERS,
+    VERDICTS,
+    ClaimContext,
+    ClaimError,
+    Experiment,
+    Finding,
+    Measured,
+    read_experiment,
+    verdict_of,
+)
+
+__all__ = [
+    "CAVEAT",
+    "INCONCLUSIVE",
+    "NOT_SUPPORTED",
+    "SUPPORTED",
+    "TIERS",
+    "VERDICTS",
+    "ClaimContext",
+    "ClaimError",
+    "ClaimOutcome",
+    "Experiment",
+    "Finding",
+    "Measured",
+    "experiments",
+    "run_claim",
+    "verdict_of",
+]
+
+
+def claims_directory() -> Path:
+    """The folder of the shipped experiment files (``problems/claims/``)."""
+    from landbench.suite import suite_directory
+
+    return suite_directory() / "claims"
+
+
+def experiments() -> dict[str, Experiment]:
+    """Every shipped claim's experiment, by name, in the order of their numbers."""
+    found = [read_experiment(path) for path in sorted(claims_directory().glob("*.toml"))]
+    return {e.name: e for e in sorted(found, key=lambda e: (e.number, e.name))}
+
+
+def select(names: Sequence[str]) -> list[Experiment]:
+    """The experiments named (all when none is), in the order of their numbers; an unknown name is
+    a :class:`ClaimError` that lists the valid ones."""
+    known = experiments()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ClaimError(f"no claim named {', '.join(map(repr, unknown))}; the claims are: {', '.join(known)}")
+    wanted = set(names) or set(known)
+    return [e for e in known.values() if e.name in wanted]
+
+
+@dataclass
+class ClaimOutcome:
+    """One claim's experiment, what it measured, its verdict and how long it took (seconds)."""
+
+    experiment: Experiment
+    tier: str
+    measured: Measured
+    seconds: float
+
+    @property
+    def verdict(self) -> str:
+        return self.measured.overall()
+
+
+def run_claim(
+    experiment: Experiment | str,
+    tier: str,
+    out: str | Path,
+    *,
+    device: str = "cpu",
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ClaimOutcome:
+    """Run (or resume) one claim's experiment at ``tier`` into ``out/NAME/`` and compute its verdict."""
+    if isinstance(experiment, str):
+        (experiment,) = select([experiment])
+    if tier not in TIERS:
+        raise ClaimError(f"tier {tier!r} is not one of {', '.join(TIERS)}")
+    folder = Path(out) / experiment.name
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx = ClaimContext(
+        experiment=experiment,
+        tier=tier,
+        folder=folder,
+        device=device,
+        progress=progress,
+        log=log or (lambda line: print(f"landbench claims: {line}", file=sys.stderr)),
+    )
+    module = importlib.import_module(f"landbench.claims.{experiment.name}")
+    started = time.perf_counter()
+    measured = module.measure(ctx)
+    return ClaimOutcome(experiment, tier, measured, time.perf_counter() - started)

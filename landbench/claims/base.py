@@ -1,0 +1,229 @@
+"""What every claim experiment shares: its experiment file, the context it runs in, and its verdict.
+
+A claim is an experiment file ``problems/claims/NAME.toml`` (the claim as the texts state it, its
+source, the theory drawn next to the data, the stated test, and one table of sizes per tier) and a
+module ``landbench.claims.NAME`` with one function::
+
+    def measure(ctx: ClaimContext) -> Measured: ...
+
+that runs (or reloads) the experiment's units of work through the context, draws its figures into
+``ctx.folder`` and computes its verdict from the data through :func:`verdict_of` and the helpers
+here. Units of work are resumable: a sweep through :meth:`ClaimContext.sweep` is stored like every
+sweep (``landbench run --out``), any other computation through :meth:`ClaimContext.cached`; the
+figures and the verdict are always recomputed from what is stored, never read from a previous run.
+
+Tiers: ``"test"`` (seconds; what the test suite runs), ``"quick"`` (``landbench claims --quick``:
+every claim together in under 10 minutes on 2 CPU cores) and ``"full"`` (sized for a GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from landbench.errors import LandbenchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: The verdicts a claim can get, in the order of the report's table.
+SUPPORTED = "supported"
+CAVEAT = "supported with a caveat"
+NOT_SUPPORTED = "not supported"
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (SUPPORTED, CAVEAT, NOT_SUPPORTED, INCONCLUSIVE)
+TIERS = ("test", "quick", "full")
+#: Keys every experiment file must have (besides the tier tables).
+REQUIRED = ("number", "title", "sentence", "source", "theory", "test")
+
+
+class ClaimError(LandbenchError):
+    """A bad claim name, tier or experiment file."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One part of a claim's verdict, computed from the data by a stated test.
+
+    ``verdict``: one of :data:`VERDICTS`; ``statistic``: what was computed, in words (``"max |measured
+    - semicircle| over value bins with >= 30 points"``); ``value``: its value (NaN when it could not
+    be computed); ``interval``: its 95 % interval where it has one; ``why``: one or two sentences
+    with the numbers that decided (for "inconclusive": what data were too thin, and what would
+    settle it; for a caveat: the caveat).
+    """
+
+    verdict: str
+    statistic: str
+    value: float
+    why: str
+    interval: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ClaimError(f"verdict {self.verdict!r} is not one of {', '.join(VERDICTS)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "statistic": self.statistic,
+            "value": _json_float(self.value),
+            "interval": None if self.interval is None else [_json_float(v) for v in self.interval],
+            "why": self.why,
+        }
+
+
+@dataclass
+class Measured:
+    """What a claim's ``measure`` returns: its findings (one per part of the claim), the figures it
+    drew (paths inside ``ctx.folder``, the first is the claim's main figure), a caption per figure,
+    a small JSON-ready table of the plotted numbers, and optionally the overall verdict (default:
+    :func:`verdict_of` the findings) with a sentence that says it."""
+
+    findings: list[Finding]
+    figures: list[Path] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    verdict: str | None = None
+    summary: str = ""
+
+    def overall(self) -> str:
+        return self.verdict if self.verdict is not None else verdict_of(self.findings)
+
+
+def verdict_of(findings: list[Finding]) -> str:
+    """The overall verdict of a claim's parts: "inconclusive" if any part is; else "supported" if
+    every part is; "not supported" if none is supported (with or without caveat); otherwise
+    "supported with a caveat" (the parts that fail are the caveat)."""
+    verdicts = [f.verdict for f in findings]
+    if not verdicts or INCONCLUSIVE in verdicts:
+        return INCONCLUSIVE
+    if all(v == SUPPORTED for v in verdicts):
+        return SUPPORTED
+    if all(v == NOT_SUPPORTED for v in verdicts):
+        return NOT_SUPPORTED
+    return CAVEAT
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment file ``problems/claims/NAME.toml``: the claim's text and its sizes per tier."""
+
+    name: str
+    number: int
+    title: str
+    sentence: str
+    source: str
+    theory: str
+    test: str
+    tiers: Mapping[str, Mapping[str, Any]]
+    path: Path
+
+    def params(self, tier: str) -> dict[str, Any]:
+        if tier not in TIERS:
+            raise ClaimError(f"tier {tier!r} is not one of {', '.join(TIERS)}")
+        if tier not in self.tiers:
+            raise ClaimError(f"{self.path.name} has no [{tier}] table")
+        return dict(self.tiers[tier])
+
+
+def read_experiment(path: Path) -> Experiment:
+    """Parse one experiment file; a missing key is a :class:`ClaimError` naming it."""
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ClaimError(f"{path}: {exc}") from None
+    missing = [key for key in REQUIRED if key not in table]
+    if missing:
+        raise ClaimError(f"{path.name}: missing {', '.join(missing)}")
+    tiers = {tier: table[tier] for tier in TIERS if isinstance(table.get(tier), dict)}
+    return Experiment(
+        name=path.stem,
+        number=int(table["number"]),
+        title=str(table["title"]),
+        sentence=" ".join(str(table["sentence"]).split()),
+        source=" ".join(str(table["source"]).split()),
+        theory=" ".join(str(table["theory"]).split()),
+        test=" ".join(str(table["test"]).split()),
+        tiers=tiers,
+        path=path,
+    )
+
+
+@dataclass
+class ClaimContext:
+    """Where and how one claim runs: its tier and the tier's parameters, its own folder
+    ``out/NAME/`` (created), the device, whether to show progress bars, and a log for one-line
+    messages (stderr in the CLI)."""
+
+    experiment: Experiment
+    tier: str
+    folder: Path
+    device: str = "cpu"
+    progress: bool | None = None
+    log: Callable[[str], None] = field(default=lambda line: None)
+
+    @property
+    def name(self) -> str:
+        return self.experiment.name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.experiment.params(self.tier)
+
+    @property
+    def quick(self) -> bool:
+        return self.tier != "full"
+
+    def figure(self, stem: str) -> Path:
+        """The path of a figure ``stem.png`` in the claim's folder."""
+        return self.folder / f"{stem}.png"
+
+    def sweep(self, suite_text: str, store: str = "records") -> list[dict[str, Any]]:
+        """Run a suite (TOML text, as in ``problems/``) into ``out/NAME/<store>.jsonl``, resuming
+        what that store holds, and return its scored records in scenario order."""
+        from landbench.runner import run_suite
+        from landbench.suite import parse_suite
+
+        suite = parse_suite(suite_text, self.folder / f"{store}.toml")
+        result = run_suite(suite, self.folder / f"{store}.jsonl", device=self.device, progress=self.progress)
+        return result.records
+
+    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The JSON value stored under ``key`` in ``out/NAME/cache.jsonl``; computed (and appended,
+        one line, flushed) when absent. ``key`` must name everything the value depends on (spec,
+        instance, seeds, sizes, landbench's relevant settings)."""
+        path = self.folder / "cache.jsonl"
+        for entry in _read_cache(path):
+            if entry.get("key") == key:
+                return entry["value"]
+        value = compute()
+        line = json.dumps({"key": key, "value": value}, allow_nan=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+        return value
+
+
+def _read_cache(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill: computed again
+        if isinstance(entry, dict) and "key" in entry and "value" in entry:
+            entries.append(entry)
+    return entries
+
+
+def _json_float(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
