@@ -325,6 +325,64 @@ def critical(spec: str, starts: int, seed: int, instance: int, max_iter: int, as
     )
 
 
+# --- claims -------------------------------------------------------------------------------------
+
+
+@main.command("claims")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--quick", is_flag=True, help="The quick sizes: every claim together in under 10 minutes on 2 CPU cores.")
+@click.option(
+    "--tier",
+    type=click.Choice(["test", "quick", "full"]),
+    help="The sizes by name: test (seconds, what landbench's tests run), quick (= --quick), full (default; for a GPU).",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option(
+    "--out",
+    default="claims",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder of the report and of each claim's stored work (a rerun resumes from it).",
+)
+@click.option("--progress/--no-progress", default=None, help="Progress bars on stderr (default: on a terminal).")
+@click.option("--list", "list_only", is_flag=True, help="List the claims and their experiment files, run nothing.")
+@_friendly
+def claims_command(
+    names: Sequence[str], quick: bool, tier: str | None, device: str, out: str, progress: bool | None, list_only: bool
+) -> None:
+    """Run the textbook claims as experiments and write OUT/claims.html and OUT/claims.md.
+
+    Each claim (all when no NAME is given) is an experiment file in problems/claims/: the claim as
+    the texts state it, the theory curve drawn next to the measurement, and a stated test whose
+    verdict (supported, supported with a caveat, not supported, inconclusive) is computed from the
+    data. Work is stored in OUT/NAME/ as it is done, so an interrupted run resumes. Exit status 1
+    when an experiment failed (the report still covers the others).
+    """
+    from landbench.claims import Failed, experiments, run_claims, select
+    from landbench.landscapes import resolve_device
+
+    if list_only:
+        for experiment in select(names) if names else experiments().values():
+            click.echo(f"{experiment.number}. {experiment.name:<20} {experiment.title}")
+        return
+    if quick and tier not in (None, "quick"):
+        raise click.UsageError(f"--quick and --tier {tier} disagree; give one of them")
+    chosen_tier = "quick" if quick else tier or "full"
+    resolve_device(device)
+    select(names)
+    outcomes, pages = run_claims(names, chosen_tier, out, device=device, progress=progress)
+    click.echo(f"wrote {pages.html} and {pages.markdown}")
+    titles = [o.title if isinstance(o, Failed) else o.experiment.title for o in outcomes]
+    width = max(map(len, titles), default=0)
+    for outcome, title in zip(outcomes, titles):
+        if isinstance(outcome, Failed):
+            click.echo(f"  {outcome.number}. {title:<{width}}  FAILED: {outcome.error}")
+        else:
+            click.echo(f"  {outcome.experiment.number}. {title:<{width}}  {outcome.verdict}")
+    if any(isinstance(o, Failed) for o in outcomes):
+        sys.exit(1)
+
+
 # --- run ----------------------------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from landbench.claims.base import (
     read_experiment,
     verdict_of,
 )
+from landbench.claims.report import ClaimsReport, Failed, write_claims_report
 
 __all__ = [
     "CAVEAT",
@@ -40,11 +41,14 @@ __all__ = [
     "ClaimContext",
     "ClaimError",
     "ClaimOutcome",
+    "ClaimsReport",
     "Experiment",
+    "Failed",
     "Finding",
     "Measured",
     "experiments",
     "run_claim",
+    "run_claims",
     "verdict_of",
 ]
 
@@ -115,3 +119,38 @@ def run_claim(
     started = time.perf_counter()
     measured = module.measure(ctx)
     return ClaimOutcome(experiment, tier, measured, time.perf_counter() - started)
+
+
+def run_claims(
+    names: Sequence[str],
+    tier: str,
+    out: str | Path,
+    *,
+    device: str = "cpu",
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[ClaimOutcome | Failed], ClaimsReport]:
+    """Run (or resume) the claims named (all when none is) at ``tier`` into ``out`` and write the
+    report (``out/claims.md``, ``claims.html``, ``claims.json``). A claim whose experiment raises is
+    reported as failed with its error, and the others still run; what it stored is kept for a rerun."""
+    chosen = select(names)
+    if tier not in TIERS:
+        raise ClaimError(f"tier {tier!r} is not one of {', '.join(TIERS)}")
+    for experiment in chosen:
+        experiment.params(tier)  # every experiment has the tier's table, before anything runs
+    say = log or (lambda line: print(f"landbench claims: {line}", file=sys.stderr))
+    started = time.perf_counter()
+    outcomes: list[ClaimOutcome | Failed] = []
+    for experiment in chosen:
+        say(f"{experiment.number}. {experiment.title} ...")
+        began = time.perf_counter()
+        try:
+            outcome: ClaimOutcome | Failed = run_claim(experiment, tier, out, device=device, progress=progress, log=say)
+            say(f"{experiment.number}. {outcome.verdict} ({outcome.seconds:.0f} s)")
+        except Exception as exc:  # one claim's failure must not lose the others' results
+            error = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            outcome = Failed(experiment.name, experiment.number, experiment.title, error, time.perf_counter() - began)
+            say(f"{experiment.number}. failed: {error}")
+        outcomes.append(outcome)
+    pages = write_claims_report(outcomes, out, tier=tier, device=device, seconds=time.perf_counter() - started)
+    return outcomes, pages

@@ -40,8 +40,9 @@ NOT_SUPPORTED = "not supported"
 INCONCLUSIVE = "inconclusive"
 VERDICTS = (SUPPORTED, CAVEAT, NOT_SUPPORTED, INCONCLUSIVE)
 TIERS = ("test", "quick", "full")
-#: Keys every experiment file must have (besides the tier tables).
-REQUIRED = ("number", "title", "sentence", "source", "theory", "test")
+#: Keys every experiment file must have (besides the tier tables). The stated test is ``stated_test``:
+#: a top-level key ``test`` would collide with the ``[test]`` tier table in TOML.
+REQUIRED = ("number", "title", "sentence", "source", "theory", "stated_test")
 
 
 class ClaimError(LandbenchError):
@@ -121,7 +122,7 @@ class Experiment:
     sentence: str
     source: str
     theory: str
-    test: str
+    stated_test: str
     tiers: Mapping[str, Mapping[str, Any]]
     path: Path
 
@@ -138,7 +139,8 @@ def read_experiment(path: Path) -> Experiment:
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ClaimError(f"{path}: {exc}") from None
+        hint = " (the stated test is the key stated_test: a key test collides with the [test] table)"
+        raise ClaimError(f"{path}: {exc}{hint if 'overwrite' in str(exc) else ''}") from None
     missing = [key for key in REQUIRED if key not in table]
     if missing:
         raise ClaimError(f"{path.name}: missing {', '.join(missing)}")
@@ -150,7 +152,7 @@ def read_experiment(path: Path) -> Experiment:
         sentence=" ".join(str(table["sentence"]).split()),
         source=" ".join(str(table["source"]).split()),
         theory=" ".join(str(table["theory"]).split()),
-        test=" ".join(str(table["test"]).split()),
+        stated_test=" ".join(str(table["stated_test"]).split()),
         tiers=tiers,
         path=path,
     )
