@@ -1,0 +1,172 @@
+"""Claims 3 (escape) and 4 (momentum): their closed forms against brute force, their statistics against
+landbench's outcome rules, and each experiment's test tier end to end (figure, verdicts, resuming)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.special
+import torch
+from reference import scalar_escape_step
+
+from landbench.claims import VERDICTS, run_claim
+from landbench.claims import escape as claim3
+from landbench.claims import momentum as claim4
+from landbench.claims.base import read_experiment
+from landbench.ranking.stats import censored_quantile
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "problems" / "claims"
+
+
+# --- claim 3: the closed forms --------------------------------------------------------------------
+
+
+def test_the_escape_radius_is_where_the_loss_is_halfway_to_the_minimum() -> None:
+    r2 = claim3.RADIUS**2
+    assert -r2 / 2 + r2 * r2 / 4 == pytest.approx(-1 / 8)
+
+
+def test_the_beta_law_at_index_one_is_design_md_s_law_at_large_d() -> None:
+    for dim in (10**4, 10**6):
+        assert claim3.random_start_mean(dim, 1, 0.1, 1e-3) == pytest.approx(
+            claim3.design_random_start(dim, 0.1, 1e-3), abs=0.02
+        )
+    # DESIGN.md's 0.635 is -1/2 (digamma(1/2) + ln 2)
+    assert -0.5 * (scipy.special.digamma(0.5) + math.log(2)) == pytest.approx(claim3.DESIGN_CONSTANT, abs=5e-4)
+
+
+@pytest.mark.parametrize(("dim", "index"), [(20, 1), (100, 10), (300, 30)])
+def test_the_unstable_part_of_a_uniform_start_has_the_beta_log_mean(dim: int, index: int) -> None:
+    """Brute force: uniform points of the sphere (normalised Gaussians), E[ln |P_u x_0| / eps]."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((40_000, dim))
+    share = np.sum(z[:, :index] ** 2, axis=1) / np.sum(z**2, axis=1)
+    measured, error = 0.5 * np.log(share).mean(), 0.5 * np.log(share).std() / math.sqrt(len(share))
+    # the law's mean escape step is (ln(r/eps) - E[ln |P_u x_0|/eps]) / ln a
+    lr, eps, log_a = 0.1, 1e-3, math.log(1.1)
+    predicted = math.log(claim3.RADIUS / eps) - claim3.random_start_mean(dim, index, lr, eps) * log_a
+    assert measured == pytest.approx(predicted, abs=4 * error)
+
+
+def test_the_noise_law_s_distribution_matches_a_simulated_linear_recursion() -> None:
+    """u_t = a u_{t-1} - lr sigma xi_t from 0 (the unstable coordinate of noisy GD in the linear
+    regime), simulated: the share with |u_t| >= r at t is the closed form's P(T <= t)."""
+    lr, sigma, n = 0.1, 1e-4, 40_000
+    a = 1 + lr
+    rng = np.random.default_rng(1)
+    u = np.zeros(n)
+    for t in range(1, 131):
+        u = a * u - lr * sigma * rng.standard_normal(n)
+        if t in (90, 100, 110, 120):
+            share = np.mean(np.abs(u) >= claim3.RADIUS)
+            assert share == pytest.approx(float(claim3.noise_cdf(np.array([t]), sigma, 1, lr)[0]), abs=0.01)
+
+
+def test_the_noise_law_s_mean_is_the_mean_of_its_distribution() -> None:
+    """E[T] = sum_t P(T > t) for the integer first passage; DESIGN.md's continuous law is within a step."""
+    lr, sigma = 0.1, 1e-6
+    steps = np.arange(0, 2000)
+    mean = float(np.sum(1 - claim3.noise_cdf(steps, sigma, 1, lr)))
+    assert mean == pytest.approx(claim3.noise_mean(sigma, 1, lr), abs=1.0)
+
+
+def test_the_slope_interval_covers_a_known_slope() -> None:
+    rng = np.random.default_rng(2)
+    xs = np.log([10.0, 100.0, 1000.0, 10000.0])
+    groups = [3.0 + 5.0 * x + rng.standard_normal(200) for x in xs]
+    slope, low, high = claim3.slope_interval(xs, groups, resamples=500, seed=0)
+    assert low < 5.0 < high and high - low < 0.5
+    assert slope == pytest.approx(np.polyfit(np.repeat(xs, 200), np.concatenate(groups), 1)[0])
+
+
+def test_the_suite_has_each_point_once() -> None:
+    params = read_experiment(EXPERIMENTS / "escape.toml").params("quick")
+    text = claim3.suite_text(params)
+    assert text.count("index=1,") == 2  # the exact saddle and the k = 1 sweep (d = 10 shared with k = d/10)
+    assert 'dtype = "float64"' in text
+
+
+# --- claim 4: the linear laws ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_the_momentum_growth_rates_are_torch_s_sgd_on_negative_curvature(nesterov: bool) -> None:
+    """torch.optim.SGD on f(u) = -u^2/2: the unstable coordinate grows by the spectral radius per step."""
+    lr = 0.3162
+    u = torch.tensor([1e-12], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([u], lr=lr, momentum=claim4.BETA, nesterov=nesterov)
+    values = []
+    for _ in range(200):
+        opt.zero_grad()
+        (-(u**2) / 2).sum().backward()
+        opt.step()
+        values.append(float(u.detach()))
+    name = "sgd(momentum=0.9, nesterov=True)" if nesterov else "sgd(momentum=0.9)"
+    assert values[-1] / values[-2] == pytest.approx(claim4.growth_rate(name, lr), rel=1e-9)
+    if not nesterov:  # heavy ball: the larger root of z^2 - (1 + beta + lr) z + beta
+        b = 1 + claim4.BETA + lr
+        assert claim4.growth_rate(name, lr) == pytest.approx((b + math.sqrt(b * b - 4 * claim4.BETA)) / 2)
+
+
+def test_the_linear_escape_of_gd_is_the_log_law_and_trails_the_nonlinear_one() -> None:
+    for u0 in (1e-3, 1e-5):
+        expected = math.ceil(math.log(claim4.RADIUS / u0) / math.log(1.1))
+        assert claim4.linear_escape("gd", 0.1, u0) == expected
+        # the cubic term slows the last steps: the true recursion escapes at or after the linear one
+        assert 0 <= scalar_escape_step(u0, 0.1, 1.0, 1.0) - expected <= 4
+    assert claim4.linear_escape("adam", 0.1, 1e-3) is None
+
+
+def test_the_median_start_is_the_median_unstable_part_of_a_uniform_start() -> None:
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((40_000, 100))
+    unstable = 1e-3 * np.linalg.norm(z[:, :5], axis=1) / np.linalg.norm(z, axis=1)
+    assert np.median(unstable) == pytest.approx(claim4.median_start(100, 5, 1e-3), rel=0.01)
+
+
+def test_the_censored_medians_are_landbench_s() -> None:
+    rng = np.random.default_rng(4)
+    for n in (7, 8):
+        for _ in range(50):
+            times = rng.integers(1, 50, size=n).astype(float)
+            times[rng.random(n) < 0.4] = math.inf
+            expected = censored_quantile([None if math.isinf(t) else t for t in times], 0.5)
+            got = float(claim4._medians(times))
+            assert (expected is None and math.isinf(got)) or got == expected
+
+
+# --- the experiments end to end -------------------------------------------------------------------
+
+
+def _run(name: str, out: Path):
+    torch.set_num_threads(1)
+    return run_claim(read_experiment(EXPERIMENTS / f"{name}.toml"), "test", out, progress=False)
+
+
+def test_the_escape_claim_runs_draws_and_resumes(tmp_path: Path) -> None:
+    outcome = _run("escape", tmp_path)
+    findings = outcome.measured.findings
+    assert len(findings) == 4 and all(f.verdict in VERDICTS for f in findings)
+    assert outcome.measured.figures[0].exists() and outcome.measured.figures[0].stat().st_size > 10_000
+    # GD from the exact saddle never escapes; noise always does; the noise law's slope is found
+    assert outcome.measured.data["exact_saddle"]["gd"]["escaped"] == 0
+    assert findings[0].verdict == "supported" and findings[1].verdict == "supported"
+    store = tmp_path / "escape" / "escape.jsonl" / "results.jsonl"
+    before = store.read_bytes()
+    again = _run("escape", tmp_path)
+    assert store.read_bytes() == before  # resumed: nothing run again
+    assert [f.as_dict() for f in again.measured.findings] == [f.as_dict() for f in findings]
+
+
+def test_the_momentum_claim_runs_with_tuned_rates(tmp_path: Path) -> None:
+    outcome = _run("momentum", tmp_path)
+    findings = outcome.measured.findings
+    assert len(findings) == 4 and all(f.verdict in VERDICTS for f in findings)
+    assert outcome.measured.figures[0].exists()
+    rates = outcome.measured.data["tuned_rates"]
+    assert set(rates) == set(claim4.NAMES.values()) and all(r in (0.01, 0.1, 0.3162) for r in rates.values())
+    # at the same rate, heavy ball and Nesterov escape faster than GD (their growth rates are larger)
+    assert findings[0].verdict == "supported" and findings[1].verdict == "supported"
