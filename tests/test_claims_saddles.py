@@ -1,0 +1,132 @@
+"""Claims 1 (saddles) and 2 (rare_minima): the test tiers end to end, resumed from the cache, and
+the done-when criterion of issue 13 checked on the stored critical points against an independent
+semicircle law (numerical integration) and an independent autograd check of the sampled points."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import quad
+
+import landbench
+import landbench.critical
+from landbench.claims import VERDICTS, run_claim
+from landbench.claims import _critical_data as critical_data
+from landbench.claims.rare_minima import fit, kac_rice_share
+
+
+def semicircle_fraction(t: float) -> float:
+    """The share of the semicircle law on [-1, 1] below t, by quadrature of its density (2/pi) sqrt(1 - x^2)."""
+    t = min(1.0, max(-1.0, t))
+    return quad(lambda x: 2.0 / math.pi * math.sqrt(max(0.0, 1.0 - x * x)), -1.0, t)[0]
+
+
+@pytest.fixture(scope="module")
+def saddles(tmp_path_factory):
+    critical_data._MEMO.clear()
+    out = tmp_path_factory.mktemp("claims")
+    return out, run_claim("saddles", "test", out, log=lambda line: None)
+
+
+def blocks(folder) -> list[dict]:
+    return [json.loads(line)["value"] for line in (folder / "cache.jsonl").read_text().splitlines()]
+
+
+def test_saddles_test_tier_runs_and_resumes_from_its_cache(saddles, monkeypatch) -> None:
+    out, outcome = saddles
+    assert outcome.verdict in VERDICTS
+    assert all(f.verdict in VERDICTS for f in outcome.measured.findings)
+    assert outcome.measured.figures and outcome.measured.figures[0].exists()
+    critical_data._MEMO.clear()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("critical_points called on a resumed run")
+
+    monkeypatch.setattr(landbench.critical, "critical_points", refuse)
+    again = run_claim("saddles", "test", out, log=lambda line: None)
+    assert [f.as_dict() for f in again.measured.findings] == [f.as_dict() for f in outcome.measured.findings]
+
+
+def test_index_fraction_follows_the_semicircle_law_at_d_20(saddles) -> None:
+    """Done when: on the Gaussian field at d >= 20, in every value bin (t = u/(2 sqrt d), width 0.2)
+    with at least 30 points, |mean index fraction - mean law over the bin's points| <= 0.05."""
+    out, _ = saddles
+    points = [
+        (b["dim"], value, index)
+        for b in blocks(out / "saddles")
+        if b["spec"].startswith("gaussian_field") and b["dim"] >= 20
+        for value, index, *_ in b["points"]
+    ]
+    bins: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for d, value, index in points:
+        t = value / (2 * math.sqrt(d))
+        bins.setdefault((d, math.floor(t / 0.2)), []).append((index / d, semicircle_fraction(t)))
+    full = [members for members in bins.values() if len(members) >= 30]
+    assert full, f"no bin with 30 points among {len(points)}"
+    for members in full:
+        measured, law = np.mean(members, axis=0)
+        assert abs(measured - law) <= 0.05, (measured, law, len(members))
+
+
+def _autograd(landscape, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+    x = x.to(torch.float64)
+
+    def f(v: torch.Tensor) -> torch.Tensor:
+        return landscape.loss(v[None])[0]
+
+    grad = torch.autograd.functional.jacobian(f, x)
+    hessian = torch.autograd.functional.hessian(f, x)
+    hessian = 0.5 * (hessian + hessian.T)
+    if landscape.constrained:  # Riemannian: P (grad^2 f - (x.g/|x|^2) I) P on the tangent space
+        d = x.numel()
+        q, _ = torch.linalg.qr(torch.cat([x[:, None], torch.eye(d, dtype=x.dtype)], dim=1))
+        frame = q[:, 1:]
+        hessian = frame.T @ (hessian - (x @ grad) / (x @ x) * torch.eye(d, dtype=x.dtype)) @ frame
+        grad = grad - (x @ grad) / (x @ x) * x
+    return float(grad.norm()), torch.linalg.eigvalsh(hessian)
+
+
+def test_sampled_critical_points_pass_the_autograd_check(saddles) -> None:
+    out, _ = saddles
+    checked = 0
+    for b in blocks(out / "saddles"):
+        landscape = landbench.make(b["spec"], seed=b["instance"], dtype=torch.float64)
+        for s in b["sample"]:
+            grad_norm, eigenvalues = _autograd(landscape, torch.tensor(s["x"], dtype=torch.float64))
+            assert grad_norm < 1e-7, (b["spec"], s["value"], grad_norm)
+            assert int((eigenvalues < -1e-6 * eigenvalues.abs().max()).sum()) == s["index"]
+            assert float(landscape.loss(torch.tensor([s["x"]], dtype=torch.float64))[0]) == pytest.approx(s["value"])
+            checked += 1
+    assert checked >= 8
+
+
+def test_semicircle_cdf_matches_quadrature() -> None:
+    for t in (-1.5, -1.0, -0.7, -0.2, 0.0, 0.3, 0.9, 1.0, 2.0):
+        assert critical_data.semicircle_cdf(t) == pytest.approx(semicircle_fraction(t), abs=1e-9)
+
+
+def test_kac_rice_share_in_one_dimension_is_one_half() -> None:
+    """d = 1: H = -u + G ~ N(0, 3) is symmetric, so minima are half the critical points; d = 2: the
+    Monte Carlo agrees with itself across seeds."""
+    assert kac_rice_share(1, 4000, 0) == pytest.approx(0.5, abs=0.03)
+    assert kac_rice_share(2, 4000, 0) == pytest.approx(kac_rice_share(2, 4000, 1), abs=0.03)
+
+
+def test_binomial_fit_recovers_a_known_slope() -> None:
+    ds = np.arange(2, 9)
+    n = np.full(len(ds), 200000)
+    k = np.round(n * np.exp(-0.3 - 0.8 * ds)).astype(int)
+    a, b, _ = fit(ds, k, n, 1)
+    assert b == pytest.approx(-0.8, abs=0.02) and a == pytest.approx(-0.3, abs=0.1)
+
+
+def test_rare_minima_test_tier_runs(tmp_path) -> None:
+    outcome = run_claim("rare_minima", "test", tmp_path, log=lambda line: None)
+    assert outcome.verdict in VERDICTS
+    assert outcome.measured.figures[0].exists()
+    rows = outcome.measured.data["by_dim"]
+    assert all(r["critical_points"] > 0 and 0 <= r["wilson"][0] <= r["wilson"][1] <= 1 for r in rows)
