@@ -431,6 +431,17 @@ def draw(ctx: ClaimContext, results: dict[str, list[dict[str, Any]]], e_th: floa
     return mpl.save(figure, ctx.figure("connected_minima"))
 
 
+def _finite(value: Any) -> Any:
+    """The value with every non-finite float replaced by None (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _dimension_axis(ax: Any, dims: list[int]) -> None:
     """A log axis labelled at the dimensions measured, without minor labels."""
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
@@ -470,8 +481,9 @@ def measure(ctx: ClaimContext) -> Measured:
     caption = (
         "Minima reached by gradient descent from independent starts: barriers of the straight segment and of a "
         "fitted one-bend Bezier curve (landbench.connectivity; on the sphere the path is retracted onto |x|²=N). "
-        "(a) the ring, where theory gives sin^4(θ/2) and 0; (b, c) barriers against d with the first-moment "
-        "(Gaussian conditional-mean) prediction of the straight barrier; (d) the share of pairs whose curve barrier "
+        "(a) the ring, where theory gives sin^4(θ/2) and 0; (b, c) barriers against d, with the straight barrier's "
+        "first-moment (Gaussian conditional-mean) prediction on the field and its exact value on the 3-spin (a cubic "
+        "on the great circle); (d) the share of pairs whose curve barrier "
         f"is under a tenth of the straight one. On the 3-spin, {below}/{len(pspin_pairs)} fitted curves stay below "
         f"E_th = {e_th:.3f} ({ends_below} pairs have both ends below it)."
     )
@@ -482,7 +494,7 @@ def measure(ctx: ClaimContext) -> Measured:
         findings=[*claims, ring],
         figures=[figure],
         captions=[caption],
-        data=data,
+        data=_finite(data),
         verdict=overall,
         summary=summary,
     )
