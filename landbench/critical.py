@@ -26,6 +26,19 @@ j = -10..20: from a short step along ``-H g = -grad phi`` (Gauss-Newton on phi, 
 Newton step (mu -> 0). A run with no acceptable step has stalled; it stops, like a run whose
 gradient norm fell to ``grad_tol``. Runs stop separately (masked): the batch shrinks as they do.
 
+**Beyond ``dense_max_dim``** (or with ``dense_max_dim=0``) the Krylov path runs (:mod:`landbench.krylov`):
+each iteration's Newton and Levenberg-Marquardt trial steps are taken in the Krylov space of MINRES
+(Paige and Saunders 1975) on ``H delta = -g``, built by a batched Lanczos recurrence with full
+reorthogonalisation on the closed-form Hessian-vector products, with the minimum-length subspace
+solution (as MINRES-QLP's, Choi, Paige and Saunders 2011) and the exact linear-model decrease that the
+Armijo test uses; the final index and spectrum extremes come from a full Lanczos tridiagonalisation
+(n products per start, exact inertia up to ``O(eps |H|)``); the gradient-flat test during the run uses
+one product ``H g``. Cost per Newton iteration: the Lanczos steps to the residual ``krylov_rtol`` (at
+most the tangent dimension n) and ``O(B k d)`` reorthogonalisation; at the end, ``O(n^2 d)`` per start.
+
+**Restarts** (``restarts=N``): a start that ends gradient-flat runs again from a fresh seeded start, up
+to N times; its gradient-flat ends stay in the report.
+
 **Constrained landscapes** (the spherical spin glass, ``|x|^2 = N``) follow the Riemannian Newton
 method (Absil, Mahony and Sepulchre 2008, ch. 6): the landscape's ``loss_and_grad`` gives the
 Riemannian gradient ``P g`` and its ``hvp`` the Riemannian Hessian on tangent vectors (the
@@ -60,7 +73,9 @@ from typing import Any
 import torch
 
 from landbench.errors import LandbenchError
+from landbench.krylov import lanczos_spectrum, minres_subspace, subspace_steps
 from landbench.landscapes.base import Landscape, available_memory
+from landbench.rng import cpu_generator
 from landbench.settings import MAX_SEED, MAX_SEEDS, is_integer
 
 #: The largest dimension whose Hessian is built densely (B x d x d numbers, a d x d eigendecomposition per run).
@@ -155,6 +170,10 @@ class CriticalPoints:
     points: list[FoundPoint]
     gradient_flat: list[FoundPoint]
     settings: dict[str, Any] = field(default_factory=dict)
+    #: per start, the restarts used after gradient-flat ends (B,); None where built without
+    restarts: torch.Tensor | None = None
+    #: gradient-flat ends of all attempts together (final ones and restarted ones)
+    flat_ends: int | None = None
 
     @property
     def starts(self) -> int:
@@ -165,7 +184,7 @@ class CriticalPoints:
         and the number of distinct critical and gradient-flat points."""
         converged = sum(k in ("minimum", "saddle", "maximum") for k in self.kind)
         flat = sum(k == "gradient-flat" for k in self.kind)
-        return {
+        counts = {
             "starts": self.starts,
             "converged": converged,
             "gradient_flat": flat,
@@ -173,6 +192,11 @@ class CriticalPoints:
             "unique_points": len(self.points),
             "unique_gradient_flat": len(self.gradient_flat),
         }
+        if self.settings.get("restarts") and self.restarts is not None:
+            # with restarts: the restarts used, and the gradient-flat ends of every attempt
+            counts["restarts"] = int(self.restarts.sum())
+            counts["gradient_flat_ends"] = int(self.flat_ends or 0)
+        return counts
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: the counts, the distinct critical points per kind, and the settings."""
@@ -192,7 +216,8 @@ class CriticalPoints:
         return [{"problem": self.spec, **p.as_record()} for p in self.points + self.gradient_flat]
 
     def per_start(self) -> list[dict[str, Any]]:
-        """One JSON-ready dict per start (without its point): kind, value, index, norms, iterations."""
+        """One JSON-ready dict per start (without its point): kind, value, index, norms, iterations (of all
+        its attempts), restarts (after gradient-flat ends)."""
         return [
             {
                 "start": i,
@@ -204,6 +229,7 @@ class CriticalPoints:
                 "lambda_min": float(self.lambda_min[i]),
                 "lambda_max": float(self.lambda_max[i]),
                 "iterations": int(self.iterations[i]),
+                "restarts": int(self.restarts[i]) if self.restarts is not None else 0,
                 "point": int(self.point_of[i]),
             }
             for i in range(self.starts)
@@ -269,6 +295,9 @@ def critical_points(
     dedup_tol: float = 1e-5,
     symmetric: bool | None = None,
     dense_max_dim: int = DENSE_MAX_DIM,
+    restarts: int = 0,
+    krylov_max_iter: int | None = None,
+    krylov_rtol: float = 1e-10,
 ) -> CriticalPoints:
     """Critical points of ``landscape`` from B starts, by Newton's method on the gradient (see the
     module docstring for the method and the references).
@@ -285,13 +314,104 @@ def critical_points(
     cutoff; points closer than ``dedup_tol * max(1, |x|, |y|)`` are one; ``symmetric`` identifies x
     and -x (None: where the landscape is known to be even, see :func:`even_symmetry`).
 
-    The Hessian is dense: ``dim`` (of the tangent space's ambient space) must be at most
-    ``dense_max_dim``; beyond, a :class:`CriticalPointError` (no Krylov path yet).
+    The path: with ``dim <= dense_max_dim`` the Hessian is dense (B x d x d, exact pseudo-inverse);
+    beyond, the Krylov path (:class:`_KrylovNewton`, :mod:`landbench.krylov`): MINRES's Krylov space on
+    Hessian-vector products, at most ``krylov_max_iter`` Lanczos steps per Newton iteration (None: the
+    tangent dimension n, exact in exact arithmetic) stopped at relative residual ``krylov_rtol``, and the
+    final spectrum by a full Lanczos tridiagonalisation (n products per start; exact inertia).
+    ``dense_max_dim=0`` forces the Krylov path.
+
+    ``restarts``: a start whose run ends gradient-flat is run again, up to ``restarts`` times, from a new
+    start drawn from the landscape's start distribution (see :func:`_restart_points`: the draw depends on
+    the instance, the start's run seed ``seed + i`` and the restart number only, so it does not depend on
+    the batch). The per-start results are its last attempt's (``iterations``: all attempts together;
+    ``restarts``: the attempts beyond the first); the gradient-flat points of every attempt are kept
+    in ``gradient_flat`` (a start can appear there and in a critical point).
     """
     _check_settings(landscape, max_iter, grad_tol, eig_tol, flat_tol, rcond, dedup_tol, dense_max_dim)
+    _check_krylov(restarts, krylov_max_iter, krylov_rtol)
     land = landscape if landscape.dtype == torch.float64 else landscape.astype(torch.float64)
     x0 = _starts(land, starts, seed)
-    solver = _Newton(land, rcond)
+    krylov = land.dim > dense_max_dim
+    solver = _KrylovNewton(land, rcond, krylov_max_iter, krylov_rtol) if krylov else _Newton(land, rcond)
+    tolerances = dict(grad_tol=grad_tol, flat_tol=flat_tol, eig_tol=eig_tol)
+    cpu, kinds, index, nullity, iterations = _attempt(solver, x0, max_iter, **tolerances)
+    used = torch.zeros(len(kinds), dtype=torch.long)
+    flat_ends: list[tuple[dict[str, torch.Tensor], list[str], torch.Tensor, torch.Tensor, list[int]]] = []
+    for attempt in range(1, int(restarts) + 1):
+        again = [i for i, k in enumerate(kinds) if k == "gradient-flat"]
+        if not again:
+            break
+        rows = torch.tensor(again, dtype=torch.long)
+        flat_ends.append(({key: v[rows].clone() for key, v in cpu.items()}, [kinds[i] for i in again], index[rows],
+                          nullity[rows], again))  # fmt: skip
+        fresh = _restart_points(land, [seed + i for i in again], attempt)
+        c2, k2, i2, n2, it2 = _attempt(solver, fresh, max_iter, **tolerances)
+        for key in cpu:
+            cpu[key][rows] = c2[key]
+        for position, i in enumerate(again):
+            kinds[i] = k2[position]
+        index[rows], nullity[rows] = i2, n2
+        iterations[rows] += it2
+        used[rows] += 1
+    # the gradient-flat ends of earlier attempts join the final ones, as extra rows after the B starts
+    b = len(kinds)
+    owners = list(range(b))
+    pool = {key: [v] for key, v in cpu.items()}
+    pool_kinds, pool_index, pool_nullity = list(kinds), [index], [nullity]
+    for c, k, i, n, who in flat_ends:
+        for key in pool:
+            pool[key].append(c[key])
+        pool_kinds += k
+        pool_index.append(i)
+        pool_nullity.append(n)
+        owners += who
+    pooled = {key: torch.cat(v) for key, v in pool.items()}
+    all_index, all_nullity = torch.cat(pool_index), torch.cat(pool_nullity)
+    even = even_symmetry(landscape) if symmetric is None else bool(symmetric)
+    point_of_pool = torch.full((len(owners),), -1, dtype=torch.long)
+    critical = [i for i in range(b) if kinds[i] in ("minimum", "saddle", "maximum")]
+    flat = [i for i, k in enumerate(pool_kinds) if k == "gradient-flat"]
+    points = _unique(critical, pooled, pool_kinds, all_index, all_nullity, dedup_tol, even, point_of_pool, owners)
+    # Gradient-flat points are approached slowly (linearly at best): merged with a looser tolerance.
+    flats = _unique(flat, pooled, pool_kinds, all_index, all_nullity, math.sqrt(dedup_tol), even, point_of_pool, owners)
+    settings = {
+        "max_iter": max_iter,
+        "grad_tol": grad_tol,
+        "eig_tol": eig_tol,
+        "flat_tol": flat_tol,
+        "rcond": rcond,
+        "dedup_tol": dedup_tol,
+        "symmetric": even,
+        "seed": seed if not isinstance(starts, torch.Tensor) else None,
+        "path": "krylov" if krylov else "dense",
+        "restarts": int(restarts),
+    }
+    if krylov:
+        settings.update(krylov_max_iter=solver.max_steps, krylov_rtol=krylov_rtol)  # type: ignore[attr-defined]
+    return CriticalPoints(
+        spec=landscape.spec,
+        dim=landscape.dim,
+        tangent_dim=solver.tangent_dim,
+        index=index,
+        nullity=nullity,
+        iterations=iterations,
+        kind=kinds,
+        point_of=point_of_pool[:b].clone(),
+        points=points,
+        gradient_flat=flats,
+        settings=settings,
+        restarts=used,
+        flat_ends=sum(len(end[4]) for end in flat_ends) + sum(k == "gradient-flat" for k in kinds),
+        **cpu,
+    )
+
+
+def _attempt(
+    solver: _Newton, x0: torch.Tensor, max_iter: int, *, grad_tol: float, flat_tol: float, eig_tol: float
+) -> tuple[dict[str, torch.Tensor], list[str], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One run of every start in x0: the per-start numbers (on the CPU), kinds, indices, nullities and
+    iterations."""
     x, iterations, curvature = solver.run(x0, max_iter=max_iter, grad_tol=grad_tol, flat_tol=flat_tol)
     value, grad = solver.evaluate(x)
     grad_norm = torch.linalg.vector_norm(grad, dim=1)
@@ -313,37 +433,24 @@ def critical_points(
         "lambda_min": eigenvalues.amin(1).cpu() if eigenvalues.shape[1] else value.new_zeros(len(x)).cpu(),
         "lambda_max": eigenvalues.amax(1).cpu() if eigenvalues.shape[1] else value.new_zeros(len(x)).cpu(),
     }
-    even = even_symmetry(landscape) if symmetric is None else bool(symmetric)
-    point_of = torch.full((len(kinds),), -1, dtype=torch.long)
-    critical = [i for i, k in enumerate(kinds) if k in ("minimum", "saddle", "maximum")]
-    flat = [i for i, k in enumerate(kinds) if k == "gradient-flat"]
-    points = _unique(critical, cpu, kinds, index, nullity, dedup_tol, even, point_of)
-    # Gradient-flat points are approached slowly (linearly at best): merged with a looser tolerance.
-    flats = _unique(flat, cpu, kinds, index, nullity, math.sqrt(dedup_tol), even, point_of)
-    settings = {
-        "max_iter": max_iter,
-        "grad_tol": grad_tol,
-        "eig_tol": eig_tol,
-        "flat_tol": flat_tol,
-        "rcond": rcond,
-        "dedup_tol": dedup_tol,
-        "symmetric": even,
-        "seed": seed if not isinstance(starts, torch.Tensor) else None,
-    }
-    return CriticalPoints(
-        spec=landscape.spec,
-        dim=landscape.dim,
-        tangent_dim=solver.tangent_dim,
-        index=index,
-        nullity=nullity,
-        iterations=iterations.cpu(),
-        kind=kinds,
-        point_of=point_of,
-        points=points,
-        gradient_flat=flats,
-        settings=settings,
-        **cpu,
-    )
+    return cpu, kinds, index, nullity, iterations.cpu()
+
+
+def _restart_points(landscape: Landscape, run_seeds: list[int], attempt: int) -> torch.Tensor:
+    """Fresh start points (len(run_seeds), dim) for the ``attempt``-th restart of the starts with these
+    run seeds: draws from the landscape's start distribution with a generator seeded by (instance seed,
+    run seed, "critical-restart", attempt), so each depends on its own start only.
+
+    A fresh draw, not a perturbation of the gradient-flat point: Frye et al. (2021) find gradient-flat
+    regions wide, so a nearby restart tends to end there again, and the critical points found from
+    restarts are then distributed as those found from first attempts (rejection of the gradient-flat
+    ends), not biased towards the neighbourhood of gradient-flat regions."""
+    rows = [
+        landscape._sample_start(cpu_generator(landscape.seed, int(s), "critical-restart", int(attempt)))
+        for s in run_seeds
+    ]
+    x = torch.stack(rows).to(device=landscape.device, dtype=torch.float64)
+    return landscape.retract(x) if landscape.constrained else x
 
 
 # --- input -------------------------------------------------------------------------------------------
@@ -373,12 +480,17 @@ def _check_settings(
     ):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < math.inf):
             raise CriticalPointError(f"critical_points: {name} must be a finite number >= 0, got {value!r}")
-    if landscape.dim > dense_max_dim:
+
+
+def _check_krylov(restarts: int, krylov_max_iter: int | None, krylov_rtol: float) -> None:
+    if not is_integer(restarts) or restarts < 0:
+        raise CriticalPointError(f"critical_points: restarts must be a non-negative integer, got {restarts!r}")
+    if krylov_max_iter is not None and (not is_integer(krylov_max_iter) or krylov_max_iter < 1):
         raise CriticalPointError(
-            f"critical_points: {landscape.spec} has dim={landscape.dim}, beyond the dense-Hessian limit "
-            f"dense_max_dim={dense_max_dim} (a d x d Hessian per start; there is no Krylov path yet): "
-            f"use a smaller dim"
+            f"critical_points: krylov_max_iter must be a positive integer or None, got {krylov_max_iter!r}"
         )
+    if isinstance(krylov_rtol, bool) or not isinstance(krylov_rtol, (int, float)) or not (0 <= krylov_rtol < 1):
+        raise CriticalPointError(f"critical_points: krylov_rtol must be a number in [0, 1), got {krylov_rtol!r}")
 
 
 def _starts(landscape: Landscape, starts: int | torch.Tensor, seed: int) -> torch.Tensor:
@@ -432,6 +544,7 @@ class _Newton:
             budget = max(2**20, min(CHUNK_BYTES, available_memory(landscape.device) // 4))
         except Exception:  # noqa: BLE001 - pragma: no cover
             pass
+        self.budget = budget
         trials = len(NEWTON_STEPS) + len(DAMPING)
         # one call of hvp or loss_and_grad: rows of (x, v, the result, temporaries) and the family's work space
         self.rows_per_call = max(1, budget // (6 * d * 8 + per_row))
@@ -601,11 +714,18 @@ class _Newton:
         slow = moved & (new_phi >= 0.99 * phi)
         if bool(slow.any()):
             slow_rows = rows[slow]
-            eigenvalues, hg = self.spectrum(x[slow_rows], grad[slow_rows])
-            scale = eigenvalues.abs().amax(1) if eigenvalues.shape[1] else torch.zeros_like(hg)
-            scale = torch.maximum(scale, curvature[slow_rows])
+            hg, scale = self.flat_measure(x[slow_rows], grad[slow_rows], curvature[slow_rows])
             flat = hg <= flat_tol * scale * torch.linalg.vector_norm(grad[slow_rows], dim=1)
             active[slow_rows[flat]] = False
+
+    def flat_measure(
+        self, x: torch.Tensor, grad: torch.Tensor, curvature: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``|H g|`` and the curvature scale C (``max|lambda|`` here, or the run's ``curvature`` where
+        larger) of the gradient-flat test, at the points x."""
+        eigenvalues, hg = self.spectrum(x, grad)
+        scale = eigenvalues.abs().amax(1) if eigenvalues.shape[1] else torch.zeros_like(hg)
+        return hg, torch.maximum(scale, curvature)
 
     @staticmethod
     def _select(ok: torch.Tensor, trial_phi: torch.Tensor) -> torch.Tensor:
@@ -623,6 +743,67 @@ class _Newton:
         return [(r0, min(rows, r0 + step)) for r0 in range(0, rows, step)]
 
 
+class _KrylovNewton(_Newton):
+    """Newton's method on the (Riemannian) gradient by Krylov methods on Hessian-vector products, for
+    dimensions beyond ``dense_max_dim``: each iteration's trial steps come from MINRES's Krylov space
+    (:func:`landbench.krylov.minres_subspace`, :func:`landbench.krylov.subspace_steps`), the final
+    spectrum from a full Lanczos tridiagonalisation (:func:`landbench.krylov.lanczos_spectrum`), and the
+    gradient-flat test during the run from one product ``H g`` and the largest singular value of the
+    Lanczos matrices met (a lower bound on ``max|lambda|``)."""
+
+    def __init__(self, landscape: Landscape, rcond: float, max_steps: int | None, rtol: float) -> None:
+        super().__init__(landscape, rcond)
+        self.max_steps = self.tangent_dim if max_steps is None else max(1, min(int(max_steps), self.tangent_dim))
+        self.rtol = rtol
+        d, k, n = self.dim, self.max_steps, self.tangent_dim
+        budget = self.budget
+        trials = len(NEWTON_STEPS) + len(DAMPING)
+        # one chunk of runs: the Krylov basis (k x d), a few temporaries and the trial steps
+        self.runs_per_chunk = max(1, budget // (3 * (k + 2) * d * 8 + 4 * trials * d * 8 + 6 * k * k * 8))
+        self.spectrum_runs = max(1, budget // (2 * n * d * 8 + 4 * n * n * 8))
+
+    def _operator(self, x: torch.Tensor):
+        def op(rows: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            xr = x[rows]
+            return torch.cat([self.landscape.hvp(xr[r0:r1], v[r0:r1]) for r0, r1 in self._row_chunks(len(rows))])
+
+        return op
+
+    def candidates(self, x: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As :meth:`_Newton.candidates`, in the Krylov space of MINRES on ``H delta = -g``."""
+        b = len(x)
+        k = len(NEWTON_STEPS) + len(DAMPING)
+        steps, predicted = x.new_empty((b, k, self.dim)), x.new_empty((b, k))
+        curvature = x.new_empty(b)
+        newton_alpha = torch.tensor(NEWTON_STEPS, dtype=x.dtype, device=x.device)
+        damping = torch.tensor(DAMPING, dtype=x.dtype, device=x.device)
+        for r0, r1 in self._chunks(b):
+            space = minres_subspace(self._operator(x[r0:r1]), grad[r0:r1], max_steps=self.max_steps, rtol=self.rtol)
+            steps[r0:r1], predicted[r0:r1], curvature[r0:r1] = subspace_steps(space, newton_alpha, damping, self.rcond)
+        return steps, predicted, curvature
+
+    def spectrum(self, x: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hessian eigenvalues (B, n) by a full Lanczos tridiagonalisation, and ``|H g|`` (B,)."""
+        eigenvalues = x.new_empty((len(x), self.tangent_dim))
+        hg_norm = x.new_empty(len(x))
+        tangent = self.landscape.tangent
+        step = self.spectrum_runs
+        for r0 in range(0, len(x), step):
+            r1 = min(len(x), r0 + step)
+            op = self._operator(x[r0:r1])
+            eigenvalues[r0:r1] = lanczos_spectrum(op, x[r0:r1], self.tangent_dim, tangent)
+            rows = torch.arange(r1 - r0, device=x.device)
+            hg_norm[r0:r1] = torch.linalg.vector_norm(op(rows, grad[r0:r1]), dim=1)
+        return eigenvalues, hg_norm
+
+    def flat_measure(
+        self, x: torch.Tensor, grad: torch.Tensor, curvature: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``|H g|`` from one product, and the run's curvature scale (no spectrum during the run)."""
+        rows = torch.arange(len(x), device=x.device)
+        return torch.linalg.vector_norm(self._operator(x)(rows, grad), dim=1), curvature
+
+
 # --- deduplication -----------------------------------------------------------------------------------
 
 
@@ -635,11 +816,12 @@ def _unique(
     tol: float,
     even: bool,
     point_of: torch.Tensor,
+    owners: list[int] | None = None,
 ) -> list[FoundPoint]:
     """Greedy clustering of the runs ``members`` by distance (up to sign when ``even``): each run
     joins the first representative within ``tol * max(1, |x|, |rep|)``, else founds a new one; the
     representative is the group's run with the smallest gradient norm. Sorted by value; fills
-    ``point_of``."""
+    ``point_of``; a point's ``starts`` are ``owners`` of its runs (the start each row belongs to) where given."""
     x = cpu["x"]
     reps: list[int] = []
     groups: list[list[int]] = []
@@ -671,7 +853,7 @@ def _unique(
                     lambda_min=float(cpu["lambda_min"][best]),
                     lambda_max=float(cpu["lambda_max"][best]),
                     kind=kinds[best],
-                    starts=tuple(group),
+                    starts=tuple(group) if owners is None else tuple(owners[i] for i in group),
                 ),
             )
         )

@@ -349,8 +349,9 @@ def test_classify_on_synthetic_gradients_and_hessians() -> None:
 
 def test_bad_input_is_refused_with_a_landbench_error() -> None:
     small = landbench.make("saddle(dim=3)")
-    with pytest.raises(CriticalPointError, match="dense_max_dim=512"):
-        critical_points(landbench.make("saddle(dim=600)"), 4)
+    for bad in (dict(restarts=-1), dict(krylov_max_iter=0), dict(krylov_rtol=2.0), dict(dense_max_dim=-1)):
+        with pytest.raises(CriticalPointError, match=next(iter(bad))):
+            critical_points(small, 2, **bad)
     for starts in (0, -1, 2.5, torch.zeros(4, 2), torch.full((2, 3), math.nan)):
         with pytest.raises(landbench.LandbenchError):
             critical_points(small, starts)
@@ -389,7 +390,7 @@ def test_critical_command_prints_a_table() -> None:
     "args, message",
     [
         (["critical", "sadle(dim=3)"], "did you mean 'saddle'"),
-        (["critical", "saddle(dim=1000)"], "dense_max_dim=512"),
+        (["critical", "saddle(dim=3)", "--max-iter", "-1"], "max_iter must be"),
         (["critical", "saddle(dim=3)", "--starts", "0"], "starts must be"),
     ],
 )
@@ -397,3 +398,154 @@ def test_critical_command_bad_input_is_one_line_and_status_2(args: list[str], me
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+# --- the Krylov path (forced at small d with dense_max_dim=0) and restarts ------------------------
+
+
+@pytest.mark.parametrize(
+    "spec, starts", [("saddle(dim=6, index=2, rotate=True)", 24), ("valley(dim=3)", 32), ("pspin(dim=10, p=3)", 24)]
+)
+def test_krylov_path_finds_the_dense_paths_points(spec: str, starts: int) -> None:
+    """MINRES steps and a full Lanczos spectrum instead of the dense Hessian: every start that the
+    dense path takes to a critical point ends at the same point with the same index, and every
+    reported point passes the autograd checks (gradient, index from the dense autograd Hessian)."""
+    landscape = landbench.make(spec, dtype="float64")
+    dense = critical_points(landscape, starts)
+    krylov = critical_points(landscape, starts, dense_max_dim=0)
+    assert dense.settings["path"] == "dense" and krylov.settings["path"] == "krylov"
+    assert krylov.counts() == dense.counts()
+    for i, kind in enumerate(dense.kind):
+        if kind in ("minimum", "saddle", "maximum"):
+            assert krylov.kind[i] == kind
+            assert float((krylov.x[i] - dense.x[i]).norm()) < 1e-8
+            assert int(krylov.index[i]) == int(dense.index[i])
+            assert float(krylov.lambda_min[i]) == pytest.approx(float(dense.lambda_min[i]), rel=1e-8, abs=1e-10)
+            assert float(krylov.lambda_max[i]) == pytest.approx(float(dense.lambda_max[i]), rel=1e-8, abs=1e-10)
+    if landscape.constrained:
+        check_sphere(landscape, krylov)
+    else:
+        check_euclidean(landscape, krylov)
+
+
+def test_krylov_path_finds_the_saddle_with_its_index() -> None:
+    landscape = landbench.make("saddle(dim=40, index=7, rotate=True)", dtype="float64")
+    found = critical_points(landscape, 4, dense_max_dim=0)
+    (saddle,) = [p for p in found.points if p.kind == "saddle"]
+    assert saddle.index == 7 and float(saddle.x.norm()) < 1e-8 and saddle.count == 4
+    check_euclidean(landscape, found)
+
+
+def test_lanczos_spectrum_is_the_autograd_hessians() -> None:
+    """The full Lanczos tridiagonal's eigenvalues against a dense eigendecomposition of the autograd
+    Hessian: a Gaussian field (distinct eigenvalues), the saddle family (three distinct eigenvalues,
+    so the recurrence breaks down and restarts) and the spin glass's Riemannian Hessian on the sphere."""
+    from landbench.krylov import lanczos_spectrum
+
+    for spec in ("gaussian_field(dim=12)", "saddle(dim=30, index=4, rotate=True)", "pspin(dim=12, p=3)"):
+        landscape = landbench.make(spec, dtype="float64")
+        x = landscape.sample_start(range(3)).double() + (0.3 if not landscape.constrained else 0.0)
+        n = landscape.dim - 1 if landscape.constrained else landscape.dim
+
+        def op(rows: torch.Tensor, v: torch.Tensor, landscape=landscape, x=x) -> torch.Tensor:
+            return landscape.hvp(x[rows], v)
+
+        ritz = lanczos_spectrum(op, x, n, landscape.tangent)
+        for b in range(3):
+            if landscape.constrained:
+                expected = riemannian(landscape, x[b])[2]
+            else:
+                expected = torch.linalg.eigvalsh(autograd_gradient_and_hessian(landscape, x[b])[1])
+            scale = float(expected.abs().max())
+            assert torch.allclose(ritz[b], expected, atol=1e-10 * scale), spec
+        # fewer steps: interlacing bounds on the index
+        from landbench.krylov import ritz_bounds
+
+        few = lanczos_spectrum(op, x, n, landscape.tangent, steps=n // 2)
+        cut = 1e-6 * ritz.abs().amax(1)
+        low, high = ritz_bounds(few, n, cut)
+        exact = (ritz < -cut[:, None]).sum(1)
+        assert bool((low <= exact).all() and (exact <= high).all())
+
+
+def test_minres_step_is_the_pseudo_inverse_step() -> None:
+    """On a singular symmetric system with a gradient partly in the kernel (the gradient-flat case),
+    the Krylov space's minimum-length least-squares step is ``-H^+ g`` (as MINRES-QLP's), with the
+    exact decrease of the linear model; the damped steps are ``-(H^2 + mu I)^{-1} H g``."""
+    from landbench.krylov import minres_subspace, subspace_steps
+
+    g0 = _gen(7)
+    d, b = 20, 3
+    q, _ = torch.linalg.qr(torch.randn(b, d, d, generator=g0, dtype=torch.float64))
+    lam = torch.randn(b, d, generator=g0, dtype=torch.float64)
+    lam[:, :4] = 0.0  # a 4-dimensional kernel
+    h = q @ torch.diag_embed(lam) @ q.transpose(1, 2)
+    g = torch.randn(b, d, generator=g0, dtype=torch.float64)
+
+    def op(rows: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return (h[rows] @ v[:, :, None])[:, :, 0]
+
+    space = minres_subspace(op, g, max_steps=d, rtol=1e-12)
+    lengths = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    damping = torch.tensor([1.0, 1e-3], dtype=torch.float64)
+    steps, predicted, smax = subspace_steps(space, lengths, damping, 1e-10)
+    newton = -(torch.linalg.pinv(h, hermitian=True) @ g[:, :, None])[:, :, 0]
+    assert torch.allclose(steps[:, 0], newton, atol=1e-9)
+    assert torch.allclose(steps[:, 1], 0.5 * newton, atol=1e-9)
+    for j, mu_rel in enumerate(damping.tolist()):
+        mu = (smax**2 * mu_rel)[:, None, None]
+        damped = -torch.linalg.solve(h @ h + mu * torch.eye(d, dtype=torch.float64), h @ g[:, :, None])[:, :, 0]
+        assert torch.allclose(steps[:, 2 + j], damped, atol=1e-9)
+    for k in range(4):
+        residual = g + (h @ steps[:, k, :, None])[:, :, 0]
+        linear = 0.5 * (g.square().sum(1) - residual.square().sum(1))
+        assert torch.allclose(predicted[:, k], linear, atol=1e-9)
+    assert bool((smax <= lam.abs().amax(1) * (1 + 1e-12)).all())
+
+
+def test_restarts_turn_gradient_flat_ends_into_critical_points_deterministically() -> None:
+    landscape = landbench.make("gaussian_field(dim=8)", dtype="float64")
+    plain = critical_points(landscape, 12, seed=3)
+    again = critical_points(landscape, 12, seed=3, restarts=3)
+    flat = [i for i, k in enumerate(plain.kind) if k == "gradient-flat"]
+    assert flat, "this instance has gradient-flat ends to restart"
+    counts = again.counts()
+    assert counts["converged"] > plain.counts()["converged"]
+    assert counts["restarts"] == int(again.restarts.sum()) >= len(flat)
+    # starts that did not end gradient-flat are untouched; the restarted ones record their restarts
+    for i in range(12):
+        if i not in flat:
+            assert again.kind[i] == plain.kind[i] and torch.equal(again.x[i], plain.x[i])
+            assert int(again.restarts[i]) == 0
+        else:
+            assert 1 <= int(again.restarts[i]) <= 3
+            assert again.kind[i] != "gradient-flat" or int(again.restarts[i]) == 3
+    assert [r["restarts"] for r in again.per_start()] == again.restarts.tolist()
+    # every gradient-flat end is kept in the report (never counted as a critical point)
+    assert counts["gradient_flat_ends"] == counts["restarts"] + counts["gradient_flat"]
+    assert sum(p.count for p in again.gradient_flat) == counts["gradient_flat_ends"]
+    assert sum(p.count for p in again.points) == counts["converged"]
+    for i in flat:  # the restarted starts' points, by autograd
+        if again.kind[i] != "gradient-flat":
+            point = again.points[int(again.point_of[i])]
+            grad, hessian = autograd_gradient_and_hessian(landscape, point.x)
+            assert float(grad.norm()) < GRAD and point.index == negative_count(torch.linalg.eigvalsh(hessian))
+    check_gradient_flat(landscape, again)
+    # deterministic, and a start's restarts do not depend on its batch
+    assert torch.equal(critical_points(landscape, 12, seed=3, restarts=3).x, again.x)
+    for i in flat[:1]:
+        alone = critical_points(landscape, 1, seed=3 + i, restarts=3)
+        assert alone.kind[0] == again.kind[i] and int(alone.restarts[0]) == int(again.restarts[i])
+        assert torch.allclose(alone.x[0], again.x[i], atol=1e-10)
+
+
+@pytest.mark.slow
+def test_krylov_path_beyond_the_dense_limit() -> None:
+    """dim 600 > 512: the default runs the Krylov path; the saddle and its index, checked by autograd."""
+    landscape = landbench.make("saddle(dim=600, index=5)", dtype="float64")
+    found = critical_points(landscape, 2)
+    assert found.settings["path"] == "krylov"
+    (saddle,) = found.points
+    assert saddle.kind == "saddle" and saddle.index == 5 and saddle.count == 2
+    grad, _ = autograd_gradient_and_hessian(landscape, saddle.x)
+    assert float(grad.norm()) < GRAD
