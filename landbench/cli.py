@@ -275,20 +275,43 @@ def connect(
 @click.option("--seed", default=0, show_default=True, help="Run seed of the first start (starts use seed..seed+N-1).")
 @click.option("--instance", default=0, show_default=True, help="Instance seed of a random family.")
 @click.option("--max-iter", default=500, show_default=True, help="Newton iterations at most per start.")
+@click.option(
+    "--restarts",
+    default=0,
+    show_default=True,
+    help="Restart each start that ends gradient-flat from a new seeded start, up to N times.",
+)
+@click.option(
+    "--dense-max-dim",
+    default=512,
+    show_default=True,
+    help="Largest dim with a dense Hessian; beyond, MINRES and Lanczos on Hessian-vector products (0 forces them).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per distinct point, then a summary.")
 @_friendly
-def critical(spec: str, starts: int, seed: int, instance: int, max_iter: int, as_json: bool) -> None:
+def critical(
+    spec: str,
+    starts: int,
+    seed: int,
+    instance: int,
+    max_iter: int,
+    restarts: int,
+    dense_max_dim: int,
+    as_json: bool,
+) -> None:
     """Critical points of SPEC of every index, by Newton's method on the gradient from N starts.
 
     Lists the distinct critical points (value, index, kind, gradient norm, Hessian spectrum's
     extremes, how many starts found each) and, apart, the gradient-flat points where the search
     stopped on a nonzero gradient in the Hessian's near-kernel (Frye et al. 2021): those are not
-    critical points. Dense Hessian: dim up to 512.
+    critical points. Dense Hessian up to --dense-max-dim, Krylov (MINRES, full Lanczos) beyond.
     """
     from landbench.critical import critical_points
 
     landscape = make(spec, seed=instance, dtype="float64")
-    found = critical_points(landscape, starts, seed=seed, max_iter=max_iter)
+    found = critical_points(
+        landscape, starts, seed=seed, max_iter=max_iter, restarts=restarts, dense_max_dim=dense_max_dim
+    )
     if as_json:
         for record in found.as_records():
             click.echo(json.dumps({**record, "instance": instance}))
@@ -320,8 +343,9 @@ def critical(spec: str, starts: int, seed: int, instance: int, max_iter: int, as
     click.echo(
         f"\n{counts['converged']} converged to {counts['unique_points']} distinct critical points"
         + (f" ({kinds})" if kinds else "")
-        + f", {counts['gradient_flat']} gradient-flat ({counts['unique_gradient_flat']} distinct), "
-        f"{counts['not_converged']} not converged"
+        + f", {counts['gradient_flat']} ended gradient-flat, {counts['not_converged']} not converged"
+        + (f"; {counts['restarts']} restarts after gradient-flat ends" if counts.get("restarts") else "")
+        + f"; {counts['unique_gradient_flat']} distinct gradient-flat points met"
     )
 
 

@@ -128,7 +128,7 @@ def test_work_is_stored_and_reused(tmp_path: Path, fake_claims: list[str]) -> No
     assert fake_claims == ["test", "quick"]  # other sizes, another key
     # a line cut by a kill is computed again, not an error
     cache = out / "fake_good" / "cache.jsonl"
-    cache.write_text(cache.read_text() + '{"key": "draws n=3", "val')
+    cache.write_text(cache.read_text() + '{"key": "landbench ' + claims.base.__version__ + ': draws n=3", "val')
     assert claims.run_claim("fake_good", "test", out, log=lambda line: None).verdict == SUPPORTED
 
 

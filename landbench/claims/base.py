@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from landbench._version import __version__
 from landbench.errors import LandbenchError
 
 if sys.version_info >= (3, 11):
@@ -200,8 +201,9 @@ class ClaimContext:
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """The JSON value stored under ``key`` in ``out/NAME/cache.jsonl``; computed (and appended,
         one line, flushed) when absent. ``key`` must name everything the value depends on (spec,
-        instance, seeds, sizes, landbench's relevant settings)."""
+        instance, seeds, sizes, settings); landbench's version is added to it."""
         path = self.folder / "cache.jsonl"
+        key = f"landbench {__version__}: {key}"  # a new version computes again
         for entry in _read_cache(path):
             if entry.get("key") == key:
                 return entry["value"]
