@@ -398,8 +398,9 @@ def spread_finding(a: dict[str, Any]) -> Finding:
     return Finding(SUPPORTED, statistic, slope, f"the spread shrinks, {rate}: " + head + tail, (low, high))
 
 
-def location_finding(a: dict[str, Any]) -> Finding:
-    """(b): where the means go as N grows (E_th, not E_0), by the stated test."""
+def location_finding(a: dict[str, Any], note: str = "") -> Finding:
+    """(b): where the means go as N grows (E_th, not E_0), by the stated test; ``note`` (how converged
+    the runs are) is appended to the reasons."""
     statistic = "GD's extrapolated mean energy per spin e_inf, fit mean(N) = e_inf + c N^(-2/3)"
     limits = a["limits"]
     gd = limits.get("GD") or next(iter(limits.values()), None)
@@ -424,11 +425,11 @@ def location_finding(a: dict[str, Any]) -> Finding:
     means_top = [a["cells"][(label, n)]["mean"] for label, n in largest.items()]
     between = (
         f" The optimizers' means at the largest N differ by {max(means_top) - min(means_top):.4f} at most"
-        f" (noisy SGD carries a thermal excess of about T/2 per spin)."
+        " (noisy SGD carries a thermal excess of about T/2 per spin)."
         if len(means_top) > 1
         else ""
     )
-    tail = f" E_th = {E_TH:.5f}, E_0 = {E_0:.5f}. {fits}. {at_largest}.{between}"
+    tail = f" E_th = {E_TH:.5f}, E_0 = {E_0:.5f}. {fits}. {at_largest}.{between}{note}"
     if sizes_measured < MIN_SIZES or not all(math.isfinite(v) for lim in limits.values() for v in lim["ci"]):
         return Finding(
             INCONCLUSIVE,
@@ -597,9 +598,8 @@ def draw_summary(ctx: ClaimContext, a: dict[str, Any]) -> Any:
         left.set_xticks([], minor=True)
         from matplotlib.ticker import FuncFormatter
 
-        plain = FuncFormatter(lambda v, _: f"{v:g}")
-        left.yaxis.set_major_formatter(plain)
-        left.yaxis.set_minor_formatter(plain)
+        left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        left.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
         left.set_xlabel("N (spins)")
         left.set_ylabel("sd of final e over runs and instances")
         left.set_title(f"Spread: fitted slope {a['slope']:.2f} {_fmt_ci(a['slope_ci'], 2)}")
@@ -671,11 +671,20 @@ def measure(ctx: ClaimContext) -> Measured:
         finding = Finding(INCONCLUSIVE, "final energies", math.nan, "no run ended without diverging.")
         return Measured(findings=[finding], summary="No run of the 3-spin ended without diverging.")
     a = analyse(cells, int(p.get("bootstrap", 1000)))
-    findings = [spread_finding(a), location_finding(a)]
-    figures = [draw_summary(ctx, a), draw_histograms(ctx, cells, a)]
-
     largest = max(n for n, *_ in plan)
     steps_of = {n: steps for n, steps, *_ in plan}
+    note = " Convergence at N = {}: median |energy change over the last {:.0%} of the steps| {}.".format(
+        largest,
+        TAIL,
+        ", ".join(
+            f"{label} {info[(label, largest)]['tail_change_median']:.1e} (runs still moving by > 1e-3: "
+            f"{info[(label, largest)]['share_moving']:.0%})"
+            for label in a["labels"]
+            if (label, largest) in info
+        ),
+    )
+    findings = [spread_finding(a), location_finding(a, note)]
+    figures = [draw_summary(ctx, a), draw_histograms(ctx, cells, a)]
     moving = {label: info[(label, largest)]["tail_change_median"] for label in a["labels"] if (label, largest) in info}
     convergence = ", ".join(f"{label} {v:.1e}" for label, v in moving.items())
     first = a["labels"][0]
