@@ -369,7 +369,7 @@ def critical(
     help="Folder of the report and of each claim's stored work (a rerun resumes from it).",
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bars on stderr (default: on a terminal).")
-@click.option("--list", "list_only", is_flag=True, help="List the claims and their experiment files, run nothing.")
+@click.option("--list", "list_only", is_flag=True, help="List the claims and their experiment files; run nothing.")
 @_friendly
 def claims_command(
     names: Sequence[str], quick: bool, tier: str | None, device: str, out: str, progress: bool | None, list_only: bool
@@ -387,15 +387,21 @@ def claims_command(
 
     if list_only:
         for experiment in select(names) if names else experiments().values():
-            click.echo(f"{experiment.number}. {experiment.name:<20} {experiment.title}")
+            click.echo(f"{experiment.number}. {experiment.name:<18} {experiment.title}\n   {experiment.path}")
         return
     if quick and tier not in (None, "quick"):
         raise click.UsageError(f"--quick and --tier {tier} disagree; give one of them")
     chosen_tier = "quick" if quick else tier or "full"
-    resolve_device(device)
+    if resolve_device(device).type == "cpu" and chosen_tier == "full":
+        click.echo(
+            "landbench claims: the full sizes are meant for a GPU and take hours on a CPU; --quick takes minutes",
+            err=True,
+        )
     select(names)
     outcomes, pages = run_claims(names, chosen_tier, out, device=device, progress=progress)
-    click.echo(f"wrote {pages.html} and {pages.markdown}")
+    others = len(pages.entries) - len(outcomes)
+    kept = f" (with {others} claims kept from the earlier report there)" if others > 0 else ""
+    click.echo(f"wrote {pages.html} and {pages.markdown}{kept}")
     titles = [o.title if isinstance(o, Failed) else o.experiment.title for o in outcomes]
     width = max(map(len, titles), default=0)
     for outcome, title in zip(outcomes, titles):

@@ -110,13 +110,39 @@ def test_report_keeps_the_claims_that_ran_when_one_fails(tmp_path: Path, fake_cl
     assert "**supported**" in markdown and "**failed**" in markdown
     assert "![The draws \\| with a bar.](fake_good/draws.png)" not in markdown  # alt text is not a table cell
     assert "](fake_good/draws.png)" in markdown and (tmp_path / "out" / "fake_good" / "draws.png").exists()
-    assert "landbench claims fake_good --tier test --out claims" in markdown
+    assert f"landbench claims fake_good --tier test --out {tmp_path / 'out'}" in markdown
     html = pages.html.read_text()
     assert "<img" in html and "fake_good/draws.png" in html
-    document = json.loads(pages.json.read_text())  # strict JSON: NaN written as null
+    document = json.loads(pages.json.read_text(), parse_constant=_refuse)  # strict JSON: NaN written as null
     assert document["claims"][0]["data"]["nan"] is None
     assert document["claims"][0]["findings"][0]["interval"] == [0.99, 1.01]
     assert document["claims"][1]["verdict"] is None
+
+
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"{constant} in strict JSON")
+
+
+def test_a_run_of_some_claims_keeps_the_others_in_the_report(tmp_path: Path, fake_claims: list[str]) -> None:
+    out = tmp_path / "out"
+    claims.run_claims([], "test", out, log=lambda line: None)
+    claims.run_claims(["fake_good"], "quick", out, log=lambda line: None)
+    document = json.loads((out / "claims.json").read_text())
+    assert [(c["name"], c["tier"]) for c in document["claims"]] == [("fake_good", "quick"), ("fake_bad", "test")]
+    markdown = (out / "claims.md").read_text()
+    assert "## 1. Good claim" in markdown and "## 2. Broken claim" in markdown
+    assert "the quick sizes (--quick)" in markdown and "the test sizes" in markdown
+    (out / "claims.json").write_text("{not json")  # an unreadable earlier report is replaced, not an error
+    _, pages = claims.run_claims(["fake_good"], "test", out, log=lambda line: None)
+    assert [e["name"] for e in pages.entries] == ["fake_good"]
+
+
+def test_an_unwritable_folder_is_refused_before_anything_runs(tmp_path: Path, fake_claims: list[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ClaimError, match="cannot write the claims' folder"):
+        claims.run_claims(["fake_good"], "test", blocker / "out", log=lambda line: None)
+    assert fake_claims == []
 
 
 def test_work_is_stored_and_reused(tmp_path: Path, fake_claims: list[str]) -> None:
@@ -128,8 +154,13 @@ def test_work_is_stored_and_reused(tmp_path: Path, fake_claims: list[str]) -> No
     assert fake_claims == ["test", "quick"]  # other sizes, another key
     # a line cut by a kill is computed again, not an error
     cache = out / "fake_good" / "cache.jsonl"
-    cache.write_text(cache.read_text() + '{"key": "landbench ' + claims.base.__version__ + ': draws n=3", "val')
+    cache.write_text(cache.read_text().replace('"key": "draws n=3', '"key": "cut draws n=3')[:-20])
     assert claims.run_claim("fake_good", "test", out, log=lambda line: None).verdict == SUPPORTED
+    assert fake_claims == ["test", "quick", "test"]
+    lines = cache.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2])["key"].startswith("draws n=3 [landbench ")  # whole, on its own line
+    claims.run_claim("fake_good", "test", out, log=lambda line: None)
+    assert fake_claims == ["test", "quick", "test"]
 
 
 def test_cli_runs_lists_and_refuses_bad_input(tmp_path: Path, fake_claims: list[str]) -> None:

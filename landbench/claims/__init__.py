@@ -8,6 +8,7 @@ Each claim is an experiment file ``problems/claims/NAME.toml`` and a module
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,7 @@ __all__ = [
     "experiments",
     "run_claim",
     "run_claims",
+    "check_writable",
     "verdict_of",
 ]
 
@@ -131,15 +133,17 @@ def run_claims(
     log: Callable[[str], None] | None = None,
 ) -> tuple[list[ClaimOutcome | Failed], ClaimsReport]:
     """Run (or resume) the claims named (all when none is) at ``tier`` into ``out`` and write the
-    report (``out/claims.md``, ``claims.html``, ``claims.json``). A claim whose experiment raises is
-    reported as failed with its error, and the others still run; what it stored is kept for a rerun."""
+    report (``out/claims.md``, ``claims.html``, ``claims.json``; the entries of claims not named are
+    kept from an earlier report there). A claim whose experiment raises is reported as failed with
+    its error, and the others still run; what it stored is kept for a rerun. Everything is checked
+    (names, tier, the folder can be written) before the first claim runs."""
     chosen = select(names)
     if tier not in TIERS:
         raise ClaimError(f"tier {tier!r} is not one of {', '.join(TIERS)}")
     for experiment in chosen:
         experiment.params(tier)  # every experiment has the tier's table, before anything runs
+    check_writable(Path(out))
     say = log or (lambda line: print(f"landbench claims: {line}", file=sys.stderr))
-    started = time.perf_counter()
     outcomes: list[ClaimOutcome | Failed] = []
     for experiment in chosen:
         say(f"{experiment.number}. {experiment.title} ...")
@@ -152,5 +156,17 @@ def run_claims(
             outcome = Failed(experiment.name, experiment.number, experiment.title, error, time.perf_counter() - began)
             say(f"{experiment.number}. failed: {error}")
         outcomes.append(outcome)
-    pages = write_claims_report(outcomes, out, tier=tier, device=device, seconds=time.perf_counter() - started)
+    pages = write_claims_report(outcomes, out, tier=tier, device=device, known=list(experiments()))
     return outcomes, pages
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and check that a file can be written in it; a :class:`ClaimError`
+    naming the folder otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".landbench-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ClaimError(f"cannot write the claims' folder {folder}: {exc.strerror or exc}") from None

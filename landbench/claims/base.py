@@ -9,8 +9,9 @@ module ``landbench.claims.NAME`` with one function::
 that runs (or reloads) the experiment's units of work through the context, draws its figures into
 ``ctx.folder`` and computes its verdict from the data through :func:`verdict_of` and the helpers
 here. Units of work are resumable: a sweep through :meth:`ClaimContext.sweep` is stored like every
-sweep (``landbench run --out``), any other computation through :meth:`ClaimContext.cached`; the
-figures and the verdict are always recomputed from what is stored, never read from a previous run.
+sweep (``landbench run --out``, in ``out/NAME/<store>/``), any other computation through
+:meth:`ClaimContext.cached`; the figures and the verdict are always recomputed from what is stored,
+never read from a previous run.
 
 Tiers: ``"test"`` (seconds; what the test suite runs), ``"quick"`` (``landbench claims --quick``:
 every claim together in under 10 minutes on 2 CPU cores) and ``"full"`` (sized for a GPU).
@@ -18,6 +19,8 @@ every claim together in under 10 minutes on 2 CPU cores) and ``"full"`` (sized f
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import sys
@@ -26,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from landbench._version import __version__
 from landbench.errors import LandbenchError
 
 if sys.version_info >= (3, 11):
@@ -189,30 +191,47 @@ class ClaimContext:
         return self.folder / f"{stem}.png"
 
     def sweep(self, suite_text: str, store: str = "records") -> list[dict[str, Any]]:
-        """Run a suite (TOML text, as in ``problems/``) into ``out/NAME/<store>.jsonl``, resuming
-        what that store holds, and return its scored records in scenario order."""
+        """Run a suite (TOML text, as in ``problems/``) into the results folder ``out/NAME/<store>/``
+        (``results.jsonl`` there, as ``landbench run --out`` writes it), resuming what it holds, and
+        return its scored records in scenario order."""
         from landbench.runner import run_suite
         from landbench.suite import parse_suite
 
         suite = parse_suite(suite_text, self.folder / f"{store}.toml")
-        result = run_suite(suite, self.folder / f"{store}.jsonl", device=self.device, progress=self.progress)
+        result = run_suite(suite, self.folder / store, device=self.device, progress=self.progress)
         return result.records
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """The JSON value stored under ``key`` in ``out/NAME/cache.jsonl``; computed (and appended,
         one line, flushed) when absent. ``key`` must name everything the value depends on (spec,
-        instance, seeds, sizes, settings); landbench's version is added to it."""
+        instance, seeds, sizes, settings); a digest of landbench's source is added to it, so that
+        changed code computes again rather than reuse what older code stored."""
         path = self.folder / "cache.jsonl"
-        key = f"landbench {__version__}: {key}"  # a new version computes again
+        key = f"{key} [landbench {source_digest()}]"
         for entry in _read_cache(path):
             if entry.get("key") == key:
                 return entry["value"]
         value = compute()
         line = json.dumps({"key": key, "value": value}, allow_nan=True)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        with path.open("a+b") as handle:
+            handle.seek(0, 2)
+            if handle.tell():
+                handle.seek(-1, 2)
+                if handle.read(1) != b"\n":  # a line cut by a kill: end it, so that this one stays whole
+                    handle.write(b"\n")
+            handle.write(line.encode("utf-8") + b"\n")
             handle.flush()
         return value
+
+
+@functools.cache
+def source_digest() -> str:
+    """The first 12 hex digits of the SHA-256 of landbench's Python source files (names and bytes)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def _read_cache(path: Path) -> list[dict[str, Any]]:
