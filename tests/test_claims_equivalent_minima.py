@@ -9,17 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from landbench.claims import CAVEAT, NOT_SUPPORTED, SUPPORTED, VERDICTS, run_claim
+from landbench.claims import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS, run_claim
 from landbench.claims.equivalent_minima import (
     ALPHA,
     E_0,
     E_TH,
+    LABELS,
     analyse,
     collect,
     common_slope,
     limit_fit,
     location_finding,
     noise_sigma,
+    run_quality,
     spread_finding,
     suite_text,
     tail_change,
@@ -41,7 +43,7 @@ def test_test_tier_end_to_end_and_resumes(tmp_path):
     # a second run resumes: the store is read, not extended, and gives the same numbers and verdicts
     folder = tmp_path / "equivalent_minima"
     stored = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*.jsonl") if p.is_file()}
-    assert "runs.jsonl/results.jsonl" in stored
+    assert any(name.endswith("results.jsonl") and b'"pspin' in body for name, body in stored.items())
     again = run_claim("equivalent_minima", "test", tmp_path, log=lambda line: None)
     assert {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*.jsonl") if p.is_file()} == stored
     assert again.measured.data == measured.data
@@ -103,7 +105,8 @@ def test_suite_text_runs_gd_noisy_sgd_and_adam_at_the_stated_rates():
 def _record(label: str, dim: int, instance: int, loss: float | None, **extra) -> dict:
     optimizer = "adam(lr=0.03)" if label == "Adam" else f"sgd(lr={0.1 * dim})"
     noise = 0.001 if label == "noisy SGD" else 0.0
-    return {"optimizer": optimizer, "noise": noise, "dim": dim, "instance": instance, "final_loss": loss, **extra}
+    record = {"optimizer": optimizer, "noise": noise, "dim": dim, "instance": instance, "final_loss": loss}
+    return {**record, "diverged": False, **extra}
 
 
 def test_tail_change_and_collect_count_diverged_runs():
@@ -115,6 +118,25 @@ def test_tail_change_and_collect_count_diverged_runs():
     cells, info = collect(records)
     assert set(cells) == {("GD", 50), ("Adam", 50)}
     assert info[("GD", 50)]["diverged"] == 1 and info[("GD", 50)]["tail_change_median"] == pytest.approx(0.01)
+    failed = {"optimizer": "adam(lr=0.03)", "noise": 0.0, "dim": 50, "instance": 1, "failed": "RuntimeError: x"}
+    cells, info = collect(records + [failed])
+    assert info[("Adam", 50)]["failed"] == 1 and info[("Adam", 50)]["runs_total"] == 2
+    # one of two GD runs diverged, one of two Adam runs failed: both over the 10 % allowed, said with counts
+    problems, text = run_quality(info, ["GD", "Adam"], 50)
+    assert any("50% of GD's runs diverged or failed" in p for p in problems)
+    assert any("Adam's runs diverged or failed" in p for p in problems)
+    assert "GD 1 diverged and 0 failed of 2" in text and "Adam 0 diverged and 1 failed of 2" in text
+
+
+def test_unconverged_runs_make_both_findings_inconclusive():
+    truth = _synthetic(E_TH, 0.3)
+    info = {(label, 400): {"runs_total": 64, "diverged": 0, "failed": 0, "share_moving": 0.0} for label in LABELS}
+    assert run_quality(info, list(LABELS), 400)[0] == []
+    info[("Adam", 400)]["share_moving"] = 0.38
+    problems, _ = run_quality(info, list(LABELS), 400)
+    assert len(problems) == 1 and "38% of Adam's runs at N = 400 are still moving" in problems[0]
+    assert location_finding(truth, problems=problems).verdict == INCONCLUSIVE
+    assert spread_finding(truth, problems).verdict == INCONCLUSIVE
 
 
 def test_common_slope_and_limit_fit_recover_exact_laws():
@@ -147,7 +169,13 @@ def test_the_stated_tests_on_synthetic_data_with_a_known_truth():
     assert lo <= E_TH <= hi and lo > E_0
     # runs that concentrate at the ground state instead: the location half is not supported
     ground = _synthetic(E_0 - 0.02, 0.3, seed=1)
-    assert location_finding(ground).verdict in (NOT_SUPPORTED, CAVEAT)
+    assert location_finding(ground).verdict in (NOT_SUPPORTED, CAVEAT, INCONCLUSIVE)
+    # spread so wide that the limit's interval holds E_0 and E_th both (or is wider than 0.1): inconclusive,
+    # never "supported with a caveat"
+    noisy = _synthetic(E_TH, 6.0, seed=4)
+    lo, hi = noisy["limits"]["GD"]["ci"]
+    assert (lo <= E_0 and hi >= E_TH) or hi - lo > 0.1
+    assert location_finding(noisy).verdict == INCONCLUSIVE
     assert location_finding(_synthetic(E_0 - 0.1, 0.3, seed=2)).verdict == NOT_SUPPORTED
     # a spread that does not shrink: not supported
     rng = np.random.default_rng(3)

@@ -43,6 +43,12 @@ LABELS = ("GD", "noisy SGD", "Adam")
 MIN_SIZES = 3
 #: An extrapolation interval wider than this (about 4 (E_th - E_0)) cannot place the limit at E_th.
 MAX_LIMIT_WIDTH = 0.1
+#: More than this share of an optimizer's runs diverged or failed (left out of the energies): inconclusive.
+MAX_LOST_SHARE = 0.1
+#: More than this share of an optimizer's runs at the largest N still moving (|energy change over the last
+#: TAIL of the steps| > MOVING): the runs have not converged, inconclusive.
+MAX_MOVING_SHARE = 0.1
+MOVING = 1e-3
 
 
 # --- the sweep ------------------------------------------------------------------------------------
@@ -145,7 +151,7 @@ def collect(records: list[dict[str, Any]]) -> tuple[Cells, dict[tuple[str, int],
         if outcomes.is_failed(record):
             info[key]["failed"] += 1
             continue
-        if record.get("diverged") or record.get("final_loss") is None:
+        if outcomes.is_diverged(record):
             info[key]["diverged"] += 1
             continue
         by_instance[key][int(record["instance"])].append(float(record["final_loss"]))
@@ -159,7 +165,8 @@ def collect(records: list[dict[str, Any]]) -> tuple[Cells, dict[tuple[str, int],
             "failed": entry["failed"],
             "tail_change_median": float(np.median(changes)) if changes.size else math.nan,
             "tail_change_max": float(changes.max()) if changes.size else math.nan,
-            "share_moving": float(np.mean(changes > 1e-3)) if changes.size else math.nan,
+            "share_moving": float(np.mean(changes > MOVING)) if changes.size else math.nan,
+            "runs_total": len(entry["changes"]) + entry["diverged"] + entry["failed"],
         }
     return cells, summary
 
@@ -341,7 +348,35 @@ def _fmt_ci(ci: tuple[float, float], digits: int = 3) -> str:
     return f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
-def spread_finding(a: dict[str, Any]) -> Finding:
+def run_quality(info: dict[tuple[str, int], dict[str, Any]], labels: list[str], largest: int) -> tuple[list[str], str]:
+    """What the stated test requires of the runs before a verdict: per optimizer, at most MAX_LOST_SHARE of
+    its runs diverged or failed (over all N), and at most MAX_MOVING_SHARE of its runs at the largest N still
+    moving. Returns (the reasons the data cannot decide, empty when they can; a sentence with the counts)."""
+    problems, parts = [], []
+    for label in labels:
+        keys = [key for key in info if key[0] == label]
+        total = sum(info[key]["runs_total"] for key in keys)
+        diverged = sum(info[key]["diverged"] for key in keys)
+        failed = sum(info[key]["failed"] for key in keys)
+        lost = (diverged + failed) / total if total else 1.0
+        moving = info.get((label, largest), {}).get("share_moving", math.nan)
+        parts.append(f"{label} {diverged} diverged and {failed} failed of {total}")
+        if lost > MAX_LOST_SHARE:
+            problems.append(f"{lost:.0%} of {label}'s runs diverged or failed (at most {MAX_LOST_SHARE:.0%} allowed)")
+        if not moving <= MAX_MOVING_SHARE:
+            problems.append(
+                f"{moving:.0%} of {label}'s runs at N = {largest} are still moving by > {MOVING:g} over the last "
+                f"{TAIL:.0%} of the steps (at most {MAX_MOVING_SHARE:.0%} allowed): they have not converged"
+            )
+    text = " Runs left out of the energies (diverged or failed): " + "; ".join(parts) + "." if parts else ""
+    return problems, text
+
+
+def _undecided(problems: list[str]) -> str:
+    return "the runs cannot decide it: " + "; ".join(problems) + ". Longer budgets (or smaller steps) would settle it."
+
+
+def spread_finding(a: dict[str, Any], problems: list[str] | None = None, note: str = "") -> Finding:
     """(a): the common log-log slope of the spread against N, by the stated test."""
     statistic = (
         "log-log slope of the spread (sd of e = H/N over runs and instances) against N, common to the optimizers"
@@ -354,7 +389,10 @@ def spread_finding(a: dict[str, Any]) -> Finding:
         + "/".join(f"{a['cells'][(label, n)]['sd']:.4f}" for label in a["labels"] if (label, n) in a["cells"])
         for n in sorted({n for d in a["dims"].values() for n in d})
     )
-    tail = f" Per optimizer: {per}. Spreads ({'/'.join(a['labels'])}): {spread}."
+    tail = f" Per optimizer: {per}. Spreads ({'/'.join(a['labels'])}): {spread}.{note}"
+    if problems:
+        ci = (low, high) if math.isfinite(low) and math.isfinite(high) else None
+        return Finding(INCONCLUSIVE, statistic, slope, _undecided(problems) + tail, ci)
     if sizes_measured < MIN_SIZES or not (math.isfinite(low) and math.isfinite(high)):
         return Finding(
             INCONCLUSIVE,
@@ -398,9 +436,10 @@ def spread_finding(a: dict[str, Any]) -> Finding:
     return Finding(SUPPORTED, statistic, slope, f"the spread shrinks, {rate}: " + head + tail, (low, high))
 
 
-def location_finding(a: dict[str, Any], note: str = "") -> Finding:
+def location_finding(a: dict[str, Any], note: str = "", problems: list[str] | None = None) -> Finding:
     """(b): where the means go as N grows (E_th, not E_0), by the stated test; ``note`` (how converged
-    the runs are) is appended to the reasons."""
+    the runs are, how many were left out) is appended to the reasons; ``problems`` (from :func:`run_quality`)
+    make it inconclusive."""
     statistic = "GD's extrapolated mean energy per spin e_inf, fit mean(N) = e_inf + c N^(-2/3)"
     limits = a["limits"]
     gd = limits.get("GD") or next(iter(limits.values()), None)
@@ -438,69 +477,56 @@ def location_finding(a: dict[str, Any], note: str = "") -> Finding:
             f"only {sizes_measured} sizes (at least {MIN_SIZES} needed to extrapolate with an interval)." + tail,
             None if not all(math.isfinite(v) for v in ci) else ci,
         )
-    above = {label: lim["ci"][0] > E_0 for label, lim in limits.items()}
-    below = [label for label, lim in limits.items() if lim["ci"][1] < E_0]
-    holds = {label: lim["ci"][0] <= E_TH <= lim["ci"][1] for label, lim in limits.items()}
-    separated = {label: gap > sd for label, (gap, sd) in gaps.items()}
-    if below:
+    if problems:
+        return Finding(INCONCLUSIVE, statistic, value, _undecided(problems) + tail, ci)
+    # an interval that contains both E_0 and E_th, or is wider than MAX_LIMIT_WIDTH, cannot tell them apart
+    undecided = [
+        f"{label} {_fmt_ci(lim['ci'], 3)}"
+        + (" contains both E_0 and E_th" if lim["ci"][0] <= E_0 and lim["ci"][1] >= E_TH else "")
+        + (f" is {lim['ci'][1] - lim['ci'][0]:.3f} wide" if lim["ci"][1] - lim["ci"][0] > MAX_LIMIT_WIDTH else "")
+        for label, lim in limits.items()
+        if (lim["ci"][0] <= E_0 and lim["ci"][1] >= E_TH) or lim["ci"][1] - lim["ci"][0] > MAX_LIMIT_WIDTH
+    ]
+    if undecided:
+        return Finding(
+            INCONCLUSIVE,
+            statistic,
+            value,
+            f"the extrapolation cannot tell E_th from E_0: the interval of {'; '.join(undecided)} (an interval "
+            f"must exclude one of them and be at most {MAX_LIMIT_WIDTH} wide). More runs, more instances or "
+            "larger N would narrow it." + tail,
+            ci,
+        )
+    reach = [label for label, lim in limits.items() if lim["ci"][0] <= E_0]
+    if reach:
         return Finding(
             NOT_SUPPORTED,
             statistic,
             value,
-            f"the extrapolation of {', '.join(below)} lies wholly below the ground state E_0." + tail,
+            f"the extrapolation of {', '.join(reach)} reaches the ground state E_0 (or lies below it) and excludes "
+            "E_th." + tail,
             ci,
         )
-    wide = [label for label, lim in limits.items() if lim["ci"][1] - lim["ci"][0] > MAX_LIMIT_WIDTH]
-    if all(above.values()) and all(holds.values()) and wide:
+    missed = [
+        f"{label} ({'above' if lim['ci'][0] > E_TH else 'below'} E_th)"
+        for label, lim in limits.items()
+        if not lim["ci"][0] <= E_TH <= lim["ci"][1]
+    ]
+    if missed:
         return Finding(
             CAVEAT,
             statistic,
             value,
-            "every optimizer's extrapolated mean lies above E_0 and its interval contains E_th, but the interval of "
-            f"{', '.join(wide)} is wider than {MAX_LIMIT_WIDTH} (4 (E_th - E_0)): too wide to place the limit at "
-            "E_th; more runs or larger N would narrow it." + tail,
-            ci,
-        )
-    if all(above.values()) and all(holds.values()):
-        return Finding(
-            SUPPORTED,
-            statistic,
-            value,
-            "every optimizer's extrapolated mean excludes E_0 and contains E_th: the runs concentrate at the "
-            "threshold, above the ground state." + tail,
-            ci,
-        )
-    if all(above.values()):
-        missed = [
-            f"{label} ({'above' if limits[label]['ci'][0] > E_TH else 'below'} E_th)"
-            for label, ok in holds.items()
-            if not ok
-        ]
-        return Finding(
-            CAVEAT,
-            statistic,
-            value,
-            "every optimizer's extrapolated mean lies above E_0, but the interval of "
-            + ", ".join(missed)
-            + " misses E_th."
-            + tail,
-            ci,
-        )
-    if all(separated.values()):
-        reach = [label for label, ok in above.items() if not ok]
-        return Finding(
-            CAVEAT,
-            statistic,
-            value,
-            f"the extrapolation of {', '.join(reach)} cannot exclude E_0, but at the largest N every optimizer's "
-            "mean lies above E_0 by more than its spread." + tail,
+            "every optimizer's extrapolated mean lies above E_0, but the interval of " + ", ".join(missed) + " misses "
+            "E_th." + tail,
             ci,
         )
     return Finding(
-        NOT_SUPPORTED,
+        SUPPORTED,
         statistic,
         value,
-        "an extrapolation reaches E_0 and some mean at the largest N lies within its spread of E_0." + tail,
+        "every optimizer's extrapolated mean excludes E_0 and contains E_th: the runs concentrate at the "
+        "threshold, above the ground state." + tail,
         ci,
     )
 
@@ -668,7 +694,8 @@ def measure(ctx: ClaimContext) -> Measured:
     records = ctx.sweep(suite_text(p), store="runs")
     cells, info = collect(records)
     if not cells:
-        finding = Finding(INCONCLUSIVE, "final energies", math.nan, "no run ended without diverging.")
+        _, lost = run_quality(info, sorted({key[0] for key in info}), max(n for n, *_ in plan))
+        finding = Finding(INCONCLUSIVE, "final energies", math.nan, "no run ended without diverging." + lost)
         return Measured(findings=[finding], summary="No run of the 3-spin ended without diverging.")
     a = analyse(cells, int(p.get("bootstrap", 1000)))
     largest = max(n for n, *_ in plan)
@@ -683,7 +710,8 @@ def measure(ctx: ClaimContext) -> Measured:
             if (label, largest) in info
         ),
     )
-    findings = [spread_finding(a), location_finding(a, note)]
+    problems, lost = run_quality(info, a["labels"], largest)
+    findings = [spread_finding(a, problems, lost), location_finding(a, note + lost, problems)]
     figures = [draw_summary(ctx, a), draw_histograms(ctx, cells, a)]
     moving = {label: info[(label, largest)]["tail_change_median"] for label in a["labels"] if (label, largest) in info}
     convergence = ", ".join(f"{label} {v:.1e}" for label, v in moving.items())
