@@ -41,6 +41,12 @@ from landbench.report.data import wilson
 
 #: Dean and Majumdar's rate: P(GOE_d positive definite) ~ exp(-DEAN_MAJUMDAR d^2).
 DEAN_MAJUMDAR = math.log(3.0) / 4.0
+#: The decay finding needs minima at this many dimensions and this many critical points in all.
+MIN_DIMS_WITH_MINIMA = 2
+MIN_CRITICAL_POINTS = 50
+#: The textbook's rate ln 2 is judged only when the rate's interval is narrower than ln 2 / 2: an interval that
+#: contains ln 2 then excludes half and double that rate.
+MAX_RATE_WIDTH = math.log(2.0) / 2.0
 
 
 def kac_rice_share(d: int, samples: int, seed: int) -> float:
@@ -144,13 +150,20 @@ def measure(ctx: ClaimContext) -> Measured:
     lo, hi = (float(v) for v in np.percentile(slopes, [2.5, 97.5]))
     with_minima = int((k > 0).sum())
     statistic = "slope b of log(share of minima) = a + b d (binomial ML fit), per unit of d"
-    if with_minima < 2 or n.sum() < 50:
+    if with_minima < MIN_DIMS_WITH_MINIMA or n.sum() < MIN_CRITICAL_POINTS:
+        missing = []
+        if with_minima < MIN_DIMS_WITH_MINIMA:
+            missing.append(
+                f"minima found at only {with_minima} dimension(s) (at least {MIN_DIMS_WITH_MINIMA} needed for a slope)"
+            )
+        if n.sum() < MIN_CRITICAL_POINTS:
+            missing.append(f"only {int(n.sum())} critical points in all (at least {MIN_CRITICAL_POINTS} needed)")
         decay = Finding(
             INCONCLUSIVE,
             statistic,
             b1,
-            f"minima found at only {with_minima} dimension(s) among {int(n.sum())} critical points: "
-            "more starts at small d would settle it",
+            "; ".join(missing) + f" ({int(k.sum())} minima among {int(n.sum())} critical points): more starts "
+            "(at small d) would settle it",
             (lo, hi),
         )
     else:
@@ -173,17 +186,38 @@ def measure(ctx: ClaimContext) -> Measured:
         key=lambda item: item[1],
     )
     textbook_in = lo <= -math.log(2.0) <= hi
-    comparison = Finding(
-        SUPPORTED if textbook_in else CAVEAT,
-        "log-likelihood of the minima counts: exponential fit minus d^2 fit",
-        ll1 - ll2,
-        f"exp(a + b d) fits with log-likelihood {ll1:.1f}, exp(a + c d^2) (c = {c2:.3f}; Dean-Majumdar's pure GOE: "
-        f"{DEAN_MAJUMDAR:.3f}) with {ll2:.1f}, the textbook 2^-d {ll_textbook:.1f}, the Kac-Rice share {ll_kac:.1f}: "
-        f"best {best[0]} (exponential minus d^2: {ll1 - ll2:+.1f}; a difference under 2 in log-likelihood does "
-        "not tell the two apart). The textbook's rate ln 2 = 0.69 per dimension is "
-        f"{'inside' if textbook_in else 'outside'} the measured slope's interval [{-hi:.2f}, {-lo:.2f}]"
-        + ("" if textbook_in else ": the independent-sign picture gets the rate wrong"),
+    rate, rate_ci = -b1, (-hi, -lo)
+    likelihoods = (
+        f" Log-likelihoods of the counts: exp(a + b d) {ll1:.1f}, exp(a + c d^2) (c = {c2:.3f}; Dean-Majumdar's pure "
+        f"GOE: {DEAN_MAJUMDAR:.3f}) {ll2:.1f}, the textbook 2^-d {ll_textbook:.1f}, the Kac-Rice share {ll_kac:.1f}: "
+        f"best {best[0]} (exponential minus d^2: {ll1 - ll2:+.1f}; a difference under 2 does not tell the two apart)."
     )
+    head = f"measured rate -b = {rate:.2f} per dimension, 95 % interval [{rate_ci[0]:.2f}, {rate_ci[1]:.2f}]"
+    rate_statistic = "rate of decay -b of the share of minima per dimension (the textbook's: ln 2 = 0.69)"
+    if decay.verdict == INCONCLUSIVE or rate_ci[1] - rate_ci[0] >= MAX_RATE_WIDTH:
+        reason = (
+            "the decay finding is inconclusive, so there is no rate to compare"
+            if decay.verdict == INCONCLUSIVE
+            else f"the interval is {rate_ci[1] - rate_ci[0]:.2f} wide, not narrower than ln 2 / 2 = "
+            f"{MAX_RATE_WIDTH:.2f}: it cannot tell ln 2 from half or double that rate"
+        )
+        comparison = Finding(
+            INCONCLUSIVE,
+            rate_statistic,
+            rate,
+            f"{head}: {reason}; more critical points per d would narrow it." + likelihoods,
+            rate_ci,
+        )
+    else:
+        comparison = Finding(
+            SUPPORTED if textbook_in else CAVEAT,
+            rate_statistic,
+            rate,
+            f"{head}: the textbook's rate ln 2 = 0.69 is {'inside' if textbook_in else 'outside'} it"
+            + ("." if textbook_in else ": the independent-sign picture gets the rate wrong.")
+            + likelihoods,
+            rate_ci,
+        )
     findings = [decay, comparison]
     good, checked = data.sample_check(checks)
     figure = draw(ctx, rows, (a1, b1), (a2, c2))

@@ -153,26 +153,48 @@ def binned(rows: list[dict[str, float]], width: float, minimum: int, by: str = "
     return out
 
 
-def law_finding(bins: list[dict[str, float]], tolerance: float, what: str, min_count: int) -> Finding:
+#: The index law is judged only on at least this many bins (with enough points each).
+MIN_BINS = 3
+
+
+def law_finding(
+    bins: list[dict[str, float]], tolerance: float, what: str, min_count: int, min_bins: int = MIN_BINS
+) -> Finding:
+    """The issue's criterion: |mean measured index fraction - mean law| <= tolerance in every bin with at
+    least ``min_count`` points, judged on at least ``min_bins`` such bins; the value is the largest
+    |difference|, its interval the 95 % normal interval of that bin's mean (1.96 standard errors); an
+    interval half-width above the tolerance cannot tell a deviation of 0 from one of twice the tolerance."""
     statistic = f"max |mean index fraction - mean semicircle law| over {what} bins with >= {min_count} points"
-    if not bins:
+    if len(bins) < min_bins:
         return Finding(
             INCONCLUSIVE,
             statistic,
-            math.nan,
-            f"no {what} value bin has {min_count} points: more starts or instances would settle it",
+            max((abs(b["difference"]) for b in bins), default=math.nan),
+            f"{len(bins)} {what} value bin(s) with {min_count} points ({sum(b['count'] for b in bins)} points in "
+            f"them); at least {min_bins} needed: more starts or instances would settle it",
         )
     worst = max(bins, key=lambda b: abs(b["difference"]))
     value = abs(worst["difference"])
-    verdict = SUPPORTED if value <= tolerance else NOT_SUPPORTED
+    half = 1.96 * worst["stderr"]
+    interval = (max(0.0, value - half), value + half)
     why = (
         f"{len(bins)} bins ({sum(b['count'] for b in bins)} points); the worst, d={worst['dim']} "
         f"t in [{worst['low']:.2f}, {worst['high']:.2f}) with {worst['count']} points, measures "
         f"{worst['measured']:.3f} against the law's {worst['law']:.3f} (|difference| {value:.3f} "
-        f"{'<=' if value <= tolerance else '>'} {tolerance}; standard error {worst['stderr']:.3f})"
+        f"{'<=' if value <= tolerance else '>'} {tolerance}; standard error {worst['stderr']:.3f}, 95 % "
+        f"[{interval[0]:.3f}, {interval[1]:.3f}])"
     )
-    interval = (value - 1.96 * worst["stderr"], value + 1.96 * worst["stderr"])
-    return Finding(verdict, statistic, value, why, (max(0.0, interval[0]), interval[1]))
+    if half > tolerance:
+        return Finding(
+            INCONCLUSIVE,
+            statistic,
+            value,
+            why + f": the interval's half-width {half:.3f} exceeds the tolerance {tolerance}, too wide to decide; "
+            "more points per bin would settle it",
+            interval,
+        )
+    verdict = SUPPORTED if value <= tolerance else NOT_SUPPORTED
+    return Finding(verdict, statistic, value, why, interval)
 
 
 def spectrum_check(entries: list[dict[str, Any]]) -> dict[str, Any]:
