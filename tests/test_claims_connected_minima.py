@@ -137,3 +137,9 @@ def test_repeated_and_non_critical_endpoints_are_dropped() -> None:
     }
     kept, not_critical, repeats = cm.select(ends, grad_tol=1e-8, same_tol=1e-6)
     assert (kept, not_critical, repeats) == ([0, 2], 1, 1)
+
+
+def test_counts_of_pairs_read_in_english() -> None:
+    assert cm._count(1, "pair") == "1 pair" and cm._count(0, "pair") == "0 pairs" and cm._count(3, "pair") == "3 pairs"
+    one = cm.claim_finding("field", [], min_pairs=10)
+    assert "only 0 pairs" in one.why

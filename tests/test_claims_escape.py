@@ -154,7 +154,7 @@ def test_the_escape_claim_runs_draws_and_resumes(tmp_path: Path) -> None:
     # GD from the exact saddle never escapes; noise always does; the noise law's slope is found
     assert outcome.measured.data["exact_saddle"]["gd"]["escaped"] == 0
     assert findings[0].verdict == "supported" and findings[1].verdict == "supported"
-    store = tmp_path / "escape" / "escape.jsonl" / "results.jsonl"
+    (store,) = [path for path in (tmp_path / "escape").rglob("results.jsonl") if path.is_file()]
     before = store.read_bytes()
     again = _run("escape", tmp_path)
     assert store.read_bytes() == before  # resumed: nothing run again

@@ -189,7 +189,7 @@ def measure_kind(ctx: ClaimContext, kind: str) -> list[dict[str, Any]]:
             counts["not_critical"] += dropped[0]
             counts["repeats"] += dropped[1]
         rows.append(summarise(kind, int(dim), spec, optimizer, counts, pairs, float(params["barrier_floor"])))
-        ctx.log(f"{kind} d={dim}: {rows[-1]['informative']} pairs, share {rows[-1]['share']:.2f}")
+        ctx.log(f"{kind} d={dim}: {_count(rows[-1]['informative'], 'pair')}, share {rows[-1]['share']:.2f}")
     return rows
 
 
@@ -289,6 +289,11 @@ def trend_z(rows: list[dict[str, Any]]) -> float:
     return t / math.sqrt(var) if var > 0 else math.nan
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 pair``, ``2 pairs``, ``0 pairs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def claim_finding(kind: str, rows: list[dict[str, Any]], min_pairs: int) -> Finding:
     """The stated test on one landscape: the share at the largest d high (Wilson interval above 1/2)
     and rising with d (trend z > 1.645): supported; one of the two: caveat; the share's interval below
@@ -301,8 +306,8 @@ def claim_finding(kind: str, rows: list[dict[str, Any]], min_pairs: int) -> Find
             INCONCLUSIVE,
             statistic,
             used[-1]["share"] if used else math.nan,
-            f"only {n} pairs of distinct minima with a straight barrier at the largest d (at least {min_pairs} "
-            f"wanted): more runs or instances would settle it",
+            f"only {_count(n, 'pair')} of distinct minima with a straight barrier at the largest d (at least "
+            f"{min_pairs} wanted): more runs or instances would settle it",
         )
     top, low = used[-1], used[0]
     lo, hi = top["wilson"]
@@ -485,7 +490,7 @@ def measure(ctx: ClaimContext) -> Measured:
         "first-moment (Gaussian conditional-mean) prediction on the field and its exact value on the 3-spin (a cubic "
         "on the great circle); (d) the share of pairs whose curve barrier "
         f"is under a tenth of the straight one. On the 3-spin, {below}/{len(pspin_pairs)} fitted curves stay below "
-        f"E_th = {e_th:.3f} ({ends_below} pairs have both ends below it)."
+        f"E_th = {e_th:.3f} ({_count(ends_below, 'pair')} {'has' if ends_below == 1 else 'have'} both ends below it)."
     )
     summary = (
         f"Field: {claims[0].why.split(':')[0]}; spin glass: {claims[1].why.split(':')[0]} (ring check: {ring.verdict})."

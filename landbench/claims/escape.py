@@ -11,6 +11,7 @@ one is inconclusive.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -153,7 +154,12 @@ def _by_point(records: Sequence[dict[str, Any]]) -> dict[tuple[int, int, float, 
     out: dict[tuple[int, int, float, float], list[dict[str, Any]]] = {}
     for record in records:
         _, params = problem_params(record["problem"])
-        key = (int(params["dim"]), int(params["index"]), float(params["init_radius"]), float(record["noise"]))
+        key = (
+            int(params["dim"]),
+            int(params["index"]),
+            float(params["init_radius"]),
+            float(record.get("noise") or 0.0),
+        )
         out.setdefault(key, []).append(record)
     return out
 
@@ -187,8 +193,9 @@ def measure(ctx: ClaimContext) -> Measured:
     p = ctx.params
     lr, eps, resamples = float(p["lr"]), float(p["eps"]), int(p["resamples"])
     log_a = math.log(1 + lr * GAMMA)
-    records = [r for r in ctx.sweep(suite_text(p), store="escape") if not outcomes.is_failed(r)]
+    records, failed_records = outcomes.split_failed(ctx.sweep(suite_text(p), store="escape"))
     points = _by_point(records)
+    failed = _by_point(failed_records)
 
     # (a) GD from the exact saddle against noisy GD
     gd_runs = points[(p["noise_dim"], 1, 0.0, 0.0)]
@@ -347,7 +354,17 @@ def measure(ctx: ClaimContext) -> Measured:
             (slope_d[1], slope_d[2]),
         )
 
-    findings = [finding_a, finding_b, finding_c, finding_d]
+    # failed runs (the job raised: no outcome) are left out of every part; each part says how many of its own
+    scenarios = {
+        "a": [(p["noise_dim"], 1, 0.0, 0.0)] + keys,
+        "b": keys,
+        "c": [(d, 1, eps, 0.0) for d in dims] + [(d, k, eps, 0.0) for d, k in zip(dims, prop_index)],
+        "d": [(p["k_dim"], k, eps, 0.0) for k in indices],
+    }
+    findings = [
+        _with_failed(finding, failed, scenarios[part])
+        for part, finding in zip("abcd", [finding_a, finding_b, finding_c, finding_d])
+    ]
     data = {
         "lr": lr,
         "eps": eps,
@@ -359,6 +376,13 @@ def measure(ctx: ClaimContext) -> Measured:
         "noise": {"dim": p["noise_dim"], "rows": noise_rows, "law_slope": law},
         "dims": {"fixed": fixed_rows, "proportional": prop_rows, "law_slopes": [theory_fixed, theory_prop]},
         "indices": {"dim": p["k_dim"], "rows": k_rows, "law_slope": theory_k},
+        "failed_runs": {
+            "total": len(failed_records),
+            "by_scenario": [
+                {"dim": d, "index": k, "init_radius": r, "noise": sigma, "failed": len(runs)}
+                for (d, k, r, sigma), runs in sorted(failed.items())
+            ],
+        },
     }
     if slopes_c:
         data["dims"]["slopes"] = {name: list(v) for name, v in slopes_c.items()}
@@ -376,6 +400,20 @@ def measure(ctx: ClaimContext) -> Measured:
         "escape faster, but high dimension helps only when the index grows with it."
     )
     return Measured(findings, [figure], [caption], data, summary=summary)
+
+
+def _with_failed(finding: Finding, failed: dict[tuple, list], keys: list[tuple]) -> Finding:
+    """The finding with a sentence on the failed runs (outcomes.is_failed: the job raised) of its scenarios,
+    which were left out; the finding itself when none failed."""
+    counts = [(key, len(failed[key])) for key in dict.fromkeys(keys) if failed.get(key)]
+    if not counts:
+        return finding
+    where = "; ".join(f"d = {d}, k = {k}, eps = {r:g}, sigma = {s:g}: {n}" for (d, k, r, s), n in counts)
+    note = (
+        f" {sum(n for _, n in counts)} run(s) of this part failed (the job raised; left out, see landbench "
+        f"status): {where}."
+    )
+    return dataclasses.replace(finding, why=finding.why + note)
 
 
 # --- the figure ----------------------------------------------------------------------------------

@@ -171,7 +171,12 @@ def interval(draws: np.ndarray) -> tuple[float, float]:
 def measure(ctx: ClaimContext) -> Measured:
     p = ctx.params
     resamples = int(p["resamples"])
-    records = [r for r in ctx.sweep(suite_text(p), store="momentum") if not outcomes.is_failed(r)]
+    records, failed_records = outcomes.split_failed(ctx.sweep(suite_text(p), store="momentum"))
+    # failed runs (the job raised: no outcome) are left out and counted per (scenario, optimizer)
+    failed: dict[tuple[str, str], int] = {}
+    for record in failed_records:
+        key = (record["problem"], str(record.get("label") or record["optimizer"]))
+        failed[key] = failed.get(key, 0) + 1
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         runs.setdefault((record["problem"], record["label"]), []).append(record)
@@ -233,6 +238,19 @@ def measure(ctx: ClaimContext) -> Measured:
             verdict, why = NOT_SUPPORTED, f"{said}: slower than GD."
         else:
             verdict, why = NOT_SUPPORTED, f"{said}: not distinguishable from GD (the interval contains 1)."
+        lost = {
+            (problem, label): count
+            for (problem, label), count in failed.items()
+            if label in (name, OPTIMIZERS[0], NAMES[name], NAMES[OPTIMIZERS[0]])
+        }
+        if lost:
+            where = "; ".join(
+                f"{_short(pr).replace(chr(10), ' ')} {label}: {n}" for (pr, label), n in sorted(lost.items())
+            )
+            why += (
+                f" {sum(lost.values())} run(s) of these failed (the job raised; left out of the medians, see "
+                f"landbench status): {where}."
+            )
         findings.append(Finding(verdict, statistic, value, why, (low, high)))
 
     faster = [NAMES[n] for n, f in zip(OPTIMIZERS[1:], findings) if f.verdict == SUPPORTED]
@@ -241,6 +259,12 @@ def measure(ctx: ClaimContext) -> Measured:
         "tuned_for": "leaderboard rank over the saddle family: loss-gap targets 0.1, 0.01, 0.001 held, then ERT",
         "scenarios": table,
         "overall": {NAMES[n]: [_json(v) for v in overall[n]] for n in OPTIMIZERS[1:]},
+        "failed_runs": {
+            "total": len(failed_records),
+            "by_scenario": [
+                {"problem": pr, "optimizer": label, "failed": n} for (pr, label), n in sorted(failed.items())
+            ],
+        },
     }
     figure = _draw(ctx, scenarios, table, overall)
     caption = (
