@@ -170,3 +170,18 @@ def test_the_momentum_claim_runs_with_tuned_rates(tmp_path: Path) -> None:
     assert set(rates) == set(claim4.NAMES.values()) and all(r in (0.01, 0.1, 0.3162) for r in rates.values())
     # at the same rate, heavy ball and Nesterov escape faster than GD (their growth rates are larger)
     assert findings[0].verdict == "supported" and findings[1].verdict == "supported"
+
+
+def test_the_momentum_ratio_rule_decides_only_what_its_interval_can() -> None:
+    from landbench.claims.base import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+
+    rule = claim4.ratio_verdict
+    assert rule(0.5, 0.8)[0] == SUPPORTED  # wholly below 1: faster
+    assert rule(0.95, 0.999)[0] == SUPPORTED
+    assert rule(1.01, 1.5)[0] == NOT_SUPPORTED  # wholly above 1: slower
+    assert rule(0.92, 1.05)[0] == NOT_SUPPORTED  # holds 1, inside [0.9, 1.1]: no faster by more than 10 %
+    assert rule(0.9, 1.1)[0] == NOT_SUPPORTED
+    assert rule(0.7, 1.05)[0] == INCONCLUSIVE  # holds 1, reaches below 0.9: could be 30 % faster
+    assert rule(0.95, 1.3)[0] == INCONCLUSIVE  # holds 1, reaches above 1.1
+    assert rule(0.5, 2.0)[0] == INCONCLUSIVE
+    assert rule(math.nan, math.nan)[0] == INCONCLUSIVE

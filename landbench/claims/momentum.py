@@ -165,6 +165,33 @@ def interval(draws: np.ndarray) -> tuple[float, float]:
     return float(np.percentile(draws, 2.5, method="lower")), float(np.percentile(draws, 97.5, method="higher"))
 
 
+#: A ratio interval inside [1 - EQUIVALENCE, 1 + EQUIVALENCE] shows the method no faster (and no slower) than
+#: GD by more than this share: "not supported". An interval that holds 1 but reaches beyond cannot decide.
+EQUIVALENCE = 0.1
+
+
+def ratio_verdict(low: float, high: float) -> tuple[str, str]:
+    """The stated test on a method's interval [low, high] of its geometric-mean ratio to GD: below 1,
+    supported (faster); above 1, not supported (slower); containing 1 and inside [0.9, 1.1], not supported
+    (no faster than GD by more than 10 %); containing 1 and reaching beyond, inconclusive (the data cannot
+    tell); undefined (NaN), inconclusive. Returns (verdict, the reason in words)."""
+    if math.isnan(low) or math.isnan(high):
+        return INCONCLUSIVE, "some ratio is undefined (both medians censored): raise steps"
+    if high < 1:
+        return SUPPORTED, "faster than GD (the interval lies below 1)"
+    if low > 1:
+        return NOT_SUPPORTED, "slower than GD (the interval lies above 1)"
+    bounds = f"[{1 - EQUIVALENCE:g}, {1 + EQUIVALENCE:g}]"
+    if low >= 1 - EQUIVALENCE and high <= 1 + EQUIVALENCE:
+        return NOT_SUPPORTED, (
+            f"no faster than GD by more than {EQUIVALENCE:.0%} (the interval contains 1 and lies inside {bounds})"
+        )
+    return INCONCLUSIVE, (
+        f"the interval contains 1 but reaches outside {bounds}: the data cannot tell whether it is faster than "
+        "GD (more seeds would narrow it)"
+    )
+
+
 # --- the experiment ------------------------------------------------------------------------------
 
 
@@ -229,15 +256,10 @@ def measure(ctx: ClaimContext) -> Measured:
             f"{NAMES[name]} (lr {rates[name]:g}) against GD (lr {rates[OPTIMIZERS[0]]:g}): ratio of medians "
             f"{value:.2f} [{low:.2f}, {high:.2f}] over {len(scenarios)} saddles (each: {each})"
         )
-        if math.isnan(low):
-            verdict, why = INCONCLUSIVE, f"{said}; some ratio is undefined (both medians censored): raise steps."
-        elif high < 1:
-            but = f", though not on every saddle (ratio >= 1 at {'; '.join(slower)})" if slower else ""
-            verdict, why = SUPPORTED, f"{said}: faster than GD{but}."
-        elif low > 1:
-            verdict, why = NOT_SUPPORTED, f"{said}: slower than GD."
-        else:
-            verdict, why = NOT_SUPPORTED, f"{said}: not distinguishable from GD (the interval contains 1)."
+        verdict, reason = ratio_verdict(low, high)
+        if verdict == SUPPORTED and slower:
+            reason += f", though not on every saddle (ratio >= 1 at {'; '.join(slower)})"
+        why = f"{said}; {reason}." if verdict == INCONCLUSIVE and math.isnan(low) else f"{said}: {reason}."
         lost = {
             (problem, label): count
             for (problem, label), count in failed.items()
