@@ -44,7 +44,7 @@ def test_test_tier_end_to_end_and_resumes(tmp_path, monkeypatch):
 
     folder = tmp_path / "flat_minima"
     stored = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*.jsonl") if p.is_file()}
-    assert {"noise.jsonl/results.jsonl", "sam.jsonl/results.jsonl", "cache.jsonl"} <= set(stored)
+    assert {"noise/results.jsonl", "sam/results.jsonl", "cache.jsonl"} <= set(stored)
     monkeypatch.setattr(module, "gd_baseline", refuse)
     monkeypatch.setattr(module, "basin_facts", refuse)
     again = run_claim("flat_minima", "test", tmp_path, log=lambda line: None)
