@@ -122,7 +122,7 @@ def test_tail_change_and_collect_count_diverged_runs():
     cells, info = collect(records + [failed])
     assert info[("Adam", 50)]["failed"] == 1 and info[("Adam", 50)]["runs_total"] == 2
     # one of two GD runs diverged, one of two Adam runs failed: both over the 10 % allowed, said with counts
-    problems, text = run_quality(info, ["GD", "Adam"], 50)
+    problems, text = run_quality(info, ["GD", "Adam"])
     assert any("50% of GD's runs diverged or failed" in p for p in problems)
     assert any("Adam's runs diverged or failed" in p for p in problems)
     assert "GD 1 diverged and 0 failed of 2" in text and "Adam 0 diverged and 1 failed of 2" in text
@@ -130,13 +130,37 @@ def test_tail_change_and_collect_count_diverged_runs():
 
 def test_unconverged_runs_make_both_findings_inconclusive():
     truth = _synthetic(E_TH, 0.3)
-    info = {(label, 400): {"runs_total": 64, "diverged": 0, "failed": 0, "share_moving": 0.0} for label in LABELS}
-    assert run_quality(info, list(LABELS), 400)[0] == []
-    info[("Adam", 400)]["share_moving"] = 0.38
-    problems, _ = run_quality(info, list(LABELS), 400)
-    assert len(problems) == 1 and "38% of Adam's runs at N = 400 are still moving" in problems[0]
+    info = {
+        (label, 400): {"runs_total": 64, "diverged": 0, "failed": 0, "drift": 0.0, "drift_ci": [-0.001, 0.001]}
+        for label in LABELS
+    }
+    assert run_quality(info, list(LABELS))[0] == []
+    info[("Adam", 400)].update(drift=-0.004, drift_ci=[-0.009, 0.001])
+    problems, _ = run_quality(info, list(LABELS))
+    assert len(problems) == 1 and "Adam's mean energy is still drifting" in problems[0] and "N = 400" in problems[0]
     assert location_finding(truth, problems=problems).verdict == INCONCLUSIVE
     assert spread_finding(truth, problems).verdict == INCONCLUSIVE
+
+
+def test_the_drift_of_the_mean_decides_convergence_not_single_runs():
+    from landbench.claims.equivalent_minima import DRIFT_LIMIT, mean_drift, settled
+
+    assert DRIFT_LIMIT == pytest.approx((E_TH - E_0) / 4) and DRIFT_LIMIT == pytest.approx(0.0060, abs=1e-4)
+    # thermal jitter: every run moves by ~1e-3 either way, the mean does not drift: settled
+    rng = np.random.default_rng(0)
+    jitter = rng.normal(0.0, 2e-3, 64)
+    drift, ci = mean_drift(jitter)
+    assert drift == pytest.approx(jitter.mean()) and ci[1] - ci[0] == pytest.approx(
+        2 * 1.96 * jitter.std(ddof=1) / 8, rel=1e-12
+    )
+    assert settled(ci)
+    # a few runs escaping a plateau late: the mean still falls by more than the limit: not settled
+    late = np.zeros(24)
+    late[:3] = -0.08
+    assert not settled(mean_drift(late)[1])
+    # a steady descent of every run by 0.01: not settled, however many runs
+    assert not settled(mean_drift(np.full(100, -0.01) + rng.normal(0, 1e-4, 100))[1])
+    assert not settled(mean_drift(np.array([-0.001]))[1])  # one run: no interval
 
 
 def test_common_slope_and_limit_fit_recover_exact_laws():

@@ -159,3 +159,18 @@ def test_rare_minima_test_tier_runs(tmp_path) -> None:
     assert outcome.measured.figures[0].exists()
     rows = outcome.measured.data["by_dim"]
     assert all(r["critical_points"] > 0 and 0 <= r["wilson"][0] <= r["wilson"][1] <= 1 for r in rows)
+
+
+def test_rare_minima_rate_rule_needs_a_narrow_interval() -> None:
+    from landbench.claims.base import CAVEAT, INCONCLUSIVE, SUPPORTED
+    from landbench.claims.rare_minima import MAX_RATE_WIDTH, rate_finding
+
+    ln2 = math.log(2.0)
+    assert MAX_RATE_WIDTH == ln2 / 2
+    assert rate_finding(0.7, (0.6, 0.8), False).verdict == SUPPORTED  # ln 2 inside, 0.2 wide
+    assert rate_finding(0.86, (0.73, 0.99), False).verdict == CAVEAT  # ln 2 outside, 0.26 wide
+    assert rate_finding(0.7, (0.5, 0.5 + MAX_RATE_WIDTH), False).verdict == INCONCLUSIVE  # not narrower
+    assert rate_finding(0.7, (0.5, 0.9), False).verdict == INCONCLUSIVE  # 0.4 wide
+    assert rate_finding(0.7, (0.6, 0.8), True).verdict == INCONCLUSIVE  # no decay to compare
+    assert rate_finding(0.7, (math.nan, math.nan), False).verdict == INCONCLUSIVE
+    assert rate_finding(0.7, (0.6, 0.8), False, " note").why.endswith(" note")

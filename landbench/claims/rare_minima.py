@@ -97,6 +97,41 @@ def loglik(share: np.ndarray, k: np.ndarray, n: np.ndarray) -> float:
     return float(np.sum(k * np.log(share) + (n - k) * np.log1p(-share)))
 
 
+def rate_finding(rate: float, rate_ci: tuple[float, float], decay_inconclusive: bool, note: str = "") -> Finding:
+    """The textbook-rate finding by the stated test: the measured rate -b with its 95 % interval. Inconclusive
+    when the decay finding is, or the interval is not narrower than MAX_RATE_WIDTH (ln 2 / 2); otherwise
+    supported when ln 2 lies inside the interval, supported with a caveat when outside. ``note`` is appended."""
+    low, high = rate_ci
+    head = f"measured rate -b = {rate:.2f} per dimension, 95 % interval [{low:.2f}, {high:.2f}]"
+    statistic = "rate of decay -b of the share of minima per dimension (the textbook's: ln 2 = 0.69)"
+    width = high - low
+    if decay_inconclusive or not width < MAX_RATE_WIDTH:
+        reason = (
+            "the decay finding is inconclusive, so there is no rate to compare"
+            if decay_inconclusive
+            else f"the interval is {width:.3f} wide, not narrower than ln 2 / 2 = {MAX_RATE_WIDTH:.3f}: it cannot "
+            "tell ln 2 from half or double that rate"
+        )
+        return Finding(
+            INCONCLUSIVE,
+            statistic,
+            rate,
+            f"{head}: {reason}; more critical points per d would narrow it." + note,
+            rate_ci,
+        )
+    inside = low <= math.log(2.0) <= high
+    return Finding(
+        SUPPORTED if inside else CAVEAT,
+        statistic,
+        rate,
+        f"{head} ({width:.3f} wide, under ln 2 / 2 = {MAX_RATE_WIDTH:.3f}): the textbook's rate ln 2 = 0.69 is "
+        f"{'inside' if inside else 'outside'} it"
+        + ("." if inside else ": the independent-sign picture gets the rate wrong.")
+        + note,
+        rate_ci,
+    )
+
+
 def measure(ctx: ClaimContext) -> Measured:
     p = ctx.params
     dims = [int(d) for d in p["dims"]]
@@ -185,39 +220,13 @@ def measure(ctx: ClaimContext) -> Measured:
         ("Kac-Rice", ll_kac),
         key=lambda item: item[1],
     )
-    textbook_in = lo <= -math.log(2.0) <= hi
     rate, rate_ci = -b1, (-hi, -lo)
     likelihoods = (
         f" Log-likelihoods of the counts: exp(a + b d) {ll1:.1f}, exp(a + c d^2) (c = {c2:.3f}; Dean-Majumdar's pure "
         f"GOE: {DEAN_MAJUMDAR:.3f}) {ll2:.1f}, the textbook 2^-d {ll_textbook:.1f}, the Kac-Rice share {ll_kac:.1f}: "
         f"best {best[0]} (exponential minus d^2: {ll1 - ll2:+.1f}; a difference under 2 does not tell the two apart)."
     )
-    head = f"measured rate -b = {rate:.2f} per dimension, 95 % interval [{rate_ci[0]:.2f}, {rate_ci[1]:.2f}]"
-    rate_statistic = "rate of decay -b of the share of minima per dimension (the textbook's: ln 2 = 0.69)"
-    if decay.verdict == INCONCLUSIVE or rate_ci[1] - rate_ci[0] >= MAX_RATE_WIDTH:
-        reason = (
-            "the decay finding is inconclusive, so there is no rate to compare"
-            if decay.verdict == INCONCLUSIVE
-            else f"the interval is {rate_ci[1] - rate_ci[0]:.2f} wide, not narrower than ln 2 / 2 = "
-            f"{MAX_RATE_WIDTH:.2f}: it cannot tell ln 2 from half or double that rate"
-        )
-        comparison = Finding(
-            INCONCLUSIVE,
-            rate_statistic,
-            rate,
-            f"{head}: {reason}; more critical points per d would narrow it." + likelihoods,
-            rate_ci,
-        )
-    else:
-        comparison = Finding(
-            SUPPORTED if textbook_in else CAVEAT,
-            rate_statistic,
-            rate,
-            f"{head}: the textbook's rate ln 2 = 0.69 is {'inside' if textbook_in else 'outside'} it"
-            + ("." if textbook_in else ": the independent-sign picture gets the rate wrong.")
-            + likelihoods,
-            rate_ci,
-        )
+    comparison = rate_finding(rate, rate_ci, decay.verdict == INCONCLUSIVE, likelihoods)
     findings = [decay, comparison]
     good, checked = data.sample_check(checks)
     figure = draw(ctx, rows, (a1, b1), (a2, c2))
