@@ -35,3 +35,11 @@ def test_every_image_the_readme_shows_exists_and_is_a_png() -> None:
         assert path.is_file(), f"README shows {image}, which does not exist"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{image} is not a PNG"
         assert path.stat().st_size < 200_000, f"{image} is over 200 kB"
+
+
+def test_the_claims_experiments_are_found_and_shipped() -> None:
+    from landbench.claims import experiments
+
+    assert set(experiments()) == {p.stem for p in (ROOT / "problems" / "claims").glob("*.toml")}
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "claims/*.toml" in package_data["landbench.problems"]

@@ -1,6 +1,6 @@
 """The claims framework: experiment files, resumable work, verdicts from findings, the report, the CLI.
 
-Each claim's own experiment is tested in tests/test_claims_<name>.py; here a small fake claim
+Each claim's own experiment is tested in tests/test_claims_<name>.py (this file: the framework); here a small fake claim
 (registered as a module and an experiment file in a temporary folder) drives the machinery, and the
 shipped experiment files are checked for what every claim must state.
 """
