@@ -437,7 +437,7 @@ def _draw(ctx, p, facts, noise_rows, sam_rows, dims_rows, sigmas, kramers, base_
         ax.set_ylabel("share ending in the wide basin")
         ax.set_title(f"(a) against noise, basins(dim={dim})")
         ax.set_ylim(-0.02, 1.05)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="center left")
 
         ax = axes[1]
         _errorbars(ax, sam_rows, "C2", f"SAM over SGD(lr={lr:g}), {int(p['sam_steps'])} steps (rho 0: SGD)")
@@ -452,12 +452,14 @@ def _draw(ctx, p, facts, noise_rows, sam_rows, dims_rows, sigmas, kramers, base_
         ax.set_ylabel("share ending in the wide basin")
         ax.set_title(f"(b) against SAM's rho, basins(dim={dim})")
         ax.set_ylim(-0.02, 1.05)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="center left")
 
         ax = axes[2]
         _errorbars(ax, dims_rows, "C4", f"GD(lr={lr:g}), {int(p['steps'])} steps: measured")
         ax.plot(curve_dims, theory_curve, "-", color="k", lw=1, label="start mass in the wide basin of attraction")
         ax.set_xscale("log")
+        ax.set_xticks([r["x"] for r in dims_rows], [f"{r['x']:g}" for r in dims_rows])
+        ax.minorticks_off()
         ax.set_xlabel("dimension d")
         ax.set_ylabel("share ending in the wide basin")
         ax.set_title("(c) against d, no noise")
