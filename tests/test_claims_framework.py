@@ -199,3 +199,22 @@ def test_shipped_claims_state_everything() -> None:
         module = __import__(f"landbench.claims.{experiment.name}", fromlist=["measure"])
         assert callable(module.measure)
     assert sorted(e.number for e in shipped.values()) == list(range(1, len(shipped) + 1))
+
+
+@pytest.mark.slow
+def test_quick_runs_all_seven_claims_from_the_console_script(tmp_path: Path) -> None:
+    """The issue's done-when: `landbench claims --quick` writes the report with every claim's verdict
+    (about 3 minutes on 2 quiet cores)."""
+    import subprocess
+
+    out = tmp_path / "claims"
+    done = subprocess.run(
+        ["landbench", "claims", "--quick", "--out", str(out), "--no-progress"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads((out / "claims.json").read_text())
+    assert [c["number"] for c in document["claims"]] == list(range(1, 8))
+    for claim in document["claims"]:
+        assert claim["verdict"] in claims.VERDICTS and claim["tier"] == "quick", claim["name"]
+        assert claim["findings"] and all((out / f).is_file() for f in claim["figures"]), claim["name"]
+    assert (out / "claims.html").read_text().count("<img") >= 7
