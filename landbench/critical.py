@@ -523,6 +523,16 @@ def _starts(landscape: Landscape, starts: int | torch.Tensor, seed: int) -> torc
 # --- the iteration -----------------------------------------------------------------------------------
 
 
+def _trial_buffers(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, ...]:
+    """What one iteration's trial steps fill, for B = len(x) runs and K = len(NEWTON_STEPS) +
+    len(DAMPING) trials: the steps (B, K, dim), their predicted decreases (B, K), the curvature scale
+    (B,), and the Newton step lengths and damping factors as tensors on x's device."""
+    b, k = len(x), len(NEWTON_STEPS) + len(DAMPING)
+    newton_alpha = torch.tensor(NEWTON_STEPS, dtype=x.dtype, device=x.device)
+    damping = torch.tensor(DAMPING, dtype=x.dtype, device=x.device)
+    return x.new_empty((b, k, dim)), x.new_empty((b, k)), x.new_empty(b), newton_alpha, damping
+
+
 class _Newton:
     """Newton's method on the (Riemannian) gradient with a dense Hessian, over a batch of runs."""
 
@@ -605,11 +615,7 @@ class _Newton:
         short Gauss-Newton step along ``-H g = -grad phi`` (large mu) to the Newton step (mu -> 0).
         """
         b = len(x)
-        k = len(NEWTON_STEPS) + len(DAMPING)
-        steps, predicted = x.new_empty((b, k, self.dim)), x.new_empty((b, k))
-        curvature = x.new_empty(b)
-        newton_alpha = torch.tensor(NEWTON_STEPS, dtype=x.dtype, device=x.device)
-        damping = torch.tensor(DAMPING, dtype=x.dtype, device=x.device)
+        steps, predicted, curvature, newton_alpha, damping = _trial_buffers(x, self.dim)
         for r0, r1 in self._chunks(b):
             h, u = self._hessians(x[r0:r1])
             lam, vectors = torch.linalg.eigh(h)
@@ -772,11 +778,7 @@ class _KrylovNewton(_Newton):
     def candidates(self, x: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """As :meth:`_Newton.candidates`, in the Krylov space of MINRES on ``H delta = -g``."""
         b = len(x)
-        k = len(NEWTON_STEPS) + len(DAMPING)
-        steps, predicted = x.new_empty((b, k, self.dim)), x.new_empty((b, k))
-        curvature = x.new_empty(b)
-        newton_alpha = torch.tensor(NEWTON_STEPS, dtype=x.dtype, device=x.device)
-        damping = torch.tensor(DAMPING, dtype=x.dtype, device=x.device)
+        steps, predicted, curvature, newton_alpha, damping = _trial_buffers(x, self.dim)
         for r0, r1 in self._chunks(b):
             space = minres_subspace(self._operator(x[r0:r1]), grad[r0:r1], max_steps=self.max_steps, rtol=self.rtol)
             steps[r0:r1], predicted[r0:r1], curvature[r0:r1] = subspace_steps(space, newton_alpha, damping, self.rcond)

@@ -100,25 +100,18 @@ def suite_text(p: dict[str, Any]) -> str:
     for dim, steps, seeds, instances in sizes(p):
         lr = float(p["lr_factor"]) * dim
         sigma = noise_sigma(dim, lr, float(p["temperature"]))
-        lines += [
-            "",
-            "[[problems]]",
-            'spec = "pspin(p=3)"',
-            f"dims = [{dim}]",
-            f"steps = {steps}",
-            f"seeds = {seeds}",
-            f"instances = {instances}",
-            f'optimizers = ["sgd(lr={lr!r})", "adam(lr={adam!r})"]',
-            "",
-            "[[problems]]",
-            'spec = "pspin(p=3)"',
-            f"dims = [{dim}]",
-            f"steps = {steps}",
-            f"seeds = {seeds}",
-            f"instances = {instances}",
-            f"noise = [{sigma!r}]",
-            f'optimizers = ["sgd(lr={lr!r})"]',
-        ]
+        for optimizers, noise in (([f"sgd(lr={lr!r})", f"adam(lr={adam!r})"], None), ([f"sgd(lr={lr!r})"], sigma)):
+            lines += [
+                "",
+                "[[problems]]",
+                'spec = "pspin(p=3)"',
+                f"dims = [{dim}]",
+                f"steps = {steps}",
+                f"seeds = {seeds}",
+                f"instances = {instances}",
+                *([] if noise is None else [f"noise = [{noise!r}]"]),
+                "optimizers = [" + ", ".join(f'"{o}"' for o in optimizers) + "]",
+            ]
     return "\n".join(lines) + "\n"
 
 

@@ -59,24 +59,19 @@ def collect(ctx: ClaimContext) -> dict[str, Any]:
     p = ctx.params
     block = int(p.get("block", 100))
     out: dict[str, Any] = {"field": [], "pspin": []}
-    for d in p["field_dims"]:
-        for instance in range(int(p["field_instances"])):
-            for kind, starts, descent in (
-                ("random", int(p["field_starts"]), 0),
-                ("descended", int(p.get("field_descended", 0)), int(p.get("field_descent", 0))),
-            ):
-                if starts:
-                    got = data.instance_points(ctx, field_spec(d), instance, starts, block_size=block, descent=descent)
-                    out["field"].append({"dim": d, "instance": instance, "starts_kind": kind, **got})
-    for n in p.get("pspin_dims", []):
-        for instance in range(int(p["pspin_instances"])):
-            for kind, starts, descent in (
-                ("random", int(p["pspin_starts"]), 0),
-                ("descended", int(p.get("pspin_descended", 0)), int(p.get("pspin_descent", 0))),
-            ):
-                if starts:
-                    got = data.instance_points(ctx, pspin_spec(n), instance, starts, block_size=block, descent=descent)
-                    out["pspin"].append({"dim": n, "instance": instance, "starts_kind": kind, **got})
+    for family, spec_of, dims in (
+        ("field", field_spec, p["field_dims"]),
+        ("pspin", pspin_spec, p.get("pspin_dims", [])),
+    ):
+        for d in dims:
+            for instance in range(int(p[f"{family}_instances"])):
+                for kind, starts, descent in (
+                    ("random", int(p[f"{family}_starts"]), 0),
+                    ("descended", int(p.get(f"{family}_descended", 0)), int(p.get(f"{family}_descent", 0))),
+                ):
+                    if starts:
+                        got = data.instance_points(ctx, spec_of(d), instance, starts, block_size=block, descent=descent)
+                        out[family].append({"dim": d, "instance": instance, "starts_kind": kind, **got})
     return out
 
 
@@ -355,20 +350,7 @@ def draw(
                 linewidths=0,
             )
         ax.plot(grid_t, law, color="black", lw=1.4, label="Bray-Dean: F(u / 2 sqrt d)")
-        if bins:
-            ax.errorbar(
-                [0.5 * (b["low"] + b["high"]) for b in bins],
-                [b["measured"] for b in bins],
-                yerr=[1.96 * b["stderr"] for b in bins],
-                fmt="s",
-                ms=4,
-                color="#D55E00",
-                mec="black",
-                mew=0.5,
-                capsize=2,
-                label=f"bin means, d >= {large} (>= 30 pts)",
-                zorder=5,
-            )
+        _bin_means(ax, [0.5 * (b["low"] + b["high"]) for b in bins], bins, f"bin means, d >= {large} (>= 30 pts)")
         ax.set_xlim(-1.1, 1.1)
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("t = u / (2 s sqrt d)   (u: value at the critical point)")
@@ -438,20 +420,7 @@ def draw(
                 label=f"finite-N law, N = {n}",
             )
         ax.axvline(e_th, color="#CC79A7", lw=1, ls=":", label=f"E_th = {e_th:.3f}")
-        if pbins:
-            ax.errorbar(
-                [b["mean_value"] for b in pbins],
-                [b["measured"] for b in pbins],
-                yerr=[1.96 * b["stderr"] for b in pbins],
-                fmt="s",
-                ms=4,
-                color="#D55E00",
-                mec="black",
-                mew=0.5,
-                capsize=2,
-                label="bin means",
-                zorder=5,
-            )
+        _bin_means(ax, [b["mean_value"] for b in pbins], pbins, "bin means")
         ax.set_xlim(-1.8, 1.0)
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("energy per spin E = H/N (landbench's loss)")
@@ -484,3 +453,21 @@ def draw(
         ax.set_title(f"{P}-spin: the Hessian law, checked by autograd")
     mpl.tidy(axes)
     return mpl.save(figure, ctx.figure("saddles"))
+
+
+def _bin_means(ax: Any, xs: list[float], bins: list[dict[str, Any]], label: str) -> None:
+    """The measured mean index fraction of each value bin, with its 95 % interval (1.96 standard errors)."""
+    if bins:
+        ax.errorbar(
+            xs,
+            [b["measured"] for b in bins],
+            yerr=[1.96 * b["stderr"] for b in bins],
+            fmt="s",
+            ms=4,
+            color="#D55E00",
+            mec="black",
+            mew=0.5,
+            capsize=2,
+            label=label,
+            zorder=5,
+        )
