@@ -287,6 +287,14 @@ def connect(
     show_default=True,
     help="Largest dim with a dense Hessian; beyond, MINRES and Lanczos on Hessian-vector products (0 forces them).",
 )
+@click.option(
+    "--spectrum",
+    type=click.Choice(["auto", "dense", "lanczos"]),
+    default="auto",
+    show_default=True,
+    help="Beyond --dense-max-dim: each point's index and extremes from the dense Hessian or a full Lanczos "
+    "tridiagonalisation (auto: dense where it fits, about d <= 2300).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per distinct point, then a summary.")
 @_friendly
 def critical(
@@ -297,6 +305,7 @@ def critical(
     max_iter: int,
     restarts: int,
     dense_max_dim: int,
+    spectrum: str,
     as_json: bool,
 ) -> None:
     """Critical points of SPEC of every index, by Newton's method on the gradient from N starts.
@@ -310,7 +319,13 @@ def critical(
 
     landscape = make(spec, seed=instance, dtype="float64")
     found = critical_points(
-        landscape, starts, seed=seed, max_iter=max_iter, restarts=restarts, dense_max_dim=dense_max_dim
+        landscape,
+        starts,
+        seed=seed,
+        max_iter=max_iter,
+        restarts=restarts,
+        dense_max_dim=dense_max_dim,
+        spectrum=spectrum,
     )
     if as_json:
         for record in found.as_records():

@@ -349,7 +349,7 @@ def test_classify_on_synthetic_gradients_and_hessians() -> None:
 
 def test_bad_input_is_refused_with_a_landbench_error() -> None:
     small = landbench.make("saddle(dim=3)")
-    for bad in (dict(restarts=-1), dict(krylov_max_iter=0), dict(krylov_rtol=2.0), dict(dense_max_dim=-1)):
+    for bad in (dict(restarts=-1), dict(krylov_max_iter=0), dict(krylov_rtol=2.0), dict(dense_max_dim=-1), dict(spectrum="eig")):
         with pytest.raises(CriticalPointError, match=next(iter(bad))):
             critical_points(small, 2, **bad)
     for starts in (0, -1, 2.5, torch.zeros(4, 2), torch.full((2, 3), math.nan)):
@@ -412,8 +412,13 @@ def test_krylov_path_finds_the_dense_paths_points(spec: str, starts: int) -> Non
     reported point passes the autograd checks (gradient, index from the dense autograd Hessian)."""
     landscape = landbench.make(spec, dtype="float64")
     dense = critical_points(landscape, starts)
-    krylov = critical_points(landscape, starts, dense_max_dim=0)
+    krylov = critical_points(landscape, starts, dense_max_dim=0, spectrum="lanczos")
     assert dense.settings["path"] == "dense" and krylov.settings["path"] == "krylov"
+    assert krylov.settings["spectrum"] == "lanczos"
+    auto = critical_points(landscape, starts, dense_max_dim=0)  # the final spectrum dense: it fits
+    assert auto.settings["spectrum"] == "dense"
+    assert torch.equal(auto.index, krylov.index) and auto.kind == krylov.kind
+    assert torch.allclose(auto.lambda_min, krylov.lambda_min, rtol=1e-8, atol=1e-10)
     assert krylov.counts() == dense.counts()
     for i, kind in enumerate(dense.kind):
         if kind in ("minimum", "saddle", "maximum"):
@@ -430,7 +435,7 @@ def test_krylov_path_finds_the_dense_paths_points(spec: str, starts: int) -> Non
 
 def test_krylov_path_finds_the_saddle_with_its_index() -> None:
     landscape = landbench.make("saddle(dim=40, index=7, rotate=True)", dtype="float64")
-    found = critical_points(landscape, 4, dense_max_dim=0)
+    found = critical_points(landscape, 4, dense_max_dim=0, spectrum="lanczos")
     (saddle,) = [p for p in found.points if p.kind == "saddle"]
     assert saddle.index == 7 and float(saddle.x.norm()) < 1e-8 and saddle.count == 4
     check_euclidean(landscape, found)
