@@ -107,7 +107,7 @@ def _rows(counts: list[tuple[int, int, int]]) -> list[dict]:
                 "dim": dim,
                 "informative": n,
                 "connected": k,
-                "share": k / n,
+                "share": k / n if n else float("nan"),
                 "wilson": list(wilson(k, n)),
                 "median_ratio": 0.5,
             }
@@ -123,6 +123,7 @@ def _rows(counts: list[tuple[int, int, int]]) -> list[dict]:
         ([(2, 30, 0), (50, 30, 1)], "not supported"),
         ([(2, 30, 14), (50, 30, 15)], "inconclusive"),
         ([(2, 30, 14), (50, 2, 2)], "inconclusive"),
+        ([(2, 30, 0), (10, 30, 1), (50, 0, 0)], "inconclusive"),  # no pair at the largest d: no smaller d decides
     ],
 )
 def test_the_stated_test(counts: list[tuple[int, int, int]], verdict: str) -> None:

@@ -300,14 +300,16 @@ def claim_finding(kind: str, rows: list[dict[str, Any]], min_pairs: int) -> Find
     1/2: not supported; otherwise (too few pairs, interval across 1/2): inconclusive."""
     used = [r for r in rows if r["informative"] > 0]
     statistic = f"share of pairs with curve barrier < straight/10 at the largest d ({LABELS[kind]})"
-    if not used or used[-1]["informative"] < min_pairs:
-        n = used[-1]["informative"] if used else 0
+    largest = rows[-1] if rows else None  # the tier's largest d decides, whether or not it has pairs
+    if largest is None or largest["informative"] < min_pairs:
+        n = largest["informative"] if largest else 0
+        where = f"d={largest['dim']}" if largest else "the largest d"
         return Finding(
             INCONCLUSIVE,
             statistic,
-            used[-1]["share"] if used else math.nan,
-            f"only {_count(n, 'pair')} of distinct minima with a straight barrier at the largest d (at least "
-            f"{min_pairs} wanted): more runs or instances would settle it",
+            largest["share"] if largest and largest["informative"] else math.nan,
+            f"only {_count(n, 'pair')} of distinct minima with a straight barrier at {where}, the largest d "
+            f"(at least {min_pairs} wanted): more runs or instances would settle it",
         )
     top, low = used[-1], used[0]
     lo, hi = top["wilson"]
