@@ -185,3 +185,67 @@ def test_the_momentum_ratio_rule_decides_only_what_its_interval_can() -> None:
     assert rule(0.95, 1.3)[0] == INCONCLUSIVE  # holds 1, reaches above 1.1
     assert rule(0.5, 2.0)[0] == INCONCLUSIVE
     assert rule(math.nan, math.nan)[0] == INCONCLUSIVE
+
+
+def test_the_noise_law_rule_decides_only_what_its_interval_can() -> None:
+    from landbench.claims.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+
+    rule, law = claim3.law_slope_verdict, -10.0
+    assert rule(-10.5, -9.6, law)[0] == SUPPORTED  # holds the law, 9 % of |law| wide
+    assert rule(-12.0, -8.5, law)[0] == INCONCLUSIVE  # holds the law but 35 % wide: a wide interval cannot support
+    assert rule(-30.0, 1.0, law)[0] == INCONCLUSIVE  # straddles 0, holds the law: undecided
+    assert rule(-2.0, 0.5, law)[0] == NOT_SUPPORTED  # straddles 0, wholly outside law +- 50 % ([-15, -5])
+    assert rule(0.5, 2.0, law)[0] == NOT_SUPPORTED  # wholly above 0
+    assert rule(-30.0, -20.0, law)[0] == NOT_SUPPORTED  # wholly beyond the margin on the steep side
+    assert rule(-9.0, -8.0, law)[0] == CAVEAT  # below 0, excludes the law, inside the margin
+    assert rule(-6.0, -3.0, law)[0] == CAVEAT  # reaches into the margin: not wholly outside it
+    assert rule(-1.0, -0.5, law)[0] == NOT_SUPPORTED  # escape slows, but at a tenth of the law's rate
+
+
+def test_the_dimension_rule_needs_a_decided_flat_slope_for_its_caveat() -> None:
+    from landbench.claims.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+
+    rule = claim3.dims_verdict
+    assert rule((-1.0, -2.0, -0.1), (-1.0, -2.0, -0.5)) == SUPPORTED
+    assert rule((5.0, 4.5, 5.5), (-0.8, -1.0, -0.6)) == CAVEAT  # k = 1 grows, k = d/10 shown flat or falling
+    assert rule((5.0, 4.5, 5.5), (0.5, -3.0, 4.0)) == INCONCLUSIVE  # a wide k = d/10 interval cannot give the caveat
+    assert rule((5.0, 4.5, 5.5), (4.0, 3.0, 5.0)) == NOT_SUPPORTED  # both grow
+    assert rule((5.0, -1.0, 9.0), (-1.0, -2.0, -0.5)) == INCONCLUSIVE
+
+
+def test_the_momentum_claim_pairs_each_method_with_gd_on_the_seeds_both_ran(tmp_path: Path, monkeypatch) -> None:
+    from landbench.claims.base import ClaimContext
+
+    # paired() and the bootstrap: one Adam seed and one (other) GD seed failed
+    gd = {seed: float(10 + seed) for seed in range(8) if seed != 3}
+    adam = {seed: float(5 + seed) for seed in range(8) if seed != 5}
+    methods, references, dropped = claim4.paired({"gd": [gd], "adam": [adam]})
+    assert methods["adam"][0].tolist() == [5.0, 6.0, 7.0, 9.0, 11.0, 12.0]
+    assert references["adam"][0].tolist() == [10.0, 11.0, 12.0, 14.0, 16.0, 17.0]
+    assert dropped["adam"] == [2]  # seed 3 of Adam (GD's failed) and seed 5 of GD (Adam's failed)
+    points, samples = claim4.bootstrap_ratios(methods, references, 50, seed=0)
+    assert points["adam"][0] == pytest.approx(8.0 / 13.0)
+    assert samples["adam"].shape == (50, 1) and np.all(samples["adam"] < 1)
+    # no paired seed: undefined, hence inconclusive
+    methods, references, dropped = claim4.paired({"gd": [{0: 1.0}], "adam": [{1: 1.0}]})
+    points, samples = claim4.bootstrap_ratios(methods, references, 10, seed=0)
+    assert math.isnan(points["adam"][0]) and dropped["adam"] == [2]
+
+    # the claim end to end on the test tier's store with one Adam and one GD record marked failed
+    experiment = read_experiment(EXPERIMENTS / "momentum.toml")
+    torch.set_num_threads(1)
+    ctx = ClaimContext(experiment, "test", tmp_path)
+    records = [dict(r) for r in ctx.sweep(claim4.suite_text(ctx.params), store="momentum")]
+    first = next(r for r in records if r["label"] == "adam")
+    other = next(r for r in records if r["label"] == "gd" and r["seed"] != first["seed"])
+    first["failed"] = other["failed"] = True
+    monkeypatch.setattr(ClaimContext, "sweep", lambda self, text, store="records": records)
+    measured = claim4.measure(ctx)
+    assert all(f.verdict in VERDICTS for f in measured.findings)
+    assert measured.data["failed_runs"]["total"] == 2
+    paired = {name: rows[0]["paired"] for name, rows in measured.data["paired_seeds"].items()}
+    seeds = ctx.params["seeds"]
+    assert paired == {"heavy ball": seeds - 1, "Nesterov": seeds - 1, "Adam": seeds - 2, "RMSprop": seeds - 1}
+    adam = measured.findings[2].why
+    assert "1 of Adam's and 1 of GD's failed, 2 unpaired run(s) dropped" in adam
+    assert "0 of heavy ball's and 1 of GD's failed, 1 unpaired run(s) dropped" in measured.findings[0].why

@@ -189,6 +189,53 @@ def _series(
     return rows, groups, censored
 
 
+#: (b) "supported" needs the slope's interval to hold the law and be narrower than this share of |law|.
+LAW_WIDTH = 0.2
+#: (b) "not supported" when the interval lies wholly outside law +- this share of |law| (or wholly above 0).
+LAW_MARGIN = 0.5
+#: (c) the k = d/10 slope counts as "not growing with d" when its upper bound is at most this share of the
+#: fixed-k slope's lower bound.
+FLAT_SHARE = 0.25
+
+
+def law_slope_verdict(low: float, high: float, law: float) -> tuple[str, str]:
+    """Part (b)'s rule on the slope's 95 % interval [low, high] against the law's slope (< 0): wholly above 0,
+    or wholly outside law +- LAW_MARGIN |law|, not supported; holding the law and narrower than LAW_WIDTH
+    |law|, supported; wholly below 0, not holding the law and not wholly outside the margin, supported with a
+    caveat (escape slows as noise falls, off the law); otherwise (it reaches 0 or above, or it holds the
+    law but is too wide to pin the slope) inconclusive. Returns (verdict, the reason in words)."""
+    band = (law * (1 + LAW_MARGIN), law * (1 - LAW_MARGIN))
+    if low > 0:
+        return NOT_SUPPORTED, "the interval lies above 0: less noise does not slow the escape"
+    if high < band[0] or low > band[1]:
+        return NOT_SUPPORTED, (
+            f"the interval lies wholly outside the law +- {LAW_MARGIN:.0%} [{band[0]:.2f}, {band[1]:.2f}]"
+        )
+    width = high - low
+    if low <= law <= high and width <= LAW_WIDTH * abs(law):
+        return SUPPORTED, f"the interval holds the law and is narrower than {LAW_WIDTH:.0%} of |law|"
+    if high < 0 and not low <= law <= high:
+        return CAVEAT, "the interval lies below 0 (less noise, slower escape) but excludes the law"
+    if high >= 0:
+        return INCONCLUSIVE, "the interval reaches 0: the sign of the slope is not decided"
+    return INCONCLUSIVE, (
+        f"the interval holds the law but is {width:.2f} wide, more than {LAW_WIDTH:.0%} of |law| "
+        f"({LAW_WIDTH * abs(law):.2f}): more seeds"
+    )
+
+
+def dims_verdict(fixed: tuple[float, float, float], prop: tuple[float, float, float]) -> str:
+    """Part (c)'s rule on the (slope, low, high) of the escape step against ln d at k = 1 (fixed) and at
+    k = d/10 (prop), each from its 95 % interval."""
+    if fixed[2] <= 0 and prop[2] <= 0:
+        return SUPPORTED
+    if fixed[1] > 0 and prop[2] <= FLAT_SHARE * fixed[1]:
+        return CAVEAT
+    if fixed[1] > 0 and prop[1] > 0:
+        return NOT_SUPPORTED
+    return INCONCLUSIVE
+
+
 def measure(ctx: ClaimContext) -> Measured:
     p = ctx.params
     lr, eps, resamples = float(p["lr"]), float(p["eps"]), int(p["resamples"])
@@ -243,20 +290,14 @@ def measure(ctx: ClaimContext) -> Measured:
         )
     else:
         slope, low, high = slope_interval(np.log(sigmas), noise_groups, resamples, seed=1)
-        close = abs(slope / law - 1) <= 0.05 or low <= law <= high
-        if high < 0:
-            verdict_b = SUPPORTED if close else CAVEAT
-        elif slope >= 0:
-            verdict_b = NOT_SUPPORTED
-        else:
-            verdict_b = INCONCLUSIVE
+        verdict_b, reason_b = law_slope_verdict(low, high, law)
         finding_b = Finding(
             verdict_b,
             "slope of the escape step against ln sigma (steps per unit of ln sigma)",
             slope,
             f"measured slope {slope:.2f} [{low:.2f}, {high:.2f}] against the law's -1/ln(1 + lr gamma) = {law:.2f} "
             f"({100 * (slope / law - 1):+.1f} %): {100:g} times less noise costs {math.log(100) * -slope:.1f} steps "
-            f"(law {math.log(100) * -law:.1f}).",
+            f"(law {math.log(100) * -law:.1f}): {reason_b}.",
             (low, high),
         )
 
@@ -300,14 +341,7 @@ def measure(ctx: ClaimContext) -> Measured:
         fixed = slope_interval(log_d, fixed_groups, resamples, seed=2)
         prop = slope_interval(log_d, prop_groups, resamples, seed=3)
         slopes_c = {"fixed": fixed, "proportional": prop}
-        if fixed[2] <= 0 and prop[2] <= 0:
-            verdict_c = SUPPORTED
-        elif fixed[1] > 0 and prop[1] <= 0 and prop[2] < fixed[1]:
-            verdict_c = CAVEAT
-        elif fixed[1] > 0 and prop[1] > 0:
-            verdict_c = NOT_SUPPORTED
-        else:
-            verdict_c = INCONCLUSIVE
+        verdict_c = dims_verdict(fixed, prop)
         fraction = p["index_fraction"]
         finding_c = Finding(
             verdict_c,

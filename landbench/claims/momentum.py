@@ -132,22 +132,46 @@ def _ratio(method: np.ndarray, reference: np.ndarray) -> np.ndarray:
         return method / reference
 
 
-def bootstrap_ratios(
-    times: dict[str, list[np.ndarray]], resamples: int, seed: int
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per method (other than GD), the ratio of its median escape step to GD's per scenario, point
-    values and paired bootstrap draws (the seeds of a scenario resampled jointly for all methods)."""
-    rng = np.random.default_rng(seed)
-    reference = times[OPTIMIZERS[0]]
-    draws = [rng.integers(0, len(t), size=(resamples, len(t))) for t in reference]
-    points, samples = {}, {}
-    for name, series in times.items():
+def paired(
+    by_seed: dict[str, list[dict[int, float]]],
+) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]], dict[str, list[int]]]:
+    """Per method (other than GD) and scenario, its escape steps and GD's on the seeds both ran (a failed
+    run of either leaves its seed out of the pair), in seed order; and the seeds of the pair's two series
+    that were left out (unpaired) per scenario."""
+    reference = by_seed[OPTIMIZERS[0]]
+    methods, references, dropped = {}, {}, {}
+    for name, series in by_seed.items():
         if name == OPTIMIZERS[0]:
             continue
-        points[name] = np.array([_ratio(_medians(m), _medians(g)) for m, g in zip(series, reference)])
-        samples[name] = np.stack(
-            [_ratio(_medians(m[d]), _medians(g[d])) for m, g, d in zip(series, reference, draws)], axis=1
-        )
+        methods[name], references[name], dropped[name] = [], [], []
+        for mine, gd in zip(series, reference):
+            common = sorted(set(mine) & set(gd))
+            methods[name].append(np.array([mine[s] for s in common], dtype=float))
+            references[name].append(np.array([gd[s] for s in common], dtype=float))
+            dropped[name].append(len(mine) + len(gd) - 2 * len(common))
+    return methods, references, dropped
+
+
+def bootstrap_ratios(
+    methods: dict[str, list[np.ndarray]], references: dict[str, list[np.ndarray]], resamples: int, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per method, the ratio of its median escape step to GD's per scenario over the seeds both ran (from
+    :func:`paired`), point values and paired bootstrap draws (per scenario, the paired seeds resampled
+    jointly for the method and GD). A scenario with no paired seed has an undefined (nan) ratio."""
+    rng = np.random.default_rng(seed)
+    points, samples = {}, {}
+    for name, series in methods.items():
+        point, draws = [], []
+        for m, g in zip(series, references[name]):
+            if len(m) == 0:
+                point.append(math.nan)
+                draws.append(np.full(resamples, math.nan))
+                continue
+            d = rng.integers(0, len(m), size=(resamples, len(m)))
+            point.append(_ratio(_medians(m), _medians(g)))
+            draws.append(_ratio(_medians(m[d]), _medians(g[d])))
+        points[name] = np.array(point, dtype=float)
+        samples[name] = np.stack(draws, axis=1)
     return points, samples
 
 
@@ -207,18 +231,18 @@ def measure(ctx: ClaimContext) -> Measured:
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         runs.setdefault((record["problem"], record["label"]), []).append(record)
-    scenarios = list(dict.fromkeys(problem for problem, _ in runs))
+    scenarios = list(dict.fromkeys([problem for problem, _ in runs] + [problem for problem, _ in failed]))
     rates = {label: float(r[0]["tuning"]["lr"]) for (_, label), r in runs.items()}
-    times = {name: [_times(runs[(s, name)]) for s in scenarios] for name in OPTIMIZERS}
-    seeds_match = all(
-        [r["seed"] for r in sorted(runs[(s, name)], key=lambda r: r["seed"])]
-        == sorted(r["seed"] for r in runs[(s, OPTIMIZERS[0])])
-        for s in scenarios
-        for name in OPTIMIZERS
-    )
-    if not seeds_match:  # pragma: no cover - the suite gives every optimizer the same seeds
-        raise RuntimeError("momentum claim: the optimizers' runs are not paired by seed")
-    points, samples = bootstrap_ratios(times, resamples, seed=4)
+    times = {name: [_times(runs.get((s, name), [])) for s in scenarios] for name in OPTIMIZERS}
+    by_seed = {}
+    for name in OPTIMIZERS:
+        by_seed[name] = []
+        for i, s in enumerate(scenarios):
+            ordered = sorted(runs.get((s, name), []), key=lambda r: r["seed"])
+            by_seed[name].append({int(r["seed"]): t for r, t in zip(ordered, times[name][i])})
+    # each method is paired with GD on the seeds both ran: a failed run drops its seed from that pair only
+    methods, references, unpaired = paired(by_seed)
+    points, samples = bootstrap_ratios(methods, references, resamples, seed=4)
 
     table = []
     for i, scenario in enumerate(scenarios):
@@ -226,20 +250,27 @@ def measure(ctx: ClaimContext) -> Measured:
         start = median_start(int(params["dim"]), int(params["index"]), float(params["init_radius"]))
         for name in OPTIMIZERS:
             series = times[name][i]
-            median = float(_medians(series))
+            median = float(_medians(series)) if len(series) else math.nan
             rng = np.random.default_rng(10 + i)
-            boot = _medians(series[rng.integers(0, len(series), size=(resamples, len(series)))])
+            boot = (
+                _medians(series[rng.integers(0, len(series), size=(resamples, len(series)))])
+                if len(series)
+                else np.full(resamples, math.nan)
+            )
             row = {
                 "problem": scenario,
                 "optimizer": name,
-                "lr": rates[name],
+                "lr": rates.get(name, math.nan),
                 "runs": len(series),
+                "failed": failed.get((scenario, name), 0),
                 "escaped": int(np.isfinite(series).sum()),
                 "median": _json(median),
                 "median_ci": [_json(v) for v in interval(boot)],
-                "linear_law": linear_escape(name, rates[name], start),
+                "linear_law": linear_escape(name, rates[name], start) if name in rates else None,
             }
             if name != OPTIMIZERS[0]:
+                row["paired_seeds"] = len(methods[name][i])
+                row["unpaired"] = unpaired[name][i]
                 row["ratio"] = _json(float(points[name][i]))
                 row["ratio_ci"] = [_json(v) for v in interval(samples[name][:, i])]
             table.append(row)
@@ -253,34 +284,45 @@ def measure(ctx: ClaimContext) -> Measured:
         slower = [_short(s).replace("\n", " ") for s, r in zip(scenarios, points[name]) if not r < 1]
         statistic = f"{NAMES[name]}: geometric mean over the saddles of its median escape step over GD's"
         said = (
-            f"{NAMES[name]} (lr {rates[name]:g}) against GD (lr {rates[OPTIMIZERS[0]]:g}): ratio of medians "
+            f"{NAMES[name]} (lr {rates.get(name, math.nan):g}) against GD (lr {rates.get(OPTIMIZERS[0], math.nan):g}): "
+            "ratio of medians "
             f"{value:.2f} [{low:.2f}, {high:.2f}] over {len(scenarios)} saddles (each: {each})"
         )
         verdict, reason = ratio_verdict(low, high)
         if verdict == SUPPORTED and slower:
             reason += f", though not on every saddle (ratio >= 1 at {'; '.join(slower)})"
         why = f"{said}; {reason}." if verdict == INCONCLUSIVE and math.isnan(low) else f"{said}: {reason}."
-        lost = {
-            (problem, label): count
-            for (problem, label), count in failed.items()
-            if label in (name, OPTIMIZERS[0], NAMES[name], NAMES[OPTIMIZERS[0]])
-        }
+        lost = [
+            (scenario, failed.get((scenario, name), 0), failed.get((scenario, OPTIMIZERS[0]), 0), unpaired[name][i])
+            for i, scenario in enumerate(scenarios)
+        ]
+        lost = [row for row in lost if any(row[1:])]
         if lost:
             where = "; ".join(
-                f"{_short(pr).replace(chr(10), ' ')} {label}: {n}" for (pr, label), n in sorted(lost.items())
+                f"{_short(pr).replace(chr(10), ' ')}: {mine} of {NAMES[name]}'s and {gd} of GD's failed, "
+                f"{n} unpaired run(s) dropped"
+                for pr, mine, gd, n in lost
             )
             why += (
-                f" {sum(lost.values())} run(s) of these failed (the job raised; left out of the medians, see "
-                f"landbench status): {where}."
+                f" Failed runs (the job raised; see landbench status) are left out and their seeds dropped from "
+                f"the pair with GD: {sum(r[1] + r[2] for r in lost)} failed, {sum(r[3] for r in lost)} run(s) "
+                f"dropped ({where})."
             )
         findings.append(Finding(verdict, statistic, value, why, (low, high)))
 
     faster = [NAMES[n] for n, f in zip(OPTIMIZERS[1:], findings) if f.verdict == SUPPORTED]
     data = {
-        "tuned_rates": {NAMES[n]: rates[n] for n in OPTIMIZERS},
+        "tuned_rates": {NAMES[n]: _json(rates.get(n, math.nan)) for n in OPTIMIZERS},
         "tuned_for": "leaderboard rank over the saddle family: loss-gap targets 0.1, 0.01, 0.001 held, then ERT",
         "scenarios": table,
         "overall": {NAMES[n]: [_json(v) for v in overall[n]] for n in OPTIMIZERS[1:]},
+        "paired_seeds": {
+            NAMES[n]: [
+                {"problem": sc, "paired": len(methods[n][i]), "dropped": unpaired[n][i]}
+                for i, sc in enumerate(scenarios)
+            ]
+            for n in OPTIMIZERS[1:]
+        },
         "failed_runs": {
             "total": len(failed_records),
             "by_scenario": [
