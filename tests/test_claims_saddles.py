@@ -174,3 +174,43 @@ def test_rare_minima_rate_rule_needs_a_narrow_interval() -> None:
     assert rate_finding(0.7, (0.6, 0.8), True).verdict == INCONCLUSIVE  # no decay to compare
     assert rate_finding(0.7, (math.nan, math.nan), False).verdict == INCONCLUSIVE
     assert rate_finding(0.7, (0.6, 0.8), False, " note").why.endswith(" note")
+
+
+def test_the_slope_profile_interval_covers_a_known_slope_with_zero_counts() -> None:
+    """share = exp(-0.3 - 0.7 d) at d = 2..14, 3000 critical points each: the counts at large d are mostly
+    0. The interval's ends are where the profile likelihood (maximised over a on a brute-force grid) drops
+    by 3.841/2, and over 40 seeded draws it covers the true slope about 95 % of the time."""
+    from landbench.claims.rare_minima import CHI2_95, loglik, slope_profile_interval
+
+    ds, n = np.arange(2, 15), np.full(13, 3000)
+    a_true, b_true = -0.3, -0.7
+    rng = np.random.default_rng(1)
+    covered, draws = 0, 40
+    for draw in range(draws):
+        k = rng.binomial(n, np.exp(a_true + b_true * ds))
+        a, b, ll = fit(ds, k, n, 1)
+        low, high = slope_profile_interval(ds, k, n, b, ll)
+        assert low < b < high and math.isfinite(low) and math.isfinite(high)
+        covered += low <= b_true <= high
+        if draw == 0:
+            assert (k[-4:] == 0).any()  # zero counts at large d
+            # brute force: the profile over a grid of a at each end equals LL_max - 3.841 / 2
+            grid = np.linspace(-3.0, 2.0, 20001)
+            for end in (low, high):
+                best = max(loglik(np.exp(np.minimum(g + end * ds, -1e-12)), k, n) for g in grid[::4])
+                assert best == pytest.approx(ll - CHI2_95 / 2, abs=0.05)
+    assert covered >= 34  # 95 % of 40 is 38; 34 or fewer has probability under 3 %
+
+
+def test_the_slope_profile_interval_is_finite_with_minima_at_two_dimensions_only() -> None:
+    """A dimension with no minimum counts through its likelihood: with minima at d = 2, 3 only, both ends
+    are finite, and adding more zero-count dimensions (more evidence of decay) moves the upper end down."""
+    from landbench.claims.rare_minima import slope_profile_interval
+
+    ds, n = np.array([2, 3, 4, 5]), np.array([60, 60, 60, 60])
+    k = np.array([6, 2, 0, 0])
+    a, b, ll = fit(ds, k, n, 1)
+    low, high = slope_profile_interval(ds, k, n, b, ll)
+    assert math.isfinite(low) and math.isfinite(high) and low < b < high
+    few = slope_profile_interval(ds[:2], k[:2], n[:2], *fit(ds[:2], k[:2], n[:2], 1)[1:])
+    assert high < few[1]
