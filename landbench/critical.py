@@ -77,6 +77,7 @@ from landbench.krylov import lanczos_spectrum, minres_subspace, subspace_steps
 from landbench.landscapes.base import Landscape, available_memory
 from landbench.rng import cpu_generator
 from landbench.settings import MAX_SEED, MAX_SEEDS, is_integer
+from landbench.threads import choose_threads, using_threads
 
 #: The largest dimension whose Hessian is built densely (B x d x d numbers, a d x d eigendecomposition per run).
 DENSE_MAX_DIM = 512
@@ -333,85 +334,90 @@ def critical_points(
     """
     _check_settings(landscape, max_iter, grad_tol, eig_tol, flat_tol, rcond, dedup_tol, dense_max_dim)
     _check_krylov(restarts, krylov_max_iter, krylov_rtol, spectrum)
-    land = landscape if landscape.dtype == torch.float64 else landscape.astype(torch.float64)
-    x0 = _starts(land, starts, seed)
-    krylov = land.dim > dense_max_dim
-    solver = _KrylovNewton(land, rcond, krylov_max_iter, krylov_rtol, spectrum) if krylov else _Newton(land, rcond)
-    tolerances = dict(grad_tol=grad_tol, flat_tol=flat_tol, eig_tol=eig_tol)
-    cpu, kinds, index, nullity, iterations = _attempt(solver, x0, max_iter, **tolerances)
-    used = torch.zeros(len(kinds), dtype=torch.long)
-    flat_ends: list[tuple[dict[str, torch.Tensor], list[str], torch.Tensor, torch.Tensor, list[int]]] = []
-    for attempt in range(1, int(restarts) + 1):
-        again = [i for i, k in enumerate(kinds) if k == "gradient-flat"]
-        if not again:
-            break
-        rows = torch.tensor(again, dtype=torch.long)
-        flat_ends.append(({key: v[rows].clone() for key, v in cpu.items()}, [kinds[i] for i in again], index[rows],
-                          nullity[rows], again))  # fmt: skip
-        fresh = _restart_points(land, [seed + i for i in again], attempt)
-        c2, k2, i2, n2, it2 = _attempt(solver, fresh, max_iter, **tolerances)
-        for key in cpu:
-            cpu[key][rows] = c2[key]
-        for position, i in enumerate(again):
-            kinds[i] = k2[position]
-        index[rows], nullity[rows] = i2, n2
-        iterations[rows] += it2
-        used[rows] += 1
-    # the gradient-flat ends of earlier attempts join the final ones, as extra rows after the B starts
-    b = len(kinds)
-    owners = list(range(b))
-    pool = {key: [v] for key, v in cpu.items()}
-    pool_kinds, pool_index, pool_nullity = list(kinds), [index], [nullity]
-    for c, k, i, n, who in flat_ends:
-        for key in pool:
-            pool[key].append(c[key])
-        pool_kinds += k
-        pool_index.append(i)
-        pool_nullity.append(n)
-        owners += who
-    pooled = {key: torch.cat(v) for key, v in pool.items()}
-    all_index, all_nullity = torch.cat(pool_index), torch.cat(pool_nullity)
-    even = even_symmetry(landscape) if symmetric is None else bool(symmetric)
-    point_of_pool = torch.full((len(owners),), -1, dtype=torch.long)
-    critical = [i for i in range(b) if kinds[i] in ("minimum", "saddle", "maximum")]
-    flat = [i for i, k in enumerate(pool_kinds) if k == "gradient-flat"]
-    points = _unique(critical, pooled, pool_kinds, all_index, all_nullity, dedup_tol, even, point_of_pool, owners)
-    # Gradient-flat points are approached slowly (linearly at best): merged with a looser tolerance.
-    flats = _unique(flat, pooled, pool_kinds, all_index, all_nullity, math.sqrt(dedup_tol), even, point_of_pool, owners)
-    settings = {
-        "max_iter": max_iter,
-        "grad_tol": grad_tol,
-        "eig_tol": eig_tol,
-        "flat_tol": flat_tol,
-        "rcond": rcond,
-        "dedup_tol": dedup_tol,
-        "symmetric": even,
-        "seed": seed if not isinstance(starts, torch.Tensor) else None,
-        "path": "krylov" if krylov else "dense",
-        "restarts": int(restarts),
-    }
-    if krylov:
-        settings.update(
-            krylov_max_iter=solver.max_steps,  # type: ignore[attr-defined]
-            krylov_rtol=krylov_rtol,
-            spectrum="dense" if solver.dense_spectrum else "lanczos",  # type: ignore[attr-defined]
+    # the finder's tensors are B x d x d: one thread below 2^20 elements (a second one costs more than it
+    # gains there, and 5-70 times that on a busy machine; landbench.threads), $LANDBENCH_THREADS wins
+    count = len(starts) if isinstance(starts, torch.Tensor) and starts.dim() else starts if is_integer(starts) else 1
+    with using_threads(choose_threads(count * landscape.dim * landscape.dim)):
+        land = landscape if landscape.dtype == torch.float64 else landscape.astype(torch.float64)
+        x0 = _starts(land, starts, seed)
+        krylov = land.dim > dense_max_dim
+        solver = _KrylovNewton(land, rcond, krylov_max_iter, krylov_rtol, spectrum) if krylov else _Newton(land, rcond)
+        tolerances = dict(grad_tol=grad_tol, flat_tol=flat_tol, eig_tol=eig_tol)
+        cpu, kinds, index, nullity, iterations = _attempt(solver, x0, max_iter, **tolerances)
+        used = torch.zeros(len(kinds), dtype=torch.long)
+        flat_ends: list[tuple[dict[str, torch.Tensor], list[str], torch.Tensor, torch.Tensor, list[int]]] = []
+        for attempt in range(1, int(restarts) + 1):
+            again = [i for i, k in enumerate(kinds) if k == "gradient-flat"]
+            if not again:
+                break
+            rows = torch.tensor(again, dtype=torch.long)
+            flat_ends.append(({key: v[rows].clone() for key, v in cpu.items()}, [kinds[i] for i in again], index[rows],
+                              nullity[rows], again))  # fmt: skip
+            fresh = _restart_points(land, [seed + i for i in again], attempt)
+            c2, k2, i2, n2, it2 = _attempt(solver, fresh, max_iter, **tolerances)
+            for key in cpu:
+                cpu[key][rows] = c2[key]
+            for position, i in enumerate(again):
+                kinds[i] = k2[position]
+            index[rows], nullity[rows] = i2, n2
+            iterations[rows] += it2
+            used[rows] += 1
+        # the gradient-flat ends of earlier attempts join the final ones, as extra rows after the B starts
+        b = len(kinds)
+        owners = list(range(b))
+        pool = {key: [v] for key, v in cpu.items()}
+        pool_kinds, pool_index, pool_nullity = list(kinds), [index], [nullity]
+        for c, k, i, n, who in flat_ends:
+            for key in pool:
+                pool[key].append(c[key])
+            pool_kinds += k
+            pool_index.append(i)
+            pool_nullity.append(n)
+            owners += who
+        pooled = {key: torch.cat(v) for key, v in pool.items()}
+        all_index, all_nullity = torch.cat(pool_index), torch.cat(pool_nullity)
+        even = even_symmetry(landscape) if symmetric is None else bool(symmetric)
+        point_of_pool = torch.full((len(owners),), -1, dtype=torch.long)
+        critical = [i for i in range(b) if kinds[i] in ("minimum", "saddle", "maximum")]
+        flat = [i for i, k in enumerate(pool_kinds) if k == "gradient-flat"]
+        points = _unique(critical, pooled, pool_kinds, all_index, all_nullity, dedup_tol, even, point_of_pool, owners)
+        # Gradient-flat points are approached slowly (linearly at best): merged with a looser tolerance.
+        loose = math.sqrt(dedup_tol)
+        flats = _unique(flat, pooled, pool_kinds, all_index, all_nullity, loose, even, point_of_pool, owners)
+        settings = {
+            "max_iter": max_iter,
+            "grad_tol": grad_tol,
+            "eig_tol": eig_tol,
+            "flat_tol": flat_tol,
+            "rcond": rcond,
+            "dedup_tol": dedup_tol,
+            "symmetric": even,
+            "seed": seed if not isinstance(starts, torch.Tensor) else None,
+            "path": "krylov" if krylov else "dense",
+            "restarts": int(restarts),
+        }
+        if krylov:
+            settings.update(
+                krylov_max_iter=solver.max_steps,  # type: ignore[attr-defined]
+                krylov_rtol=krylov_rtol,
+                spectrum="dense" if solver.dense_spectrum else "lanczos",  # type: ignore[attr-defined]
+            )
+        return CriticalPoints(
+            spec=landscape.spec,
+            dim=landscape.dim,
+            tangent_dim=solver.tangent_dim,
+            index=index,
+            nullity=nullity,
+            iterations=iterations,
+            kind=kinds,
+            point_of=point_of_pool[:b].clone(),
+            points=points,
+            gradient_flat=flats,
+            settings=settings,
+            restarts=used,
+            flat_ends=sum(len(end[4]) for end in flat_ends) + sum(k == "gradient-flat" for k in kinds),
+            **cpu,
         )
-    return CriticalPoints(
-        spec=landscape.spec,
-        dim=landscape.dim,
-        tangent_dim=solver.tangent_dim,
-        index=index,
-        nullity=nullity,
-        iterations=iterations,
-        kind=kinds,
-        point_of=point_of_pool[:b].clone(),
-        points=points,
-        gradient_flat=flats,
-        settings=settings,
-        restarts=used,
-        flat_ends=sum(len(end[4]) for end in flat_ends) + sum(k == "gradient-flat" for k in kinds),
-        **cpu,
-    )
 
 
 def _attempt(

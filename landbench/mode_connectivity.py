@@ -25,6 +25,7 @@ from landbench.errors import SpecError
 from landbench.landscapes import Landscape, make
 from landbench.rng import cpu_generator
 from landbench.spec import Spec
+from landbench.threads import choose_threads, using_threads
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,11 @@ def connectivity(
         raise SpecError(f"connectivity: steps must be an integer >= 0, got {steps!r}")
     start, end = _as_point(landscape, a, "a"), _as_point(landscape, b, "b")
     t = torch.linspace(0.0, 1.0, points, dtype=landscape.dtype, device=landscape.device)
-    linear = _profile(landscape, lambda s: torch.lerp(start, end, s[:, None]), t, "linear")
-    bend, fit_loss = fit_bezier(landscape, start, end, steps=steps, samples=samples, seed=seed)
-    curve = _profile(landscape, lambda s: bezier(start, bend, end, s), t, "bezier")
+    # (points x dim) tensors: one thread below 2^20 elements, as for the engine's batches (landbench.threads)
+    with using_threads(choose_threads(max(points, samples) * landscape.dim)):
+        linear = _profile(landscape, lambda s: torch.lerp(start, end, s[:, None]), t, "linear")
+        bend, fit_loss = fit_bezier(landscape, start, end, steps=steps, samples=samples, seed=seed)
+        curve = _profile(landscape, lambda s: bezier(start, bend, end, s), t, "bezier")
     if not (math.isfinite(linear.barrier) and math.isfinite(curve.barrier)):
         raise SpecError("connectivity: the loss along a path is not finite (do the points lie in the landscape?)")
     return Connectivity(start, end, linear, curve, bend, fit_loss)
