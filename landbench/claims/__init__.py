@@ -31,6 +31,7 @@ from landbench.claims.base import (
     verdict_of,
 )
 from landbench.claims.report import ClaimsReport, Failed, write_claims_report
+from landbench.threads import choose_threads, using_threads
 
 __all__ = [
     "CAVEAT",
@@ -119,7 +120,11 @@ def run_claim(
     )
     module = importlib.import_module(f"landbench.claims.{experiment.name}")
     started = time.perf_counter()
-    measured = module.measure(ctx)
+    # a claim's own small tensor work on one intra-op thread unless $LANDBENCH_THREADS says otherwise
+    # (a second thread costs 5-70 times the work on a busy machine); the engine's batches, the
+    # critical-point finder and connectivity choose their own threads by size (landbench.threads)
+    with using_threads(choose_threads(0)):
+        measured = module.measure(ctx)
     return ClaimOutcome(experiment, tier, measured, time.perf_counter() - started)
 
 
