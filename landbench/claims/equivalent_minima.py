@@ -535,6 +535,37 @@ def location_finding(a: dict[str, Any], note: str = "", problems: list[str] | No
             "E_th." + tail,
             ci,
         )
+    # the model: the main fit's interval must hold under the other exponents too (their point estimates)
+    alternatives = ", ".join(f"N^-{_exponent(al)}" for al in ALPHAS_SENSITIVITY)
+    sunk = [
+        f"{label} under N^-{_exponent(float(al))} ({v:.4f})"
+        for label, lim in limits.items()
+        for al, v in lim["e_inf_other_alpha"].items()
+        if not v > E_0
+    ]
+    if sunk:
+        return Finding(
+            INCONCLUSIVE,
+            statistic,
+            value,
+            "every optimizer's extrapolated mean lies above E_0 under N^-2/3, but not under the other finite-N "
+            f"models: the limit of {', '.join(sunk)} is at or below E_0 = {E_0:.5f}, so the extrapolation model "
+            "decides whether it stays above the ground state; larger N would settle it." + tail,
+            ci,
+        )
+    sides = {label: threshold_sides(lim) for label, lim in limits.items()}
+    agree = all(len(set(side.values())) == 1 for side in sides.values())
+    model_note = (
+        f" Under {alternatives} (each point estimate with the main interval's offsets around it) every "
+        "optimizer's relation to E_th is the same."
+        if agree
+        else " Against E_th the models disagree ("
+        + "; ".join(
+            f"{label}: " + ", ".join(f"N^-{_exponent(al)} {side}" for al, side in side_of.items())
+            for label, side_of in sides.items()
+        )
+        + "): the extrapolation model decides whether the limit reaches E_th."
+    )
     missed = [
         f"{label} ({'above' if lim['ci'][0] > E_TH else 'below'} E_th)"
         for label, lim in limits.items()
@@ -545,18 +576,49 @@ def location_finding(a: dict[str, Any], note: str = "", problems: list[str] | No
             CAVEAT,
             statistic,
             value,
-            "every optimizer's extrapolated mean lies above E_0, but the interval of " + ", ".join(missed) + " misses "
-            "E_th." + tail,
+            f"every optimizer's extrapolated mean lies above E_0 (its interval under N^-2/3, its point estimate "
+            f"under {alternatives}), but the interval of " + ", ".join(missed) + " misses E_th." + model_note + tail,
+            ci,
+        )
+    if not agree:
+        return Finding(
+            CAVEAT,
+            statistic,
+            value,
+            f"every optimizer's extrapolated mean lies above E_0 (its interval under N^-2/3, its point estimate "
+            f"under {alternatives}) and the N^-2/3 intervals contain E_th, but not under every model."
+            + model_note
+            + tail,
             ci,
         )
     return Finding(
         SUPPORTED,
         statistic,
         value,
-        "every optimizer's extrapolated mean excludes E_0 and contains E_th: the runs concentrate at the "
-        "threshold, above the ground state." + tail,
+        "every optimizer's extrapolated mean excludes E_0 and contains E_th under N^-2/3 and stays so under "
+        f"{alternatives}: the runs concentrate at the threshold, above the ground state." + model_note + tail,
         ci,
     )
+
+
+def _exponent(alpha: float) -> str:
+    return {0.5: "1/2", 2.0 / 3.0: "2/3", 1.0: "1"}.get(float(alpha), f"{float(alpha):g}")
+
+
+def threshold_sides(limit: dict[str, Any]) -> dict[float, str]:
+    """Per exponent (the main one and the sensitivity ones), where the limit lies against E_th: the main
+    fit by its interval, each other by its point estimate carrying the main interval's offsets ("contains",
+    "above" or "below" E_th)."""
+    e, (low, high) = limit["e_inf"], limit["ci"]
+
+    def side(point: float) -> str:
+        lo, hi = point - (e - low), point + (high - e)
+        return "above" if lo > E_TH else "below" if hi < E_TH else "contains"
+
+    out = {ALPHA: side(e)}
+    for alpha, point in limit["e_inf_other_alpha"].items():
+        out[float(alpha)] = side(float(point))
+    return out
 
 
 # --- figures ---------------------------------------------------------------------------------------
