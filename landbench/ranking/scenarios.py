@@ -14,8 +14,11 @@ and a run that does not reach a target, diverged or not, is charged its whole bu
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
 import math
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,7 +27,8 @@ from typing import Any
 from landbench import outcomes
 from landbench.errors import LandbenchError
 
-#: Families by the question they ask; families not listed go to "other".
+#: Families by the question they ask; a family registered by another package goes to the group it
+#: declares (:func:`landbench.landscapes.family_group`), any other family not listed to "other".
 GROUPS: dict[str, tuple[str, ...]] = {
     "saddles": ("saddle", "saddle_chain"),
     "fields": ("gaussian_field",),
@@ -45,8 +49,22 @@ REQUIRED_FIELDS = ("problem", "optimizer", "noise", "steps", "diverged")
 
 
 def group_of(family: str) -> str:
-    """The group ("saddles", "fields", ...) a family belongs to, or "other"."""
-    return next((group for group, families in GROUPS.items() if family in families), "other")
+    """The group ("saddles", "fields", ...) a family belongs to: a built-in family's in
+    :data:`GROUPS`, the one a registered family declares (its class attribute ``group``), or "other"
+    (a family unknown here, or a registered one that cannot be loaded)."""
+    group = next((group for group, families in GROUPS.items() if family in families), None)
+    return group or _registered_group(family, tuple(sys.path)) or "other"
+
+
+@functools.lru_cache(maxsize=256)
+def _registered_group(family: str, path: tuple[str, ...]) -> str | None:
+    """The group of a family registered in the ``landbench.landscapes`` entry-point group (read once
+    per family and ``sys.path``); torch and the plug-in are imported only when ``family`` is one."""
+    if not any(ep.name == family for ep in importlib.metadata.entry_points(group="landbench.landscapes")):
+        return None
+    from landbench.landscapes import family_group
+
+    return family_group(family)
 
 
 @dataclass(frozen=True, order=True)
