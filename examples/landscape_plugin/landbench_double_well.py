@@ -120,7 +120,7 @@ class DoubleWell(Landscape):
         low = self._critical("minimum", deep, "the deep well (global minimum)")
         high = self._critical("minimum", shallow, "the shallow well (local minimum)")
         middle = self._critical("saddle", saddle, "the barrier between the wells; runs start near it")
-        self.known = Known(f_star=low.value, saddle=middle, minima=[low, high], saddles=[middle])
+        self.known = Known(f_star=low.value, saddle=middle, minima=[low, high])
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         u, rest = x[:, 0], x[:, 1:]
