@@ -102,9 +102,11 @@ class Measured:
 
 
 def verdict_of(findings: list[Finding]) -> str:
-    """The overall verdict of a claim's parts: "inconclusive" if any part is; else "supported" if
-    every part is; "not supported" if none is supported (with or without caveat); otherwise
-    "supported with a caveat" (the parts that fail are the caveat)."""
+    """The overall verdict of a claim's parts: "inconclusive" if any part is (or there is none);
+    else "supported" if every part is; "not supported" if every part is not supported; otherwise
+    "supported with a caveat" (the parts that are not supported, or supported with a caveat, are
+    the caveat). A claim whose parts do not all bear on it alike (a reference check) sets its own
+    verdict in :class:`Measured`."""
     verdicts = [f.verdict for f in findings]
     if not verdicts or INCONCLUSIVE in verdicts:
         return INCONCLUSIVE
