@@ -200,8 +200,11 @@ def instance_points(
 ) -> dict[str, Any]:
     """The merged blocks of ``starts`` starts (run seeds 0, 1, ...) on one instance, ``block_size`` a block."""
     blocks = []
-    for seed in range(0, starts, block_size):
-        blocks.append(block(ctx, spec, instance, seed, min(block_size, starts - seed), descent, max_iter))
+    seeds = range(0, starts, block_size)
+    with ctx.bar(len(seeds), "block", f"critical points of {spec}, instance {instance}") as bar:
+        for seed in seeds:
+            blocks.append(block(ctx, spec, instance, seed, min(block_size, starts - seed), descent, max_iter))
+            bar.update(1)
     return merged(blocks)
 
 

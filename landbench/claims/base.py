@@ -192,6 +192,22 @@ class ClaimContext:
         """The path of a figure ``stem.png`` in the claim's folder."""
         return self.folder / f"{stem}.png"
 
+    def bar(self, total: int, unit: str, what: str) -> Any:
+        """A progress bar on stderr over ``total`` units of this claim's own work (sweeps show
+        ``run_suite``'s bar): on a terminal, or as ``progress`` says; use as a context manager and
+        ``update(1)`` per unit."""
+        from tqdm import tqdm
+
+        return tqdm(
+            total=total,
+            unit=unit,
+            desc=f"{self.name}: {what}",
+            disable=None if self.progress is None else not self.progress,
+            delay=0.5,
+            leave=False,
+            file=sys.stderr,
+        )
+
     def sweep(self, suite_text: str, store: str = "records") -> list[dict[str, Any]]:
         """Run a suite (TOML text, as in ``problems/``) into the results folder ``out/NAME/<store>/``
         (``results.jsonl`` there, as ``landbench run --out`` writes it), resuming what it holds, and

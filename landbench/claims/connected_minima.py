@@ -216,7 +216,9 @@ def measure_instance(
         return fit_pair(built[0], x[i], x[j], params)
 
     pairs = []
-    for i, j in itertools.combinations(kept, 2):
+    combos = list(itertools.combinations(kept, 2))
+    bar = ctx.bar(len(combos), "pair", f"paths between minima of {spec}")
+    for i, j in combos:
         key = (
             f"pair|{where}|seeds={i},{j}|points={params['points']}|fit_steps={params['fit_steps']}"
             f"|samples={params['samples']}|fit_seed=0"
@@ -231,6 +233,8 @@ def measure_instance(
             cos=float(torch.dot(x[i], x[j]) / (x[i].norm() * x[j].norm())),
         )
         pairs.append(fit)
+        bar.update(1)
+    bar.close()
     return pairs, (not_critical, repeats)
 
 
