@@ -67,6 +67,7 @@ def plan(
     noise: float = 0.0,
     instance: int = 0,
     threads: int | None = None,
+    noise_model: str = "gaussian",
     **settings: Any,
 ) -> RunPlan:
     """Validate the arguments of :func:`run` and build the landscape and optimizer, without running.
@@ -75,7 +76,7 @@ def plan(
     (:mod:`landbench.preflight`): the device exists, the problem and its batch of runs fit in the
     memory available (a bad size is refused with what fits), the optimizer resolves and passes the
     batch-safety probe."""
-    options = Settings.from_mapping(settings, where="landbench.run")
+    options = Settings.from_mapping({**settings, "noise_model": noise_model}, where="landbench.run")
     threads = requested_threads(threads)
     steps, noise = check_steps(steps), check_noise(noise)
     seed_list = normalize_seeds(seeds)
@@ -108,6 +109,7 @@ def run(
     instance: int = 0,
     progress: Progress | None = None,
     threads: int | None = None,
+    noise_model: str = "gaussian",
     **settings: Any,
 ) -> list[dict[str, Any]]:
     """Run ``optimizer`` on ``problem`` from each run seed and return one record per run.
@@ -115,11 +117,13 @@ def run(
     ``problem`` is a spec (``"saddle(dim=100, index=3)"`` or a dict) or a built
     :class:`~landbench.landscapes.Landscape`; ``instance`` is the landscape's instance seed.
     ``seeds`` is a count n (run seeds 0..n-1) or a list of run seeds; ``noise`` is the standard
-    deviation of Gaussian noise added to every gradient component. ``settings`` are the metric
+    deviation of Gaussian noise added to every gradient component, or of the ``noise_model``'s
+    (:mod:`landbench.noise`: ``"gaussian"``, ``"student_t(nu=3)"``, ``"alpha_stable(alpha=1.5)"``,
+    where ``noise`` is the scale, ``"frozen"``, a fixed function of the point). ``settings`` are the metric
     and precision settings of :class:`~landbench.settings.Settings` (``dtype``, ``targets``,
     ``curvature``, ``tau``, ...). All runs go through the device as one batch, with ``threads``
     intra-op threads (default: ``$LANDBENCH_THREADS``, else one below 2**20 runs x dimension and
     all of the process's above; :mod:`landbench.threads`).
     """
-    prepared = plan(problem, optimizer, seeds, steps, device, noise, instance, threads, **settings)
+    prepared = plan(problem, optimizer, seeds, steps, device, noise, instance, threads, noise_model, **settings)
     return prepared.records(prepared.execute(progress))

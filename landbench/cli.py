@@ -20,6 +20,7 @@ from landbench.executors import EXECUTORS
 from landbench.landscapes import FAMILIES, family, make
 from landbench.landscapes.base import family_params
 from landbench.mode_connectivity import connectivity
+from landbench.noise import check_noise_model
 from landbench.outcomes import split_failed
 from landbench.planning import Shard, shard_scenarios
 from landbench.preflight import check_suite
@@ -471,7 +472,15 @@ def _suite_options(command: F) -> F:
             "noise",
             multiple=True,
             type=float,
-            help="Gradient-noise standard deviation. Repeatable.",
+            help="Gradient-noise standard deviation (the scale for alpha_stable). Repeatable.",
+        ),
+        click.option(
+            "--noise-model",
+            "noise_model",
+            multiple=True,
+            metavar="MODEL",
+            help="The gradient noise's law: gaussian (default), student_t(nu=3), alpha_stable(alpha=1.5), frozen or "
+            "frozen(cell=0.01); replaces the suite's. Repeatable.",
         ),
         click.option(
             "--dtype", type=click.Choice(["float32", "float64"]), help="Override the suite's floating-point type."
@@ -498,13 +507,25 @@ def _suite(
     noise: Sequence[float],
     dtype: str | None,
     tune: bool | None,
+    noise_model: Sequence[str] = (),
 ) -> Suite:
     """The suite that ``run`` (and ``status``) plans from SUITE and the options that change it."""
     seed_list = _seeds(seeds)
+    for model in noise_model:  # before anything is read or run: one line naming the valid models
+        check_noise_model(model)
     if suite is None:
-        return adhoc_suite(problems, optimizers, seed_list, steps, noise).with_overrides(dtype=dtype, tune=tune)
+        return adhoc_suite(problems, optimizers, seed_list, steps, noise, noise_model).with_overrides(
+            dtype=dtype, tune=tune
+        )
     return load_suite(suite).with_overrides(
-        problems=problems, optimizers=optimizers, seeds=seed_list, steps=steps, noise=noise, dtype=dtype, tune=tune
+        problems=problems,
+        optimizers=optimizers,
+        seeds=seed_list,
+        steps=steps,
+        noise=noise,
+        dtype=dtype,
+        tune=tune,
+        noise_model=noise_model,
     )
 
 
@@ -557,6 +578,7 @@ def run(
     seeds: str | None,
     steps: int | None,
     noise: Sequence[float],
+    noise_model: Sequence[str],
     device: str,
     dtype: str | None,
     out: str,
@@ -581,7 +603,7 @@ def run(
         raise click.BadParameter("expected a folder name, got an empty one", param_hint="--out")
     count = requested_threads(None if threads is None else check_threads(threads, "--threads"))
     part = Shard.parse(shard) if shard is not None else None
-    plan = _suite(suite, problems, optimizers, seeds, steps, noise, dtype, tune)
+    plan = _suite(suite, problems, optimizers, seeds, steps, noise, dtype, tune, noise_model)
     if not plan.scenarios():
         where = f"{plan.path}" if plan.path else f"suite {plan.name!r}"
         raise click.UsageError(f"{where} has no scenario to run: give it [[problems]] and optimizers")
@@ -759,6 +781,7 @@ def status_command(
     seeds: str | None,
     steps: int | None,
     noise: Sequence[float],
+    noise_model: Sequence[str],
     dtype: str | None,
     tune: bool | None,
     shard: str | None,
@@ -776,13 +799,13 @@ def status_command(
 
     records = load_results([results])
     if suite is None and not problems:
-        if optimizers or seeds or steps or noise or dtype or tune is not None or shard:
+        if optimizers or seeds or steps or noise or noise_model or dtype or tune is not None or shard:
             raise click.UsageError("options that change a suite need a SUITE (or --problem and --optimizer)")
         if not records:
             raise LandbenchError(f"no results in {results}: give the folder that landbench run --out wrote")
         report = folder_status(records)
     else:
-        plan = _suite(suite, problems, optimizers, seeds, steps, noise, dtype, tune)
+        plan = _suite(suite, problems, optimizers, seeds, steps, noise, dtype, tune, noise_model)
         report = suite_status(plan, records, device, Shard.parse(shard) if shard else None)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.to_text())
     if not report.complete or report.failures:
@@ -925,7 +948,10 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
 
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in records:
-        key = (r["problem"], r["optimizer"], r["noise"], r["instance"], r["steps"], r["dtype"])
+        noise = format_value(r["noise"]) + (
+            "" if r.get("noise_model", "gaussian") == "gaussian" else f" {r['noise_model']}"
+        )
+        key = (r["problem"], r["optimizer"], noise, r["instance"], r["steps"], r["dtype"])
         groups.setdefault(key, []).append(r)
     header = ("problem", "optimizer", "noise", "inst", "steps", "dtype", "runs", "div", "final loss", "loss gap")
     header += ("escaped", "esc. step", "sharpness", "ended in")
@@ -937,7 +963,7 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
             (
                 problem,
                 optimizer,
-                format_value(noise),
+                noise,
                 str(instance),
                 str(steps),
                 dtype.removeprefix("float"),

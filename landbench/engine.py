@@ -1,8 +1,9 @@
 """The batched engine: B independent runs as one (B, d) tensor, stepped by one optimizer.
 
 Per step, on the device and without waiting on the host: the closed-form loss and gradient of
-every run, optional Gaussian gradient noise (one stream per run), one optimizer step over the
-whole tensor (a closure re-evaluates the landscape for optimizers that ask for one: SAM, LBFGS),
+every run, optional gradient noise of the settings' noise model (one stream per run,
+:mod:`landbench.noise`), one optimizer step over the whole tensor (a closure re-evaluates the
+landscape for optimizers that ask for one: SAM, LBFGS),
 the landscape's projection, and the event tracker (escape, target hits, divergence, loss curve),
 which only writes the step's losses and evaluation counts into a device buffer. Optimizers that
 couple the runs of a tensor are stepped per tensor or one run at a time instead
@@ -80,12 +81,16 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _streams(landscape: Landscape, seeds: list[int], noise: float, mode: str) -> list[RunNoise] | None:
-    """The gradient-noise streams: none, one for the batch, or one per run in separate mode."""
+def _streams(
+    landscape: Landscape, seeds: list[int], noise: float, mode: str, model: str = "gaussian"
+) -> list[RunNoise] | None:
+    """The gradient-noise streams of the noise model (:mod:`landbench.noise`): none, one for the
+    batch, or one per run in separate mode."""
     if noise == 0:
         return None
     groups = [[s] for s in seeds] if mode == "separate" else [seeds]
-    return [RunNoise(landscape.seed, group, landscape.dim, landscape.dtype, landscape.device) for group in groups]
+    device, dtype = landscape.device, landscape.dtype
+    return [RunNoise(landscape.seed, group, landscape.dim, dtype, device, model) for group in groups]
 
 
 def run_batch(
@@ -201,7 +206,7 @@ def _execute(
     ``jitter`` > 0 moves each start coordinate by that relative amount, up or down (the fixed sign
     pattern number ``pattern``), for the twin runs of :func:`_verify`."""
     copies = 1 if lrs is None else len(lrs)
-    evaluator = Evaluator(landscape, noise, _streams(landscape, seeds, noise, mode), copies)
+    evaluator = Evaluator(landscape, noise, _streams(landscape, seeds, noise, mode, settings.noise_model), copies)
     start = landscape.sample_start(seeds)
     if jitter:
         signs = torch.randint(0, 2, start.shape, generator=torch.Generator().manual_seed(pattern)).to(start) * 2 - 1

@@ -232,6 +232,7 @@ _NUMBER = (int, float)
 #: not read (:func:`malformed`), so that no view meets a value it would misread.
 FIELD_KINDS: dict[str, tuple[tuple[type, ...], bool]] = {
     **{name: (_STR, False) for name in ("problem", "optimizer", "family", "dtype", "device", "failed")},
+    "noise_model": (_STR, False),
     **{name: (_STR, True) for name in ("label", "phase", "batch_mode", "landbench_version", "torch_version")},
     "key": ((str, int), False),
     **{name: (_INT, False) for name in ("seed", "instance", "steps", "dim", "schema", "grad_evals")},

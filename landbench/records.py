@@ -8,7 +8,9 @@ outcome means, and what a diverged or censored run holds in it, is defined in
 problem, optimizer  canonical spec strings (the problem's includes ``dim``)
 family, dim         the landscape family and dimension
 instance, seed      the landscape's instance seed and the run seed
-steps, noise        the budget in optimizer steps; the gradient-noise standard deviation
+steps, noise        the budget in optimizer steps; the gradient-noise standard deviation (or scale)
+noise_model         the noise's law (:mod:`landbench.noise`), only where it is not ``gaussian``;
+                    it is in ``settings`` too, and so in the key
 dtype, device       where and in what precision the run ran
 final_loss          f at the last iterate, noise-free (null if the run diverged)
 f_star, loss_gap    the known optimum value and ``final_loss - f_star`` (null when f* is unknown)
@@ -130,6 +132,7 @@ def build_records(
             "seed": seed,
             "steps": steps,
             "noise": float(noise),
+            **({} if settings.noise_model == "gaussian" else {"noise_model": settings.noise_model}),
             "dtype": settings.dtype,
             "device": device,
             "final_loss": final_loss,

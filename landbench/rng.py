@@ -52,7 +52,8 @@ def block_steps(dim: int) -> int:
 
 
 class RunNoise:
-    """Standard normal gradient noise, one independent stream per run, one draw per gradient evaluation.
+    """Gradient noise of the scenario's noise model (:mod:`landbench.noise`), one independent stream
+    per run, one draw per gradient evaluation.
 
     Run i draws from its own :class:`torch.Generator` on the device, seeded with
     ``derive_seed(instance, seed_i, "noise")``, in blocks of :func:`block_steps` evaluations, so that a
@@ -61,25 +62,127 @@ class RunNoise:
     as long as the run's own evaluations come in order), while the generator calls per evaluation
     stay at ``B / block_steps(dim)``. (CPU and CUDA generators are different algorithms: a run's
     noise on the GPU is a different, equally valid, draw than on the CPU; the instance is identical.)
+
+    ``gaussian`` (the default) draws ``torch.randn`` straight into the buffer, as before noise models
+    existed. ``student_t`` and ``alpha_stable`` draw their normal, gamma, uniform and exponential
+    numbers from the same generator in float64 and store the result in the run's dtype. ``frozen``
+    draws nothing: :meth:`next` needs the points and returns :func:`frozen_normal` of them.
     """
 
-    def __init__(self, instance: int, seeds: Sequence[int], dim: int, dtype: torch.dtype, device: torch.device | str):
+    def __init__(
+        self,
+        instance: int,
+        seeds: Sequence[int],
+        dim: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        model: Any = None,
+    ):
+        from landbench.noise import parse_noise_model
+
         device = torch.device(device)
+        self.model = parse_noise_model("gaussian" if model is None else model)
+        self.drawn = 0
+        if self.model.name == "frozen":
+            self.keys = frozen_keys(instance, seeds, device)
+            self.dtype = dtype
+            self.generators: list[torch.Generator] = []
+            return
         self.generators = [
             torch.Generator(device=device).manual_seed(derive_seed(instance, seed, "noise")) for seed in seeds
         ]
         self.block = block_steps(dim)
         self.buffer = torch.empty((len(seeds), self.block, dim), dtype=dtype, device=device)
-        self.drawn = 0
 
-    def next(self) -> torch.Tensor:
-        """The ``(B, dim)`` noise of the next gradient evaluation (a view into a reused buffer)."""
+    def next(self, x: torch.Tensor | None = None) -> torch.Tensor:
+        """The ``(B, dim)`` noise of the next gradient evaluation (a view into a reused buffer); for
+        ``frozen``, the noise at the rows of ``x`` (``(k B, dim)``: k blocks of the same runs)."""
+        if self.model.name == "frozen":
+            if x is None:
+                raise ValueError("frozen noise is a function of the point: give next(x)")
+            self.drawn += 1
+            keys = self.keys if len(x) == len(self.keys) else self.keys.repeat(len(x) // len(self.keys), 1)
+            return frozen_normal(x, keys, float(self.model.value)).to(self.dtype)  # type: ignore[arg-type]
         offset = self.drawn % self.block
         if offset == 0:
             for row, generator in zip(self.buffer, self.generators):
-                torch.randn(row.shape, generator=generator, out=row)
+                self._fill(row, generator)
         self.drawn += 1
         return self.buffer[:, offset]
+
+    def _fill(self, row: torch.Tensor, generator: torch.Generator) -> None:
+        """One run's next block of draws, in place."""
+        name, value = self.model.name, self.model.value
+        if name == "gaussian":
+            torch.randn(row.shape, generator=generator, out=row)
+            return
+        like = {"dtype": torch.float64, "device": row.device}
+        if name == "student_t":
+            z = torch.randn(row.shape, generator=generator, **like)
+            shape = torch.full(row.shape, 0.5 * value, **like)  # type: ignore[operator]
+            gamma = torch._standard_gamma(shape, generator=generator)
+            draw = z.mul_(gamma.mul_(2.0 / value).rsqrt_())  # type: ignore[operator]
+        else:  # alpha_stable
+            draw = stable_symmetric(float(value), row.shape, generator, row.device)  # type: ignore[arg-type]
+        row.copy_(draw.mul_(self.model.unit_scale))
+
+
+def stable_symmetric(
+    alpha: float, shape: Sequence[int], generator: torch.Generator, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Standard symmetric alpha-stable numbers (characteristic function ``exp(-|t|^alpha)``), float64,
+    by the Chambers-Mallows-Stuck method: ``U ~ U(-pi/2, pi/2)``, ``W ~ Exp(1)``,
+    ``X = sin(alpha U) / cos(U)^(1/alpha) * (cos((1 - alpha) U) / W)^((1 - alpha)/alpha)``, which is
+    ``tan U`` (Cauchy) at ``alpha = 1`` and ``2 sin(U) sqrt(W)``, normal of variance 2, at ``alpha = 2``.
+
+    Reference: J. M. Chambers, C. L. Mallows and B. W. Stuck, "A method for simulating stable random
+    variables", J. Amer. Statist. Assoc. 71 (1976); R. Weron, "On the Chambers-Mallows-Stuck method
+    for simulating skewed stable random variables", Statist. Probab. Lett. 28 (1996).
+    """
+    like = {"dtype": torch.float64, "device": torch.device(device)}
+    u = torch.rand(tuple(shape), generator=generator, **like).sub_(0.5).mul_(math.pi)
+    w = torch.empty(tuple(shape), **like).exponential_(generator=generator)
+    if alpha == 1.0:
+        return torch.tan(u)
+    first = torch.sin(alpha * u) / torch.cos(u).pow(1.0 / alpha)
+    return first * (torch.cos((1.0 - alpha) * u) / w).pow((1.0 - alpha) / alpha)
+
+
+def frozen_keys(instance: int, seeds: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """The ``(B, 3)`` int64 hash keys of the runs' frozen noise: 32-bit words of
+    ``numpy.random.SeedSequence(derive_seed(instance, seed, "frozen"))``."""
+    words = [
+        [int(w) for w in np.random.SeedSequence(derive_seed(instance, seed, "frozen")).generate_state(3, np.uint32)]
+        for seed in seeds
+    ]
+    return torch.tensor(words, dtype=torch.int64, device=torch.device(device))
+
+
+#: Cell indices are clamped to +-2**62 (a point that far out in cells is one cell).
+_CELL_LIMIT = float(2**62)
+
+
+def frozen_normal(x: torch.Tensor, keys: torch.Tensor, cell: float) -> torch.Tensor:
+    """Standard normal noise that is a fixed function of the point: row ``i`` of ``x`` gets a vector
+    drawn from a hash of ``keys[i]`` and the cell ``q = floor(x_i / cell)`` (all coordinates), float64.
+
+    Per coordinate ``j``: ``c_j = h(j ^ k0)``, ``e_j = h(h(lo(q_j) ^ c_j) ^ hi(q_j))`` with ``h`` =
+    :func:`lowbias32` and ``lo``, ``hi`` the 32-bit halves of ``q_j``; the cell's word is
+    ``s = sum_j e_j mod 2**32`` (exact integer sums: any order, any device); then
+    ``a_j = h(h(s ^ k1) ^ c_j)``, ``b_j = h(h(s ^ k2) ^ c_j)`` and ``z_j = sqrt(-2 ln u(a_j)) cos(2 pi b_j / 2**32)``
+    (Box-Muller with the exact series of :func:`counter_normal`). Points in the same cell get the same
+    vector; points in different cells independent ones (up to 32-bit hash collisions). Non-finite
+    coordinates count as 0."""
+    q = torch.floor(torch.nan_to_num(x.double(), nan=0.0, posinf=0.0, neginf=0.0) / cell)
+    q = q.clamp_(-_CELL_LIMIT, _CELL_LIMIT).to(torch.int64)
+    k0, k1, k2 = (keys[:, i : i + 1] for i in range(3))
+    index = torch.arange(x.shape[-1], dtype=torch.int64, device=x.device).unsqueeze(0)
+    coordinate = lowbias32(index ^ k0)
+    entry = lowbias32(lowbias32((q & _MASK32) ^ coordinate) ^ ((q >> 32) & _MASK32))
+    word = entry.sum(dim=1, keepdim=True) & _MASK32
+    a = lowbias32(lowbias32(word ^ k1) ^ coordinate)
+    b = lowbias32(lowbias32(word ^ k2) ^ coordinate)
+    return _minus_two_log_uniform(a).sqrt_() * _cos_sin_turn(b)[0]
 
 
 # --- counter-based Gaussian numbers (identical on every device) -----------------------------------

@@ -18,6 +18,7 @@ from landbench.metrics.curvature import (
     DEFAULT_LANCZOS_ITERATIONS,
     DEFAULT_TAU,
 )
+from landbench.noise import check_noise_model
 from landbench.spec import Param, bind_params
 
 #: The largest step budget: steps cost time, not memory, and a billion steps of even the smallest
@@ -52,6 +53,7 @@ class Settings:
       hitting time (``first_hit_steps``, ``first_hit_evals``: for comparison only).
     * ``tau``: basin_width is the radius where the mean loss rise along random directions
       reaches ``tau`` (default 0.1, in loss units).
+    * ``noise_model``: the law of the gradient noise (:mod:`landbench.noise`; default ``gaussian``).
     * the rest: see ``landbench list --json`` or the README.
     """
 
@@ -63,6 +65,8 @@ class Settings:
     hutchinson_probes: int = DEFAULT_HUTCHINSON_PROBES
     basin_probes: int = DEFAULT_BASIN_PROBES
     curve_points: int = 50
+    #: the gradient-noise model (:mod:`landbench.noise`), canonical; only a non-default one is stored
+    noise_model: str = "gaussian"
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], where: str = "settings") -> Settings:
@@ -71,8 +75,9 @@ class Settings:
         if isinstance(values.get("dtype"), torch.dtype):
             values["dtype"] = str(values["dtype"]).removeprefix("torch.")
         targets = values.pop("targets", DEFAULT_TARGETS)
+        model = values.pop("noise_model", "gaussian")
         bound = bind_params(where, _PARAMS, values, noun="setting", also_valid=["targets"])
-        return cls(targets=_targets(targets, where), **bound)
+        return cls(targets=_targets(targets, where), noise_model=check_noise_model(model), **bound)
 
     def metric_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`landbench.metrics.curvature.curvature_metrics` these
@@ -85,9 +90,12 @@ class Settings:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready, as stored in each record."""
+        """JSON-ready, as stored in each record (and hashed into run keys): ``noise_model`` only when
+        it is not the default, so that gaussian runs keep their keys and records."""
         out = asdict(self)
         out["targets"] = list(self.targets)
+        if out["noise_model"] == "gaussian":
+            del out["noise_model"]
         return out
 
 

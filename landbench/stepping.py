@@ -31,7 +31,8 @@ MODES = ("batched", "per_tensor", "separate")
 
 class Evaluator:
     """Gradient evaluations: the landscape's closed-form gradient plus the scenario's noise, one
-    draw per evaluation from each run's own stream (:class:`landbench.rng.RunNoise`).
+    draw per evaluation from each run's own stream (:class:`landbench.rng.RunNoise`, of the
+    scenario's noise model: :mod:`landbench.noise`; ``frozen`` noise is a function of the point).
 
     ``copies`` > 1 is a learning-rate grid sharing the batch: the rows are ``copies`` blocks of the
     same runs (same seeds), and every block gets the same noise, as separate runs would.
@@ -48,12 +49,12 @@ class Evaluator:
         loss, grad = self.landscape.loss_and_grad(x)
         if self.streams is not None:
             if isinstance(runs, int):
-                noise = self.streams[runs].next()
+                noise = self.streams[runs].next(x)
             elif len(self.streams) == 1:
-                noise = self.streams[0].next()
+                noise = self.streams[0].next(x)
             else:
-                noise = torch.cat([stream.next() for stream in self.streams])
-            if self.copies == 1:
+                noise = torch.cat([stream.next(x[i : i + 1]) for i, stream in enumerate(self.streams)])
+            if self.copies == 1 or noise.shape == grad.shape:  # frozen noise is per row, copies included
                 grad.add_(noise, alpha=self.noise)
             else:
                 grad.view(self.copies, -1, grad.shape[-1]).add_(noise, alpha=self.noise)

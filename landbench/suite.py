@@ -9,6 +9,8 @@ instances, the step budget, gradient-noise levels and metric settings::
     instances = 1                        # a count or a list of instance seeds
     steps = 300
     noise = 0.0                          # one level or a list of levels
+    noise_model = "gaussian"             # optional: one model or a list (landbench.noise): gaussian,
+                                         # "student_t(nu=3)", "alpha_stable(alpha=1.5)", "frozen"
     dtype = "float32"
     optimizers = ["sgd(lr=0.1)", "adam(lr=0.01)"]
 
@@ -21,7 +23,7 @@ instances, the step budget, gradient-noise levels and metric settings::
     steps = 500                          # optional per-problem overrides: steps, noise, seeds, instances,
     optimizers = ["sgd(lr=10.0)"]        # optimizers (when this problem needs other step sizes), dtype
 
-A scenario is one problem at one dimension, instance, noise level and optimizer; its run seeds are
+A scenario is one problem at one dimension, instance, noise level, noise model and optimizer; its run seeds are
 one batch. Every error names the file, the line (where it can be found) and key, and what was
 expected.
 """
@@ -39,6 +41,7 @@ from typing import Any
 
 from landbench.errors import SpecError, SuiteError
 from landbench.landscapes import family
+from landbench.noise import check_noise_model
 from landbench.optimizers import resolve
 from landbench.records import run_key
 from landbench.settings import MAX_SEED, MAX_SEEDS, MAX_STEPS, Settings, check_noise, check_steps, normalize_seeds
@@ -57,6 +60,7 @@ TOP_KEYS = (
     "instances",
     "steps",
     "noise",
+    "noise_model",
     "dtype",
     "optimizers",
     "metrics",
@@ -64,12 +68,13 @@ TOP_KEYS = (
     "problems",
 )
 TUNING_KEYS = ("instances", "seeds", "grid", "grids")
-PROBLEM_KEYS = ("spec", "dims", "steps", "noise", "seeds", "instances", "optimizers", "dtype")
+PROBLEM_KEYS = ("spec", "dims", "steps", "noise", "noise_model", "seeds", "instances", "optimizers", "dtype")
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """One batch: a problem (canonical, with dim) on one instance, one optimizer, one noise level."""
+    """One batch: a problem (canonical, with dim) on one instance, one optimizer, one noise level and
+    model (the model is in ``settings``, and so in every run key when it is not gaussian)."""
 
     problem: str
     instance: int
@@ -81,6 +86,17 @@ class Scenario:
     phase: str | None = None  # in a tuned suite: "tune" or "score"
     label: str | None = None  # in a tuned suite: the optimizer's spec without lr, its name in rankings
     tuning: str | None = None  # in a tuned suite's scored scenarios: the records' tuning field, as JSON
+
+    @property
+    def noise_model(self) -> str:
+        """The gradient-noise model (:mod:`landbench.noise`), canonical."""
+        return self.settings.noise_model
+
+    @property
+    def noise_label(self) -> str:
+        """The noise as views name it: ``"0.1"``, or ``"0.1 student_t(nu=3.0)"`` for another model."""
+        level = f"{self.noise:g}"
+        return level if self.noise_model == "gaussian" else f"{level} {self.noise_model}"
 
     def key(self, seed: int, device: str, optimizer: str | None = None) -> str:
         """The key of this scenario's run with the given seed (see :func:`landbench.records.run_key`);
@@ -110,6 +126,7 @@ class ProblemEntry:
     instances: tuple[int, ...] = (0,)
     optimizers: tuple[str, ...] = ()  # empty: the suite's optimizers
     dtype: str | None = None  # None: the suite's dtype
+    noise_models: tuple[str, ...] = ("gaussian",)  # canonical (landbench.noise)
 
 
 @dataclass(frozen=True)
@@ -126,14 +143,15 @@ class Suite:
     tuning: Tuning | None = None  # [tuning]: learning rates are tuned per family before scoring
 
     def scenarios(self) -> list[Scenario]:
-        """Every scenario, problems in file order, then instance, noise and optimizer; a scenario
-        listed twice (the same problem twice, say) runs once."""
+        """Every scenario, problems in file order, then instance, noise, noise model and optimizer; a
+        scenario listed twice (the same problem twice, say) runs once."""
         out: dict[Scenario, None] = {}
         for entry in self.problems:
-            settings = self.settings if entry.dtype is None else replace(self.settings, dtype=entry.dtype)
-            for problem, instance, noise, optimizer in itertools.product(
-                entry.problems, entry.instances, entry.noise, entry.optimizers or self.optimizers
+            base = self.settings if entry.dtype is None else replace(self.settings, dtype=entry.dtype)
+            for problem, instance, noise, model, optimizer in itertools.product(
+                entry.problems, entry.instances, entry.noise, entry.noise_models, entry.optimizers or self.optimizers
             ):
+                settings = base if model == base.noise_model else replace(base, noise_model=model)
                 out[Scenario(problem, instance, optimizer, entry.seeds, entry.steps, noise, settings)] = None
         return list(out)
 
@@ -147,8 +165,10 @@ class Suite:
         noise: Sequence[float] = (),
         dtype: str | None = None,
         tune: bool | None = None,
+        noise_model: Sequence[str] = (),
     ) -> Suite:
-        """The suite with its problems, optimizers, seeds, steps, noise or dtype replaced (the CLI's flags).
+        """The suite with its problems, optimizers, seeds, steps, noise, noise models or dtype replaced
+        (the CLI's flags).
 
         A replacement problem must name its dimension (``"saddle(dim=100)"``) and takes the
         file's top-level budget; the other replacements apply to every problem (replacement
@@ -173,6 +193,8 @@ class Suite:
             changes["seeds"] = tuple(normalize_seeds(seeds))
         if noise:
             changes["noise"] = tuple(dict.fromkeys(check_noise(n) for n in noise))
+        if noise_model:
+            changes["noise_models"] = tuple(dict.fromkeys(check_noise_model(m) for m in noise_model))
         entries = tuple(replace(e, **changes) for e in entries)
         settings = self.settings if dtype is None else replace(self.settings, dtype=dtype)
         opts = tuple(resolve(o).canonical for o in optimizers) if optimizers else self.optimizers
@@ -304,6 +326,18 @@ def _noise_list(value: Any) -> tuple[float, ...] | None:
         return None
 
 
+def _model_list(value: Any) -> tuple[str, ...] | str:
+    """The canonical noise models of a ``noise_model`` value (one spec or a non-empty list), or the
+    error's text."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        return "expected a noise model or a non-empty list of them"
+    try:
+        return tuple(dict.fromkeys(check_noise_model(v) for v in values))
+    except SpecError as exc:
+        return str(exc)
+
+
 def canonical_problem(spec: str | Mapping[str, Any] | Spec, dim: int | None, where: str) -> str:
     """The canonical spec of a problem at ``dim`` (None: the spec must name its dim); errors name ``where``."""
     parsed = parse_spec(spec, what="problem")
@@ -337,6 +371,11 @@ def _budget(table: Mapping[str, Any], where: _Where, defaults: dict[str, Any], n
         out["noise"] = _noise_list(table["noise"])
         if out["noise"] is None:
             raise fail("noise", "a number >= 0 or a non-empty list of them")
+    if "noise_model" in table:
+        models = _model_list(table["noise_model"])
+        if isinstance(models, str):
+            raise where.error("noise_model", models, table_name, nth or 0)
+        out["noise_models"] = models
     for key, what in (("seeds", "run seeds"), ("instances", "instance seeds")):
         if key in table:
             out[key] = _int_list(table[key], count_ok=True)
@@ -379,7 +418,12 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
     for key in ("name", "description", "dtype"):
         if key in data and not isinstance(data[key], str):
             raise where.error(key, f"expected a string, got {clip(data[key])}")
-    defaults = _budget(data, where, {"steps": 1000, "noise": (0.0,), "seeds": tuple(range(8)), "instances": (0,)}, None)
+    defaults = _budget(
+        data,
+        where,
+        {"steps": 1000, "noise": (0.0,), "seeds": tuple(range(8)), "instances": (0,), "noise_models": ("gaussian",)},
+        None,
+    )
 
     canonical_optimizers = _optimizers(data["optimizers"], where, None, 0) if "optimizers" in data else ()
 
@@ -388,6 +432,10 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
         raise where.error("metrics", "expected a table [metrics] of settings")
     if "dtype" in metrics:
         raise where.error("dtype", "dtype is set at the top level of the file, not in [metrics]", "metrics")
+    if "noise_model" in metrics:
+        raise where.error(
+            "noise_model", "noise_model is set at the top level of the file or per problem, not in [metrics]", "metrics"
+        )
     metrics = {**metrics, **({"dtype": data["dtype"]} if "dtype" in data else {})}
     for key, value in metrics.items():
         try:
@@ -445,6 +493,7 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
                 budget["instances"],
                 entry_optimizers,
                 entry_dtype,
+                budget["noise_models"],
             )
         )
 
@@ -460,7 +509,16 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
 
     name = data.get("name", Path(str(path)).stem)
     file = Path(path) if path != "<suite>" else None
-    top = ProblemEntry((), defaults["steps"], defaults["noise"], defaults["seeds"], defaults["instances"])
+    top = ProblemEntry(
+        (),
+        defaults["steps"],
+        defaults["noise"],
+        defaults["seeds"],
+        defaults["instances"],
+        (),
+        None,
+        defaults["noise_models"],
+    )
     suite = Suite(name, data.get("description", ""), file, tuple(entries), canonical_optimizers, settings, top)
     if "tuning" not in data:
         return suite
@@ -524,6 +582,7 @@ def adhoc_suite(
     seeds: Sequence[int] | None = None,
     steps: int | None = None,
     noise: Sequence[float] = (),
+    noise_model: Sequence[str] = (),
 ) -> Suite:
     """A suite built from command-line flags alone (no TOML file)."""
     if not problems:
@@ -531,4 +590,6 @@ def adhoc_suite(
     if not optimizers:
         raise SpecError("without a suite, give at least one --optimizer SPEC, e.g. --optimizer 'adam(lr=1e-3)'")
     empty = Suite("adhoc", "problems and optimizers from the command line", None, (), ())
-    return empty.with_overrides(problems=problems, optimizers=optimizers, seeds=seeds, steps=steps, noise=noise)
+    return empty.with_overrides(
+        problems=problems, optimizers=optimizers, seeds=seeds, steps=steps, noise=noise, noise_model=noise_model
+    )
