@@ -31,6 +31,13 @@ A model is named by a short spec (a suite's ``noise_model``, ``--noise-model``, 
                            still sees the same error again and cannot average it away. The draw uses
                            exact integer and IEEE operations only (as :func:`landbench.rng.counter_normal`),
                            so it is the same on every device and for any batching.
+``hessian(scale=...)``      noise aligned with the curvature (Zhu et al. 2019): ``(|H(x)| / scale)^(1/2) z``
+                           with ``z`` standard normal, covariance ``noise^2 |H(x)| / scale`` (``|H|``:
+                           the Hessian with its eigenvalues' absolute values), so that where
+                           ``H = scale I`` it is gaussian noise of standard deviation ``noise``. Drawn
+                           with ``min(32, dim)`` Hessian-vector products per gradient evaluation
+                           (:func:`hessian_noise`): exact up to rounding for ``dim <= 32``, a Krylov
+                           approximation above.
 =========================  ===========================================================================
 
 Every model is per run and reproducible: a run's noise depends on its instance seed, its run seed
@@ -43,17 +50,26 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from landbench.errors import SpecError
 
 #: The models, with their parameter (None: none).
-MODELS: dict[str, str | None] = {"gaussian": None, "student_t": "nu", "alpha_stable": "alpha", "frozen": "cell"}
+MODELS: dict[str, str | None] = {
+    "gaussian": None,
+    "student_t": "nu",
+    "alpha_stable": "alpha",
+    "frozen": "cell",
+    "hessian": "scale",
+}
 #: The default cell of ``frozen``.
 FROZEN_CELL = 1e-3
 DEFAULT = "gaussian"
 VALID = (
     "gaussian, student_t(nu=...) with nu > 0, alpha_stable(alpha=...) with 0 < alpha <= 2, "
-    "frozen or frozen(cell=...) with cell > 0"
+    "frozen or frozen(cell=...) with cell > 0, hessian(scale=...) with scale > 0"
 )
 _SPEC = re.compile(r"^\s*([A-Za-z_]+)\s*(?:\(\s*(?:([A-Za-z_]+)\s*=\s*)?([^()=,\s]*)\s*\))?\s*$")
 
@@ -121,11 +137,78 @@ def parse_noise_model(value: object) -> NoiseModel:
         raise _bad(value, "nu must be > 0")
     if name == "alpha_stable" and not 0 < number <= 2:
         raise _bad(value, "alpha must be in (0, 2]")
-    if name == "frozen" and not number > 0:
-        raise _bad(value, "cell must be > 0")
+    if name in ("frozen", "hessian") and not number > 0:
+        raise _bad(value, f"{parameter} must be > 0")
     return NoiseModel(name, number)
 
 
 def check_noise_model(value: object) -> str:
     """The canonical spec of a noise model (see :func:`parse_noise_model`)."""
     return parse_noise_model(value).canonical
+
+
+#: Lanczos steps of the hessian model's Krylov square root (fewer where the dimension is smaller).
+HESSIAN_STEPS = 32
+#: A run's Lanczos recurrence stops where beta_j falls below this many ulps of max |H q_i| (as in
+#: :func:`landbench.metrics.curvature.sharpness`): the Krylov space is invariant, the result exact.
+_BREAKDOWN_ULPS = 16.0
+
+
+def hessian_noise(landscape: Any, x: torch.Tensor, z: torch.Tensor, scale: float) -> torch.Tensor:
+    r"""``(|H(x_b)| / scale)^{1/2} z_b`` for each row b: noise of covariance ``|H| / scale`` from
+    standard normal ``z`` (times ``noise`` in the engine: covariance ``noise^2 |H(x)| / scale``, so
+    that ``H = scale I`` gives gaussian noise of standard deviation ``noise``). ``|H|`` is the
+    Hessian with its eigenvalues replaced by their absolute values (the Hessian itself at a minimum,
+    where Zhu et al. 2019 compare the anisotropic noise of SGD with isotropic noise; a saddle's
+    unstable directions get noise too).
+
+    Computed with Hessian-vector products only, by the Krylov (Lanczos) approximation of a matrix
+    function (Chow and Saad 2014): ``k = min(32, dim)`` Lanczos steps from ``q_1 = z / |z|`` give
+    ``V`` (k x dim, reorthogonalised once per step) and the tridiagonal ``T``, and
+    ``f(H) z ~ |z| V^T f(T) e_1`` with ``f(t) = sqrt(|t| / scale)``, exact when the Krylov space
+    is invariant (at most k distinct eigenvalues, or ``dim <= 32``). The recurrence runs in float64;
+    a run whose recurrence breaks down (an invariant space) keeps zero vectors from there on, so that
+    every run takes the same k products and no run waits on the host. On a constrained family the
+    vectors are kept in the tangent space (``P H P`` with the landscape's tangent projection).
+    Cost per gradient evaluation: k Hessian-vector products and ``O(k^2 dim)`` per run; memory
+    ``B k dim`` float64.
+
+    References: E. Chow and Y. Saad, "Preconditioned Krylov subspace methods for sampling
+    multivariate Gaussian distributions", SIAM J. Sci. Comput. 36 (2014); Z. Zhu, J. Wu, B. Yu,
+    L. Wu and J. Ma, "The anisotropic noise in stochastic gradient descent", ICML 2019.
+    """
+    work = {"dtype": torch.float64, "device": x.device}
+    batch, dim = z.shape
+    k = min(HESSIAN_STEPS, dim)
+    start = landscape.tangent(x, z) if landscape.constrained else z
+    start = start.to(**work)
+    norm = torch.linalg.vector_norm(start, dim=1, keepdim=True)
+    q = start / norm.clamp_min(torch.finfo(torch.float64).tiny)
+    basis = torch.zeros((batch, k, dim), **work)
+    alphas = torch.zeros((batch, k), **work)
+    betas = torch.zeros((batch, k), **work)  # betas[:, j] couples q_j and q_{j+1}
+    size = torch.zeros(batch, **work)
+    tolerance = _BREAKDOWN_ULPS * torch.finfo(x.dtype).eps
+    for j in range(k):
+        basis[:, j] = q
+        product = landscape.hvp(x, q.to(x.dtype)).to(torch.float64)
+        if landscape.constrained:
+            product = landscape.tangent(x, product.to(x.dtype)).to(torch.float64)
+        alpha = torch.linalg.vecdot(q, product)
+        alphas[:, j] = alpha
+        if j == k - 1:
+            break
+        w = product - alpha[:, None] * q
+        if j > 0:
+            w -= betas[:, j - 1, None] * basis[:, j - 1]
+        w -= torch.einsum("bk,bkd->bd", torch.einsum("bkd,bd->bk", basis[:, : j + 1], w), basis[:, : j + 1])
+        beta = torch.linalg.vector_norm(w, dim=1)
+        previous = betas[:, j - 1] if j > 0 else torch.zeros_like(beta)
+        size = torch.maximum(size, (previous.square() + alpha.square() + beta.square()).sqrt())
+        alive = beta > tolerance * size
+        betas[:, j] = torch.where(alive, beta, torch.zeros_like(beta))
+        q = torch.where(alive[:, None], w / beta.clamp_min(torch.finfo(torch.float64).tiny)[:, None], 0.0)
+    tridiagonal = torch.diag_embed(alphas) + torch.diag_embed(betas[:, :-1], 1) + torch.diag_embed(betas[:, :-1], -1)
+    values, vectors = torch.linalg.eigh(tridiagonal)
+    weights = vectors @ (values.abs().div(scale).sqrt().unsqueeze(-1) * vectors[:, 0, :].unsqueeze(-1))
+    return torch.einsum("bk,bkd->bd", weights.squeeze(-1), basis).mul_(norm)

@@ -64,8 +64,9 @@ class RunNoise:
     noise on the GPU is a different, equally valid, draw than on the CPU; the instance is identical.)
 
     ``gaussian`` (the default) draws ``torch.randn`` straight into the buffer, as before noise models
-    existed. ``student_t`` and ``alpha_stable`` draw their normal, gamma, uniform and exponential
-    numbers from the same generator in float64 and store the result in the run's dtype. ``frozen``
+    existed; so does ``hessian``, whose draws the evaluator then multiplies by ``(|H| / scale)^(1/2)``.
+    ``student_t`` and ``alpha_stable`` draw their normal, gamma, uniform and exponential numbers from
+    the same generator in float64 and store the result in the run's dtype. ``frozen``
     draws nothing: :meth:`next` needs the points and returns :func:`frozen_normal` of them.
     """
 
@@ -113,7 +114,7 @@ class RunNoise:
     def _fill(self, row: torch.Tensor, generator: torch.Generator) -> None:
         """One run's next block of draws, in place."""
         name, value = self.model.name, self.model.value
-        if name == "gaussian":
+        if name in ("gaussian", "hessian"):  # hessian: the engine shapes these (landbench.noise.hessian_noise)
             torch.randn(row.shape, generator=generator, out=row)
             return
         like = {"dtype": torch.float64, "device": row.device}

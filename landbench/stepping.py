@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from landbench.landscapes.base import Landscape
+from landbench.noise import hessian_noise
 from landbench.optimizers import OptimizerSpec
 from landbench.optimizers.sam import requires_closure as needs_closure
 from landbench.rng import RunNoise
@@ -54,6 +55,10 @@ class Evaluator:
                 noise = self.streams[0].next(x)
             else:
                 noise = torch.cat([stream.next(x[i : i + 1]) for i, stream in enumerate(self.streams)])
+            model = self.streams[0].model
+            if model.name == "hessian":  # standard normal draws, shaped by each row's Hessian
+                noise = noise if noise.shape == grad.shape else noise.repeat(self.copies, 1)
+                noise = hessian_noise(self.landscape, x, noise, float(model.value)).to(grad.dtype)
             if self.copies == 1 or noise.shape == grad.shape:  # frozen noise is per row, copies included
                 grad.add_(noise, alpha=self.noise)
             else:

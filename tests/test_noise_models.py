@@ -18,7 +18,7 @@ import landbench
 from landbench.cli import main
 from landbench.engine import run_batch
 from landbench.errors import SpecError
-from landbench.noise import parse_noise_model
+from landbench.noise import hessian_noise, parse_noise_model
 from landbench.optimizers import resolve
 from landbench.rng import RunNoise, frozen_keys, frozen_normal, stable_symmetric
 from landbench.settings import Settings
@@ -53,6 +53,7 @@ def _hill(x: np.ndarray, k: int) -> float:
         ("alpha_stable(alpha=2)", "alpha_stable(alpha=2.0)"),
         ("frozen", "frozen(cell=0.001)"),
         ("frozen(cell=0.01)", "frozen(cell=0.01)"),
+        ("hessian(scale=2)", "hessian(scale=2.0)"),
     ],
 )
 def test_specs_have_one_canonical_form(spec: str, canonical: str) -> None:
@@ -72,6 +73,8 @@ def test_specs_have_one_canonical_form(spec: str, canonical: str) -> None:
         "alpha_stable(alpha=nan)",
         "gaussian(1)",
         "frozen(cell=0)",
+        "hessian",
+        "hessian(scale=0)",
         3,
         None,
     ],
@@ -272,7 +275,7 @@ def test_a_suite_with_noise_models_runs_through_the_cli(tmp_path: Path) -> None:
     assert sum(r.get("noise_model") == "frozen(cell=0.01)" for r in records) == 4
 
 
-@pytest.mark.parametrize("model", ["student_t(nu=3)", "frozen(cell=0.01)"])
+@pytest.mark.parametrize("model", ["student_t(nu=3)", "frozen(cell=0.01)", "hessian(scale=1)"])
 def test_a_learning_rate_grid_in_one_batch_gets_each_runs_own_noise(model: str) -> None:
     landscape = landbench.make("saddle(dim=5, index=2)")
     settings = Settings(noise_model=parse_noise_model(model).canonical, curvature=False)
@@ -281,3 +284,40 @@ def test_a_learning_rate_grid_in_one_batch_gets_each_runs_own_noise(model: str) 
     for block, lr in enumerate([0.05, 0.1]):
         alone = run_batch(landscape, resolve(f"sgd(lr={lr})"), [0, 1, 2], **common)
         assert torch.equal(grid.final_x[3 * block : 3 * block + 3], alone.final_x)
+
+
+# --- hessian --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["saddle(dim=6, index=2)", "gaussian_field(dim=8)", "quadratic(dim=5)"])
+def test_hessian_noise_is_the_square_root_of_the_absolute_hessian(spec: str) -> None:
+    """Against a dense eigendecomposition of the autograd Hessian (exact for dim <= 32)."""
+    landscape = landbench.make(spec, dtype="float64")
+    x = landscape.sample_start([0, 1, 2])
+    z = torch.randn(3, landscape.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    got = hessian_noise(landscape, x, z, 2.0)
+    for b in range(3):
+        dense = torch.autograd.functional.hessian(lambda v: landscape.loss(v[None])[0], x[b])
+        values, vectors = torch.linalg.eigh((dense + dense.T) / 2)
+        want = vectors @ ((values.abs() / 2.0).sqrt() * (vectors.T @ z[b]))
+        assert torch.allclose(got[b], want, rtol=1e-9, atol=1e-12)
+
+
+def test_hessian_noise_has_covariance_noise_squared_h_over_scale() -> None:
+    landscape = landbench.make("saddle(dim=4, index=1)", dtype="float64")
+    x = landscape.sample_start([3]).expand(4000, -1)
+    stream = RunNoise(0, range(4000), 4, torch.float64, "cpu", "hessian(scale=0.5)")
+    added = Evaluator(landscape, 0.3, [stream]).gradient(x)[1] - landscape.loss_and_grad(x)[1]
+    dense = torch.autograd.functional.hessian(lambda v: landscape.loss(v[None])[0], x[0])
+    values, vectors = torch.linalg.eigh((dense + dense.T) / 2)
+    expected = 0.3**2 * (vectors * values.abs() / 0.5) @ vectors.T
+    measured = added.T @ added / len(added)
+    assert torch.allclose(measured, expected, atol=0.08 * float(expected.diagonal().max()))
+
+
+def test_hessian_noise_runs_are_the_same_alone_and_in_a_batch() -> None:
+    options = {"steps": 25, "noise": 0.05, "noise_model": "hessian(scale=1)", "curvature": False}
+    batch = landbench.run("saddle(dim=6, index=2)", "sgd(lr=0.05)", seeds=5, **options)
+    for record in batch:
+        alone = landbench.run("saddle(dim=6, index=2)", "sgd(lr=0.05)", seeds=[record["seed"]], **options)[0]
+        assert alone["curve"] == record["curve"] and record["noise_model"] == "hessian(scale=1.0)"
