@@ -480,7 +480,7 @@ def _suite_options(command: F) -> F:
             multiple=True,
             metavar="MODEL",
             help="The gradient noise's law: gaussian (default), student_t(nu=3), alpha_stable(alpha=1.5), frozen or "
-            "frozen(cell=0.01); replaces the suite's. Repeatable.",
+            "frozen(cell=0.01), hessian(scale=1); replaces the suite's. Repeatable.",
         ),
         click.option(
             "--dtype", type=click.Choice(["float32", "float64"]), help="Override the suite's floating-point type."
