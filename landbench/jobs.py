@@ -59,7 +59,7 @@ class Job:
         what = sc.label if self.role == "tune" else (sc.label or sc.optimizer)
         verb = f"tuning {what} ({len(self.specs)} rates)" if self.role == "tune" else str(what)
         seeds = f"seed {self.seeds[0]}" if len(self.seeds) == 1 else f"{len(self.seeds)} seeds"
-        return f"{verb} on {sc.problem}, instance {sc.instance}, noise {sc.noise:g}, {seeds}"
+        return f"{verb} on {sc.problem}, instance {sc.instance}, noise {sc.noise_label}, {seeds}"
 
     @property
     def brief(self) -> str:

@@ -299,6 +299,13 @@ def _kind(value: Any) -> str:
     return "a list" if isinstance(value, list) else "a value"
 
 
+def noise_model_of(record: Record) -> str:
+    """The law of the run's gradient noise (:mod:`landbench.noise`): its record's ``noise_model``,
+    written only where it is not the default, ``"gaussian"``. Part of what makes two runs the same
+    scenario, in every view."""
+    return str(record.get("noise_model") or "gaussian")
+
+
 def is_failed(record: Record) -> bool:
     """Whether the record is of a run whose job failed (it raised): no outcome, left out of every view."""
     return bool(record.get("failed"))

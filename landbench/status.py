@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from landbench.jobs import make_job
-from landbench.outcomes import is_failed
+from landbench.outcomes import is_failed, noise_model_of
 from landbench.planning import Shard, Stored, grid, scoring, shard_scenarios
 from landbench.suite import Suite
 from landbench.tuning import family_of, label_of, tunable, tuning_units
@@ -101,7 +101,7 @@ def failures(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if not is_failed(r):
             continue
         phase = r.get("phase", "score")
-        key = (phase, r["problem"], r.get("instance"), r["optimizer"], r.get("noise"), r["failed"])
+        key = (phase, r["problem"], r.get("instance"), r["optimizer"], r.get("noise"), noise_model_of(r), r["failed"])
         entry = groups.setdefault(
             key,
             {
@@ -110,6 +110,7 @@ def failures(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "instance": r.get("instance"),
                 "optimizer": r["optimizer"],
                 "noise": r.get("noise"),
+                "noise_model": noise_model_of(r),
                 "failed": r["failed"],
                 "seeds": [],
             },
@@ -177,6 +178,7 @@ def suite_status(
                 "instance": sc.instance,
                 "optimizer": label,
                 "noise": sc.noise,
+                "noise_model": sc.noise_model,
                 "failed": f"not scored: {why}",
                 "seeds": list(sc.seeds),
             }

@@ -321,3 +321,22 @@ def test_hessian_noise_runs_are_the_same_alone_and_in_a_batch() -> None:
     for record in batch:
         alone = landbench.run("saddle(dim=6, index=2)", "sgd(lr=0.05)", seeds=[record["seed"]], **options)[0]
         assert alone["curve"] == record["curve"] and record["noise_model"] == "hessian(scale=1.0)"
+
+
+def test_every_view_keeps_noise_models_apart() -> None:
+    """Runs of the same problem, noise level and budget under two noise laws are two scenarios in the
+    ranking, the report's data, landbench.testing's description and status's failure groups."""
+    from landbench import testing
+    from landbench.outcomes import noise_model_of
+    from landbench.ranking.scenarios import by_scenario
+    from landbench.status import failures
+
+    gaussian = landbench.run("saddle(dim=4)", "sgd(lr=0.1)", seeds=2, steps=40, noise=0.01)
+    heavy = landbench.run("saddle(dim=4)", "sgd(lr=0.1)", seeds=2, steps=40, noise=0.01, noise_model="student_t(nu=3)")
+    assert [noise_model_of(r) for r in gaussian + heavy] == ["gaussian"] * 2 + ["student_t(nu=3.0)"] * 2
+    scenarios = list(by_scenario(gaussian + heavy))
+    assert [s.noise_model for s in scenarios] == ["gaussian", "student_t(nu=3.0)"]
+    assert scenarios[1].label.endswith("noise=0.01 student_t(nu=3.0) steps=40")
+    assert "student_t(nu=3.0)" in testing._scenario(gaussian + heavy)
+    broken = [dict(r, failed="RuntimeError: x") for r in gaussian + heavy]
+    assert sorted(f["noise_model"] for f in failures(broken)) == ["gaussian", "student_t(nu=3.0)"]

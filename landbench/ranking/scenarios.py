@@ -69,15 +69,17 @@ def _registered_group(family: str, path: tuple[str, ...]) -> str | None:
 
 @dataclass(frozen=True, order=True)
 class Scenario:
-    """A problem (with its dimension) under one noise level and step budget."""
+    """A problem (with its dimension) under one noise level and law and one step budget."""
 
     problem: str
     noise: float
     steps: int
+    noise_model: str = "gaussian"
 
     @property
     def label(self) -> str:
-        return f"{self.problem} noise={self.noise:g} steps={self.steps}"
+        law = "" if self.noise_model == "gaussian" else f" {self.noise_model}"
+        return f"{self.problem} noise={self.noise:g}{law} steps={self.steps}"
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,9 @@ def by_scenario(records: Iterable[dict[str, Any]]) -> dict[Scenario, dict[str, l
     without ``lr``, the same in every family whatever rate each family got), else its spec."""
     grouped: dict[Scenario, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
-        scenario = Scenario(str(record["problem"]), float(record["noise"]), int(record["steps"]))
+        scenario = Scenario(
+            str(record["problem"]), float(record["noise"]), int(record["steps"]), outcomes.noise_model_of(record)
+        )
         grouped[scenario][str(record.get("label") or record["optimizer"])].append(record)
     return {scenario: dict(runs) for scenario, runs in sorted(grouped.items())}
 
