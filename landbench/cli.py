@@ -944,13 +944,12 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     nothing) and the median escape step (``>T`` when at least half the runs did not escape within
     the T steps), and where the runs ended (the family's own fields).
     """
-    from landbench.outcomes import summarize
+    from landbench.outcomes import noise_model_of, summarize
 
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in records:
-        noise = format_value(r["noise"]) + (
-            "" if r.get("noise_model", "gaussian") == "gaussian" else f" {r['noise_model']}"
-        )
+        law = noise_model_of(r)
+        noise = format_value(r["noise"]) + ("" if law == "gaussian" else f" {law}")
         key = (r["problem"], r["optimizer"], noise, r["instance"], r["steps"], r["dtype"])
         groups.setdefault(key, []).append(r)
     header = ("problem", "optimizer", "noise", "inst", "steps", "dtype", "runs", "div", "final loss", "loss gap")
