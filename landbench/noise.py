@@ -48,22 +48,24 @@ landscape's device (:class:`landbench.rng.RunNoise`).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from landbench.errors import SpecError
+from landbench.spec import Param, bind_params, parse_spec
 
-#: The models, with their parameter (None: none).
-MODELS: dict[str, str | None] = {
+#: The models and their parameter (None: none), declared as landscape families declare theirs.
+PARAMS: dict[str, Param | None] = {
     "gaussian": None,
-    "student_t": "nu",
-    "alpha_stable": "alpha",
-    "frozen": "cell",
-    "hessian": "scale",
+    "student_t": Param("nu", float, doc="degrees of freedom", low=0.0, low_open=True),
+    "alpha_stable": Param("alpha", float, doc="stability index", low=0.0, low_open=True, high=2.0),
+    "frozen": Param("cell", float, 1e-3, "side of the cells of constant noise", low=0.0, low_open=True),
+    "hessian": Param("scale", float, doc="the curvature at which the noise is isotropic", low=0.0, low_open=True),
 }
+#: The models, with their parameter's name (None: none).
+MODELS: dict[str, str | None] = {name: None if p is None else p.name for name, p in PARAMS.items()}
 #: The default cell of ``frozen``.
 FROZEN_CELL = 1e-3
 DEFAULT = "gaussian"
@@ -71,7 +73,6 @@ VALID = (
     "gaussian, student_t(nu=...) with nu > 0, alpha_stable(alpha=...) with 0 < alpha <= 2, "
     "frozen or frozen(cell=...) with cell > 0, hessian(scale=...) with scale > 0"
 )
-_SPEC = re.compile(r"^\s*([A-Za-z_]+)\s*(?:\(\s*(?:([A-Za-z_]+)\s*=\s*)?([^()=,\s]*)\s*\))?\s*$")
 
 
 @dataclass(frozen=True)
@@ -106,40 +107,28 @@ def _bad(value: object, why: str = "") -> SpecError:
 
 
 def parse_noise_model(value: object) -> NoiseModel:
-    """A noise model from its spec (``"student_t(nu=3)"``, ``"student_t(3)"``, ``"frozen"``, a
-    :class:`NoiseModel`); anything else raises :class:`SpecError` naming the valid models."""
+    """A noise model from its spec, in landbench's spec grammar (:func:`landbench.spec.parse_spec`:
+    ``"student_t(nu=3)"``, ``"frozen"``; every argument as key=value) or a :class:`NoiseModel`;
+    anything else raises :class:`SpecError` naming the valid models."""
     if isinstance(value, NoiseModel):
         return value
     if not isinstance(value, str):
         raise _bad(value)
-    match = _SPEC.match(value)
-    if match is None or match.group(1) not in MODELS:
-        raise _bad(value)
-    name, key, text = match.group(1), match.group(2), match.group(3)
-    parameter = MODELS[name]
-    if text is None or text == "":
-        if key is not None:
-            raise _bad(value)
-        if name == "frozen":
-            return NoiseModel(name, FROZEN_CELL)
-        if parameter is None:
-            return NoiseModel(name)
-        raise _bad(value, f"{name} needs {parameter}=...")
-    if parameter is None or (key is not None and key != parameter):
-        raise _bad(value, f"{name} takes {'no parameter' if parameter is None else parameter + '=...'}")
     try:
-        number = float(text)
-    except ValueError:
-        raise _bad(value) from None
-    if not math.isfinite(number):
-        raise _bad(value, f"{parameter} must be finite")
-    if name == "student_t" and not number > 0:
-        raise _bad(value, "nu must be > 0")
-    if name == "alpha_stable" and not 0 < number <= 2:
-        raise _bad(value, "alpha must be in (0, 2]")
-    if name in ("frozen", "hessian") and not number > 0:
-        raise _bad(value, f"{parameter} must be > 0")
-    return NoiseModel(name, number)
+        spec = parse_spec(value.strip(), what="noise model")
+    except SpecError as exc:
+        raise _bad(value, str(exc)) from None
+    if spec.name not in PARAMS:
+        raise _bad(value)
+    param = PARAMS[spec.name]
+    try:
+        bound = bind_params(spec.name, () if param is None else (param,), spec.kwargs)
+    except SpecError as exc:
+        raise _bad(value, str(exc)) from None
+    number = None if param is None else float(bound[param.name])
+    if number is not None and not math.isfinite(number):
+        raise _bad(value, f"{param.name} must be finite")  # type: ignore[union-attr]
+    return NoiseModel(spec.name, number)
 
 
 def check_noise_model(value: object) -> str:

@@ -48,7 +48,7 @@ def _hill(x: np.ndarray, k: int) -> float:
     ("spec", "canonical"),
     [
         ("gaussian", "gaussian"),
-        ("student_t(3)", "student_t(nu=3.0)"),
+        ("student_t(nu=3)", "student_t(nu=3.0)"),
         (" student_t( nu = 2.5 ) ", "student_t(nu=2.5)"),
         ("alpha_stable(alpha=2)", "alpha_stable(alpha=2.0)"),
         ("frozen", "frozen(cell=0.001)"),
@@ -72,6 +72,10 @@ def test_specs_have_one_canonical_form(spec: str, canonical: str) -> None:
         "alpha_stable(alpha=2.5)",
         "alpha_stable(alpha=nan)",
         "gaussian(1)",
+        "student_t(3)",  # every argument as key=value, as in every landbench spec
+        "student_t(nu=3, x=1)",
+        "student_t(nu='3')",
+        "alpha_stable(alpha=inf)",
         "frozen(cell=0)",
         "hessian",
         "hessian(scale=0)",
