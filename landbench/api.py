@@ -11,6 +11,7 @@ import torch
 from landbench.engine import BatchOutcome, Progress, run_batch
 from landbench.errors import SpecError
 from landbench.landscapes import Landscape, make, resolve_device
+from landbench.noise import check_noise_model, effective_noise_model
 from landbench.optimizers import OptimizerSpec
 from landbench.preflight import check_optimizer, check_problem, check_representable
 from landbench.records import build_records
@@ -76,9 +77,10 @@ def plan(
     (:mod:`landbench.preflight`): the device exists, the problem and its batch of runs fit in the
     memory available (a bad size is refused with what fits), the optimizer resolves and passes the
     batch-safety probe."""
-    options = Settings.from_mapping({**settings, "noise_model": noise_model}, where="landbench.run")
-    threads = requested_threads(threads)
     steps, noise = check_steps(steps), check_noise(noise)
+    model = effective_noise_model(noise, check_noise_model(noise_model))  # without noise every law is one
+    options = Settings.from_mapping({**settings, "noise_model": model}, where="landbench.run")
+    threads = requested_threads(threads)
     seed_list = normalize_seeds(seeds)
     if not is_integer(instance) or instance < 0:
         raise SpecError(f"instance must be a non-negative integer (the landscape's instance seed), got {instance!r}")

@@ -82,6 +82,12 @@ class NoiseModel:
     name: str
     value: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.name not in PARAMS or (PARAMS[self.name] is None) != (self.value is None):
+            raise _bad(f"{self.name}({self.value})" if self.value is not None else self.name)
+        if self.value is not None:
+            PARAMS[self.name].coerce(self.value, self.name)  # type: ignore[union-attr]
+
     @property
     def canonical(self) -> str:
         """The model's spec as records, keys and suites hold it: ``"student_t(nu=3.0)"``."""
@@ -129,6 +135,12 @@ def parse_noise_model(value: object) -> NoiseModel:
     if number is not None and not math.isfinite(number):
         raise _bad(value, f"{param.name} must be finite")  # type: ignore[union-attr]
     return NoiseModel(spec.name, number)
+
+
+def effective_noise_model(noise: float, model: str) -> str:
+    """The law a scenario's noise follows: ``model``, except without noise (``noise == 0``), where no
+    law is drawn and every model is the same scenario as ``gaussian`` (one set of runs, one key)."""
+    return DEFAULT if noise == 0 else model
 
 
 def check_noise_model(value: object) -> str:

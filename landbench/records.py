@@ -53,9 +53,10 @@ import torch
 
 from landbench._version import __version__
 from landbench.engine import BatchOutcome
+from landbench.errors import LandbenchError
 from landbench.landscapes.base import Landscape
 from landbench.optimizers import OptimizerSpec
-from landbench.outcomes import RECORD_SCHEMA, settle
+from landbench.outcomes import FIELD_KINDS, RECORD_SCHEMA, settle
 from landbench.settings import Settings
 
 
@@ -94,6 +95,29 @@ def _step(value: int) -> int | None:
     return int(value) if value >= 0 else None
 
 
+#: The fields landbench writes in a record (:data:`landbench.outcomes.FIELD_KINDS` and the per-target
+#: lists); a family's own record fields may not take these names.
+CORE_FIELDS = frozenset(FIELD_KINDS) | {"targets", "first_hit_steps", "first_hit_evals", "reach_steps", "reach_evals"}
+
+
+def _family_fields(landscape: Landscape, outcome: BatchOutcome) -> dict[str, list[Any]]:
+    """The family's own record fields (:meth:`Landscape.record_fields`), checked: a name of its own,
+    one value per run of the batch; otherwise a :class:`~landbench.errors.LandbenchError` naming the family."""
+    tracker = outcome.tracker
+    extra = landscape.record_fields(outcome.final_x, tracker.escape_steps, tracker.diverged_step >= 0)
+    rows = len(outcome.seeds)
+    for name, values in extra.items():
+        if name in CORE_FIELDS:
+            raise LandbenchError(
+                f"family {landscape.family}: its record field {name!r} would overwrite landbench's own"
+            )
+        if len(values) != rows:
+            raise LandbenchError(
+                f"family {landscape.family}: its record field {name!r} has {len(values)} values for {rows} runs"
+            )
+    return extra
+
+
 def build_records(
     landscape: Landscape,
     optimizer: OptimizerSpec | Sequence[OptimizerSpec],
@@ -112,7 +136,7 @@ def build_records(
     final = tracker.last_loss.double().cpu().tolist()
     diverged_step = tracker.diverged_step.cpu().tolist()
     escape = tracker.escape_steps[:, 0].cpu().tolist() if tracker.escape_steps is not None else None
-    extra = landscape.record_fields(outcome.final_x, tracker.escape_steps, tracker.diverged_step >= 0)
+    extra = _family_fields(landscape, outcome)
     targets = {name: None if values is None else values.tolist() for name, values in _per_target(tracker).items()}
     evals = tracker.evals.cpu().tolist()
     curve = tracker.curve.double().cpu().tolist()

@@ -41,7 +41,7 @@ from typing import Any
 
 from landbench.errors import SpecError, SuiteError
 from landbench.landscapes import family
-from landbench.noise import check_noise_model
+from landbench.noise import check_noise_model, effective_noise_model
 from landbench.optimizers import resolve
 from landbench.records import run_key
 from landbench.settings import MAX_SEED, MAX_SEEDS, MAX_STEPS, Settings, check_noise, check_steps, normalize_seeds
@@ -151,6 +151,7 @@ class Suite:
             for problem, instance, noise, model, optimizer in itertools.product(
                 entry.problems, entry.instances, entry.noise, entry.noise_models, entry.optimizers or self.optimizers
             ):
+                model = effective_noise_model(noise, model)  # without noise every law is one scenario
                 settings = base if model == base.noise_model else replace(base, noise_model=model)
                 out[Scenario(problem, instance, optimizer, entry.seeds, entry.steps, noise, settings)] = None
         return list(out)

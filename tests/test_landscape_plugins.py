@@ -260,3 +260,24 @@ def test_a_broken_or_shadowing_plug_in_is_one_line_and_leaves_the_other_families
     assert result.exit_code == 0 and list(json.loads(result.stdout)["families"]) == names
     with pytest.raises(SpecError, match="unknown landscape family 'duble_well' \\(did you mean 'double_well'\\?\\)"):
         landbench.make("duble_well(dim=2)")
+
+
+def test_a_family_cannot_overwrite_landbench_fields_or_miscount_its_runs() -> None:
+    """A family's record fields with a core field's name, or with one value too few, are one
+    LandbenchError naming the family, not records that lie about their seed or noise law."""
+    import torch
+
+    from landbench.landscapes.classical import Quadratic
+
+    class Liar(Quadratic):
+        def record_fields(self, x, escape_steps, diverged):  # type: ignore[no-untyped-def]
+            return {"seed": [99] * len(x)}
+
+    class Short(Quadratic):
+        def record_fields(self, x, escape_steps, diverged):  # type: ignore[no-untyped-def]
+            return {"well": [1] * (len(x) - 1)}
+
+    for cls, message in ((Liar, "'seed' would overwrite landbench's own"), (Short, "has 3 values for 4 runs")):
+        landscape = cls(seed=0, device=torch.device("cpu"), dtype=torch.float32, dim=3)
+        with pytest.raises(landbench.LandbenchError, match=message):
+            landbench.run(landscape, "sgd(lr=0.1)", seeds=4, steps=5)

@@ -344,3 +344,45 @@ def test_every_view_keeps_noise_models_apart() -> None:
     assert "student_t(nu=3.0)" in testing._scenario(gaussian + heavy)
     broken = [dict(r, failed="RuntimeError: x") for r in gaussian + heavy]
     assert sorted(f["noise_model"] for f in failures(broken)) == ["gaussian", "student_t(nu=3.0)"]
+
+
+def test_without_noise_every_law_is_the_gaussian_scenario() -> None:
+    """noise = 0 draws nothing: a suite that crosses it with several laws runs it once, and the API
+    gives the gaussian run's key."""
+    from landbench.suite import parse_suite
+
+    plain = landbench.run("saddle(dim=4)", "sgd(lr=0.1)", seeds=2, steps=20)
+    heavy = landbench.run("saddle(dim=4)", "sgd(lr=0.1)", seeds=2, steps=20, noise_model="student_t(nu=3)")
+    assert [r["key"] for r in heavy] == [r["key"] for r in plain] and "noise_model" not in heavy[0]
+    suite = parse_suite(
+        'name = "x"\nseeds = 2\nsteps = 10\noptimizers = ["sgd(lr=0.1)"]\nnoise = [0.0, 0.1]\n'
+        'noise_model = ["gaussian", "student_t(nu=3)", "frozen"]\n[[problems]]\nspec = "saddle"\ndims = [4]\n'
+    )
+    assert sorted((s.noise, s.noise_model) for s in suite.scenarios()) == [
+        (0.0, "gaussian"),
+        (0.1, "frozen(cell=0.001)"),
+        (0.1, "gaussian"),
+        (0.1, "student_t(nu=3.0)"),
+    ]
+
+
+def test_report_panels_and_rank_json_keep_laws_apart() -> None:
+    from landbench.ranking import rank
+    from landbench.ranking.render import as_dict
+    from landbench.ranking.scenarios import by_scenario
+    from landbench.report.data import sweep
+
+    records = []
+    for noise in (0.01, 0.1):
+        for law in ("gaussian", "student_t(nu=3)"):
+            records += landbench.run("saddle(dim=4)", "sgd(lr=0.1)", seeds=2, steps=20, noise=noise, noise_model=law)
+    panels = sweep(by_scenario(records), "noise")
+    assert len(panels) == 2 and any("student_t(nu=3.0)" in p.title for p in panels)
+    assert all(len(runs) == 2 for p in panels for series in p.series.values() for runs in series.values())
+    scenarios = as_dict(rank(records))["scenarios"]
+    assert sorted((s["noise"], s["noise_model"]) for s in scenarios) == [
+        (0.01, "gaussian"),
+        (0.01, "student_t(nu=3.0)"),
+        (0.1, "gaussian"),
+        (0.1, "student_t(nu=3.0)"),
+    ]

@@ -256,10 +256,18 @@ def make(
         return cls(seed=seed, device=place, dtype=kind, **parsed.kwargs)
     except (MemoryError, RuntimeError) as exc:
         if not isinstance(exc, MemoryError) and "memory" not in str(exc) and "alloc" not in str(exc):
-            raise
+            if parsed.name in BUILTIN:
+                raise
+            raise SpecError(f"{parsed}: the registered family failed to build: {_one_line(exc)}") from None
         raise SpecError(
             f"{parsed}: not enough memory on {place} to build this landscape ({type(exc).__name__}); use a smaller dim"
         ) from None
+    except (SpecError, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # a registered family's constructor, whatever it runs: never end landbench
+        if parsed.name in BUILTIN:
+            raise
+        raise SpecError(f"{parsed}: the registered family failed to build: {_one_line(exc)}") from None
 
 
 def resolve_device(device: torch.device | str) -> torch.device:

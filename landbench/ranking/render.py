@@ -62,6 +62,7 @@ def _scenario_dict(result: ScenarioResult) -> dict[str, Any]:
     return {
         "problem": result.scenario.problem,
         "noise": result.scenario.noise,
+        "noise_model": result.scenario.noise_model,
         "steps": result.scenario.steps,
         "family": result.family,
         "group": result.group,

@@ -83,9 +83,11 @@ def sweep(grouped: Grouped, axis: str, keep: Callable[[Record], bool] = lambda r
         params = [p for p in family(name).params if p.name in rest]
         title = format_spec(name, non_defaults(params, rest))
         title += "" if noise is None else f", noise {noise:g}"
+        title += "" if scenario.noise_model == "gaussian" else f", {scenario.noise_model}"
         title += f", {scenario.steps} steps"
         order = tuple((k, _sortable(v)) for k, v in rest.items())
-        panel = panels.setdefault((name, order, noise or 0.0, scenario.steps), Panel(title, axis))
+        key = (name, order, noise or 0.0, scenario.noise_model, scenario.steps)  # one noise law per panel
+        panel = panels.setdefault(key, Panel(title, axis))
         for optimizer, rs in runs.items():
             panel.series.setdefault(optimizer, {}).setdefault(x, []).extend(rs)
     return [panels[key] for key in sorted(panels) if len(panels[key].xs()) >= 2]
