@@ -281,3 +281,18 @@ def test_a_family_cannot_overwrite_landbench_fields_or_miscount_its_runs() -> No
         landscape = cls(seed=0, device=torch.device("cpu"), dtype=torch.float32, dim=3)
         with pytest.raises(landbench.LandbenchError, match=message):
             landbench.run(landscape, "sgd(lr=0.1)", seeds=4, steps=5)
+
+
+def test_a_plug_in_whose_constructor_exits_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a registered family's constructor raises, SystemExit included, `make` turns it into one
+    SpecError line naming the spec: the caller's program goes on."""
+    (tmp_path / "lbexit.py").write_text(
+        "import sys\nfrom landbench.landscapes.classical import Quadratic\n\n"
+        "class Exits(Quadratic):\n    family = 'exits'\n\n    def _build(self):\n        sys.exit(3)\n"
+    )
+    _install(tmp_path, "lbexit", {"exits": "lbexit:Exits"}, module=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exits = r"^exits\(dim=3\): the registered family failed to build: SystemExit: 3$"
+    with pytest.raises(landbench.SpecError, match=exits):
+        landbench.make("exits(dim=3)")
+    sys.modules.pop("lbexit", None)
