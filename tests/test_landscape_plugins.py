@@ -296,3 +296,17 @@ def test_a_plug_in_whose_constructor_exits_is_one_line(tmp_path: Path, monkeypat
     with pytest.raises(landbench.SpecError, match=exits):
         landbench.make("exits(dim=3)")
     sys.modules.pop("lbexit", None)
+
+
+def test_a_report_of_runs_whose_family_is_not_installed_here_is_drawn(tmp_path: Path) -> None:
+    """A colleague's results of a plug-in family this environment lacks: ranked (group "other"), left
+    out of the sweeps over a family's parameters, and the report is written."""
+    from landbench.report import write_report
+
+    records = [r for d in (4, 8) for r in landbench.run(f"saddle(dim={d})", "sgd(lr=0.1)", seeds=3, steps=30)]
+    alien = [
+        dict(r, problem=r["problem"].replace("saddle", "not_installed"), family="not_installed", key=r["key"] + "x")
+        for r in records
+    ]
+    report = write_report(records + alien, tmp_path / "report")
+    assert report.html.is_file() and "not_installed(dim=4)" in report.markdown.read_text()

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from landbench import outcomes
+from landbench.errors import SpecError
 from landbench.landscapes import family
 from landbench.ranking.scenarios import GROUPS, Scenario, by_scenario, group_of, scenario_targets, select
 from landbench.spec import bind_params, format_spec, non_defaults, parse_spec
@@ -73,7 +74,10 @@ def sweep(grouped: Grouped, axis: str, keep: Callable[[Record], bool] = lambda r
     for scenario, runs in grouped.items():
         if not all(keep(r) for rs in runs.values() for r in rs):
             continue
-        name, values = problem_params(scenario.problem)
+        try:
+            name, values = problem_params(scenario.problem)
+        except SpecError:  # a family not installed here (a plug-in's): its runs are ranked, not swept
+            continue
         if axis == "noise":
             x, rest, noise = scenario.noise, values, None
         elif axis in values:
