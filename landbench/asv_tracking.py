@@ -78,6 +78,7 @@ import torch
 from landbench.api import run
 from landbench.errors import SpecError
 from landbench.landscapes import Landscape, family, make, resolve_dtype
+from landbench.noise import check_noise_model
 from landbench.optimizers import ENTRY_POINT_GROUP, resolve
 from landbench.outcomes import summarize
 from landbench.spec import parse_spec
@@ -201,13 +202,15 @@ class LandbenchScores(abc.ABC):
 
     Required: ``optimizers`` (specs, or labels that :meth:`optimizer_spec` turns into specs) and
     ``problems`` (problem specs with ``dim``). Optional: ``seeds`` (a count or a list), ``steps``,
-    ``noise``, ``instance``, ``dtype``, ``metrics`` (names of :data:`METRICS` to track) and asv's
+    ``noise``, ``noise_model`` (the noise's law, :mod:`landbench.noise`), ``instance``, ``dtype``,
+    ``metrics`` (names of :data:`METRICS` to track) and asv's
     ``timeout`` (it also bounds ``setup_cache``, which runs everything).
     """
 
     seeds: ClassVar[int | Sequence[int]] = 8
     steps: ClassVar[int] = 1000
     noise: ClassVar[float] = 0.0
+    noise_model: ClassVar[str] = "gaussian"
     instance: ClassVar[int] = 0
     dtype: ClassVar[str] = "float32"
     metrics: ClassVar[Sequence[str]] = tuple(METRICS)
@@ -247,6 +250,7 @@ class LandbenchScores(abc.ABC):
                     seeds=self.seeds,
                     steps=self.steps,
                     noise=self.noise,
+                    noise_model=self.noise_model,
                     curvature="sharpness" in self.metrics,
                 )
                 for metric in self.metrics:
@@ -294,6 +298,10 @@ def _check(cls: type[LandbenchScores]) -> None:
         resolve_dtype(cls.dtype)
     except SpecError as exc:
         raise TypeError(f"{cls.__qualname__}.dtype: {exc}") from None
+    try:
+        check_noise_model(cls.noise_model)
+    except SpecError as exc:
+        raise TypeError(f"{cls.__qualname__}.noise_model: {exc}") from None
     for problem in cls.problems:
         try:
             parsed = parse_spec(problem, what="problem")
@@ -349,9 +357,11 @@ def _import_optimizer_module(where: str, module: str) -> None:
 def _settings(cls: type[LandbenchScores]) -> str:
     """The settings that change what a subclass's numbers mean (they enter its asv version)."""
     seeds = cls.seeds if isinstance(cls.seeds, int) else list(cls.seeds)
+    law = check_noise_model(cls.noise_model)
     return (
         f"seeds={seeds!r}, steps={cls.steps!r}, noise={cls.noise!r}, instance={cls.instance!r}, "
         f"dtype={cls.dtype!r}, metrics={list(cls.metrics)!r}"
+        + ("" if law == "gaussian" else f", noise_model={law!r}")  # gaussian: the versions asv already has
     )
 
 

@@ -380,6 +380,8 @@ def test_class_creation_refuses_what_setup_cache_would_fail_on(tmp_path: Path, m
         make(problems=["saddle(dim=10, indx=2)"])
     with pytest.raises(TypeError, match="Mine.dtype: unknown dtype 'float16x'"):
         make(dtype="float16x")
+    with pytest.raises(TypeError, match=r"Mine.noise_model: noise_model must be one of gaussian"):
+        make(noise_model="cauchy")
     # optimizer_spec is checked for every problem: a label the shipped baselines lack is refused.
     with pytest.raises(TypeError, match=r"Mine.optimizers: 'adamx' on 'saddle\(dim=10\)': no tuned rate"):
         make(optimizers=["adamx"], optimizer_spec=lambda self, optimizer, problem: reference_spec(optimizer, problem))
@@ -665,3 +667,25 @@ def test_readme_recipe_in_environments_that_asv_builds(tmp_path: Path) -> None:
     assert first[(mine, problem)] != pytest.approx(second[(mine, problem)], rel=1e-3)  # the user's commits show
     assert first[(adam, problem)] == second[(adam, problem)]  # landbench and torch stay put
     assert (repo / ".asv" / "html" / "index.html").is_file()  # asv publish
+
+
+def test_a_noise_model_reaches_the_runs_and_the_asv_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``noise_model`` is passed to every run, and enters the settings string (asv's version) only
+    when it is not gaussian, so that the versions of existing benchmarks stay as they were."""
+    import landbench.asv_tracking as tracking
+
+    seen: list[object] = []
+    real = tracking.run
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("noise_model"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tracking, "run", spy)
+    attrs = {"optimizers": ["sgd(lr=0.1)"], "problems": ["saddle(dim=4)"], "seeds": 2, "steps": 20}
+    heavy = type("Heavy", (LandbenchScores,), {**attrs, "noise": 0.1, "noise_model": "student_t(nu=3)"})
+    plain = type("Plain", (LandbenchScores,), attrs)
+    heavy().compute_scores()
+    assert seen == ["student_t(nu=3)"]
+    assert tracking._settings(heavy).endswith("noise_model='student_t(nu=3.0)'")
+    assert "noise_model" not in tracking._settings(plain)
