@@ -19,6 +19,7 @@ import scipy.stats
 
 from landbench import outcomes
 from landbench.claims.base import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, ClaimContext, Finding, Measured
+from landbench.ranking.stats import censored_quantiles
 from landbench.report import mpl
 from landbench.report.data import problem_params
 
@@ -117,13 +118,9 @@ def _times(records: Sequence[dict[str, Any]]) -> np.ndarray:
 
 
 def _medians(times: np.ndarray) -> np.ndarray:
-    """Medians along the last axis with inf for censored runs: the mean of the two middle order
-    statistics (as :func:`landbench.ranking.stats.censored_quantile`), inf where one is inf."""
-    ordered = np.sort(times, axis=-1)
-    n = ordered.shape[-1]
-    low, high = ordered[..., (n - 1) // 2], ordered[..., n // 2]
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isinf(high), math.inf, (low + high) / 2)
+    """Medians along the last axis with inf for censored runs: landbench's censored median
+    (:func:`landbench.ranking.stats.censored_quantiles`), inf where it falls on a censored run."""
+    return censored_quantiles(times, 0.5)
 
 
 def _ratio(method: np.ndarray, reference: np.ndarray) -> np.ndarray:

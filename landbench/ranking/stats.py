@@ -136,9 +136,16 @@ def censored_quantile(times: Sequence[float | None], q: float) -> float | None:
     right-censored data without ties at the budget)."""
     if not times:
         return None
-    ordered = sorted(math.inf if t is None else float(t) for t in times)
-    position = q * (len(ordered) - 1)
+    value = float(censored_quantiles(np.array([math.inf if t is None else float(t) for t in times]), q))
+    return None if math.isinf(value) else value
+
+
+def censored_quantiles(times: np.ndarray, q: float) -> np.ndarray:
+    """:func:`censored_quantile` along the last axis of an array whose censored runs are ``inf``
+    (many series at once, e.g. bootstrap resamples): ``inf`` where the quantile falls on one."""
+    ordered = np.sort(np.asarray(times, dtype=float), axis=-1)
+    position = q * (ordered.shape[-1] - 1)
     low, high = math.floor(position), math.ceil(position)
-    if math.isinf(ordered[high]):
-        return None
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    below, above = ordered[..., low], ordered[..., high]
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(above), math.inf, below + (above - below) * (position - low))
