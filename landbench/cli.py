@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from landbench._version import __version__
+from landbench.claims.base import TIERS
 from landbench.errors import LandbenchError
 from landbench.executors import EXECUTORS
 from landbench.landscapes import FAMILIES, family, make
@@ -373,7 +374,7 @@ def critical(
 @click.option("--quick", is_flag=True, help="The quick sizes: every claim together in under 10 minutes on 2 CPU cores.")
 @click.option(
     "--tier",
-    type=click.Choice(["test", "quick", "full"]),
+    type=click.Choice(list(TIERS)),
     help="The sizes by name: test (seconds, what landbench's tests run), quick (= --quick), full (default; for a GPU).",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
