@@ -47,6 +47,23 @@ def naive_events(
     return out
 
 
+def _tracker(
+    batch: int, steps: int, threshold: float, f_star: float, targets: list[float], curve_points: int, chunk: int
+) -> EventTracker:
+    """A float64 CPU tracker with one escape threshold, as the brute-force comparisons below use it."""
+    return EventTracker(
+        batch,
+        steps,
+        escape_thresholds=[threshold],
+        f_star=f_star,
+        targets=targets,
+        curve_points=curve_points,
+        device=torch.device("cpu"),
+        dtype=torch.float64,
+        chunk=chunk,
+    )
+
+
 @pytest.mark.parametrize("chunk", [1, 3, 7, 256])
 def test_chunked_tracker_equals_the_per_step_definitions(chunk: int) -> None:
     generator = torch.Generator().manual_seed(0)
@@ -62,17 +79,7 @@ def test_chunked_tracker_equals_the_per_step_definitions(chunk: int) -> None:
     history[-8:, 5] = f_star = -1.0  # reaches f* for good 8 steps before the end ...
     history[-20, 5] = f_star  # ... after a first visit that it leaves
     threshold, targets = -0.5, [1.0, 0.3, 0.1, 1e-3]
-    tracker = EventTracker(
-        batch,
-        steps,
-        escape_thresholds=[threshold],
-        f_star=f_star,
-        targets=targets,
-        curve_points=12,
-        device=torch.device("cpu"),
-        dtype=torch.float64,
-        chunk=chunk,
-    )
+    tracker = _tracker(batch, steps, threshold, f_star, targets, 12, chunk)
     per_step = torch.arange(1, batch + 1)  # run b spends b + 1 evaluations a step (as LBFGS might)
     for t in range(steps + 1):
         tracker.observe(t, history[t], per_step * t)
@@ -145,17 +152,7 @@ def test_random_histories_with_every_way_of_counting_match_the_definitions(count
                 int(torch.randint(0, batch, (1,), generator=rng)),
             )
             history[t, b] = [math.nan, math.inf, -math.inf][case % 3]
-        tracker = EventTracker(
-            batch,
-            steps,
-            escape_thresholds=[threshold],
-            f_star=f_star,
-            targets=targets,
-            curve_points=9,
-            device=torch.device("cpu"),
-            dtype=torch.float64,
-            chunk=chunk,
-        )
+        tracker = _tracker(batch, steps, threshold, f_star, targets, 9, chunk)
         spent, expected_evals = 0, []
         for t in range(steps + 1):
             if counts == "two a step":
