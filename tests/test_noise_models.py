@@ -386,3 +386,21 @@ def test_report_panels_and_rank_json_keep_laws_apart() -> None:
         (0.1, "gaussian"),
         (0.1, "student_t(nu=3.0)"),
     ]
+
+
+@pytest.mark.parametrize("model", ["student_t(nu=3)", "alpha_stable(alpha=1.5)", "frozen", "hessian(scale=1)"])
+def test_third_party_and_adversarial_optimizers_under_every_law(model: str) -> None:
+    """What users bring, under each law: pytorch-optimizer's Lion gives a run the same numbers alone
+    and in a batch of four; an optimizer that writes NaN into some runs at step 20 gets them recorded
+    as diverged (the others finish), never a crash."""
+    pytest.importorskip("pytorch_optimizer")
+    spec = "pytorch_optimizer:Lion(lr=0.001)"
+    batch = landbench.run("saddle(dim=6, index=2)", spec, seeds=4, steps=40, noise=0.01, noise_model=model)
+    alone = landbench.run("saddle(dim=6, index=2)", spec, seeds=[2], steps=40, noise=0.01, noise_model=model)
+    assert alone[0]["key"] == batch[2]["key"] and alone[0]["final_loss"] == batch[2]["final_loss"]
+    nan = landbench.run(
+        "saddle(dim=6, index=2)", "adversarial:NaNAtStepSGD(lr=0.1)", seeds=8, steps=40, noise=0.01, noise_model=model
+    )
+    diverged = [r["diverged"] for r in nan]
+    assert any(diverged) and not all(diverged)
+    assert all(r["diverged_step"] is not None for r in nan if r["diverged"])
