@@ -835,6 +835,17 @@ class _KrylovNewton(_Newton):
 # --- deduplication -----------------------------------------------------------------------------------
 
 
+def same_point(points: torch.Tensor, x: torch.Tensor, tol: float, *, symmetric: bool = False) -> torch.Tensor:
+    """Which rows of ``points`` (m, d) are the same point as ``x`` (d,): ``|p - x| <= tol max(1, |p|,
+    |x|)`` (and, ``symmetric``, ``|p + x|`` too, for an even landscape). The one rule for "the same
+    point" of the finder's deduplication and of the claims that count distinct minima."""
+    dist = torch.linalg.vector_norm(points - x, dim=1)
+    if symmetric:
+        dist = torch.minimum(dist, torch.linalg.vector_norm(points + x, dim=1))
+    scale = torch.clamp(torch.maximum(torch.linalg.vector_norm(points, dim=1), x.norm()), min=1.0)
+    return dist <= tol * scale
+
+
 def _unique(
     members: list[int],
     cpu: dict[str, torch.Tensor],
@@ -855,12 +866,7 @@ def _unique(
     groups: list[list[int]] = []
     for i in members:
         if reps:
-            r = x[reps]
-            dist = torch.linalg.vector_norm(r - x[i], dim=1)
-            if even:
-                dist = torch.minimum(dist, torch.linalg.vector_norm(r + x[i], dim=1))
-            scale = torch.clamp(torch.maximum(torch.linalg.vector_norm(r, dim=1), x[i].norm()), min=1.0)
-            close = (dist <= tol * scale).nonzero()
+            close = same_point(x[reps], x[i], tol, symmetric=even).nonzero()
             if len(close):
                 groups[int(close[0, 0])].append(i)
                 continue

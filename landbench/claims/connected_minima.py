@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from landbench.claims.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, ClaimContext, Finding, Measured
+from landbench.critical import same_point
 from landbench.report.data import wilson
 
 #: A pair counts as "connected" when its curve barrier is below this share of its straight barrier.
@@ -77,8 +78,7 @@ def select(ends: dict[str, Any], grad_tol: float, same_tol: float) -> tuple[list
         if not (math.isfinite(g) and g <= grad_tol):
             not_critical += 1
             continue
-        scale = [max(float(x[i].norm()), float(x[j].norm()), 1.0) for j in kept]
-        if any(float((x[i] - x[j]).norm()) <= same_tol * s for j, s in zip(kept, scale)):
+        if kept and bool(same_point(x[kept], x[i], same_tol).any()):  # the finder's rule for one point
             repeats += 1
             continue
         kept.append(i)
