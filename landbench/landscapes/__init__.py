@@ -30,10 +30,15 @@ from landbench.errors import SpecError
 from landbench.landscapes.base import CriticalPoint, Known, Landscape
 from landbench.landscapes.basins import Basins
 from landbench.landscapes.classical import Ackley, Levy, Quadratic, Rastrigin, Rosenbrock, StyblinskiTang
+from landbench.landscapes.deep_linear import DeepLinear
 from landbench.landscapes.gaussian_field import GaussianField
+from landbench.landscapes.least_squares import LeastSquares
+from landbench.landscapes.matrix_sensing import MatrixSensing
+from landbench.landscapes.phase_retrieval import PhaseRetrieval
 from landbench.landscapes.pspin import PSpin
 from landbench.landscapes.saddle import Saddle
 from landbench.landscapes.saddle_chain import SaddleChain
+from landbench.landscapes.teacher_student import TeacherStudent
 from landbench.landscapes.valley import Valley
 from landbench.spec import Spec, parse_spec, suggest
 
@@ -58,6 +63,11 @@ BUILTIN: dict[str, type[Landscape]] = {
         Ackley,
         StyblinskiTang,
         Levy,
+        LeastSquares,
+        DeepLinear,
+        MatrixSensing,
+        PhaseRetrieval,
+        TeacherStudent,
     )
 }
 

@@ -36,6 +36,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "basins": ("basins",),
     "valleys": ("valley",),
     "classical": ("quadratic", "rosenbrock", "rastrigin", "ackley", "styblinski_tang", "levy"),
+    "finite sums": ("least_squares", "deep_linear", "matrix_sensing", "phase_retrieval", "teacher_student"),
 }
 
 #: Record fields that must agree within a scenario for its runs to be comparable. (``batch_mode``

@@ -1,0 +1,99 @@
+"""Finite-sum landscapes: a loss that is a mean over training examples, with a population loss.
+
+A finite-sum family holds ``n`` training examples drawn per instance (seeded, on the CPU in
+float64, then moved: the same on every device) and its loss is their mean,
+
+    f(x) = (1/n) sum_i l_i(x),
+
+evaluated for a batch of runs at once. A run with a ``batch_size`` m < n steps on minibatch
+gradients, ``(1/m) sum_{i in S_t} grad l_i(x)``, with ``S_t`` the run's own draw without replacement
+within an epoch (:class:`landbench.minibatch.Minibatches`); the loss the run's record and events
+see is always the full training loss f. Each family also knows its *population* (test) loss
+``E_{(a, y)} l(x; a, y)``: in closed form where one exists, otherwise as the mean over a large
+held-out sample drawn from the same instance (:attr:`FiniteSum.test_loss_kind` says which).
+
+What a family provides beyond :class:`~landbench.landscapes.base.Landscape`:
+
+* a parameter ``samples`` (n, :data:`SAMPLES`);
+* :meth:`FiniteSum.example_losses`: the per-example losses ``l_i(x_b)`` for given example indices
+  (one ``(B, m)`` index tensor: each run its own examples, one gather, no per-run loop);
+* :meth:`FiniteSum.test_loss`: the population loss of each row;
+* optionally :meth:`FiniteSum.batch_loss_and_grad` in closed form (the default is autograd of
+  :meth:`FiniteSum.batch_loss`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from landbench.spec import Param
+
+#: The number of training examples n of an instance.
+SAMPLES = Param("samples", int, 256, "training examples n drawn per instance", low=1, high=2**24 - 1)
+
+
+class FiniteSum:
+    """Mixin of the finite-sum families: put it before :class:`Landscape` in the bases.
+
+    ``loss(x)`` and ``loss_and_grad(x)`` are the full-batch mean over the n training examples; the
+    engine asks :meth:`batch_loss_and_grad` for minibatch gradients.
+    """
+
+    finite_sum: ClassVar[bool] = True
+    #: how the population loss is computed: "closed form" or "held-out sample of N examples"
+    test_loss_kind: ClassVar[str] = "closed form"
+    samples: int
+
+    # --- what a family provides ----------------------------------------------------------------
+
+    def example_losses(self, x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        """The per-example losses ``l_i(x_b)``: ``(B, m)`` for the examples ``index[b]`` (an int64
+        ``(B, m)`` tensor), or ``(B, n)`` for all training examples when ``index`` is None.
+        Differentiable in ``x`` (the default gradient is autograd of their mean)."""
+        raise NotImplementedError
+
+    def test_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The population (test) loss ``E l(x_b; a, y)`` of each row ``(B,)``, in closed form or on a
+        held-out sample of the instance (see :attr:`test_loss_kind`)."""
+        raise NotImplementedError
+
+    # --- derived --------------------------------------------------------------------------------
+
+    def batch_loss(self, x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        """The mean of :meth:`example_losses` over each row's examples: ``(B,)``."""
+        return self.example_losses(x, index).mean(dim=1)
+
+    def batch_loss_and_grad(self, x: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The minibatch loss ``(B,)`` and its gradient ``(B, dim)``, each row over its own examples
+        (all of them when ``index`` is None); autograd unless the family gives a closed form. Fresh
+        tensors the caller may modify."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            value = self.batch_loss(x, index)
+            (grad,) = torch.autograd.grad(value.sum(), x)
+        return value.detach(), grad
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The training loss, the mean over all n examples: ``(B,)``."""
+        return self.batch_loss(x, None)
+
+    def loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss and its full-batch gradient."""
+        return self.batch_loss_and_grad(x, None)
+
+    def finite_sum_facts(self) -> dict[str, Any]:
+        """What every finite-sum instance states about its data (for :meth:`facts`)."""
+        return {"samples": self.samples, "test_loss": self.test_loss_kind}
+
+
+def is_finite_sum(landscape: object) -> bool:
+    """Whether ``landscape`` (an instance or a class) is a finite sum over training examples."""
+    return bool(getattr(landscape, "finite_sum", False))
+
+
+def gather_rows(data: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    """The examples of each run: ``data[index]`` of shape ``(B, m, ...)`` (one gather), or ``data``
+    with a leading axis of one (broadcast over the runs) when ``index`` is None."""
+    return data.unsqueeze(0) if index is None else data[index]
