@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from landbench.landscapes.base import DIM, CriticalPoint, Footprint, Known, Landscape, squared_norm
+from landbench.landscapes.base import CriticalPoint, Footprint, Known, Landscape, squared_norm
 from landbench.landscapes.finite_sum import SAMPLES, FiniteSum, gather_rows
 from landbench.spec import Param
 
@@ -326,4 +326,3 @@ class LeastSquares(FiniteSum, Landscape):
             "test_loss_at_minimum": self._test_loss64(self.solution64),
             "interpolates": self.samples <= self.dim,
         }
-
