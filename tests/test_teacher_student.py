@@ -256,7 +256,8 @@ def _gradient_descent(spec: str, seeds: int, steps: int, lr: float) -> list[bool
 def test_spurious_minima_are_common_without_over_parameterisation() -> None:
     """Safran and Shamir 2018: relu, orthonormal teacher of k = 10 units, Xavier-like starts, full-batch
     GD. With hidden = k a share of the runs settle in spurious minima; with hidden = k + 2 fewer
-    (one-sided Fisher exact test). Seeded: the same runs every time."""
+    (one-sided Fisher exact test). Seeded: the same runs every time. 2 x 48 runs x 3000 steps: about
+    7 minutes on a loaded 2-core machine."""
     k, n, seeds, steps = 10, 2000, 48, 3000
     exact = _gradient_descent(f"teacher_student(dim={k}, hidden={k}, teacher_hidden={k}, samples={n})", seeds, steps, 0.5)
     over = _gradient_descent(f"teacher_student(dim={k}, hidden={k + 2}, teacher_hidden={k}, samples={n})", seeds, steps, 0.5)
