@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -11,6 +11,7 @@ import torch
 from landbench.engine import BatchOutcome, Progress, run_batch
 from landbench.errors import SpecError
 from landbench.landscapes import Landscape, make, resolve_device
+from landbench.landscapes.finite_sum import effective_batch_size
 from landbench.noise import check_noise_model, effective_noise_model
 from landbench.optimizers import OptimizerSpec
 from landbench.preflight import check_optimizer, check_problem, check_representable
@@ -69,6 +70,7 @@ def plan(
     instance: int = 0,
     threads: int | None = None,
     noise_model: str = "gaussian",
+    batch_size: int | None = None,
     **settings: Any,
 ) -> RunPlan:
     """Validate the arguments of :func:`run` and build the landscape and optimizer, without running.
@@ -79,7 +81,7 @@ def plan(
     batch-safety probe."""
     steps, noise = check_steps(steps), check_noise(noise)
     model = effective_noise_model(noise, check_noise_model(noise_model))  # without noise every law is one
-    options = Settings.from_mapping({**settings, "noise_model": model}, where="landbench.run")
+    options = Settings.from_mapping({**settings, "noise_model": model, "batch_size": batch_size}, where="landbench.run")
     threads = requested_threads(threads)
     seed_list = normalize_seeds(seeds)
     if not is_integer(instance) or instance < 0:
@@ -91,9 +93,12 @@ def plan(
         if str(landscape.dtype).removeprefix("torch.") != options.dtype:
             options = Settings.from_mapping({**options.as_dict(), "dtype": str(landscape.dtype).removeprefix("torch.")})
         place = landscape.device
+        batch = effective_batch_size(landscape, options.batch_size)
     else:
         place = resolve_device(device)
         check_problem(str(parse_spec(problem, what="problem")), options.dtype, len(seed_list), options, place)
+        batch = effective_batch_size(str(parse_spec(problem, what="problem")), options.batch_size)
+    options = options if batch == options.batch_size else replace(options, batch_size=batch)  # n: the full batch
     check_representable(f"noise {noise:g}", noise, options.dtype)
     resolved = check_optimizer(optimizer, options.dtype, place)
     if not isinstance(problem, Landscape):
@@ -112,6 +117,7 @@ def run(
     progress: Progress | None = None,
     threads: int | None = None,
     noise_model: str = "gaussian",
+    batch_size: int | None = None,
     **settings: Any,
 ) -> list[dict[str, Any]]:
     """Run ``optimizer`` on ``problem`` from each run seed and return one record per run.
@@ -121,11 +127,17 @@ def run(
     ``seeds`` is a count n (run seeds 0..n-1) or a list of run seeds; ``noise`` is the standard
     deviation of Gaussian noise added to every gradient component, or of the ``noise_model``'s
     (:mod:`landbench.noise`: ``"gaussian"``, ``"student_t(nu=3)"``, ``"alpha_stable(alpha=1.5)"``,
-    where ``noise`` is the scale, ``"frozen"``, a fixed function of the point). ``settings`` are the metric
+    where ``noise`` is the scale, ``"frozen"``, a fixed function of the point). On a finite-sum family
+    (:mod:`landbench.landscapes.finite_sum`), ``batch_size`` m makes every gradient the mean over m
+    training examples drawn per run without replacement within an epoch (:mod:`landbench.minibatch`;
+    None, the default, and m = n are the full batch); the records then carry ``test_loss`` and
+    ``generalization_gap`` as every finite-sum record does. ``settings`` are the metric
     and precision settings of :class:`~landbench.settings.Settings` (``dtype``, ``targets``,
     ``curvature``, ``tau``, ...). All runs go through the device as one batch, with ``threads``
     intra-op threads (default: ``$LANDBENCH_THREADS``, else one below 2**20 runs x dimension and
     all of the process's above; :mod:`landbench.threads`).
     """
-    prepared = plan(problem, optimizer, seeds, steps, device, noise, instance, threads, noise_model, **settings)
+    prepared = plan(
+        problem, optimizer, seeds, steps, device, noise, instance, threads, noise_model, batch_size, **settings
+    )
     return prepared.records(prepared.execute(progress))

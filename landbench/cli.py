@@ -28,7 +28,7 @@ from landbench.preflight import check_suite
 from landbench.ranking import rank
 from landbench.references import available_references, load_reference
 from landbench.runner import run_suite
-from landbench.settings import normalize_seeds
+from landbench.settings import check_batch_size, normalize_seeds
 from landbench.spec import bind_params, format_value, parse_spec
 from landbench.store import load_results
 from landbench.suite import Suite, adhoc_suite, available_suites, load_suite
@@ -484,6 +484,15 @@ def _suite_options(command: F) -> F:
             "frozen(cell=0.01), hessian(scale=1); replaces the suite's. Repeatable.",
         ),
         click.option(
+            "--batch-size",
+            "batch_size",
+            multiple=True,
+            type=int,
+            metavar="M",
+            help="On finite-sum families (least_squares, deep_linear, ...): examples per gradient, drawn per run "
+            "without replacement within an epoch; replaces the suite's (default: the full batch). Repeatable.",
+        ),
+        click.option(
             "--dtype", type=click.Choice(["float32", "float64"]), help="Override the suite's floating-point type."
         ),
         click.option(
@@ -509,13 +518,16 @@ def _suite(
     dtype: str | None,
     tune: bool | None,
     noise_model: Sequence[str] = (),
+    batch_size: Sequence[int] = (),
 ) -> Suite:
     """The suite that ``run`` (and ``status``) plans from SUITE and the options that change it."""
     seed_list = _seeds(seeds)
     for model in noise_model:  # before anything is read or run: one line naming the valid models
         check_noise_model(model)
+    for size in batch_size:
+        check_batch_size(size, "--batch-size")
     if suite is None:
-        return adhoc_suite(problems, optimizers, seed_list, steps, noise, noise_model).with_overrides(
+        return adhoc_suite(problems, optimizers, seed_list, steps, noise, noise_model, batch_size).with_overrides(
             dtype=dtype, tune=tune
         )
     return load_suite(suite).with_overrides(
@@ -527,6 +539,7 @@ def _suite(
         dtype=dtype,
         tune=tune,
         noise_model=noise_model,
+        batch_size=batch_size,
     )
 
 
@@ -580,6 +593,7 @@ def run(
     steps: int | None,
     noise: Sequence[float],
     noise_model: Sequence[str],
+    batch_size: Sequence[int],
     device: str,
     dtype: str | None,
     out: str,
@@ -604,7 +618,7 @@ def run(
         raise click.BadParameter("expected a folder name, got an empty one", param_hint="--out")
     count = requested_threads(None if threads is None else check_threads(threads, "--threads"))
     part = Shard.parse(shard) if shard is not None else None
-    plan = _suite(suite, problems, optimizers, seeds, steps, noise, dtype, tune, noise_model)
+    plan = _suite(suite, problems, optimizers, seeds, steps, noise, dtype, tune, noise_model, batch_size)
     if not plan.scenarios():
         where = f"{plan.path}" if plan.path else f"suite {plan.name!r}"
         raise click.UsageError(f"{where} has no scenario to run: give it [[problems]] and optimizers")
@@ -783,6 +797,7 @@ def status_command(
     steps: int | None,
     noise: Sequence[float],
     noise_model: Sequence[str],
+    batch_size: Sequence[int],
     dtype: str | None,
     tune: bool | None,
     shard: str | None,
@@ -800,13 +815,13 @@ def status_command(
 
     records = load_results([results])
     if suite is None and not problems:
-        if optimizers or seeds or steps or noise or noise_model or dtype or tune is not None or shard:
+        if optimizers or seeds or steps or noise or noise_model or batch_size or dtype or tune is not None or shard:
             raise click.UsageError("options that change a suite need a SUITE (or --problem and --optimizer)")
         if not records:
             raise LandbenchError(f"no results in {results}: give the folder that landbench run --out wrote")
         report = folder_status(records)
     else:
-        plan = _suite(suite, problems, optimizers, seeds, steps, noise, dtype, tune, noise_model)
+        plan = _suite(suite, problems, optimizers, seeds, steps, noise, dtype, tune, noise_model, batch_size)
         report = suite_status(plan, records, device, Shard.parse(shard) if shard else None)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.to_text())
     if not report.complete or report.failures:
@@ -945,12 +960,11 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     nothing) and the median escape step (``>T`` when at least half the runs did not escape within
     the T steps), and where the runs ended (the family's own fields).
     """
-    from landbench.outcomes import noise_model_of, summarize
+    from landbench.outcomes import batch_size_of, noise_model_of, noise_text, summarize
 
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in records:
-        law = noise_model_of(r)
-        noise = format_value(r["noise"]) + ("" if law == "gaussian" else f" {law}")
+        noise = noise_text(r["noise"], noise_model_of(r), batch_size_of(r))
         key = (r["problem"], r["optimizer"], noise, r["instance"], r["steps"], r["dtype"])
         groups.setdefault(key, []).append(r)
     header = ("problem", "optimizer", "noise", "inst", "steps", "dtype", "runs", "div", "final loss", "loss gap")

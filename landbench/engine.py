@@ -38,8 +38,10 @@ from typing import Any
 import torch
 
 from landbench.landscapes.base import Landscape
+from landbench.landscapes.finite_sum import effective_batch_size
 from landbench.metrics.curvature import curvature_metrics
 from landbench.metrics.events import EventTracker
+from landbench.minibatch import Minibatches
 from landbench.optimizers import OptimizerSpec
 from landbench.optimizers.batching import choose_mode, demote, elementwise, with_rate
 from landbench.rng import RunNoise
@@ -91,6 +93,17 @@ def _streams(
     groups = [[s] for s in seeds] if mode == "separate" else [seeds]
     device, dtype = landscape.device, landscape.dtype
     return [RunNoise(landscape.seed, group, landscape.dim, dtype, device, model) for group in groups]
+
+
+def _minibatches(landscape: Landscape, seeds: list[int], mode: str, batch_size: int | None) -> list[Minibatches] | None:
+    """The minibatch streams of a finite-sum landscape's runs (:mod:`landbench.minibatch`): none for
+    the full batch, one for the batch, or one per run in separate mode. A batch size on a landscape
+    that is not a finite sum, or above its examples, is a :class:`SpecError`."""
+    size = effective_batch_size(landscape, batch_size)
+    if size is None:
+        return None
+    groups = [[s] for s in seeds] if mode == "separate" else [seeds]
+    return [Minibatches(landscape.seed, group, landscape.examples, size, landscape.device) for group in groups]  # type: ignore[attr-defined]
 
 
 def run_batch(
@@ -206,7 +219,8 @@ def _execute(
     ``jitter`` > 0 moves each start coordinate by that relative amount, up or down (the fixed sign
     pattern number ``pattern``), for the twin runs of :func:`_verify`."""
     copies = 1 if lrs is None else len(lrs)
-    evaluator = Evaluator(landscape, noise, _streams(landscape, seeds, noise, mode, settings.noise_model), copies)
+    streams = _streams(landscape, seeds, noise, mode, settings.noise_model)
+    evaluator = Evaluator(landscape, noise, streams, copies, _minibatches(landscape, seeds, mode, settings.batch_size))
     start = landscape.sample_start(seeds)
     if jitter:
         signs = torch.randint(0, 2, start.shape, generator=torch.Generator().manual_seed(pattern)).to(start) * 2 - 1
@@ -372,6 +386,11 @@ class _AtRow:
 
     def loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss, grad = self._landscape.loss_and_grad(self._copies(x))
+        return loss[self._row : self._row + 1], grad[self._row : self._row + 1]
+
+    def batch_loss_and_grad(self, x: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = None if index is None else self._copies(index)
+        loss, grad = self._landscape.batch_loss_and_grad(self._copies(x), rows)
         return loss[self._row : self._row + 1], grad[self._row : self._row + 1]
 
 

@@ -128,6 +128,15 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("final_loss", "loss", "lower", "null", "-", "f at the last iterate, noise-free"),
     Field("loss_gap", "loss", "lower", "null", "-", "final_loss - f* (null when f* is unknown)"),
+    Field(
+        "test_loss",
+        "loss",
+        "lower",
+        "null",
+        "-",
+        "on a finite sum: the population loss at the last iterate (closed form or a held-out sample)",
+    ),
+    Field("generalization_gap", "loss", "lower", "null", "-", "on a finite sum: test_loss - final_loss"),
     Field("sharpness", "curvature", "lower", "null", "-", "largest Hessian eigenvalue at the last iterate"),
     Field("hessian_trace", "curvature", "lower", "null", "-", "Hutchinson estimate of tr H at the last iterate"),
     Field(
@@ -184,7 +193,12 @@ class RunRecord(TypedDict, total=False):
     batch_mode: str
     independence: dict[str, Any] | None
     wall_s: float
+    batch_runs: int
     batch_size: int
+    examples: int
+    epochs: float
+    test_loss: float | None
+    generalization_gap: float | None
     threads: int
     curve: dict[str, list[Any]]
     metrics_s: float
@@ -236,12 +250,13 @@ FIELD_KINDS: dict[str, tuple[tuple[type, ...], bool]] = {
     **{name: (_STR, True) for name in ("label", "phase", "batch_mode", "landbench_version", "torch_version")},
     "key": ((str, int), False),
     **{name: (_INT, False) for name in ("seed", "instance", "steps", "dim", "schema", "grad_evals")},
-    **{name: (_INT, True) for name in ("batch_size", "threads", "escape_step", "diverged_step")},
+    **{name: (_INT, True) for name in ("batch_size", "batch_runs", "examples", "threads", "escape_step")},
+    "diverged_step": (_INT, True),
     "noise": (_NUMBER, False),
     **{
         name: (_NUMBER, True)
         for name in ("final_loss", "f_star", "loss_gap", "sharpness", "hessian_trace", "basin_width", "tau")
-        + ("wall_s", "metrics_s")
+        + ("wall_s", "metrics_s", "epochs", "test_loss", "generalization_gap")
     },
     "diverged": ((bool,), False),
     "escaped": ((bool,), True),
@@ -304,6 +319,33 @@ def noise_model_of(record: Record) -> str:
     written only where it is not the default, ``"gaussian"``. Part of what makes two runs the same
     scenario, in every view."""
     return str(record.get("noise_model") or "gaussian")
+
+
+def noise_text(noise: float, noise_model: str = "gaussian", batch_size: int | None = None) -> str:
+    """How every view names a scenario's stochasticity: ``"0.1"``, ``"0.1 student_t(nu=3.0)"``,
+    ``"0 batch 32"`` (the law only where it is not gaussian, the batch size only on a finite sum)."""
+    law = "" if noise_model == "gaussian" else f" {noise_model}"
+    batch = "" if batch_size is None else f" batch {batch_size}"
+    return f"{noise:g}{law}{batch}"
+
+
+def batch_size_of(record: Record) -> int | None:
+    """The examples each gradient of the run averaged over, on a finite-sum landscape (its n for the
+    full batch), or None on any other landscape (and in records older than finite sums, whose
+    ``batch_size`` counted the runs of the engine's batch: :func:`runs_in_batch`). Part of what makes
+    two runs the same scenario, in every view."""
+    if "examples" not in record:
+        return None
+    size = record.get("batch_size")
+    return int(size) if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+def runs_in_batch(record: Record) -> int | None:
+    """How many runs shared the engine's batch with this one (``batch_runs``; older records held it
+    in ``batch_size``, before that name meant a minibatch)."""
+    if "batch_runs" in record:
+        return record["batch_runs"]
+    return None if "examples" in record else record.get("batch_size")
 
 
 def is_failed(record: Record) -> bool:

@@ -11,9 +11,17 @@ instance, seed      the landscape's instance seed and the run seed
 steps, noise        the budget in optimizer steps; the gradient-noise standard deviation (or scale)
 noise_model         the noise's law (:mod:`landbench.noise`), only where it is not ``gaussian``;
                     it is in ``settings`` too, and so in the key
+batch_size          on a finite-sum landscape (:mod:`landbench.landscapes.finite_sum`): the examples
+                    each gradient averaged over (n for the full batch); ``settings`` holds it (and
+                    so the key) only when it is a minibatch
+examples, epochs    on a finite sum: training examples the run's gradients touched
+                    (``grad_evals * batch_size``) and passes over the training set (``examples / n``)
 dtype, device       where and in what precision the run ran
 final_loss          f at the last iterate, noise-free (null if the run diverged)
 f_star, loss_gap    the known optimum value and ``final_loss - f_star`` (null when f* is unknown)
+test_loss           on a finite sum: the population loss at the last iterate (closed form, or a
+                    held-out sample of the instance: the family's ``test_loss_kind``)
+generalization_gap  ``test_loss - final_loss`` (both null if the run diverged)
 escape_step         first step t >= 1 with f(x_t) at most halfway from the saddle's value to f*;
                     null with ``escaped: false`` when censored or diverged; both null without a saddle
 targets             targets on the loss gap
@@ -32,7 +40,9 @@ batch_mode          how the runs of the batch were stepped: batched, per_tensor 
 independence        for a batched or per-tensor batch: the seed re-run alone over the whole budget
                     and whether it matched its row; ``{"elementwise": "<class>"}`` for a class that
                     is elementwise by construction and not re-run (null for a separate batch)
-wall_s, batch_size  wall time of the optimisation loop of the batch the run was in, and its size
+wall_s, batch_runs  wall time of the optimisation loop of the batch the run was in, and its number
+                    of runs (older records call it ``batch_size``:
+                    :func:`landbench.outcomes.runs_in_batch` reads both)
 threads             the intra-op threads the batch ran with (:mod:`landbench.threads`)
 metrics_s           wall time of the batch's curvature metrics
 curve               ``{"steps": [...], "loss": [...]}`` at log-spaced steps (null after divergence)
@@ -55,6 +65,8 @@ from landbench._version import __version__
 from landbench.engine import BatchOutcome
 from landbench.errors import LandbenchError
 from landbench.landscapes.base import Landscape
+from landbench.landscapes.finite_sum import is_finite_sum
+from landbench.minibatch import epochs_of, examples_seen
 from landbench.optimizers import OptimizerSpec
 from landbench.outcomes import FIELD_KINDS, RECORD_SCHEMA, settle
 from landbench.settings import Settings
@@ -142,6 +154,8 @@ def build_records(
     curve = tracker.curve.double().cpu().tolist()
     curvature = {name: values.double().cpu().tolist() for name, values in outcome.curvature.items()}
     settings_dict = settings.as_dict()
+    finite = is_finite_sum(landscape)
+    test_losses = _test_losses(landscape, outcome.final_x) if finite else []
     f_star = None if landscape.f_star is None else _number(landscape.f_star)
     records = []
     for row, (seed, spec) in enumerate(zip(outcome.seeds, specs)):
@@ -157,11 +171,13 @@ def build_records(
             "steps": steps,
             "noise": float(noise),
             **({} if settings.noise_model == "gaussian" else {"noise_model": settings.noise_model}),
+            **(_examples(landscape, settings, evals[row]) if finite else {}),
             "dtype": settings.dtype,
             "device": device,
             "final_loss": final_loss,
             "f_star": f_star,
             "loss_gap": None if landscape.f_star is None or final_loss is None else final_loss - landscape.f_star,
+            **(_generalization(final_loss, test_losses[row]) if finite else {}),
             "escape_step": None if escape is None else _step(escape[row]),
             "escaped": None if escape is None else escape[row] >= 0,
             "targets": list(settings.targets),
@@ -178,7 +194,7 @@ def build_records(
                 "batch_mode": outcome.mode,
                 "independence": outcome.independence,
                 "wall_s": outcome.wall_s,
-                "batch_size": len(outcome.seeds),
+                "batch_runs": len(outcome.seeds),
                 "threads": outcome.threads,
                 **{name: values[row] for name, values in extra.items()},
                 "curve": {"steps": tracker.curve_steps, "loss": [_number(v) for v in curve[row]]},
@@ -192,6 +208,28 @@ def build_records(
         )
         records.append(settle(record))  # what a diverged run holds: landbench.outcomes' policy
     return records
+
+
+def _test_losses(landscape: Landscape, final_x: torch.Tensor) -> list[float]:
+    """The population (test) loss of each run's final point (a finite-sum family's ``test_loss``)."""
+    with torch.no_grad():
+        return landscape.test_loss(final_x).double().cpu().tolist()  # type: ignore[attr-defined]
+
+
+def _examples(landscape: Landscape, settings: Settings, evals: int) -> dict[str, Any]:
+    """A finite-sum run's minibatch fields: its batch size (n for the full batch), the training
+    examples its gradients touched and the passes over the training set they make."""
+    n = landscape.examples  # type: ignore[attr-defined]
+    size = settings.batch_size or n
+    return {"batch_size": size, "examples": examples_seen(evals, size), "epochs": epochs_of(evals, size, n)}
+
+
+def _generalization(final_loss: float | None, test_loss: float) -> dict[str, Any]:
+    """A finite-sum run's population loss at its final point and the gap test - train (null where
+    the run diverged: :func:`landbench.outcomes.settle`)."""
+    test = _number(test_loss)
+    gap = None if test is None or final_loss is None else test - final_loss
+    return {"test_loss": test, "generalization_gap": gap}
 
 
 def _per_target(tracker: Any) -> dict[str, torch.Tensor | None]:

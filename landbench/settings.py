@@ -54,6 +54,9 @@ class Settings:
     * ``tau``: basin_width is the radius where the mean loss rise along random directions
       reaches ``tau`` (default 0.1, in loss units).
     * ``noise_model``: the law of the gradient noise (:mod:`landbench.noise`; default ``gaussian``).
+    * ``batch_size``: on a finite-sum landscape (:mod:`landbench.landscapes.finite_sum`), the examples
+      each gradient averages over, drawn per run without replacement within an epoch
+      (:mod:`landbench.minibatch`); None (the default) is the full batch.
     * the rest: see ``landbench list --json`` or the README.
     """
 
@@ -67,6 +70,8 @@ class Settings:
     curve_points: int = 50
     #: the gradient-noise model (:mod:`landbench.noise`), canonical; only a non-default one is stored
     noise_model: str = "gaussian"
+    #: the minibatch size on a finite-sum landscape; None: the full batch (only a number is stored)
+    batch_size: int | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], where: str = "settings") -> Settings:
@@ -76,8 +81,9 @@ class Settings:
             values["dtype"] = str(values["dtype"]).removeprefix("torch.")
         targets = values.pop("targets", DEFAULT_TARGETS)
         model = values.pop("noise_model", "gaussian")
+        batch = check_batch_size(values.pop("batch_size", None), where)
         bound = bind_params(where, _PARAMS, values, noun="setting", also_valid=["targets"])
-        return cls(targets=_targets(targets, where), noise_model=check_noise_model(model), **bound)
+        return cls(targets=_targets(targets, where), noise_model=check_noise_model(model), batch_size=batch, **bound)
 
     def metric_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`landbench.metrics.curvature.curvature_metrics` these
@@ -91,12 +97,32 @@ class Settings:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, as stored in each record (and hashed into run keys): ``noise_model`` only when
-        it is not the default, so that gaussian runs keep their keys and records."""
+        it is not the default and ``batch_size`` only when it is a number, so that full-batch gaussian
+        runs keep their keys and records."""
         out = asdict(self)
         out["targets"] = list(self.targets)
         if out["noise_model"] == "gaussian":
             del out["noise_model"]
+        if out["batch_size"] is None:
+            del out["batch_size"]
         return out
+
+
+#: The largest minibatch size (the most examples a finite-sum family holds).
+MAX_BATCH_SIZE = 2**24 - 1
+
+
+def check_batch_size(value: Any, where: str = "batch_size") -> int | None:
+    """A minibatch size: a positive integer up to :data:`MAX_BATCH_SIZE`, or None (the full batch).
+    Anything else raises :class:`SpecError` saying what is valid."""
+    if value is None:
+        return None
+    if not is_integer(value) or not 1 <= int(value) <= MAX_BATCH_SIZE:
+        raise SpecError(
+            f"{where}: batch_size must be a whole number of examples from 1 to {MAX_BATCH_SIZE} "
+            f"(or absent: the full batch), got {_short(value)}"
+        )
+    return int(value)
 
 
 def _targets(value: Any, where: str) -> tuple[float, ...]:

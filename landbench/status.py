@@ -101,7 +101,9 @@ def failures(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if not is_failed(r):
             continue
         phase = r.get("phase", "score")
-        key = (phase, r["problem"], r.get("instance"), r["optimizer"], r.get("noise"), noise_model_of(r), r["failed"])
+        batch = r.get("settings", {}).get("batch_size") if isinstance(r.get("settings"), dict) else None
+        key = (phase, r["problem"], r.get("instance"), r["optimizer"], r.get("noise"), noise_model_of(r), batch)
+        key += (r["failed"],)
         entry = groups.setdefault(
             key,
             {
@@ -111,6 +113,7 @@ def failures(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "optimizer": r["optimizer"],
                 "noise": r.get("noise"),
                 "noise_model": noise_model_of(r),
+                "batch_size": batch,
                 "failed": r["failed"],
                 "seeds": [],
             },
@@ -179,6 +182,7 @@ def suite_status(
                 "optimizer": label,
                 "noise": sc.noise,
                 "noise_model": sc.noise_model,
+                "batch_size": sc.settings.batch_size,
                 "failed": f"not scored: {why}",
                 "seeds": list(sc.seeds),
             }

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from landbench.landscapes.base import Landscape
+from landbench.minibatch import Minibatches
 from landbench.noise import hessian_noise
 from landbench.optimizers import OptimizerSpec
 from landbench.optimizers.sam import requires_closure as needs_closure
@@ -34,20 +35,51 @@ class Evaluator:
     """Gradient evaluations: the landscape's closed-form gradient plus the scenario's noise, one
     draw per evaluation from each run's own stream (:class:`landbench.rng.RunNoise`, of the
     scenario's noise model: :mod:`landbench.noise`; ``frozen`` noise is a function of the point).
+    On a finite-sum landscape with a batch size, the gradient is each run's minibatch gradient, its
+    examples drawn from the run's own stream (:class:`landbench.minibatch.Minibatches`), while the
+    loss is the full training loss (one forward pass over the n examples).
 
     ``copies`` > 1 is a learning-rate grid sharing the batch: the rows are ``copies`` blocks of the
     same runs (same seeds), and every block gets the same noise, as separate runs would.
     """
 
-    def __init__(self, landscape: Landscape, noise: float, streams: list[RunNoise] | None, copies: int = 1) -> None:
+    def __init__(
+        self,
+        landscape: Landscape,
+        noise: float,
+        streams: list[RunNoise] | None,
+        copies: int = 1,
+        batches: list[Minibatches] | None = None,
+    ) -> None:
         self.landscape = landscape
         self.noise = noise
         self.streams = streams  # None without noise; one stream for the batch, or one per run
         self.copies = copies
+        self.batches = batches  # None for the full batch; one minibatch stream for the batch, or one per run
+
+    def _minibatch(self, runs: slice | int | None) -> torch.Tensor:
+        """The example indices of the next evaluation, one row per row of the batch (copies included)."""
+        batches = self.batches
+        assert batches is not None
+        if isinstance(runs, int):
+            index = batches[runs].next()
+        elif len(batches) == 1:
+            index = batches[0].next()
+        else:
+            index = torch.cat([stream.next() for stream in batches])
+        return index if self.copies == 1 else index.repeat(self.copies, 1)
+
+    def _loss_and_grad(self, x: torch.Tensor, runs: slice | int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss and the gradient: the full batch's, or on a finite sum with a batch size
+        the minibatch's gradient beside the full training loss (what the records and events see)."""
+        if self.batches is None:
+            return self.landscape.loss_and_grad(x)
+        _, grad = self.landscape.batch_loss_and_grad(x, self._minibatch(runs))  # type: ignore[attr-defined]
+        return self.landscape.loss(x), grad
 
     def gradient(self, x: torch.Tensor, runs: slice | int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and (noisy) gradient at the rows of ``x``: every run (``runs=None``) or one run."""
-        loss, grad = self.landscape.loss_and_grad(x)
+        loss, grad = self._loss_and_grad(x, runs)
         if self.streams is not None:
             if isinstance(runs, int):
                 noise = self.streams[runs].next(x)

@@ -11,6 +11,8 @@ instances, the step budget, gradient-noise levels and metric settings::
     noise = 0.0                          # one level or a list of levels
     noise_model = "gaussian"             # optional: one model or a list (landbench.noise): gaussian,
                                          # "student_t(nu=3)", "alpha_stable(alpha=1.5)", "frozen"
+    batch_size = 32                      # optional, finite-sum families only: one minibatch size or a
+                                         # list (landbench.minibatch); absent: the full batch
     dtype = "float32"
     optimizers = ["sgd(lr=0.1)", "adam(lr=0.01)"]
 
@@ -23,9 +25,9 @@ instances, the step budget, gradient-noise levels and metric settings::
     steps = 500                          # optional per-problem overrides: steps, noise, seeds, instances,
     optimizers = ["sgd(lr=10.0)"]        # optimizers (when this problem needs other step sizes), dtype
 
-A scenario is one problem at one dimension, instance, noise level, noise model and optimizer; its run seeds are
-one batch. Every error names the file, the line (where it can be found) and key, and what was
-expected.
+A scenario is one problem at one dimension, instance, noise level, noise model, batch size and optimizer;
+its run seeds are one batch of the engine. Every error names the file, the line (where it can be found)
+and key, and what was expected.
 """
 
 from __future__ import annotations
@@ -41,10 +43,21 @@ from typing import Any
 
 from landbench.errors import SpecError, SuiteError
 from landbench.landscapes import family
+from landbench.landscapes.finite_sum import effective_batch_size
 from landbench.noise import check_noise_model, effective_noise_model
 from landbench.optimizers import resolve
+from landbench.outcomes import noise_text
 from landbench.records import run_key
-from landbench.settings import MAX_SEED, MAX_SEEDS, MAX_STEPS, Settings, check_noise, check_steps, normalize_seeds
+from landbench.settings import (
+    MAX_SEED,
+    MAX_SEEDS,
+    MAX_STEPS,
+    Settings,
+    check_batch_size,
+    check_noise,
+    check_steps,
+    normalize_seeds,
+)
 from landbench.spec import Spec, bind_params, clip, parse_spec
 from landbench.tuning import Tuning, check_disjoint, check_optimizers, check_tuning, label_of, parse_grid
 
@@ -61,6 +74,7 @@ TOP_KEYS = (
     "steps",
     "noise",
     "noise_model",
+    "batch_size",
     "dtype",
     "optimizers",
     "metrics",
@@ -68,7 +82,18 @@ TOP_KEYS = (
     "problems",
 )
 TUNING_KEYS = ("instances", "seeds", "grid", "grids")
-PROBLEM_KEYS = ("spec", "dims", "steps", "noise", "noise_model", "seeds", "instances", "optimizers", "dtype")
+PROBLEM_KEYS = (
+    "spec",
+    "dims",
+    "steps",
+    "noise",
+    "noise_model",
+    "batch_size",
+    "seeds",
+    "instances",
+    "optimizers",
+    "dtype",
+)
 
 
 @dataclass(frozen=True)
@@ -94,9 +119,9 @@ class Scenario:
 
     @property
     def noise_label(self) -> str:
-        """The noise as views name it: ``"0.1"``, or ``"0.1 student_t(nu=3.0)"`` for another model."""
-        level = f"{self.noise:g}"
-        return level if self.noise_model == "gaussian" else f"{level} {self.noise_model}"
+        """The noise as views name it (:func:`landbench.outcomes.noise_text`): ``"0.1"``,
+        ``"0.1 student_t(nu=3.0)"`` for another model, ``"0.1 batch 32"`` with a minibatch."""
+        return noise_text(self.noise, self.noise_model, self.settings.batch_size)
 
     def key(self, seed: int, device: str, optimizer: str | None = None) -> str:
         """The key of this scenario's run with the given seed (see :func:`landbench.records.run_key`);
@@ -127,6 +152,7 @@ class ProblemEntry:
     optimizers: tuple[str, ...] = ()  # empty: the suite's optimizers
     dtype: str | None = None  # None: the suite's dtype
     noise_models: tuple[str, ...] = ("gaussian",)  # canonical (landbench.noise)
+    batch_sizes: tuple[int | None, ...] = (None,)  # minibatch sizes of a finite sum; None: the full batch
 
 
 @dataclass(frozen=True)
@@ -143,16 +169,23 @@ class Suite:
     tuning: Tuning | None = None  # [tuning]: learning rates are tuned per family before scoring
 
     def scenarios(self) -> list[Scenario]:
-        """Every scenario, problems in file order, then instance, noise, noise model and optimizer; a
-        scenario listed twice (the same problem twice, say) runs once."""
+        """Every scenario, problems in file order, then instance, noise, noise model, batch size and
+        optimizer; a scenario listed twice (the same problem twice, say) runs once."""
         out: dict[Scenario, None] = {}
         for entry in self.problems:
             base = self.settings if entry.dtype is None else replace(self.settings, dtype=entry.dtype)
-            for problem, instance, noise, model, optimizer in itertools.product(
-                entry.problems, entry.instances, entry.noise, entry.noise_models, entry.optimizers or self.optimizers
+            for problem, instance, noise, model, batch, optimizer in itertools.product(
+                entry.problems,
+                entry.instances,
+                entry.noise,
+                entry.noise_models,
+                entry.batch_sizes,
+                entry.optimizers or self.optimizers,
             ):
                 model = effective_noise_model(noise, model)  # without noise every law is one scenario
+                batch = effective_batch_size(problem, batch)  # a batch of all n examples is the full batch
                 settings = base if model == base.noise_model else replace(base, noise_model=model)
+                settings = settings if batch == settings.batch_size else replace(settings, batch_size=batch)
                 out[Scenario(problem, instance, optimizer, entry.seeds, entry.steps, noise, settings)] = None
         return list(out)
 
@@ -167,9 +200,10 @@ class Suite:
         dtype: str | None = None,
         tune: bool | None = None,
         noise_model: Sequence[str] = (),
+        batch_size: Sequence[int] = (),
     ) -> Suite:
-        """The suite with its problems, optimizers, seeds, steps, noise, noise models or dtype replaced
-        (the CLI's flags).
+        """The suite with its problems, optimizers, seeds, steps, noise, noise models, batch sizes or
+        dtype replaced (the CLI's flags).
 
         A replacement problem must name its dimension (``"saddle(dim=100)"``) and takes the
         file's top-level budget; the other replacements apply to every problem (replacement
@@ -196,7 +230,11 @@ class Suite:
             changes["noise"] = tuple(dict.fromkeys(check_noise(n) for n in noise))
         if noise_model:
             changes["noise_models"] = tuple(dict.fromkeys(check_noise_model(m) for m in noise_model))
+        if batch_size:
+            changes["batch_sizes"] = tuple(dict.fromkeys(check_batch_size(b, "--batch-size") for b in batch_size))
         entries = tuple(replace(e, **changes) for e in entries)
+        for entry in entries:
+            check_batch_sizes(entry)
         settings = self.settings if dtype is None else replace(self.settings, dtype=dtype)
         opts = tuple(resolve(o).canonical for o in optimizers) if optimizers else self.optimizers
         tuning = self.tuning
@@ -327,6 +365,25 @@ def _noise_list(value: Any) -> tuple[float, ...] | None:
         return None
 
 
+def check_batch_sizes(entry: ProblemEntry) -> None:
+    """Every batch size of ``entry`` fits every one of its problems (a finite sum with at least that
+    many examples): otherwise a :class:`SpecError` naming the problem and what is valid."""
+    for problem in entry.problems:
+        for batch in entry.batch_sizes:
+            effective_batch_size(problem, batch)
+
+
+def _batch_list(value: Any) -> tuple[int | None, ...] | str:
+    """The minibatch sizes of a ``batch_size`` value (one size or a non-empty list), or the error's text."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        return "expected a batch size or a non-empty list of them"
+    try:
+        return tuple(dict.fromkeys(check_batch_size(v, "batch_size") for v in values))
+    except SpecError as exc:
+        return str(exc).removeprefix("batch_size: ")
+
+
 def _model_list(value: Any) -> tuple[str, ...] | str:
     """The canonical noise models of a ``noise_model`` value (one spec or a non-empty list), or the
     error's text."""
@@ -377,6 +434,11 @@ def _budget(table: Mapping[str, Any], where: _Where, defaults: dict[str, Any], n
         if isinstance(models, str):
             raise where.error("noise_model", models, table_name, nth or 0)
         out["noise_models"] = models
+    if "batch_size" in table:
+        sizes = _batch_list(table["batch_size"])
+        if isinstance(sizes, str):
+            raise where.error("batch_size", sizes, table_name, nth or 0)
+        out["batch_sizes"] = sizes
     for key, what in (("seeds", "run seeds"), ("instances", "instance seeds")):
         if key in table:
             out[key] = _int_list(table[key], count_ok=True)
@@ -422,7 +484,14 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
     defaults = _budget(
         data,
         where,
-        {"steps": 1000, "noise": (0.0,), "seeds": tuple(range(8)), "instances": (0,), "noise_models": ("gaussian",)},
+        {
+            "steps": 1000,
+            "noise": (0.0,),
+            "seeds": tuple(range(8)),
+            "instances": (0,),
+            "noise_models": ("gaussian",),
+            "batch_sizes": (None,),
+        },
         None,
     )
 
@@ -433,10 +502,10 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
         raise where.error("metrics", "expected a table [metrics] of settings")
     if "dtype" in metrics:
         raise where.error("dtype", "dtype is set at the top level of the file, not in [metrics]", "metrics")
-    if "noise_model" in metrics:
-        raise where.error(
-            "noise_model", "noise_model is set at the top level of the file or per problem, not in [metrics]", "metrics"
-        )
+    for key in ("noise_model", "batch_size"):
+        if key in metrics:
+            message = f"{key} is set at the top level of the file or per problem, not in [metrics]"
+            raise where.error(key, message, "metrics")
     metrics = {**metrics, **({"dtype": data["dtype"]} if "dtype" in data else {})}
     for key, value in metrics.items():
         try:
@@ -485,18 +554,24 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
         entry_dtype = table.get("dtype")
         if entry_dtype is not None and entry_dtype not in ("float32", "float64"):
             raise where.error("dtype", f"expected 'float32' or 'float64', got {clip(entry_dtype)}", "problems", nth)
-        entries.append(
-            ProblemEntry(
-                canonical,
-                budget["steps"],
-                budget["noise"],
-                budget["seeds"],
-                budget["instances"],
-                entry_optimizers,
-                entry_dtype,
-                budget["noise_models"],
-            )
+        entry = ProblemEntry(
+            canonical,
+            budget["steps"],
+            budget["noise"],
+            budget["seeds"],
+            budget["instances"],
+            entry_optimizers,
+            entry_dtype,
+            budget["noise_models"],
+            budget["batch_sizes"],
         )
+        try:
+            check_batch_sizes(entry)
+        except SpecError as exc:
+            if "batch_size" in table:
+                raise where.error("batch_size", str(exc), "problems", nth) from None
+            raise where.error("batch_size", f"problems[{nth}]: {exc}") from None  # the file's top-level batch_size
+        entries.append(entry)
 
     for nth, entry in enumerate(entries):
         if not entry.optimizers and not canonical_optimizers:
@@ -519,6 +594,7 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
         (),
         None,
         defaults["noise_models"],
+        defaults["batch_sizes"],
     )
     suite = Suite(name, data.get("description", ""), file, tuple(entries), canonical_optimizers, settings, top)
     if "tuning" not in data:
@@ -584,6 +660,7 @@ def adhoc_suite(
     steps: int | None = None,
     noise: Sequence[float] = (),
     noise_model: Sequence[str] = (),
+    batch_size: Sequence[int] = (),
 ) -> Suite:
     """A suite built from command-line flags alone (no TOML file)."""
     if not problems:
@@ -592,5 +669,11 @@ def adhoc_suite(
         raise SpecError("without a suite, give at least one --optimizer SPEC, e.g. --optimizer 'adam(lr=1e-3)'")
     empty = Suite("adhoc", "problems and optimizers from the command line", None, (), ())
     return empty.with_overrides(
-        problems=problems, optimizers=optimizers, seeds=seeds, steps=steps, noise=noise, noise_model=noise_model
+        problems=problems,
+        optimizers=optimizers,
+        seeds=seeds,
+        steps=steps,
+        noise=noise,
+        noise_model=noise_model,
+        batch_size=batch_size,
     )

@@ -200,9 +200,9 @@ def _scenario(records: Records) -> str:
     budgets = sorted({r["steps"] for r in records})
     what = (problems[0] if len(problems) == 1 else f"{len(problems)} problems") + " with "
     what += optimizers[0] if len(optimizers) == 1 else f"{len(optimizers)} optimizers"
-    noise = sorted({(r["noise"], outcomes.noise_model_of(r)) for r in records})
-    if noise != [(0.0, "gaussian")]:
-        levels = (f"{n:g}" if law == "gaussian" else f"{n:g} {law}" for n, law in noise)
+    noise = sorted({(r["noise"], outcomes.noise_model_of(r), outcomes.batch_size_of(r) or 0) for r in records})
+    if noise != [(0.0, "gaussian", 0)]:
+        levels = (outcomes.noise_text(n, law, batch or None) for n, law, batch in noise)
         what += f" (noise {', '.join(levels)})"
     budget = f"{budgets[0]} steps" if len(budgets) == 1 else f"{budgets[0]}-{budgets[-1]} steps"
     return f"{what}, {len(records)} runs of {budget}"

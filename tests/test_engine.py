@@ -190,7 +190,7 @@ def test_record_carries_the_documented_fields() -> None:
         "diverged_step",
         "grad_evals",
         "wall_s",
-        "batch_size",
+        "batch_runs",
         "threads",
         "curve",
         "metrics_s",

@@ -33,6 +33,12 @@ SPECS = [
     "styblinski_tang(dim=3)",
     "levy(dim=1)",
     "levy(dim=5)",
+    "least_squares(dim=6, samples=40, condition=30.0, label_noise=0.2)",
+    "least_squares(dim=8, samples=5)",
+    "phase_retrieval(dim=6, samples=60)",
+    "phase_retrieval(dim=5, samples=3)",
+    "matrix_sensing(dim=5, rank=2, measurements=40)",
+    "teacher_student(dim=4, hidden=3, teacher_hidden=2, samples=32, activation='erf')",
 ]
 
 

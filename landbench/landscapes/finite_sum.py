@@ -44,7 +44,14 @@ class FiniteSum:
     finite_sum: ClassVar[bool] = True
     #: how the population loss is computed: "closed form" or "held-out sample of N examples"
     test_loss_kind: ClassVar[str] = "closed form"
-    samples: int
+    #: the parameter that holds the number of training examples n
+    examples_param: ClassVar[str] = "samples"
+    values: dict[str, Any]
+
+    @property
+    def examples(self) -> int:
+        """The number of training examples n."""
+        return int(self.values[self.examples_param])
 
     # --- what a family provides ----------------------------------------------------------------
 
@@ -85,12 +92,40 @@ class FiniteSum:
 
     def finite_sum_facts(self) -> dict[str, Any]:
         """What every finite-sum instance states about its data (for :meth:`facts`)."""
-        return {"samples": self.samples, "test_loss": self.test_loss_kind}
+        return {"examples": self.examples, "test_loss": self.test_loss_kind}
 
 
 def is_finite_sum(landscape: object) -> bool:
     """Whether ``landscape`` (an instance or a class) is a finite sum over training examples."""
     return bool(getattr(landscape, "finite_sum", False))
+
+
+def effective_batch_size(problem: Any, batch_size: int | None) -> int | None:
+    """The minibatch size a scenario runs with: None (the full batch) when ``batch_size`` is None or
+    equals the problem's number of examples n (the same runs, bit for bit, so one scenario and one
+    key). ``problem`` is a canonical spec string or a built landscape. A batch size on a problem that
+    is not a finite sum, or larger than its n, raises :class:`SpecError` naming what is valid."""
+    if batch_size is None:
+        return None
+    from landbench.errors import SpecError
+    from landbench.landscapes import FAMILIES, family
+    from landbench.spec import bind_params, parse_spec
+
+    if isinstance(problem, str):
+        spec = parse_spec(problem, what="problem")
+        cls = family(spec.name)
+        finite = is_finite_sum(cls)
+        n = int(bind_params(cls.family, cls.params, spec.kwargs)[cls.examples_param]) if finite else 0
+        name = str(problem)
+    else:
+        finite, name = is_finite_sum(problem), problem.spec
+        n = problem.examples if finite else 0
+    if not finite:
+        sums = ", ".join(f for f, c in FAMILIES.items() if is_finite_sum(c))
+        raise SpecError(f"batch_size={batch_size}: {name} is not a finite sum; batch sizes apply to {sums}")
+    if batch_size > n:
+        raise SpecError(f"batch_size={batch_size} exceeds the {n} training examples of {name}: choose 1..{n}")
+    return None if batch_size == n else batch_size
 
 
 def gather_rows(data: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:

@@ -5,7 +5,7 @@ per family, how its batches were stepped, and the wall time its runs took.
   (empty where the optimizer ran at the rate its spec gives);
 * ``modes``: the records' ``batch_mode`` (batched, per_tensor or separate) and how many runs each;
 * ``loop_s``: the wall time of the optimisation loops attributed to the optimizer's runs, the sum
-  over its runs of ``wall_s / batch_size`` (the batch's loop time shared equally among the runs
+  over its runs of ``wall_s / batch_runs`` (the batch's loop time shared equally among the runs
   that shared the batch); ``metrics_s`` likewise for the curvature metrics after the loop. Both are
   None when a record lacks the fields. Times from different machines or devices do not compare:
   the leaderboard warns when ``device`` is mixed.
@@ -17,6 +17,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from landbench.outcomes import runs_in_batch
 
 Record = dict[str, Any]
 
@@ -71,10 +73,11 @@ def was_tuned(tuning: Any) -> bool:
 
 
 def _shared_time(records: Sequence[Record], name: str) -> float | None:
-    """The sum over ``records`` of ``record[name] / batch_size``; None if any record lacks them."""
+    """The sum over ``records`` of ``record[name] / batch_runs`` (:func:`landbench.outcomes.runs_in_batch`);
+    None if any record lacks them."""
     total = 0.0
     for record in records:
-        seconds, size = record.get(name), record.get("batch_size")
+        seconds, size = record.get(name), runs_in_batch(record)
         if seconds is None or not size:
             return None
         total += float(seconds) / int(size)

@@ -63,6 +63,7 @@ def _scenario_dict(result: ScenarioResult) -> dict[str, Any]:
         "problem": result.scenario.problem,
         "noise": result.scenario.noise,
         "noise_model": result.scenario.noise_model,
+        "batch_size": result.scenario.batch_size or None,
         "steps": result.scenario.steps,
         "family": result.family,
         "group": result.group,
@@ -238,7 +239,7 @@ CONTESTANTS = (
     'Learning rate: the one tuning chose per family (the records\' `tuning`), or "as given" where the '
     "optimizer ran at its spec's rate. Batch mode: how its runs were stepped (runs per mode if mixed). "
     "Loop time: wall time of the optimisation loops of its runs on the ranked scenarios, each batch's "
-    "`wall_s` shared equally among its `batch_size` runs and summed; metrics time: the same for the "
+    "`wall_s` shared equally among its `batch_runs` runs and summed; metrics time: the same for the "
     "curvature metrics after the loop (`metrics_s`). Times compare only between runs on the same machine "
     "and device."
 )

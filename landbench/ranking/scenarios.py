@@ -76,11 +76,13 @@ class Scenario:
     noise: float
     steps: int
     noise_model: str = "gaussian"
+    #: on a finite sum, the examples per gradient (its n for the full batch); 0 on other landscapes
+    batch_size: int = 0
 
     @property
     def label(self) -> str:
-        law = "" if self.noise_model == "gaussian" else f" {self.noise_model}"
-        return f"{self.problem} noise={self.noise:g}{law} steps={self.steps}"
+        noise = outcomes.noise_text(self.noise, self.noise_model, self.batch_size or None)
+        return f"{self.problem} noise={noise} steps={self.steps}"
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,11 @@ def by_scenario(records: Iterable[dict[str, Any]]) -> dict[Scenario, dict[str, l
     grouped: dict[Scenario, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         scenario = Scenario(
-            str(record["problem"]), float(record["noise"]), int(record["steps"]), outcomes.noise_model_of(record)
+            str(record["problem"]),
+            float(record["noise"]),
+            int(record["steps"]),
+            outcomes.noise_model_of(record),
+            outcomes.batch_size_of(record) or 0,
         )
         grouped[scenario][str(record.get("label") or record["optimizer"])].append(record)
     return {scenario: dict(runs) for scenario, runs in sorted(grouped.items())}

@@ -88,9 +88,11 @@ def sweep(grouped: Grouped, axis: str, keep: Callable[[Record], bool] = lambda r
         title = format_spec(name, non_defaults(params, rest))
         title += "" if noise is None else f", noise {noise:g}"
         title += "" if scenario.noise_model == "gaussian" else f", {scenario.noise_model}"
+        title += f", batch {scenario.batch_size}" if scenario.batch_size else ""
         title += f", {scenario.steps} steps"
         order = tuple((k, _sortable(v)) for k, v in rest.items())
-        key = (name, order, noise or 0.0, scenario.noise_model, scenario.steps)  # one noise law per panel
+        # one noise law and batch size per panel
+        key = (name, order, noise or 0.0, scenario.noise_model, scenario.batch_size, scenario.steps)
         panel = panels.setdefault(key, Panel(title, axis))
         for optimizer, rs in runs.items():
             panel.series.setdefault(optimizer, {}).setdefault(x, []).extend(rs)
