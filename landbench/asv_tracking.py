@@ -22,7 +22,12 @@ loss_gap       loss      median final ``loss - f*`` (problems with a known f*)
 basin_miss     fraction  share of runs that did not end in the widest well (``basins``)
 sharpness      curvature median largest Hessian eigenvalue at the last iterate
 diverged       fraction  share of runs whose loss became NaN or inf
+test_loss      loss      median population loss at the last iterate (finite-sum families)
+gen_gap        loss      median ``test_loss - final_loss``, the generalization gap (finite sums)
 ============== ========= ===================================================================
+
+On a finite-sum family (``least_squares``, ``teacher_student``, ...) ``batch_size`` sets the
+minibatch size of every run (:mod:`landbench.minibatch`; default: the full batch).
 
 A run that never escaped is censored, never a number: the median counts it as infinitely late,
 and a median that lands on a censored (or diverged) run is ``nan``, which asv shows as ``n/a``
@@ -78,9 +83,11 @@ import torch
 from landbench.api import run
 from landbench.errors import SpecError
 from landbench.landscapes import Landscape, family, make, resolve_dtype
+from landbench.landscapes.finite_sum import effective_batch_size
 from landbench.noise import check_noise_model
 from landbench.optimizers import ENTRY_POINT_GROUP, resolve
 from landbench.outcomes import summarize
+from landbench.settings import check_batch_size
 from landbench.spec import parse_spec
 
 #: Environment variable that selects the device the scores are computed on.
@@ -173,6 +180,18 @@ def diverged(records: Sequence[Record], landscape: Landscape) -> float:
     return result.diverged / result.runs
 
 
+def test_loss(records: Sequence[Record], landscape: Landscape) -> float:
+    """Median population (test) loss at the last iterate; diverged runs count as infinitely bad;
+    nan on a landscape that is not a finite sum."""
+    return _or_nan(summarize(list(records)).median_test_loss)
+
+
+def gen_gap(records: Sequence[Record], landscape: Landscape) -> float:
+    """Median generalization gap ``test_loss - final_loss`` at the last iterate; diverged runs count
+    as infinitely bad; nan on a landscape that is not a finite sum."""
+    return _or_nan(summarize(list(records)).median_generalization_gap)
+
+
 #: Metric name -> (summary of a scenario's records, asv unit).
 METRICS: dict[str, tuple[Callable[[Sequence[Record], Landscape], float], str]] = {
     "escape_steps": (escape_steps, "steps"),
@@ -180,7 +199,11 @@ METRICS: dict[str, tuple[Callable[[Sequence[Record], Landscape], float], str]] =
     "basin_miss": (basin_miss, "fraction"),
     "sharpness": (sharpness, "curvature"),
     "diverged": (diverged, "fraction"),
+    "test_loss": (test_loss, "loss"),
+    "gen_gap": (gen_gap, "loss"),
 }
+#: The metrics before finite sums: a subclass that tracks every metric keeps the asv version it had.
+_FIRST_METRICS = ("escape_steps", "loss_gap", "basin_miss", "sharpness", "diverged")
 
 Scores = dict[tuple[str, str, str], float]
 
@@ -202,7 +225,8 @@ class LandbenchScores(abc.ABC):
 
     Required: ``optimizers`` (specs, or labels that :meth:`optimizer_spec` turns into specs) and
     ``problems`` (problem specs with ``dim``). Optional: ``seeds`` (a count or a list), ``steps``,
-    ``noise``, ``noise_model`` (the noise's law, :mod:`landbench.noise`), ``instance``, ``dtype``,
+    ``noise``, ``noise_model`` (the noise's law, :mod:`landbench.noise`), ``batch_size`` (the
+    minibatch size on finite-sum families, :mod:`landbench.minibatch`), ``instance``, ``dtype``,
     ``metrics`` (names of :data:`METRICS` to track) and asv's
     ``timeout`` (it also bounds ``setup_cache``, which runs everything).
     """
@@ -211,6 +235,7 @@ class LandbenchScores(abc.ABC):
     steps: ClassVar[int] = 1000
     noise: ClassVar[float] = 0.0
     noise_model: ClassVar[str] = "gaussian"
+    batch_size: ClassVar[int | None] = None
     instance: ClassVar[int] = 0
     dtype: ClassVar[str] = "float32"
     metrics: ClassVar[Sequence[str]] = tuple(METRICS)
@@ -232,6 +257,8 @@ class LandbenchScores(abc.ABC):
     track_basin_miss = _track("basin_miss")
     track_sharpness = _track("sharpness")
     track_diverged = _track("diverged")
+    track_test_loss = _track("test_loss")
+    track_gen_gap = _track("gen_gap")
 
     def optimizer_spec(self, optimizer: str, problem: str) -> str:
         """The spec to run for the parameter ``optimizer`` on ``problem`` (by default itself)."""
@@ -251,6 +278,7 @@ class LandbenchScores(abc.ABC):
                     steps=self.steps,
                     noise=self.noise,
                     noise_model=self.noise_model,
+                    batch_size=self.batch_size,
                     curvature="sharpness" in self.metrics,
                 )
                 for metric in self.metrics:
@@ -307,7 +335,8 @@ def _check(cls: type[LandbenchScores]) -> None:
             parsed = parse_spec(problem, what="problem")
             if "dim" not in parsed.kwargs:
                 raise TypeError(f"{cls.__qualname__}.problems: {problem!r} must give dim, e.g. 'saddle(dim=100)'")
-            family(parsed.name).canonical(**parsed.kwargs)
+            canonical = family(parsed.name).canonical(**parsed.kwargs)
+            effective_batch_size(canonical, check_batch_size(cls.batch_size, "batch_size"))
         except SpecError as exc:
             raise TypeError(f"{cls.__qualname__}.problems: {exc}") from None
     probe = object.__new__(cls)  # optimizer_spec may read the class's settings; __init__ is asv's to call
@@ -358,10 +387,12 @@ def _settings(cls: type[LandbenchScores]) -> str:
     """The settings that change what a subclass's numbers mean (they enter its asv version)."""
     seeds = cls.seeds if isinstance(cls.seeds, int) else list(cls.seeds)
     law = check_noise_model(cls.noise_model)
+    metrics = list(_FIRST_METRICS) if set(cls.metrics) == set(METRICS) else list(cls.metrics)
     return (
         f"seeds={seeds!r}, steps={cls.steps!r}, noise={cls.noise!r}, instance={cls.instance!r}, "
-        f"dtype={cls.dtype!r}, metrics={list(cls.metrics)!r}"
+        f"dtype={cls.dtype!r}, metrics={metrics!r}"
         + ("" if law == "gaussian" else f", noise_model={law!r}")  # gaussian: the versions asv already has
+        + ("" if cls.batch_size is None else f", batch_size={cls.batch_size!r}")
     )
 
 
@@ -403,8 +434,10 @@ __all__ = [
     "benchmark_device",
     "diverged",
     "escape_steps",
+    "gen_gap",
     "loss_gap",
     "reference_labels",
     "reference_spec",
     "sharpness",
+    "test_loss",
 ]

@@ -748,6 +748,14 @@ def _require_scored(records: Sequence[dict[str, Any]], where: str, verb: str) ->
 @click.option("--tau-max", default=4.0, show_default=True, help="Profile ratio up to which the score integrates.")
 @click.option("--bootstrap", default=2000, show_default=True, help="Bootstrap resamples of the mean-rank intervals.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option(
+    "--objective",
+    type=click.Choice(["train", "test"]),
+    default="train",
+    show_default=True,
+    help="Rank by the training loss (targets, times, final gap) or, on finite-sum families, by the median test "
+    "(population) loss at the last iterate.",
+)
 @_friendly
 def rank_command(
     results: Sequence[str],
@@ -758,6 +766,7 @@ def rank_command(
     tau_max: float,
     bootstrap: int,
     seed: int,
+    objective: str,
 ) -> None:
     """Rank the optimizers in RESULTS (results folders or .jsonl files) on the scenarios they share.
 
@@ -769,7 +778,7 @@ def rank_command(
     if as_json and markdown:
         raise click.UsageError("give --json or --markdown, not both")
     records = _results_and_references(results, against, "rank")
-    board = rank(records, alpha=alpha, tau_max=tau_max, bootstrap=bootstrap, seed=seed)
+    board = rank(records, alpha=alpha, tau_max=tau_max, bootstrap=bootstrap, seed=seed, objective=objective)
     if as_json:
         click.echo(json.dumps(board.as_dict(), indent=2, allow_nan=False))
     elif markdown:

@@ -507,6 +507,9 @@ class Summary:
     family: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: per family field, a short text for tables ("basin 0:50% 1:50%")
     family_text: dict[str, str] = field(default_factory=dict)
+    #: on a finite sum: the median population loss and generalization gap at the last iterate
+    median_test_loss: float | None = None
+    median_generalization_gap: float | None = None
 
     def reached(self, target: float) -> Reached:
         """The :class:`Reached` of one of the summary's targets."""
@@ -524,6 +527,9 @@ class Summary:
         if not self.targets or not self.runs:
             return None
         return sum(r.successes for r in self.targets) / (self.runs * len(self.targets))
+
+    #: whether the runs are of a finite sum (they have a test loss)
+    finite_sum: bool = False
 
     @property
     def escaped_share(self) -> float | None:
@@ -549,6 +555,9 @@ class Summary:
         out["median_final_loss"] = self.median_final_loss
         out["median_loss_gap"] = self.median_loss_gap
         out["median_sharpness"] = self.median_sharpness
+        if self.finite_sum:
+            out["median_test_loss"] = self.median_test_loss
+            out["median_generalization_gap"] = self.median_generalization_gap
         out.update(self.family)
         return out
 
@@ -577,6 +586,7 @@ def summarize(records: Sequence[Record], targets: Sequence[float] | None = None,
         for t in chosen
     )
     family, family_text = _family_summaries(records)
+    finite = bool(records) and all("test_loss" in r for r in records)
     return Summary(
         runs=len(records),
         diverged=sum(is_diverged(r) for r in records),
@@ -588,6 +598,9 @@ def summarize(records: Sequence[Record], targets: Sequence[float] | None = None,
         median_sharpness=median_of(records, "sharpness"),
         family=family,
         family_text=family_text,
+        median_test_loss=median_of(records, "test_loss") if finite else None,
+        median_generalization_gap=median_of(records, "generalization_gap") if finite else None,
+        finite_sum=finite,
     )
 
 

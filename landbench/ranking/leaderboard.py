@@ -24,6 +24,11 @@ budget.
   rank differences, Holm-adjusted over all pairs; a difference is called only when the adjusted
   p < ``alpha``.
 * Per group of families (saddles, fields, ...): mean rank, score and scenarios won.
+
+``objective="test"`` ranks the finite-sum scenarios (:mod:`landbench.landscapes.finite_sum`) by what
+generalises instead: per scenario by (1) the share of diverged runs, lower first, then (2) the median
+population (test) loss at the last iterate, diverged runs ranked worst; the training-loss targets do
+not enter (no times, no profiles), and scenarios of other families are left out with a note.
 """
 
 from __future__ import annotations
@@ -150,19 +155,37 @@ def rank(
     bootstrap: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    objective: str = "train",
 ) -> Leaderboard:
-    """Rank the optimizers of ``records`` (run records as written by landbench); see the module docstring."""
-    _check_options(alpha, tau_max, bootstrap, confidence)
+    """Rank the optimizers of ``records`` (run records as written by landbench); see the module
+    docstring. ``objective``: ``"train"`` (the training loss: targets, times, final gap) or ``"test"``
+    (the population loss of finite-sum families)."""
+    _check_options(alpha, tau_max, bootstrap, confidence, objective)
     kept, notes, dropped = select(records)
     grouped = by_scenario(kept)
+    if objective == "test":
+        finite = {s: runs for s, runs in grouped.items() if all("test_loss" in r for rs in runs.values() for r in rs)}
+        if len(finite) < len(grouped):
+            notes = notes + [
+                f"{len(grouped) - len(finite)} scenarios without a test loss (not finite sums) left out of the "
+                "ranking by test loss"
+            ]
+        grouped = finite
     optimizers = sorted({o for runs in grouped.values() for o in runs})
     common, warnings = common_scenarios(grouped, optimizers)
     warnings = dropped + warnings
-    results = [_scenario_result(s, grouped[s], optimizers) for s in common]
+    results = [_scenario_result(s, grouped[s], optimizers, objective) for s in common]
     runs = {r.scenario: [x for o in optimizers for x in grouped[r.scenario][o]] for r in results}
     mixed, harmless = provenance_report(runs)
     warnings += mixed + instance_warnings({r.scenario: r.summaries for r in results})
-    options = {"alpha": alpha, "tau_max": tau_max, "bootstrap": bootstrap, "seed": seed, "confidence": confidence}
+    options = {
+        "alpha": alpha,
+        "tau_max": tau_max,
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "confidence": confidence,
+        "objective": objective,
+    }
     if not results:
         warnings.append("no scenario was run by every optimizer: nothing to rank")
         return Leaderboard([], [], Profile(tau_max, 0, [], {}), [], [], warnings, notes + harmless, options)
@@ -191,7 +214,13 @@ def rank(
     )
 
 
-def _check_options(alpha: float, tau_max: float, bootstrap: int, confidence: float) -> None:
+#: What a ranking can rank by: the training loss, or the population loss of finite sums.
+OBJECTIVES = ("train", "test")
+
+
+def _check_options(alpha: float, tau_max: float, bootstrap: int, confidence: float, objective: str) -> None:
+    if objective not in OBJECTIVES:
+        raise LandbenchError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if not 0 < alpha < 1:
         raise LandbenchError(f"alpha must be in (0, 1), got {alpha!r}")
     if not 1 < tau_max < math.inf:
@@ -203,13 +232,13 @@ def _check_options(alpha: float, tau_max: float, bootstrap: int, confidence: flo
 
 
 def _scenario_result(
-    scenario: Scenario, runs: dict[str, list[dict[str, Any]]], optimizers: list[str]
+    scenario: Scenario, runs: dict[str, list[dict[str, Any]]], optimizers: list[str], objective: str = "train"
 ) -> ScenarioResult:
     everything = [r for o in optimizers for r in runs[o]]
-    targets = scenario_targets(everything)
+    targets = scenario_targets(everything) if objective == "train" else ()
     summaries = {o: summarize(runs[o], targets) for o in optimizers}
     reference = _reference_target(summaries, len(targets))
-    keys = [_rank_key(summaries[o], reference) for o in optimizers]
+    keys = [_rank_key(summaries[o], reference, objective) for o in optimizers]
     return ScenarioResult(
         scenario=scenario,
         family=str(everything[0].get("family", "unknown")),
@@ -228,8 +257,10 @@ def _reference_target(summaries: dict[str, RunSummary], count: int) -> int | Non
     return max(reached) if reached else None
 
 
-def _rank_key(summary: RunSummary, reference: int | None) -> tuple[float, ...]:
+def _rank_key(summary: RunSummary, reference: int | None, objective: str = "train") -> tuple[float, ...]:
     """Smaller is better: see the module docstring for the order of the criteria."""
+    if objective == "test":
+        return (summary.diverged / summary.runs, math.inf if summary.median_test is None else summary.median_test)
     tail = (summary.diverged / summary.runs, summary.median_final)
     if not summary.targets:
         return tail

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 PROFILE_TAUS = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 
 METHOD = (
-    "Scenarios are (problem, noise, steps); instances and seeds are repetitions. What counts (`landbench.outcomes`): "
+    "Scenarios are (problem, noise and its law, batch size, steps); instances and seeds are repetitions. What counts (`landbench.outcomes`): "
     "a diverged run (its loss became NaN or inf within the budget) is a failure for every outcome, whatever it did "
     "before, and has no final gap. A run reaches a target on the loss gap f - f* only if it holds it: the gap is at "
     "most the target at the end of the budget, and its time is the evaluations it had spent by the step from which "
@@ -37,6 +37,12 @@ METHOD = (
     "(Dahl et al. 2023). Pairs: Wilcoxon signed-rank test of the per-scenario ranks, Holm-adjusted over all pairs; "
     "a difference is called when p_holm < {alpha:g}."
 )
+#: What replaces the per-scenario order when the ranking is by test loss (``objective="test"``).
+TEST_METHOD = (
+    " Ranked by test loss: only finite-sum scenarios, and per scenario optimizers are ordered by the share of "
+    "diverged runs, then the median population (test) loss at the last iterate, diverged runs ranked worse than any "
+    "value; the training-loss targets, times and profiles do not enter."
+)
 
 
 def as_dict(board: Leaderboard) -> dict[str, Any]:
@@ -52,12 +58,12 @@ def as_dict(board: Leaderboard) -> dict[str, Any]:
         "contestants": [
             asdict(board.contestants[s.optimizer]) for s in board.standings if s.optimizer in board.contestants
         ],
-        "scenarios": [_scenario_dict(r) for r in board.scenarios],
+        "scenarios": [_scenario_dict(r, board.options.get("objective") == "test") for r in board.scenarios],
     }
     return _strict(data)
 
 
-def _scenario_dict(result: ScenarioResult) -> dict[str, Any]:
+def _scenario_dict(result: ScenarioResult, test: bool = False) -> dict[str, Any]:
     k = result.reference
     return {
         "problem": result.scenario.problem,
@@ -70,7 +76,7 @@ def _scenario_dict(result: ScenarioResult) -> dict[str, Any]:
         "time_unit": result.time_unit,
         "targets": list(result.targets),
         "reference_target": None if k is None else result.targets[k],
-        "final_metric": "loss_gap" if result.targets else "final_loss",
+        "final_metric": "test_loss" if test else "loss_gap" if result.targets else "final_loss",
         "optimizers": {
             o: {
                 "rank": result.ranks[o],
@@ -83,6 +89,7 @@ def _scenario_dict(result: ScenarioResult) -> dict[str, Any]:
                 "reference_ert": None if k is None else s.ert[k],
                 "reached_share": s.reached_share if result.targets else None,
                 "median_final": s.median_final,
+                "median_test_loss": s.median_test,
             }
             for o, s in result.summaries.items()
         },
@@ -158,7 +165,7 @@ def markdown_sections(board: Leaderboard) -> list[Section]:
             for r in board.scenarios
         )
         sections.append(Section("scenarios", "Scenarios", "One table per ranked scenario.", parts))
-    method = METHOD.format(**board.options)
+    method = METHOD.format(**board.options) + (TEST_METHOD if board.options.get("objective") == "test" else "")
     notes = "\n".join(f"- note: {n}" for n in board.notes)
     sections.append(Section("method", "Method", method + (f"\n\n{notes}" if notes else "")))
     return sections
@@ -166,6 +173,11 @@ def markdown_sections(board: Leaderboard) -> list[Section]:
 
 def _headline(board: Leaderboard) -> list[str]:
     timed = sum(bool(r.targets) for r in board.scenarios)
+    if board.options.get("objective") == "test":
+        return [
+            f"{len(board.standings)} optimizers on {len(board.scenarios)} finite-sum scenarios, ranked by the "
+            "median test (population) loss at the last iterate"
+        ]
     return [
         f"{len(board.standings)} optimizers on {len(board.scenarios)} scenarios "
         f"({timed} with targets, {len(board.scenarios) - timed} ranked by final loss)"
@@ -316,7 +328,9 @@ def _scenario_caption(result: ScenarioResult) -> str:
 
 def _scenario_table(result: ScenarioResult, order: list[str]) -> Table:
     final = "median final gap" if result.targets else "median final loss"
+    tested = any(s.median_test is not None for s in result.summaries.values())
     header = ["optimizer", "rank", "pairs held", "success", "ERT", "diverged", final]
+    header += ["median test loss"] if tested else []
     rows = []
     for o in order:
         s = result.summaries[o]
@@ -324,7 +338,8 @@ def _scenario_table(result: ScenarioResult, order: list[str]) -> Table:
         held = f"{s.reached_share:.0%}" if result.targets else "-"
         success = "-" if k is None else f"{s.success_rate(k):.0%}"
         ert = "-" if k is None else _num(s.ert[k], ".4g")
-        rows.append([o, f"{result.ranks[o]:g}", held, success, ert, f"{s.diverged}/{s.runs}", _median_cell(s)])
+        row = [o, f"{result.ranks[o]:g}", held, success, ert, f"{s.diverged}/{s.runs}", _median_cell(s)]
+        rows.append(row + ([_num(s.median_test, ".3g")] if tested else []))
     return header, rows
 
 

@@ -106,6 +106,9 @@ class RunSummary:
     median_final: float
     instances: tuple[int, ...]
     reached_share: float = 0.0
+    #: on a finite sum, the median population loss at the last iterate (diverged runs worst: ``inf``
+    #: when the median falls on one); None on other landscapes
+    median_test: float | None = None
 
     def success_rate(self, k: int) -> float:
         return self.successes[k] / self.runs
@@ -205,7 +208,12 @@ def summarize(runs: Sequence[dict[str, Any]], targets: tuple[float, ...]) -> Run
         median_final=math.inf if median is None else median,
         instances=tuple(sorted({int(r.get("instance", 0)) for r in runs})),
         reached_share=summary.reached_share or 0.0,
+        median_test=None if not summary.finite_sum else _inf_if_none(summary.median_test_loss),
     )
+
+
+def _inf_if_none(value: float | None) -> float:
+    return math.inf if value is None else value
 
 
 def provenance_report(runs_by_scenario: dict[Scenario, list[dict[str, Any]]]) -> tuple[list[str], list[str]]:

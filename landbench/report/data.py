@@ -68,8 +68,9 @@ class Panel:
 
 def sweep(grouped: Grouped, axis: str, keep: Callable[[Record], bool] = lambda r: True) -> list[Panel]:
     """Panels of runs that differ only in ``axis`` ("dim", "index" or another problem parameter,
-    or "noise"): one per family and other parameters, noise and step budget, and only those with at
-    least two values of ``axis``. Only scenarios whose runs pass ``keep`` (e.g. have a saddle) count."""
+    "noise", or "batch_size" on finite sums): one per family and other parameters, noise, batch size
+    and step budget, and only those with at least two values of ``axis``. Only scenarios whose runs
+    pass ``keep`` (e.g. have a saddle) count."""
     panels: dict[tuple[Any, ...], Panel] = {}
     for scenario, runs in grouped.items():
         if not all(keep(r) for rs in runs.values() for r in rs):
@@ -78,8 +79,13 @@ def sweep(grouped: Grouped, axis: str, keep: Callable[[Record], bool] = lambda r
             name, values = problem_params(scenario.problem)
         except SpecError:  # a family not installed here (a plug-in's): its runs are ranked, not swept
             continue
+        batch = scenario.batch_size
         if axis == "noise":
             x, rest, noise = scenario.noise, values, None
+        elif axis == "batch_size":
+            if not batch:
+                continue
+            x, rest, noise, batch = float(batch), values, scenario.noise, 0
         elif axis in values:
             x, rest, noise = float(values[axis]), {k: v for k, v in values.items() if k != axis}, scenario.noise
         else:
@@ -88,11 +94,11 @@ def sweep(grouped: Grouped, axis: str, keep: Callable[[Record], bool] = lambda r
         title = format_spec(name, non_defaults(params, rest))
         title += "" if noise is None else f", noise {noise:g}"
         title += "" if scenario.noise_model == "gaussian" else f", {scenario.noise_model}"
-        title += f", batch {scenario.batch_size}" if scenario.batch_size else ""
+        title += f", batch {batch}" if batch else ""
         title += f", {scenario.steps} steps"
         order = tuple((k, _sortable(v)) for k, v in rest.items())
         # one noise law and batch size per panel
-        key = (name, order, noise or 0.0, scenario.noise_model, scenario.batch_size, scenario.steps)
+        key = (name, order, noise or 0.0, scenario.noise_model, batch, scenario.steps)
         panel = panels.setdefault(key, Panel(title, axis))
         for optimizer, rs in runs.items():
             panel.series.setdefault(optimizer, {}).setdefault(x, []).extend(rs)
@@ -287,6 +293,11 @@ def wide_well(problem: str) -> int:
     from landbench.landscapes.basins import well_index
 
     return well_index(problem, "wide")
+
+
+def is_finite_sum(record: Record) -> bool:
+    """Whether the run is on a finite-sum family (its record has a test loss)."""
+    return "test_loss" in record
 
 
 def is_basins(record: Record) -> bool:

@@ -9,12 +9,14 @@ never drawn as numbers; censored escape times are never drawn as numbers either.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from landbench import outcomes
 from landbench.report import data
 from landbench.report.mpl import Styles, bound_ticks, grid, legend_below, tidy
 
@@ -574,6 +576,94 @@ def sharpness_vs_loss(ctx: Context) -> Drawn:
     return Drawn(name, title, caption + _more(list(panels), str), figure)
 
 
+# --- finite sums: generalisation -------------------------------------------------------------
+
+
+def sharpness_vs_gap(ctx: Context) -> Drawn:
+    """The generalization gap against the sharpness at the final point, per finite-sum family."""
+    name, title = "generalization", "Generalization gap against sharpness"
+
+    def x_of(record: data.Record) -> float | None:
+        return outcomes.final_value(record, "sharpness") if data.is_finite_sum(record) else None
+
+    pairs = data.paired(ctx.grouped, x_of, "generalization_gap")
+    panels = {k: v for k, v in pairs.items() if any(len(p.x) for p in v.values())}
+    if not panels:
+        return _skip(name, title, "no finite-sum run with a sharpness and a test loss (or every run diverged)")
+    keys = list(panels)[:MAX_PANELS]
+    figure, axes = grid(len(keys))
+    names = ctx.styles.sort({o for p in panels.values() for o in p})
+    for ax, key in zip(axes, keys):
+        for optimizer in ctx.styles.sort(panels[key]):
+            p = panels[key][optimizer]
+            style = {"marker": ctx.styles.marker(optimizer), "color": ctx.styles.color(optimizer)}
+            ax.plot(p.x, p.y, linestyle="none", ms=3.5, alpha=0.7, mew=0, **style)
+        xs = np.concatenate([p.x for p in panels[key].values()])
+        if len(xs) and (xs > 0).all() and xs.max() > 20 * xs.min():
+            ax.set_xscale("log")
+        ax.set_xlabel("sharpness λ_max at the final point")
+        ax.set_ylabel("test loss - training loss")
+        ax.set_title(key, fontsize=8)
+    tidy(axes)
+    diverged = {o: sum(p[o].diverged for p in panels.values() if o in p) for o in names}
+    _legend(figure, ctx.styles, names, diverged, kind="marker")
+    caption = (
+        "Generalization gap (the population loss minus the training loss at the final iterate) against the largest "
+        "Hessian eigenvalue of the training loss there, one dot per run that did not diverge, per finite-sum family. "
+        "The population loss is the family's closed form, or its held-out sample (landbench describe says which). "
+        "Whether sharper minima generalise worse is claim 9 of landbench claims; sharpness alone can be changed by "
+        "reparameterising (Dinh et al. 2017)."
+    )
+    return Drawn(name, title, caption + _more(list(panels), str), figure)
+
+
+def test_loss_vs_batch(ctx: Context) -> Drawn:
+    """Median test loss and generalization gap against the batch size, per finite-sum problem."""
+    name, title = "batch_size", "Test loss and generalization gap against batch size"
+    panels = data.sweep(ctx.grouped, "batch_size", data.is_finite_sum)[: MAX_PANELS // 2]
+    if not panels:
+        return _skip(name, title, "no finite-sum problem was run at two or more batch sizes with all else equal")
+    figure, axes = grid(2 * len(panels), columns=2)
+    names = ctx.styles.sort({o for p in panels for o in p.series})
+    diverged: dict[str, int] = dict.fromkeys(names, 0)
+    for row, panel in enumerate(panels):
+        xs = panel.xs()
+        measures = (("test_loss", "median test loss"), ("generalization_gap", "median generalization gap"))
+        for column, (field, label) in enumerate(measures):
+            ax = axes[2 * row + column]
+            for optimizer in [o for o in names if o in panel.series]:
+                points = sorted(panel.series[optimizer].items())
+                if column == 0:
+                    diverged[optimizer] += sum(outcomes.is_diverged(r) for _, rs in points for r in rs)
+                medians = [outcomes.median_of(rs, field) for _, rs in points]
+                shown = [(x, m) for (x, _), m in zip(points, medians) if m is not None]
+                ax.plot(
+                    [x for x, _ in shown],
+                    [m for _, m in shown],
+                    color=ctx.styles.color(optimizer),
+                    marker=ctx.styles.marker(optimizer),
+                    ls=ctx.styles.linestyle(optimizer),
+                    ms=4,
+                    lw=1.3,
+                )
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.minorticks_off()
+            ax.set_xlabel("batch size (examples per gradient)")
+            ax.set_ylabel(label)
+            heading = panel.title if column == 0 else "median generalization gap (test - training loss)"
+            ax.set_title(textwrap.fill(heading, 48), fontsize=7)
+    tidy(axes)
+    _legend(figure, ctx.styles, names, diverged)
+    caption = (
+        "Median population (test) loss at the final iterate (left) and median generalization gap, test minus "
+        "training loss (right), against the minibatch size, per finite-sum problem, noise and budget; diverged runs "
+        "rank worst in each median (a median that falls on one is not drawn) and are counted in the legend. The "
+        "largest batch size of a problem is its full batch, n examples."
+    )
+    return Drawn(name, title, caption + _more(panels, lambda p: p.title), figure)
+
+
 # --- basins ----------------------------------------------------------------------------------
 
 
@@ -658,6 +748,8 @@ FIGURES: tuple[Callable[[Context], Drawn], ...] = (
     loss_gaps,
     basin_widths,
     sharpness_vs_loss,
+    sharpness_vs_gap,
+    test_loss_vs_batch,
     basin_share_vs_dim,
     basin_share_vs_noise,
 )
