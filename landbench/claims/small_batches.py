@@ -440,7 +440,11 @@ def measure(ctx: ClaimContext) -> Measured:
     results = []
     for name in names:
         ctx.log(f"small_batches: {name} ...")
-        records = ctx.sweep(suite_text(p, name), store=name)
+        from landbench import outcomes
+
+        records, failed = outcomes.split_failed(ctx.sweep(suite_text(p, name), store=name))
+        if failed:
+            ctx.log(f"small_batches: {name}: {len(failed)} failed runs left out")
         results.append(analyse_family(ctx, name, records))
     findings = [finding for r in results for finding in r["findings"]]
     figure = _draw(ctx, results)
