@@ -26,6 +26,11 @@ FAMILIES: list[str] = [
     "ackley",
     "styblinski_tang",
     "levy",
+    "least_squares",
+    "deep_linear",
+    "matrix_sensing",
+    "phase_retrieval",
+    "teacher_student",
 ]
 DIMS: list[int] = [10, 1000]
 #: Runs per batch: the rows of the ``(BATCH, dim)`` tensor.
@@ -39,6 +44,8 @@ EXTRA_ARGS: dict[str, str] = {"gaussian_field": ", features=256"}
 #: (family, dim) pairs that are skipped, with the reason asv prints.
 TOO_LARGE: dict[tuple[str, int], str] = {
     ("pspin", 1000): "the 3-spin couplings take 4 N^3 bytes, 4 GB at N = 1000",
+    ("matrix_sensing", 1000): "256 sensing matrices of 1000 x 1000 (packed) take 512 MB",
+    ("deep_linear", 1000): "three 1000 x 1000 layers per run: 3e6 coordinates, 16 runs, seconds a step",
 }
 
 

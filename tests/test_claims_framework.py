@@ -202,7 +202,7 @@ def test_shipped_claims_state_everything() -> None:
 
 
 @pytest.mark.slow
-def test_quick_runs_all_seven_claims_from_the_console_script(tmp_path: Path) -> None:
+def test_quick_runs_every_claim_from_the_console_script(tmp_path: Path) -> None:
     """The issue's done-when: `landbench claims --quick` writes the report with every claim's verdict
     (about 3 minutes on 2 quiet cores)."""
     import subprocess
@@ -213,8 +213,8 @@ def test_quick_runs_all_seven_claims_from_the_console_script(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     document = json.loads((out / "claims.json").read_text())
-    assert [c["number"] for c in document["claims"]] == list(range(1, 8))
+    assert [c["number"] for c in document["claims"]] == list(range(1, len(claims.experiments()) + 1))
     for claim in document["claims"]:
         assert claim["verdict"] in claims.VERDICTS and claim["tier"] == "quick", claim["name"]
         assert claim["findings"] and all((out / f).is_file() for f in claim["figures"]), claim["name"]
-    assert (out / "claims.html").read_text().count("<img") >= 7
+    assert (out / "claims.html").read_text().count("<img") >= len(document["claims"])

@@ -39,6 +39,8 @@ SPECS = [
     "phase_retrieval(dim=5, samples=3)",
     "matrix_sensing(dim=5, rank=2, measurements=40)",
     "teacher_student(dim=4, hidden=3, teacher_hidden=2, samples=32, activation='erf')",
+    "deep_linear(dim=3, depth=3, width=4, samples=16)",
+    "deep_linear(dim=4, depth=2, width=2, samples=3, label_noise=0.3)",
 ]
 
 
