@@ -120,20 +120,67 @@ def test_suite_runs_every_batch_size_for_the_same_epochs_in_both_arms() -> None:
     assert got == [(5, 0.2, 12), (10, 0.2, 6), (10, 0.4, 6), (20, 0.2, 3), (20, 0.8, 3)]
 
 
+def test_diverged_runs_are_counted_per_batch_size_and_named_in_the_why() -> None:
+    records = [
+        {"batch_size": 1, "diverged": True, "lr": 1},
+        {"batch_size": 1, "diverged": False, "lr": 1},
+        {"batch_size": 4, "diverged": False, "lr": 1},
+        {"batch_size": 1, "diverged": True, "lr": 2},  # another arm
+    ]
+    counts = sb.diverged_counts(records, lambda r: r["lr"] == 1)
+    assert counts == {1: (1, 2), 4: (0, 1)}
+    assert sb.diverged_text(counts) == "; diverged (left out): 1/2 runs at B = 1"
+    assert sb.diverged_text({4: (0, 3)}) == ""
+
+
+def test_deep_linear_minima_differ_in_test_loss_only_off_the_inputs_span() -> None:
+    """The premise of deep_linear's setting (n < dim, raw inputs): SGD never moves W_1 on the inputs'
+    null space, and maps that agree on the span fit every example exactly but differ in test loss."""
+    import torch
+
+    from landbench.landscapes import make
+
+    land = make("deep_linear(dim=6, depth=3, width=4, samples=3, init_scale=1.0)", dtype="float64")
+    a, y = land.inputs64, land.labels64
+    null = torch.eye(6, dtype=torch.float64) - torch.linalg.pinv(a) @ a
+    x = land._sample_start(torch.Generator().manual_seed(0))[None]
+    start = land.layers(x)[0][0] @ null
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(200):
+        index = torch.randint(0, 3, (1, 2), generator=generator)
+        x = x - 0.01 * land.batch_loss_and_grad(x, index)[1]
+    assert float((land.layers(x)[0][0] @ null - start).abs().max()) < 1e-12
+    assert land.known.f_star == 0.0  # interpolation: n = 3 <= width
+    w_span = land.end_to_end(land.known.minima[0].point[None])[0]  # the minimum-norm interpolant
+    other = w_span + torch.randn(6, 6, dtype=torch.float64, generator=generator) @ null
+    for w in (w_span, other):
+        assert torch.allclose(a @ w.T, y, atol=1e-10)  # every example fit
+    m = land.teacher64
+    assert float(((other - m) ** 2).sum()) > float(((w_span - m) ** 2).sum()) + 1.0  # the test loss x 2 differs
+
+
 def test_test_tier_end_to_end_and_resume(tmp_path) -> None:  # type: ignore[no-untyped-def]
     outcome = run_claim("small_batches", "test", tmp_path, progress=False, log=lambda line: None)
     measured = outcome.measured
     assert outcome.verdict in VERDICTS
-    assert len(measured.findings) == 2 and all(f.verdict in VERDICTS for f in measured.findings)
+    assert len(measured.findings) == 4 and all(f.verdict in VERDICTS for f in measured.findings)
+    assert [f.statistic.split(",")[0] for f in measured.findings] == ["teacher_student"] * 2 + ["deep_linear"] * 2
     assert measured.figures and measured.figures[0].exists()
     json.dumps(measured.data)
+    assert list(measured.data) == ["teacher_student", "deep_linear"]
     rows = measured.data["teacher_student"]["arm_a"]
     assert [r["batch_size"] for r in rows] == [8, 32, 64]
     assert all(r["stability_line"] == pytest.approx(2 / 0.3) for r in rows)
+    deep = measured.data["deep_linear"]
+    assert [r["batch_size"] for r in deep["arm_a"]] == [2, 8]
+    assert [r["lr"] for r in deep["arm_b"]] == pytest.approx([0.01 * 2 / 8, 0.01])
+    assert [r["steps"] for r in deep["arm_a"]] == [400, 100]  # the same 100 epochs of n = 8
+    assert deep["known_lambda_max"] == pytest.approx(42.35, abs=0.01)
     folder = tmp_path / "small_batches"
-    stored = (folder / "teacher_student" / "results.jsonl").read_text()
+    stores = [folder / name / "results.jsonl" for name in ("teacher_student", "deep_linear")]
+    stored = [path.read_text() for path in stores]
     cache = (folder / "cache.jsonl").read_text()
     again = run_claim("small_batches", "test", tmp_path, progress=False, log=lambda line: None)
-    assert (folder / "teacher_student" / "results.jsonl").read_text() == stored  # nothing rerun
+    assert [path.read_text() for path in stores] == stored  # nothing rerun
     assert (folder / "cache.jsonl").read_text() == cache
     assert [f.as_dict() for f in again.measured.findings] == [f.as_dict() for f in measured.findings]

@@ -154,6 +154,23 @@ def arm_table(records: Sequence[dict[str, Any]], keep: Any, field: str) -> tuple
     return sizes, seeds, values
 
 
+def diverged_counts(records: Sequence[dict[str, Any]], keep: Any) -> dict[int, tuple[int, int]]:
+    """Per batch size, ``(diverged runs, runs)`` among the records ``keep(record)`` selects."""
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for r in records:
+        if keep(r):
+            cell = counts[int(r["batch_size"])]
+            cell[0] += 1 if r.get("diverged") else 0
+            cell[1] += 1
+    return {b: (c[0], c[1]) for b, c in sorted(counts.items())}
+
+
+def diverged_text(counts: dict[int, tuple[int, int]]) -> str:
+    """``"; diverged (left out): 32/32 runs at B = 1"`` for the batch sizes with diverged runs ("" when none)."""
+    parts = [f"{d}/{t} runs at B = {b}" for b, (d, t) in counts.items() if d]
+    return f"; diverged (left out): {', '.join(parts)}" if parts else ""
+
+
 def spearman(values: np.ndarray, sizes: Sequence[int]) -> float:
     """Spearman's rho of the finite entries of ``values (seeds, B)`` with log B (NaN when undefined)."""
     x = np.broadcast_to(np.log2(np.asarray(sizes, dtype=float)), values.shape)
@@ -370,11 +387,13 @@ def analyse_family(ctx: ClaimContext, name: str, records: list[dict[str, Any]]) 
     gap_slope_a = bootstrap_slope(tables["a:generalization_gap"]["values"], sizes_a, resamples, seed=5)
     gap_slope_b = bootstrap_slope(tables["b:generalization_gap"]["values"], sizes_b, resamples, seed=6)
 
+    diverged = {"a": diverged_counts(records, arm_a), "b": diverged_counts(records, arm_b)}
     train_a = _quiet_median(tables["a:final_loss"]["values"])
     worst = max((v for v in train_a if v is not None), default=math.nan)
-    note_a = f"; median final training loss at most {worst:.2g}"
+    note_a = f"; median final training loss at most {worst:.2g}{diverged_text(diverged['a'])}"
     note_b = (
-        f"; test-gap slope {gap_slope_b[0]:+.3g} [{gap_slope_b[1][0]:+.3g}, {gap_slope_b[1][1]:+.3g}] at fixed lr/B "
+        f"{diverged_text(diverged['b'])}; test-gap slope {gap_slope_b[0]:+.3g} "
+        f"[{gap_slope_b[1][0]:+.3g}, {gap_slope_b[1][1]:+.3g}] at fixed lr/B "
         f"vs {gap_slope_a[0]:+.3g} [{gap_slope_a[1][0]:+.3g}, {gap_slope_a[1][1]:+.3g}] at fixed lr"
     )
     out["findings"] = [
@@ -389,6 +408,7 @@ def analyse_family(ctx: ClaimContext, name: str, records: list[dict[str, Any]]) 
         "slope_gap_a": [gap_slope_a[0], list(gap_slope_a[1])],
         "slope_gap_b": [gap_slope_b[0], list(gap_slope_b[1])],
         "runs": {"a": runs_a, "b": runs_b},
+        "diverged": {arm: {str(b): list(c) for b, c in counts.items()} for arm, counts in diverged.items()},
     }
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for arm in ("a", "b"):
@@ -409,6 +429,7 @@ def analyse_family(ctx: ClaimContext, name: str, records: list[dict[str, Any]]) 
                     "noise_scale": noise_scale(lr_b, b, n),
                     "stability_line": stability_line(lr_b),
                     "runs": int(np.isfinite(tables[f"{arm}:sharpness"]["values"][:, i]).sum()),
+                    "diverged": diverged[arm].get(b, (0, 0))[0],
                     "sharpness": med["sharpness"][i],
                     "sharpness_q1": low["sharpness"][i],
                     "sharpness_q3": high["sharpness"][i],
@@ -506,8 +527,15 @@ def _draw(ctx: ClaimContext, results: list[dict[str, Any]]) -> Any:
                     q3 = np.array([np.nan if x[f"{key}_q3"] is None else x[f"{key}_q3"] for x in rows], dtype=float)
                     ax.errorbar(sizes * shift, med, yerr=[med - q1, q3 - med], fmt=marker + "-", color=color,
                                 capsize=3, label=f"{label}: median, quartiles", zorder=3)  # fmt: skip
+                for x in rows:
+                    if x.get("diverged"):
+                        ax_s.text(x["batch_size"] * shift, 0.03 + (0.06 if arm == "b" else 0.0),
+                                  f"{x['diverged']} diverged", color=color, fontsize=6, ha="center",
+                                  transform=ax_s.get_xaxis_transform())  # fmt: skip
                 line = np.array([x["stability_line"] for x in rows])
-                ax_s.plot(sizes, line, ":", color=color, lw=1.2, label=f"{label}: stability line 2/lr")
+                ax_s.plot(
+                    sizes, line, ":", color=color, lw=1.2, label=f"{label}: stability line 2/lr (>= {line.min():.3g})"
+                )
                 noisy = [(x["batch_size"], x["noise_scale"]) for x in rows if x["noise_scale"] > 0]
                 ax_n.plot([b for b, _ in noisy], [v for _, v in noisy], marker + "-", color=color, label=label)
             if r["known_lambda_max"] is not None:
