@@ -967,7 +967,8 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     every view shows): runs, diverged runs, median final loss and gap and sharpness (diverged runs
     ranked worst: ``-`` when the median falls on one), escaped runs (a run that diverged escaped
     nothing) and the median escape step (``>T`` when at least half the runs did not escape within
-    the T steps), and where the runs ended (the family's own fields).
+    the T steps), on finite sums the median test loss and generalization gap, and where the runs
+    ended (the family's own fields).
     """
     from landbench.outcomes import batch_size_of, noise_model_of, noise_text, summarize
 
@@ -977,11 +978,16 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
         key = (r["problem"], r["optimizer"], noise, r["instance"], r["steps"], r["dtype"])
         groups.setdefault(key, []).append(r)
     header = ("problem", "optimizer", "noise", "inst", "steps", "dtype", "runs", "div", "final loss", "loss gap")
-    header += ("escaped", "esc. step", "sharpness", "ended in")
+    header += ("escaped", "esc. step", "sharpness")
+    tested = any("test_loss" in r for r in records)  # finite sums: the median test loss and gap too
+    header += ("test loss", "gen. gap", "ended in") if tested else ("ended in",)
     rows = [header]
     for (problem, optimizer, noise, instance, steps, dtype), runs in groups.items():
         summary = summarize(runs)
         escapes = summary.escapes
+        generalization = (
+            (_number(summary.median_test_loss), _number(summary.median_generalization_gap)) if tested else ()
+        )
         rows.append(
             (
                 problem,
@@ -997,6 +1003,7 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
                 "-" if escapes is None else f"{escapes.escaped}/{summary.runs}",
                 "-" if escapes is None else _number(escapes.median, f">{steps}"),
                 _number(summary.median_sharpness),
+                *generalization,
                 ", ".join(text for text in summary.family_text.values() if text) or "-",
             )
         )

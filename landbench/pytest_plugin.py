@@ -5,7 +5,8 @@ Fixtures:
 
 ``landbench_problem``
     A test that asks for it runs once per problem of the suite (``--landbench-suite``, default
-    ``smoke``) at each of its dimensions (or at ``--landbench-dims``) and noise levels; the value is
+    ``smoke``) at each of its dimensions (or at ``--landbench-dims``), noise levels and laws, and batch
+    sizes (finite sums); the value is
     a :class:`SuiteProblem` (``str()`` of it is the canonical spec, its budget is the suite's).
 ``landbench_suite``
     The loaded suite (:class:`landbench.suite.Suite`).
@@ -45,7 +46,8 @@ RunFunction = Callable[..., list[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class SuiteProblem:
-    """One problem of a suite at one dimension and noise level, with the suite's budget for it."""
+    """One problem of a suite at one dimension, noise level and law, and batch size, with the suite's
+    budget for it."""
 
     spec: str
     family: str
@@ -57,15 +59,20 @@ class SuiteProblem:
     optimizers: tuple[str, ...]
     dtype: str
     tagged: bool = False  # the id names the instance (the suite lists several, or another than 0)
+    noise_model: str = "gaussian"
+    batch_size: int | None = None  # a finite sum's minibatch size; None: the full batch
 
     def __str__(self) -> str:
         return self.spec
 
     @property
     def id(self) -> str:
-        """The test id: the spec, the noise level when there is noise, the instance when it is tagged."""
+        """The test id: the spec, the noise level (and law) when there is noise, the batch size of a
+        minibatch, the instance when it is tagged."""
         noise = f"-noise={self.noise:g}" if self.noise != 0 else ""
-        return self.spec + noise + (f"-instance={self.instance}" if self.tagged else "")
+        noise += f"-{self.noise_model}" if self.noise_model != "gaussian" else ""
+        batch = f"-batch={self.batch_size}" if self.batch_size is not None else ""
+        return self.spec + noise + batch + (f"-instance={self.instance}" if self.tagged else "")
 
 
 # -- options ----------------------------------------------------------------------------------------
@@ -152,6 +159,8 @@ def suite_problems(suite: Suite, dims: Sequence[int] | None = None) -> list[Suit
     kept). A problem that cannot take one of ``dims`` comes as ``(spec, reason)`` instead (the test
     is skipped)."""
     from landbench.errors import LandbenchError
+    from landbench.landscapes.finite_sum import effective_batch_size
+    from landbench.noise import effective_noise_model
     from landbench.spec import parse_spec
     from landbench.suite import canonical_problem
 
@@ -168,7 +177,8 @@ def suite_problems(suite: Suite, dims: Sequence[int] | None = None) -> list[Suit
                         out.setdefault(f"{spec}-dim={dim}", (f"{spec}-dim={dim}", f"{spec} at dim={dim}: {error}"))
         for spec in specs:
             parsed = parse_spec(spec)
-            for noise, instance in itertools.product(entry.noise, entry.instances):
+            laws = itertools.product(entry.noise, entry.noise_models, entry.batch_sizes, entry.instances)
+            for noise, model, batch, instance in laws:
                 problem = SuiteProblem(
                     spec=spec,
                     family=parsed.name,
@@ -180,6 +190,8 @@ def suite_problems(suite: Suite, dims: Sequence[int] | None = None) -> list[Suit
                     optimizers=entry.optimizers or suite.optimizers,
                     dtype=entry.dtype or suite.settings.dtype,
                     tagged=entry.instances != (0,),
+                    noise_model=effective_noise_model(noise, model),
+                    batch_size=effective_batch_size(spec, batch),
                 )
                 out.setdefault(problem, problem)
     return list(out.values())
@@ -239,7 +251,8 @@ def landbench_suite(pytestconfig: pytest.Config) -> Suite:
 def landbench_run(pytestconfig: pytest.Config) -> RunFunction:
     """``landbench_run(problem, optimizer, seeds=None, steps=None, noise=None, instance=0, **settings)``:
     the records of the runs (one per seed), as :func:`landbench.run` gives them. ``problem`` is a
-    spec or a ``landbench_problem``, whose steps, noise, seeds and dtype are the defaults; otherwise
+    spec or a ``landbench_problem``, whose steps, noise (and law), batch size, seeds and dtype are the
+    defaults; otherwise
     seeds come from ``--landbench-seeds`` (default 8) and steps default to 1000. Runs go to
     ``--landbench-device``. The same call twice in a session runs once (each call gets a copy)."""
     memo: dict[str, list[dict[str, Any]]] = {}
@@ -317,6 +330,8 @@ def _run_arguments(config: pytest.Config, problem: Any, optimizer: Any, kwargs: 
         arguments.setdefault("noise", problem.noise)
         arguments.setdefault("dtype", problem.dtype)
         arguments.setdefault("instance", problem.instance)
+        arguments.setdefault("noise_model", problem.noise_model)
+        arguments.setdefault("batch_size", problem.batch_size)
         default_seeds: Any = _seed_count(config) or list(problem.seeds)
         problem = problem.spec
     else:

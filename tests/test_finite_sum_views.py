@@ -122,3 +122,10 @@ def test_the_run_table_names_batch_sizes(records: list[dict]) -> None:
 
     table = summary_table(records)
     assert "0 batch 4" in table and "0 batch 48" in table
+    header = table.splitlines()[0]
+    assert "test loss" in header and "gen. gap" in header
+    runs = [r for r in records if r.get("batch_size") == 4 and r["optimizer"] == OPTIMIZERS[0]]
+    row = next(line for line in table.splitlines() if "0 batch 4 " in line and OPTIMIZERS[0] in line)
+    assert f"{float(np.median([r['test_loss'] for r in runs])):.4g}" in row
+    plain = summary_table([r for r in records if r["family"] == "quadratic"])
+    assert "test loss" not in plain

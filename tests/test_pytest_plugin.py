@@ -35,6 +35,8 @@ def expected_ids(suite: str, dims: list[int] | None = None) -> list[str]:
     ids = []
     for entry in data["problems"]:
         noises = entry.get("noise", data.get("noise", 0.0))
+        batches = entry.get("batch_size", data.get("batch_size", [None]))
+        batches = batches if isinstance(batches, list) else [batches]
         name, _, arguments = entry["spec"].partition("(")
         for dim in dims or entry["dims"]:
             spec = f"{name}(dim={dim}, {arguments}" if arguments else f"{name}(dim={dim})"
@@ -43,8 +45,11 @@ def expected_ids(suite: str, dims: list[int] | None = None) -> list[str]:
             except landbench.SpecError:  # skipped: listed once, under the spec and the dim
                 ids.append(f"{entry['spec']}-dim={dim}")
                 continue
+            examples = int(landbench.make(spec).describe()["facts"].get("examples", 0))
             for noise in noises if isinstance(noises, list) else [noises]:
-                ids.append(canonical if noise == 0 else f"{canonical}-noise={noise:g}")
+                for batch in batches:
+                    tail = f"-batch={batch}" if batch is not None and batch != examples else ""
+                    ids.append((canonical if noise == 0 else f"{canonical}-noise={noise:g}") + tail)
     return list(dict.fromkeys(ids))
 
 
@@ -90,14 +95,47 @@ def test_dims_option_and_invalid_combinations_are_skipped_with_the_reason(pytest
     result = pytester.runpytest("--collect-only", "-q", "--landbench-dims", "1,3")
     assert collected_ids(result, "test_each") == expected_ids("smoke", [1, 3])
     result = pytester.runpytest("-rs", "--landbench-dims", "1,3")
-    # saddle(index=3) and rosenbrock cannot live in one dimension: skipped, saying why
+    # saddle(index=3) and rosenbrock cannot live in one dimension, nor a 4-unit teacher in 1 or 3: skipped, saying why
     result.stdout.fnmatch_lines(
         [
             "SKIPPED * saddle(index=3, rotate=True) at dim=1: saddle: index must be between 1 and dim=1*",
             "SKIPPED * rosenbrock at dim=1: rosenbrock: dim must be at least 2*",
+            "SKIPPED * teacher_student(hidden=6, samples=128) at dim=1: teacher_student: *",
+            "SKIPPED * teacher_student(hidden=6, samples=128) at dim=3: teacher_student: *",
         ]
     )
-    result.assert_outcomes(passed=len(expected_ids("smoke", [1, 3])) - 2, skipped=2)
+    result.assert_outcomes(passed=len(expected_ids("smoke", [1, 3])) - 4, skipped=4)
+
+
+def test_a_suites_noise_laws_and_batch_sizes_are_parameters_and_reach_the_runs(pytester: pytest.Pytester) -> None:
+    suite = pytester.path / "laws.toml"
+    suite.write_text(
+        'seeds = 2\nsteps = 20\noptimizers = ["sgd(lr=0.05)"]\n'
+        '[[problems]]\nspec = "least_squares(samples=16)"\ndims = [3]\nbatch_size = [4, 16]\n'
+        '[[problems]]\nspec = "saddle"\ndims = [3]\nnoise = 0.1\nnoise_model = ["gaussian", "student_t(nu=3)"]\n'
+    )
+    pytester.makepyfile(
+        test_fixtures="""
+        import json
+
+        def test_each(landbench_problem, landbench_run):
+            records = landbench_run(landbench_problem, "sgd(lr=0.05)")
+            with open("runs.jsonl", "a") as out:
+                for r in records:
+                    law = r.get("noise_model", "gaussian")
+                    out.write(json.dumps([r["problem"], law, r.get("settings", {}).get("batch_size")]) + "\\n")
+        """
+    )
+    result = pytester.runpytest("--landbench-suite", str(suite), "-v")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*least_squares(dim=3, samples=16)-batch=4*", "*saddle(dim=3)-noise=0.1-student_t*"])
+    rows = {tuple(json.loads(line)) for line in (pytester.path / "runs.jsonl").read_text().splitlines()}
+    assert rows == {
+        ("least_squares(dim=3, samples=16)", "gaussian", 4),
+        ("least_squares(dim=3, samples=16)", "gaussian", None),  # 16 = n: the full batch
+        ("saddle(dim=3)", "gaussian", None),
+        ("saddle(dim=3)", "student_t(nu=3.0)", None),
+    }
 
 
 def test_a_run_in_a_user_test_gets_the_suite_budget_and_the_seeds_option(pytester: pytest.Pytester) -> None:
