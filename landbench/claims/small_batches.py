@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -180,19 +180,31 @@ def spearman(values: np.ndarray, sizes: Sequence[int]) -> float:
     return float(scipy.stats.spearmanr(x[ok], values[ok]).statistic)
 
 
-def bootstrap_spearman(
-    values: np.ndarray, sizes: Sequence[int], resamples: int, seed: int
+def seed_bootstrap(
+    statistic: Callable[[np.ndarray, Sequence[int]], float],
+    values: np.ndarray,
+    sizes: Sequence[int],
+    resamples: int,
+    seed: int,
 ) -> tuple[float, tuple[float, float]]:
-    """Spearman's rho with log B and its percentile 95 % interval, resampling seeds (rows) with
-    replacement: a seed's runs at every B share one start, so they are resampled together."""
-    point = spearman(values, sizes)
+    """``statistic(values, sizes)`` and its percentile 95 % interval, resampling seeds (rows) with
+    replacement: a seed's runs at every B share one start, so they are resampled together. The
+    interval is NaN when the point is not finite or more than a tenth of the resamples are not."""
+    point = statistic(values, sizes)
     rng = np.random.default_rng(seed)
     rows = values.shape[0]
-    draws = np.array([spearman(values[rng.integers(0, rows, rows)], sizes) for _ in range(int(resamples))])
+    draws = np.array([statistic(values[rng.integers(0, rows, rows)], sizes) for _ in range(int(resamples))])
     draws = draws[np.isfinite(draws)]
     if not math.isfinite(point) or len(draws) < 0.9 * resamples:
         return point, (math.nan, math.nan)
     return point, (float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975)))
+
+
+def bootstrap_spearman(
+    values: np.ndarray, sizes: Sequence[int], resamples: int, seed: int
+) -> tuple[float, tuple[float, float]]:
+    """Spearman's rho with log B (:func:`spearman`) and its seed-bootstrap interval (:func:`seed_bootstrap`)."""
+    return seed_bootstrap(spearman, values, sizes, resamples, seed)
 
 
 def median_slope(values: np.ndarray, sizes: Sequence[int]) -> float:
@@ -214,15 +226,8 @@ def median_slope(values: np.ndarray, sizes: Sequence[int]) -> float:
 def bootstrap_slope(
     values: np.ndarray, sizes: Sequence[int], resamples: int, seed: int
 ) -> tuple[float, tuple[float, float]]:
-    """:func:`median_slope` and its percentile 95 % interval, resampling seeds with replacement."""
-    point = median_slope(values, sizes)
-    rng = np.random.default_rng(seed)
-    rows = values.shape[0]
-    draws = np.array([median_slope(values[rng.integers(0, rows, rows)], sizes) for _ in range(int(resamples))])
-    draws = draws[np.isfinite(draws)]
-    if not math.isfinite(point) or len(draws) < 0.9 * resamples:
-        return point, (math.nan, math.nan)
-    return point, (float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975)))
+    """:func:`median_slope` and its seed-bootstrap interval (:func:`seed_bootstrap`)."""
+    return seed_bootstrap(median_slope, values, sizes, resamples, seed)
 
 
 def _sign(interval: tuple[float, float]) -> str:

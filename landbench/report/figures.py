@@ -517,6 +517,27 @@ def basin_widths(ctx: Context) -> Drawn:
     return Drawn(name, title, caption + _more(list(panels), str), figure)
 
 
+def _dots(ctx: Context, ax: Any, pairs: dict[str, data.Pairs], clip: tuple[float, float] | None = None) -> None:
+    """One dot per run of each optimizer, in its colour and marker (x clipped to ``clip`` if given)."""
+    for optimizer in ctx.styles.sort(pairs):
+        p = pairs[optimizer]
+        x = np.clip(p.x, *clip) if clip else p.x
+        style = {"marker": ctx.styles.marker(optimizer), "color": ctx.styles.color(optimizer)}
+        ax.plot(x, p.y, linestyle="none", ms=3.5, alpha=0.7, mew=0, **style)
+
+
+def _dots_legend(figure: Figure, ctx: Context, panels: dict[str, dict[str, data.Pairs]]) -> None:
+    """The legend of a figure of dots: every optimizer of the panels, with its diverged runs counted."""
+    names = ctx.styles.sort({o for p in panels.values() for o in p})
+    diverged = {o: sum(p[o].diverged for p in panels.values() if o in p) for o in names}
+    _legend(figure, ctx.styles, names, diverged, kind="marker")
+
+
+def _spans_decades(values: np.ndarray) -> bool:
+    """Whether positive values spread over more than a factor of 20 (a log axis reads them better)."""
+    return bool(len(values)) and bool((values > 0).all()) and float(values.max()) > 20 * float(values.min())
+
+
 def sharpness_vs_loss(ctx: Context) -> Drawn:
     """Sharpness against the final loss gap (final loss where f* is unknown), per family."""
     name, title = "sharpness", "Sharpness against final loss"
@@ -537,33 +558,18 @@ def sharpness_vs_loss(ctx: Context) -> Drawn:
         return _skip(name, title, "no run has a sharpness (curvature metrics were off, or every run diverged)")
     keys = list(panels)[:MAX_PANELS]
     figure, axes = grid(len(keys))
-    names = ctx.styles.sort({o for p in panels.values() for o in p})
     for ax, key in zip(axes, keys):
         gap = key not in unknown
-        for optimizer in ctx.styles.sort(panels[key]):
-            p = panels[key][optimizer]
-            x = np.clip(p.x, GAP_FLOOR, GAP_CEILING) if gap else p.x
-            ax.plot(
-                x,
-                p.y,
-                linestyle="none",
-                marker=ctx.styles.marker(optimizer),
-                ms=3.5,
-                alpha=0.7,
-                color=ctx.styles.color(optimizer),
-                mew=0,
-            )
-        ys = np.concatenate([p.y for p in panels[key].values()])
+        _dots(ctx, ax, panels[key], (GAP_FLOOR, GAP_CEILING) if gap else None)
         if gap:
             ax.set_xscale("log")
-        if len(ys) and (ys > 0).all() and ys.max() > 20 * ys.min():
+        if _spans_decades(np.concatenate([p.y for p in panels[key].values()])):
             ax.set_yscale("log")
         ax.set_xlabel("final loss gap f - f*" if gap else "final loss f (f* unknown)")
         ax.set_ylabel("sharpness λ_max")
         ax.set_title(key, fontsize=8)
     tidy(axes)
-    diverged = {o: sum(p[o].diverged for p in panels.values() if o in p) for o in names}
-    _legend(figure, ctx.styles, names, diverged, kind="marker")
+    _dots_legend(figure, ctx, panels)
     caption = (
         "Largest Hessian eigenvalue at the final iterate (Lanczos) against the final loss gap, one dot per run that "
         "did not diverge, per family (against the final loss where f* is unknown). Gaps below "
@@ -592,21 +598,15 @@ def sharpness_vs_gap(ctx: Context) -> Drawn:
         return _skip(name, title, "no finite-sum run with a sharpness and a test loss (or every run diverged)")
     keys = list(panels)[:MAX_PANELS]
     figure, axes = grid(len(keys))
-    names = ctx.styles.sort({o for p in panels.values() for o in p})
     for ax, key in zip(axes, keys):
-        for optimizer in ctx.styles.sort(panels[key]):
-            p = panels[key][optimizer]
-            style = {"marker": ctx.styles.marker(optimizer), "color": ctx.styles.color(optimizer)}
-            ax.plot(p.x, p.y, linestyle="none", ms=3.5, alpha=0.7, mew=0, **style)
-        xs = np.concatenate([p.x for p in panels[key].values()])
-        if len(xs) and (xs > 0).all() and xs.max() > 20 * xs.min():
+        _dots(ctx, ax, panels[key])
+        if _spans_decades(np.concatenate([p.x for p in panels[key].values()])):
             ax.set_xscale("log")
         ax.set_xlabel("sharpness λ_max at the final point")
         ax.set_ylabel("test loss - training loss")
         ax.set_title(key, fontsize=8)
     tidy(axes)
-    diverged = {o: sum(p[o].diverged for p in panels.values() if o in p) for o in names}
-    _legend(figure, ctx.styles, names, diverged, kind="marker")
+    _dots_legend(figure, ctx, panels)
     caption = (
         "Generalization gap (the population loss minus the training loss at the final iterate) against the largest "
         "Hessian eigenvalue of the training loss there, one dot per run that did not diverge, per finite-sum family. "
