@@ -970,7 +970,7 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     the T steps), on finite sums the median test loss and generalization gap, and where the runs
     ended (the family's own fields).
     """
-    from landbench.outcomes import batch_size_of, noise_model_of, noise_text, summarize
+    from landbench.outcomes import batch_size_of, is_finite_sum_record, noise_model_of, noise_text, summarize
 
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in records:
@@ -979,7 +979,7 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
         groups.setdefault(key, []).append(r)
     header = ("problem", "optimizer", "noise", "inst", "steps", "dtype", "runs", "div", "final loss", "loss gap")
     header += ("escaped", "esc. step", "sharpness")
-    tested = any("test_loss" in r for r in records)  # finite sums: the median test loss and gap too
+    tested = any(is_finite_sum_record(r) for r in records)  # finite sums: the median test loss and gap too
     header += ("test loss", "gen. gap", "ended in") if tested else ("ended in",)
     rows = [header]
     for (problem, optimizer, noise, instance, steps, dtype), runs in groups.items():

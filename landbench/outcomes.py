@@ -323,20 +323,25 @@ def noise_model_of(record: Record) -> str:
 
 def noise_text(noise: float, noise_model: str = "gaussian", batch_size: int | None = None) -> str:
     """How every view names a scenario's stochasticity: ``"0.1"``, ``"0.1 student_t(nu=3.0)"``,
-    ``"0 batch 32"`` (the law only where it is not gaussian, the batch size only on a finite sum)."""
+    ``"0 batch 32"`` (the law only where it is not gaussian, the batch size only for a minibatch)."""
     law = "" if noise_model == "gaussian" else f" {noise_model}"
     batch = "" if batch_size is None else f" batch {batch_size}"
     return f"{noise:g}{law}{batch}"
 
 
+def is_finite_sum_record(record: Record) -> bool:
+    """Whether the run is on a finite-sum landscape (:mod:`landbench.landscapes.finite_sum`): its
+    record has a ``test_loss`` (null if it diverged)."""
+    return "test_loss" in record
+
+
 def batch_size_of(record: Record) -> int | None:
-    """The examples each gradient of the run averaged over, on a finite-sum landscape (its n for the
-    full batch), or None on any other landscape (and in records older than finite sums, whose
-    ``batch_size`` counted the runs of the engine's batch: :func:`runs_in_batch`). Part of what makes
-    two runs the same scenario, in every view."""
-    if "examples" not in record:
-        return None
-    size = record.get("batch_size")
+    """The minibatch size of the run, on a finite-sum landscape with a batch size below its n (the
+    ``batch_size`` of its ``settings``, which its key holds); None for the full batch and on other
+    landscapes. Part of what makes two runs the same scenario, in every view (a failed run's record
+    holds its settings too)."""
+    settings = record.get("settings")
+    size = settings.get("batch_size") if isinstance(settings, dict) else None
     return int(size) if isinstance(size, int) and not isinstance(size, bool) else None
 
 
@@ -345,7 +350,7 @@ def runs_in_batch(record: Record) -> int | None:
     in ``batch_size``, before that name meant a minibatch)."""
     if "batch_runs" in record:
         return record["batch_runs"]
-    return None if "examples" in record else record.get("batch_size")
+    return None if is_finite_sum_record(record) else record.get("batch_size")
 
 
 def is_failed(record: Record) -> bool:
@@ -586,7 +591,7 @@ def summarize(records: Sequence[Record], targets: Sequence[float] | None = None,
         for t in chosen
     )
     family, family_text = _family_summaries(records)
-    finite = bool(records) and all("test_loss" in r for r in records)
+    finite = bool(records) and all(is_finite_sum_record(r) for r in records)
     return Summary(
         runs=len(records),
         diverged=sum(is_diverged(r) for r in records),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from landbench.jobs import make_job
-from landbench.outcomes import is_failed, noise_model_of
+from landbench.outcomes import batch_size_of, is_failed, noise_model_of
 from landbench.planning import Shard, Stored, grid, scoring, shard_scenarios
 from landbench.suite import Suite
 from landbench.tuning import family_of, label_of, tunable, tuning_units
@@ -101,7 +101,7 @@ def failures(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if not is_failed(r):
             continue
         phase = r.get("phase", "score")
-        batch = r.get("settings", {}).get("batch_size") if isinstance(r.get("settings"), dict) else None
+        batch = batch_size_of(r)
         key = (phase, r["problem"], r.get("instance"), r["optimizer"], r.get("noise"), noise_model_of(r), batch)
         key += (r["failed"],)
         entry = groups.setdefault(

@@ -69,17 +69,24 @@ class Evaluator:
             index = torch.cat([stream.next() for stream in batches])
         return index if self.copies == 1 else index.repeat(self.copies, 1)
 
-    def _loss_and_grad(self, x: torch.Tensor, runs: slice | int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training loss and the gradient: the full batch's, or on a finite sum with a batch size
-        the minibatch's gradient beside the full training loss (what the records and events see)."""
+    def _loss_and_grad(
+        self, x: torch.Tensor, runs: slice | int | None, observed: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss and the gradient: the full batch's, or on a finite sum with a batch size the
+        minibatch's gradient with, when ``observed``, the full training loss (what the records and
+        events see), else the minibatch's loss (what an optimizer's closure sees, as in training)."""
         if self.batches is None:
             return self.landscape.loss_and_grad(x)
-        _, grad = self.landscape.batch_loss_and_grad(x, self._minibatch(runs))  # type: ignore[attr-defined]
-        return self.landscape.loss(x), grad
+        loss, grad = self.landscape.batch_loss_and_grad(x, self._minibatch(runs))  # type: ignore[attr-defined]
+        return (self.landscape.loss(x) if observed else loss), grad
 
-    def gradient(self, x: torch.Tensor, runs: slice | int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and (noisy) gradient at the rows of ``x``: every run (``runs=None``) or one run."""
-        loss, grad = self._loss_and_grad(x, runs)
+    def gradient(
+        self, x: torch.Tensor, runs: slice | int | None = None, observed: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and (noisy) gradient at the rows of ``x``: every run (``runs=None``) or one run. With
+        minibatches the loss is the full training loss when ``observed`` (the step loop's first
+        evaluation of each step, which the tracker records), else the minibatch's (a closure's)."""
+        loss, grad = self._loss_and_grad(x, runs, observed)
         if self.streams is not None:
             if isinstance(runs, int):
                 noise = self.streams[runs].next(x)
@@ -142,7 +149,7 @@ class BatchedStepper:
                 param.grad = block
 
     def _closure(self) -> torch.Tensor:
-        loss, grad = self.evaluator.gradient(self.points())
+        loss, grad = self.evaluator.gradient(self.points(), observed=False)
         self._assign(grad)
         self.evals += 1
         return loss.sum()
@@ -194,7 +201,7 @@ class SeparateStepper:
 
     def _closure_for(self, run: int) -> Callable[[], torch.Tensor]:
         def closure() -> torch.Tensor:
-            loss, grad = self.evaluator.gradient(self.params[run].detach(), run)
+            loss, grad = self.evaluator.gradient(self.params[run].detach(), run, observed=False)
             self.params[run].grad = grad
             self.evals[run] += 1  # type: ignore[index]
             return loss.sum()

@@ -184,8 +184,20 @@ def test_bad_budget_flags_exit_with_status_2(flags: list[str], message: str, tmp
 
 
 def test_one_seed_other_than_zero_is_a_list_of_one(tmp_path: Path) -> None:
-    result = invoke("run", "--problem", "saddle(dim=3)", "--optimizer", "sgd(lr=0.1)", "--steps", "3", "--seeds", "3,",
-                    "--json", "--out", str(tmp_path))
+    result = invoke(
+        "run",
+        "--problem",
+        "saddle(dim=3)",
+        "--optimizer",
+        "sgd(lr=0.1)",
+        "--steps",
+        "3",
+        "--seeds",
+        "3,",
+        "--json",
+        "--out",
+        str(tmp_path),
+    )
     assert [json.loads(line)["seed"] for line in result.output.splitlines()] == [3]
 
 

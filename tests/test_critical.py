@@ -349,7 +349,13 @@ def test_classify_on_synthetic_gradients_and_hessians() -> None:
 
 def test_bad_input_is_refused_with_a_landbench_error() -> None:
     small = landbench.make("saddle(dim=3)")
-    for bad in (dict(restarts=-1), dict(krylov_max_iter=0), dict(krylov_rtol=2.0), dict(dense_max_dim=-1), dict(spectrum="eig")):
+    for bad in (
+        dict(restarts=-1),
+        dict(krylov_max_iter=0),
+        dict(krylov_rtol=2.0),
+        dict(dense_max_dim=-1),
+        dict(spectrum="eig"),
+    ):
         with pytest.raises(CriticalPointError, match=next(iter(bad))):
             critical_points(small, 2, **bad)
     for starts in (0, -1, 2.5, torch.zeros(4, 2), torch.full((2, 3), math.nan)):

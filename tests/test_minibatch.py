@@ -94,6 +94,25 @@ def test_the_engines_minibatch_gradient_is_the_mean_over_the_streams_examples() 
         torch.testing.assert_close(loss, landscape.loss(x), rtol=0, atol=0)  # the full training loss
 
 
+def test_an_optimizers_closure_sees_its_minibatch_loss_and_the_records_the_full_loss() -> None:
+    """A closure (LBFGS, SAM) gets the loss of the examples its gradient averaged, as in training; the
+    step loop's observed loss, which the records and events see, is the full training loss."""
+    from landbench.stepping import BatchedStepper
+
+    landscape = landbench.make(PROBLEM, dtype=torch.float64)
+    start = landscape.sample_start([0, 1])
+    evaluator = Evaluator(landscape, 0.0, None, batches=[Minibatches(0, [0, 1], 40, 8, "cpu")])
+    replay = Minibatches(0, [0, 1], 40, 8, "cpu")
+    observed, _ = evaluator.gradient(start)
+    torch.testing.assert_close(observed, landscape.loss(start), rtol=0, atol=0)
+    replay.next()
+    stepper = BatchedStepper(resolve("lbfgs(lr=0.1)"), start, evaluator)
+    value = stepper._closure()
+    expected = landscape.batch_loss(start, replay.next()).sum()
+    torch.testing.assert_close(value, expected, rtol=1e-14, atol=1e-14)
+    assert not torch.isclose(value, landscape.loss(start).sum())
+
+
 @pytest.mark.parametrize("optimizer", ["sgd(lr=0.05)", "adam(lr=0.01)", "sam(lr=0.05, rho=0.05)"])
 def test_minibatch_runs_are_the_same_batched_and_separate(optimizer: str) -> None:
     landscape = landbench.make(PROBLEM)
@@ -220,8 +239,10 @@ def test_older_records_batch_size_still_counts_the_runs_of_a_batch() -> None:
 
     old = {"batch_size": 8, "problem": "saddle(dim=2)"}
     assert runs_in_batch(old) == 8 and batch_size_of(old) is None
-    new = {"batch_runs": 3, "batch_size": 16, "examples": 160}
+    new = {"batch_runs": 3, "batch_size": 16, "examples": 160, "test_loss": 0.5, "settings": {"batch_size": 16}}
     assert runs_in_batch(new) == 3 and batch_size_of(new) == 16
+    full = {"batch_runs": 3, "batch_size": 40, "examples": 400, "test_loss": 0.5, "settings": {}}
+    assert runs_in_batch(full) == 3 and batch_size_of(full) is None  # the full batch: no minibatch
 
 
 def test_third_party_and_adversarial_optimizers_with_minibatches() -> None:

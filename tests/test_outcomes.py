@@ -222,9 +222,7 @@ def test_the_wide_basin_share_counts_a_diverged_run_as_a_miss_in_every_view() ->
 
 def test_tuning_never_chooses_a_rate_whose_runs_hit_the_target_and_then_diverged() -> None:
     """Rate 10 reaches the target at once in every run, then diverges; rate 0.1 converges slowly."""
-    wild = [
-        run(s, reach=[1, 1], diverged=True, diverged_step=30, gap=None, optimizer="sgd(lr=10.0)") for s in range(4)
-    ]
+    wild = [run(s, reach=[1, 1], diverged=True, diverged_step=30, gap=None, optimizer="sgd(lr=10.0)") for s in range(4)]
     calm = [run(s, reach=[60, 90], optimizer="sgd(lr=0.1)") for s in range(4)]
     records = [{**r, "label": "sgd", "phase": "tune", "key": f"{r['optimizer']}-{r['seed']}"} for r in wild + calm]
     ((_, choice),) = choose(records).items()

@@ -135,8 +135,16 @@ def test_population_loss_matches_monte_carlo(activation: str) -> None:
     five standard errors, at starts, a perturbed teacher and a point with a zero row."""
     landscape = _make(f"teacher_student(dim=6, hidden=4, teacher_hidden=3, samples=32, activation='{activation}')")
     x = _points(landscape, runs=3)
-    near = landscape.minima[0].point[None] + 0.2 * torch.randn(1, landscape.dim, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    x = torch.cat([x, near, torch.cat([x[:1, : 3 * landscape.data_dim], torch.zeros(1, landscape.data_dim, dtype=torch.float64)], 1)])
+    near = landscape.minima[0].point[None] + 0.2 * torch.randn(
+        1, landscape.dim, generator=torch.Generator().manual_seed(5), dtype=torch.float64
+    )
+    x = torch.cat(
+        [
+            x,
+            near,
+            torch.cat([x[:1, : 3 * landscape.data_dim], torch.zeros(1, landscape.data_dim, dtype=torch.float64)], 1),
+        ]
+    )
     closed = landscape.test_loss(x)
     generator = torch.Generator().manual_seed(12345)
     a = torch.randn(200_000, landscape.data_dim, generator=generator, dtype=torch.float64)
@@ -259,8 +267,12 @@ def test_spurious_minima_are_common_without_over_parameterisation() -> None:
     (one-sided Fisher exact test). Seeded: the same runs every time. 2 x 48 runs x 3000 steps: about
     7 minutes on a loaded 2-core machine."""
     k, n, seeds, steps = 10, 2000, 48, 3000
-    exact = _gradient_descent(f"teacher_student(dim={k}, hidden={k}, teacher_hidden={k}, samples={n})", seeds, steps, 0.5)
-    over = _gradient_descent(f"teacher_student(dim={k}, hidden={k + 2}, teacher_hidden={k}, samples={n})", seeds, steps, 0.5)
+    exact = _gradient_descent(
+        f"teacher_student(dim={k}, hidden={k}, teacher_hidden={k}, samples={n})", seeds, steps, 0.5
+    )
+    over = _gradient_descent(
+        f"teacher_student(dim={k}, hidden={k + 2}, teacher_hidden={k}, samples={n})", seeds, steps, 0.5
+    )
     stuck_exact, stuck_over = sum(s is True for s in exact), sum(s is True for s in over)
     assert sum(s is None for s in exact + over) <= 2  # the budget lets the runs settle
     _, p = scipy.stats.fisher_exact([[stuck_exact, seeds - stuck_exact], [stuck_over, seeds - stuck_over]], "greater")

@@ -396,8 +396,9 @@ def test_no_tune_on_the_baselines_keeps_the_users_lr(tmp_path: Path) -> None:
 def test_an_optimizer_whose_lr_is_required_runs_on_the_baselines(tmp_path: Path, tune: str) -> None:
     """A class without a default lr (a required argument) once failed with "the argument(s) lr are
     required" (review): its default is simply unknown, which no absolute grid needs."""
-    result = _cli("run", "baselines", "--optimizer", "adversarial:RequiredLrSGD(lr=0.005)", tune, *SMALL,
-                  "--out", str(tmp_path))
+    result = _cli(
+        "run", "baselines", "--optimizer", "adversarial:RequiredLrSGD(lr=0.005)", tune, *SMALL, "--out", str(tmp_path)
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     lrs = {r["tuning"]["lr"] for r in records}

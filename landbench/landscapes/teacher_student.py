@@ -129,7 +129,14 @@ class TeacherStudent(FiniteSum, Landscape):
         Param("samples", int, 256, "training examples n drawn per instance", low=1, high=2**24 - 1),
         Param("activation", str, "relu", "g: relu max(0, z), or erf(z / sqrt 2) (Saad-Solla)", choices=("relu", "erf")),
         Param("rotate", bool, False, "teacher vectors: a seeded random orthonormal set instead of e_1 .. e_t"),
-        Param("init_scale", float, 1.0, "start rows ~ N(0, init_scale^2 I / dim): norm about init_scale", low=0.0, low_open=True),
+        Param(
+            "init_scale",
+            float,
+            1.0,
+            "start rows ~ N(0, init_scale^2 I / dim): norm about init_scale",
+            low=0.0,
+            low_open=True,
+        ),
     )
     formula = "f(W) = (1/n) sum_i (sum_k g(w_k.a_i) - sum_j g(v_j.a_i))^2 / 2,  a_i ~ N(0, I_d),  v_j orthonormal"
     reference = "Saad and Solla 1995; Safran and Shamir 2018; Cho and Saul 2009"
@@ -216,7 +223,11 @@ class TeacherStudent(FiniteSum, Landscape):
         note = (
             f"the teacher's {t} units then {k - t} zero rows; the global minima are the teacher's units in any "
             f"order with the extra units idle (zero rows; "
-            + ("cancelling pairs u, -u for erf)" if self.activation == "erf" else "for relu also a unit split into parallel parts)")
+            + (
+                "cancelling pairs u, -u for erf)"
+                if self.activation == "erf"
+                else "for relu also a unit split into parallel parts)"
+            )
         )
         if k == t:
             note = "the teacher; the global minima are its units in any order (loss 0, population loss 0)"

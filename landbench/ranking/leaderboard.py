@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from landbench.errors import LandbenchError
+from landbench.outcomes import is_finite_sum_record
 from landbench.ranking import contestants, profiles, render
 from landbench.ranking.scenarios import (
     TIME_UNIT,
@@ -164,7 +165,9 @@ def rank(
     kept, notes, dropped = select(records)
     grouped = by_scenario(kept)
     if objective == "test":
-        finite = {s: runs for s, runs in grouped.items() if all("test_loss" in r for rs in runs.values() for r in rs)}
+        finite = {
+            s: runs for s, runs in grouped.items() if all(is_finite_sum_record(r) for rs in runs.values() for r in rs)
+        }
         if len(finite) < len(grouped):
             notes = notes + [
                 f"{len(grouped) - len(finite)} scenarios without a test loss (not finite sums) left out of the "

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 PROFILE_TAUS = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 
 METHOD = (
-    "Scenarios are (problem, noise and its law, batch size, steps); instances and seeds are repetitions. What counts (`landbench.outcomes`): "
+    "Scenarios are (problem, noise and its law, batch size, steps); instances and seeds are repetitions. "
+    "What counts (`landbench.outcomes`): "
     "a diverged run (its loss became NaN or inf within the budget) is a failure for every outcome, whatever it did "
     "before, and has no final gap. A run reaches a target on the loss gap f - f* only if it holds it: the gap is at "
     "most the target at the end of the budget, and its time is the evaluations it had spent by the step from which "
@@ -160,8 +161,9 @@ def markdown_sections(board: Leaderboard) -> list[Section]:
         if board.profile.scenarios:
             sections.append(Section("profiles", "Performance profiles", _markdown(*_profile_table(board))))
         order = [s.optimizer for s in board.standings]
+        test = board.options.get("objective") == "test"
         parts = tuple(
-            (r.scenario.label, f"{_scenario_caption(r)}\n\n{_markdown(*_scenario_table(r, order))}")
+            (r.scenario.label, f"{_scenario_caption(r, test)}\n\n{_markdown(*_scenario_table(r, order, test))}")
             for r in board.scenarios
         )
         sections.append(Section("scenarios", "Scenarios", "One table per ranked scenario.", parts))
@@ -310,7 +312,12 @@ def _profile_table(board: Leaderboard) -> Table:
     return header, rows
 
 
-def _scenario_caption(result: ScenarioResult) -> str:
+def _scenario_caption(result: ScenarioResult, test: bool = False) -> str:
+    if test:
+        return (
+            f"Family {result.family} ({result.group}); ranked by the share of diverged runs, then the median test "
+            "(population) loss at the last iterate, diverged runs worst."
+        )
     if not result.targets:
         reference = "none (f* unknown: ranked by final loss)"
     elif result.reference is None:
@@ -326,7 +333,14 @@ def _scenario_caption(result: ScenarioResult) -> str:
     return f"Family {result.family} ({result.group}); reference target {reference}; time in {result.time_unit}.{held}"
 
 
-def _scenario_table(result: ScenarioResult, order: list[str]) -> Table:
+def _scenario_table(result: ScenarioResult, order: list[str], test: bool = False) -> Table:
+    if test:
+        header = ["optimizer", "rank", "diverged", "median test loss"]
+        rows = [
+            [o, f"{result.ranks[o]:g}", f"{s.diverged}/{s.runs}", _num(s.median_test, ".3g")]
+            for o, s in ((o, result.summaries[o]) for o in order)
+        ]
+        return header, rows
     final = "median final gap" if result.targets else "median final loss"
     tested = any(s.median_test is not None for s in result.summaries.values())
     header = ["optimizer", "rank", "pairs held", "success", "ERT", "diverged", final]

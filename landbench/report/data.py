@@ -83,9 +83,10 @@ def sweep(grouped: Grouped, axis: str, keep: Callable[[Record], bool] = lambda r
         if axis == "noise":
             x, rest, noise = scenario.noise, values, None
         elif axis == "batch_size":
-            if not batch:
+            if not all(outcomes.is_finite_sum_record(r) for rs in runs.values() for r in rs):
                 continue
-            x, rest, noise, batch = float(batch), values, scenario.noise, 0
+            examples = next(r["batch_size"] for rs in runs.values() for r in rs)  # n for the full batch
+            x, rest, noise, batch = float(batch or examples), values, scenario.noise, 0
         elif axis in values:
             x, rest, noise = float(values[axis]), {k: v for k, v in values.items() if k != axis}, scenario.noise
         else:
@@ -293,11 +294,6 @@ def wide_well(problem: str) -> int:
     from landbench.landscapes.basins import well_index
 
     return well_index(problem, "wide")
-
-
-def is_finite_sum(record: Record) -> bool:
-    """Whether the run is on a finite-sum family (its record has a test loss)."""
-    return "test_loss" in record
 
 
 def is_basins(record: Record) -> bool:

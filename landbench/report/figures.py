@@ -590,7 +590,7 @@ def sharpness_vs_gap(ctx: Context) -> Drawn:
     name, title = "generalization", "Generalization gap against sharpness"
 
     def x_of(record: data.Record) -> float | None:
-        return outcomes.final_value(record, "sharpness") if data.is_finite_sum(record) else None
+        return outcomes.final_value(record, "sharpness") if outcomes.is_finite_sum_record(record) else None
 
     pairs = data.paired(ctx.grouped, x_of, "generalization_gap")
     panels = {k: v for k, v in pairs.items() if any(len(p.x) for p in v.values())}
@@ -620,7 +620,7 @@ def sharpness_vs_gap(ctx: Context) -> Drawn:
 def test_loss_vs_batch(ctx: Context) -> Drawn:
     """Median test loss and generalization gap against the batch size, per finite-sum problem."""
     name, title = "batch_size", "Test loss and generalization gap against batch size"
-    panels = data.sweep(ctx.grouped, "batch_size", data.is_finite_sum)[: MAX_PANELS // 2]
+    panels = data.sweep(ctx.grouped, "batch_size", outcomes.is_finite_sum_record)[: MAX_PANELS // 2]
     if not panels:
         return _skip(name, title, "no finite-sum problem was run at two or more batch sizes with all else equal")
     figure, axes = grid(2 * len(panels), columns=2)
