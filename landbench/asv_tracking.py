@@ -27,7 +27,8 @@ gen_gap        loss      median ``test_loss - final_loss``, the generalization g
 ============== ========= ===================================================================
 
 On a finite-sum family (``least_squares``, ``teacher_student``, ...) ``batch_size`` sets the
-minibatch size of every run (:mod:`landbench.minibatch`; default: the full batch).
+minibatch size of every run (:mod:`landbench.minibatch`; default: the full batch); the class's
+other problems run their full batch.
 
 A run that never escaped is censored, never a number: the median counts it as infinitely late,
 and a median that lands on a censored (or diverged) run is ``nan``, which asv shows as ``n/a``
@@ -83,7 +84,7 @@ import torch
 from landbench.api import run
 from landbench.errors import SpecError
 from landbench.landscapes import Landscape, family, make, resolve_dtype
-from landbench.landscapes.finite_sum import effective_batch_size
+from landbench.landscapes.finite_sum import applicable_batch_size, finite_sum_families, is_finite_sum_problem
 from landbench.noise import check_noise_model
 from landbench.optimizers import ENTRY_POINT_GROUP, resolve
 from landbench.outcomes import summarize
@@ -278,7 +279,7 @@ class LandbenchScores(abc.ABC):
                     steps=self.steps,
                     noise=self.noise,
                     noise_model=self.noise_model,
-                    batch_size=self.batch_size,
+                    batch_size=applicable_batch_size(problem, self.batch_size),
                     curvature="sharpness" in self.metrics,
                 )
                 for metric in self.metrics:
@@ -330,15 +331,26 @@ def _check(cls: type[LandbenchScores]) -> None:
         check_noise_model(cls.noise_model)
     except SpecError as exc:
         raise TypeError(f"{cls.__qualname__}.noise_model: {exc}") from None
+    try:
+        batch_size = check_batch_size(cls.batch_size, "batch_size")
+    except SpecError as exc:
+        raise TypeError(f"{cls.__qualname__}.{exc}") from None
     for problem in cls.problems:
         try:
             parsed = parse_spec(problem, what="problem")
             if "dim" not in parsed.kwargs:
                 raise TypeError(f"{cls.__qualname__}.problems: {problem!r} must give dim, e.g. 'saddle(dim=100)'")
             canonical = family(parsed.name).canonical(**parsed.kwargs)
-            effective_batch_size(canonical, check_batch_size(cls.batch_size, "batch_size"))
         except SpecError as exc:
             raise TypeError(f"{cls.__qualname__}.problems: {exc}") from None
+        try:
+            applicable_batch_size(canonical, batch_size)
+        except SpecError as exc:
+            raise TypeError(f"{cls.__qualname__}.batch_size: {exc}") from None
+    if batch_size is not None and not any(is_finite_sum_problem(p) for p in cls.problems):
+        raise TypeError(
+            f"{cls.__qualname__}.batch_size: no problem is a finite sum; batch sizes apply to {finite_sum_families()}"
+        )
     probe = object.__new__(cls)  # optimizer_spec may read the class's settings; __init__ is asv's to call
     checked: set[str] = set()
     for optimizer in cls.optimizers:

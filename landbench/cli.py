@@ -487,10 +487,10 @@ def _suite_options(command: F) -> F:
             "--batch-size",
             "batch_size",
             multiple=True,
-            type=int,
-            metavar="M",
+            metavar="M|full",
             help="On finite-sum families (least_squares, deep_linear, ...): examples per gradient, drawn per run "
-            "without replacement within an epoch; replaces the suite's (default: the full batch). Repeatable.",
+            "without replacement within an epoch, or 'full'; replaces the suite's (default: the full batch; "
+            "other problems run their full batch). Repeatable.",
         ),
         click.option(
             "--dtype", type=click.Choice(["float32", "float64"]), help="Override the suite's floating-point type."
@@ -518,14 +518,13 @@ def _suite(
     dtype: str | None,
     tune: bool | None,
     noise_model: Sequence[str] = (),
-    batch_size: Sequence[int] = (),
+    batch_size: Sequence[int | None] | Sequence[str] = (),
 ) -> Suite:
     """The suite that ``run`` (and ``status``) plans from SUITE and the options that change it."""
     seed_list = _seeds(seeds)
     for model in noise_model:  # before anything is read or run: one line naming the valid models
         check_noise_model(model)
-    for size in batch_size:
-        check_batch_size(size, "--batch-size")
+    batch_size = [check_batch_size(size, "--batch-size") for size in batch_size]  # "full" is None
     if suite is None:
         return adhoc_suite(problems, optimizers, seed_list, steps, noise, noise_model, batch_size).with_overrides(
             dtype=dtype, tune=tune
@@ -593,7 +592,7 @@ def run(
     steps: int | None,
     noise: Sequence[float],
     noise_model: Sequence[str],
-    batch_size: Sequence[int],
+    batch_size: Sequence[str],
     device: str,
     dtype: str | None,
     out: str,
@@ -806,7 +805,7 @@ def status_command(
     steps: int | None,
     noise: Sequence[float],
     noise_model: Sequence[str],
-    batch_size: Sequence[int],
+    batch_size: Sequence[str],
     dtype: str | None,
     tune: bool | None,
     shard: str | None,

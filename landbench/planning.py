@@ -31,7 +31,17 @@ from landbench.outcomes import is_failed
 from landbench.spec import parse_spec
 from landbench.store import first_per_key
 from landbench.suite import Scenario, Suite
-from landbench.tuning import Choice, choose, family_of, label_of, scored, tunable, tuning_units, with_lr
+from landbench.tuning import (
+    Choice,
+    choose,
+    group_of_record,
+    group_of_scenario,
+    label_of,
+    scored,
+    tunable,
+    tuning_units,
+    with_lr,
+)
 
 
 @dataclass
@@ -99,7 +109,7 @@ def shard_scenarios(suite: Suite, shard: Shard | None) -> list[Scenario]:
     tuned = suite.tuning is not None and suite.tuning.enabled
     groups: dict[Any, list[Scenario]] = {}
     for sc in scenarios:
-        group = (label_of(sc.optimizer) if tunable(sc.optimizer) else sc.optimizer, family_of(sc.problem))
+        group = (label_of(sc.optimizer) if tunable(sc.optimizer) else sc.optimizer, group_of_scenario(sc))
         groups.setdefault(group if tuned else sc, []).append(sc)
     loads = [0.0] * min(shard.count, len(groups))  # more shards than groups: one group each, the rest empty
     mine: set[Scenario] = set()
@@ -159,7 +169,7 @@ def scoring(suite: Suite, scenarios: Sequence[Scenario], stored: Stored, device:
         chosen = tuning_choices(suite, scenarios, stored, device)
         ready = []
         for sc in scenarios:
-            group = (label_of(sc.optimizer), family_of(sc.problem))
+            group = (label_of(sc.optimizer), group_of_scenario(sc))
             if suite.tuning.enabled and tunable(sc.optimizer) and group not in chosen:
                 untuned.append((sc, f"every tuning run of {group[0]} on {group[1]} failed"))
             else:
@@ -190,5 +200,5 @@ def tuning_choices(
             if record is None:
                 raise LandbenchError(f"tuning run {key} of {unit.label} on {unit.problem} is missing: tune first")
             runs.append(record)
-    failing = {(r["label"], family_of(r["problem"]), r["optimizer"]) for r in runs if is_failed(r)}
-    return choose(r for r in runs if (r["label"], family_of(r["problem"]), r["optimizer"]) not in failing)
+    failing = {(r["label"], group_of_record(r), r["optimizer"]) for r in runs if is_failed(r)}
+    return choose(r for r in runs if (r["label"], group_of_record(r), r["optimizer"]) not in failing)

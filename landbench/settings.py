@@ -112,15 +112,22 @@ class Settings:
 MAX_BATCH_SIZE = 2**24 - 1
 
 
+#: The word that names the full batch where a number is expected (a suite's list, ``--batch-size``).
+FULL_BATCH = "full"
+
+
 def check_batch_size(value: Any, where: str = "batch_size") -> int | None:
-    """A minibatch size: a positive integer up to :data:`MAX_BATCH_SIZE`, or None (the full batch).
-    Anything else raises :class:`SpecError` saying what is valid."""
-    if value is None:
+    """A minibatch size: a positive integer up to :data:`MAX_BATCH_SIZE` (a string of digits from the
+    command line), or None or ``"full"`` (the full batch). Anything else raises :class:`SpecError`
+    saying what is valid."""
+    if value is None or value == FULL_BATCH:
         return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
     if not is_integer(value) or not 1 <= int(value) <= MAX_BATCH_SIZE:
         raise SpecError(
-            f"{where}: batch_size must be a whole number of examples from 1 to {MAX_BATCH_SIZE} "
-            f"(or absent: the full batch), got {_short(value)}"
+            f"{where}: batch_size must be a whole number of examples from 1 to {MAX_BATCH_SIZE}, "
+            f"or {FULL_BATCH!r} (the full batch), got {_short(value)}"
         )
     return int(value)
 

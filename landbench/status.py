@@ -17,7 +17,7 @@ from landbench.jobs import make_job
 from landbench.outcomes import batch_size_of, is_failed, noise_model_of
 from landbench.planning import Shard, Stored, grid, scoring, shard_scenarios
 from landbench.suite import Suite
-from landbench.tuning import family_of, label_of, tunable, tuning_units
+from landbench.tuning import group_of_scenario, label_of, tunable, tuning_units
 
 PHASES = ("tune", "score")
 
@@ -154,11 +154,11 @@ def suite_status(
                 record = stored.records.get(key)
                 _tally(count, record, seen)
                 if record is None:
-                    unfinished.add((str(unit.label), family_of(unit.problem)))
+                    unfinished.add((str(unit.label), group_of_scenario(unit)))
     tuned = suite.tuning is not None and suite.tuning.enabled
     ready = []
     for sc in scenarios:
-        group = (label_of(sc.optimizer), family_of(sc.problem)) if tuned and tunable(sc.optimizer) else None
+        group = (label_of(sc.optimizer), group_of_scenario(sc)) if tuned and tunable(sc.optimizer) else None
         if group is not None and group in unfinished:
             status.count("score", group[0]).missing += len(sc.seeds)
             if group[0] not in status.waiting:

@@ -11,8 +11,9 @@ instances, the step budget, gradient-noise levels and metric settings::
     noise = 0.0                          # one level or a list of levels
     noise_model = "gaussian"             # optional: one model or a list (landbench.noise): gaussian,
                                          # "student_t(nu=3)", "alpha_stable(alpha=1.5)", "frozen"
-    batch_size = 32                      # optional, finite-sum families only: one minibatch size or a
-                                         # list (landbench.minibatch); absent: the full batch
+    batch_size = 32                      # optional: one minibatch size or a list (landbench.minibatch),
+                                         # for the finite sums (the others run their full batch);
+                                         # absent: the full batch
     dtype = "float32"
     optimizers = ["sgd(lr=0.1)", "adam(lr=0.01)"]
 
@@ -43,7 +44,12 @@ from typing import Any
 
 from landbench.errors import SpecError, SuiteError
 from landbench.landscapes import family
-from landbench.landscapes.finite_sum import effective_batch_size
+from landbench.landscapes.finite_sum import (
+    applicable_batch_size,
+    effective_batch_size,
+    finite_sum_families,
+    is_finite_sum_problem,
+)
 from landbench.noise import check_noise_model, effective_noise_model
 from landbench.optimizers import resolve
 from landbench.outcomes import noise_text
@@ -183,7 +189,7 @@ class Suite:
                 entry.optimizers or self.optimizers,
             ):
                 model = effective_noise_model(noise, model)  # without noise every law is one scenario
-                batch = effective_batch_size(problem, batch)  # a batch of all n examples is the full batch
+                batch = applicable_batch_size(problem, batch)  # all n examples: the full batch; not a sum: None
                 settings = base if model == base.noise_model else replace(base, noise_model=model)
                 settings = settings if batch == settings.batch_size else replace(settings, batch_size=batch)
                 out[Scenario(problem, instance, optimizer, entry.seeds, entry.steps, noise, settings)] = None
@@ -200,7 +206,7 @@ class Suite:
         dtype: str | None = None,
         tune: bool | None = None,
         noise_model: Sequence[str] = (),
-        batch_size: Sequence[int] = (),
+        batch_size: Sequence[int | None] = (),
     ) -> Suite:
         """The suite with its problems, optimizers, seeds, steps, noise, noise models, batch sizes or
         dtype replaced (the CLI's flags).
@@ -234,7 +240,9 @@ class Suite:
             changes["batch_sizes"] = tuple(dict.fromkeys(check_batch_size(b, "--batch-size") for b in batch_size))
         entries = tuple(replace(e, **changes) for e in entries)
         for entry in entries:
-            check_batch_sizes(entry)
+            check_batch_sizes(entry, strict=False)
+        if batch_size and not any(_finite(e) for e in entries):
+            raise SpecError(f"--batch-size: no problem is a finite sum; batch sizes apply to {finite_sum_families()}")
         settings = self.settings if dtype is None else replace(self.settings, dtype=dtype)
         opts = tuple(resolve(o).canonical for o in optimizers) if optimizers else self.optimizers
         tuning = self.tuning
@@ -365,12 +373,19 @@ def _noise_list(value: Any) -> tuple[float, ...] | None:
         return None
 
 
-def check_batch_sizes(entry: ProblemEntry) -> None:
-    """Every batch size of ``entry`` fits every one of its problems (a finite sum with at least that
-    many examples): otherwise a :class:`SpecError` naming the problem and what is valid."""
+def check_batch_sizes(entry: ProblemEntry, strict: bool = True) -> None:
+    """Every batch size of ``entry`` fits its problems (a finite sum with at least that many
+    examples): otherwise a :class:`SpecError` naming the problem and what is valid. Not ``strict``
+    (batch sizes given to every problem at once: the file's top level, ``--batch-size``), a problem
+    that is not a finite sum runs its full batch instead."""
     for problem in entry.problems:
         for batch in entry.batch_sizes:
-            effective_batch_size(problem, batch)
+            (effective_batch_size if strict else applicable_batch_size)(problem, batch)
+
+
+def _finite(entry: ProblemEntry) -> bool:
+    """Whether the entry's problems are finite sums (they are of one family)."""
+    return bool(entry.problems) and is_finite_sum_problem(entry.problems[0])
 
 
 def _batch_list(value: Any) -> tuple[int | None, ...] | str:
@@ -566,12 +581,14 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
             budget["batch_sizes"],
         )
         try:
-            check_batch_sizes(entry)
+            check_batch_sizes(entry, strict="batch_size" in table)
         except SpecError as exc:
             if "batch_size" in table:
                 raise where.error("batch_size", str(exc), "problems", nth) from None
             raise where.error("batch_size", f"problems[{nth}]: {exc}") from None  # the file's top-level batch_size
         entries.append(entry)
+    if "batch_size" in data and not any(_finite(e) for e in entries):
+        raise where.error("batch_size", f"no problem is a finite sum; batch sizes apply to {finite_sum_families()}")
 
     for nth, entry in enumerate(entries):
         if not entry.optimizers and not canonical_optimizers:
@@ -660,7 +677,7 @@ def adhoc_suite(
     steps: int | None = None,
     noise: Sequence[float] = (),
     noise_model: Sequence[str] = (),
-    batch_size: Sequence[int] = (),
+    batch_size: Sequence[int | None] | Sequence[str] = (),
 ) -> Suite:
     """A suite built from command-line flags alone (no TOML file)."""
     if not problems:

@@ -1,6 +1,7 @@
 """The tuning protocol: each optimizer's learning rate is chosen per family, on runs that are never scored.
 
-For every optimizer of a suite and every problem family in it:
+For every optimizer of a suite and every problem family in it (on a finite sum, every family and
+minibatch size: :func:`tuning_group`; the best rate grows with the batch size):
 
 1. **Grid** (:class:`Grid`). Absolute rates, or factors of a base rate:
 
@@ -60,7 +61,7 @@ import torch
 from landbench.errors import SpecError
 from landbench.optimizers import OptimizerSpec, resolve
 from landbench.optimizers.batching import with_rate
-from landbench.outcomes import is_diverged
+from landbench.outcomes import batch_size_of, is_diverged
 from landbench.spec import format_spec, parse_spec, suggest
 
 if TYPE_CHECKING:
@@ -296,6 +297,24 @@ def family_of(problem: str) -> str:
     return parse_spec(problem, what="problem").name
 
 
+def tuning_group(problem: str, batch_size: int | None = None) -> str:
+    """What one learning rate is tuned for: the problem's family, and on a finite sum its minibatch
+    size where it has one (the best rate grows with the batch size, up to the critical one: McCandlish
+    et al. 2018), e.g. ``"least_squares"``, ``"least_squares (batch 8)"``."""
+    family = family_of(problem)
+    return family if batch_size is None else f"{family} (batch {batch_size})"
+
+
+def group_of_scenario(scenario: Scenario) -> str:
+    """The :func:`tuning_group` of a scenario."""
+    return tuning_group(scenario.problem, scenario.settings.batch_size)
+
+
+def group_of_record(record: Mapping[str, Any]) -> str:
+    """The :func:`tuning_group` of a run's record (:func:`landbench.outcomes.batch_size_of`)."""
+    return tuning_group(str(record["problem"]), batch_size_of(record))
+
+
 def check_disjoint(tuning: Tuning, scenarios: Iterable[Scenario]) -> str | None:
     """Why the tuning runs would overlap the scored ones (shared instances or seeds), or None."""
     scenarios = list(scenarios)
@@ -380,19 +399,22 @@ def tuning_units(tuning: Tuning, scenarios: Sequence[Scenario]) -> list[Scenario
 
 @dataclass(frozen=True)
 class Choice:
-    """The rate tuning chose for one (label, family), and the rates some tuning run of which diverged."""
+    """The rate tuning chose for one (label, tuning group), and the rates some tuning run of which diverged."""
 
     lr: float
     diverged_rates: tuple[float, ...] = ()
 
 
 def choose(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], Choice]:
-    """The chosen rate per (label, family) from tuning records (see the module docstring)."""
+    """The chosen rate per (label, tuning group: :func:`tuning_group`) from tuning records (see the
+    module docstring)."""
     from landbench.ranking import rank
 
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        groups[(record["label"], record["family"])].append({**record, "label": record["optimizer"], "phase": "score"})
+        groups[(record["label"], group_of_record(record))].append(
+            {**record, "label": record["optimizer"], "phase": "score"}
+        )
     chosen = {}
     for key, runs in groups.items():
         lr_of_spec = {spec: float(resolve(spec).kwargs["lr"]) for spec in {r["optimizer"] for r in runs}}
@@ -423,10 +445,12 @@ def scored(scenarios: Sequence[Scenario], tuning: Tuning, chosen: Mapping[tuple[
         spec = resolve(sc.optimizer)
         given = lr_of(spec) if tunable(spec) else None
         info: dict[str, Any] = {"family": family, "given_lr": given, "learning_rate_free": spec.learning_rate_free}
+        if sc.settings.batch_size is not None:  # tuned per batch size (absent otherwise: the keys stay as they were)
+            info["batch_size"] = sc.settings.batch_size
         optimizer, label = sc.optimizer, sc.optimizer
         if tuning.enabled and tunable(spec):
             label = label_of(spec)
-            choice = chosen[(label, family)]
+            choice = chosen[(label, group_of_scenario(sc))]
             optimizer = with_lr(spec, choice.lr)
             info |= {"tuned": ["lr"], "lr": choice.lr, **tuning.grid_for(spec).record(spec)}
             info |= {"diverged_rates": list(choice.diverged_rates), "criterion": CRITERION}

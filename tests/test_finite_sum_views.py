@@ -104,10 +104,18 @@ def test_asv_batch_size_reaches_the_runs_and_existing_versions_stay(monkeypatch:
         "seeds=2, steps=20, noise=0.0, instance=0, dtype='float32', "
         "metrics=['escape_steps', 'loss_gap', 'basin_miss', 'sharpness', 'diverged']"
     )
-    with pytest.raises(TypeError, match="not a finite sum"):
+    with pytest.raises(TypeError, match=r"Bad\.batch_size: no problem is a finite sum"):
         type("Bad", (LandbenchScores,), {**attrs, "problems": ["saddle(dim=4)"], "batch_size": 8})
-    with pytest.raises(TypeError, match="exceeds the 32 training examples"):
+    mixed = type(
+        "Mixed", (LandbenchScores,), {**attrs, "problems": [*attrs["problems"], "saddle(dim=4)"], "batch_size": 8}
+    )
+    seen.clear()
+    mixed().compute_scores()
+    assert seen == [8, None]  # the saddle runs its full batch
+    with pytest.raises(TypeError, match=r"Big\.batch_size: .*exceeds the 32 training examples"):
         type("Big", (LandbenchScores,), {**attrs, "batch_size": 64})
+    with pytest.raises(TypeError, match=r"Zero\.batch_size: batch_size must be a whole number"):
+        type("Zero", (LandbenchScores,), {**attrs, "batch_size": 0})
 
 
 def test_the_report_draws_generalisation_against_sharpness_and_batch_size(tmp_path: Path, records: list[dict]) -> None:

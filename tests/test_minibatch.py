@@ -148,6 +148,10 @@ def test_a_batch_of_all_examples_is_the_full_batch() -> None:
         f'seeds = 2\nsteps = 10\noptimizers = ["sgd(lr=0.1)"]\nbatch_size = [40, 8]\n[[problems]]\nspec = "{PROBLEM}"\n'
     )
     assert [sc.settings.batch_size for sc in suite.scenarios()] == [None, 8]
+    named = parse_suite(
+        f'seeds = 2\nsteps = 10\noptimizers = ["sgd(lr=0.1)"]\nbatch_size = ["full", 8]\n[[problems]]\nspec = "{PROBLEM}"\n'
+    )
+    assert [sc.settings.batch_size for sc in named.scenarios()] == [None, 8]  # "full": the full batch
 
 
 def test_finite_sum_records_carry_examples_epochs_and_the_test_loss() -> None:
@@ -188,7 +192,11 @@ def test_bad_batch_sizes_are_refused_before_anything_runs(problem: str, size: ob
 @pytest.mark.parametrize(
     ("suite", "message"),
     [
-        ('batch_size = 8\n[[problems]]\nspec = "quadratic"\ndims = [3]\n', "s.toml:2: batch_size: problems[0]: batch"),
+        (
+            'batch_size = 8\n[[problems]]\nspec = "quadratic"\ndims = [3]\n',
+            "s.toml:2: batch_size: no problem is a finite",
+        ),
+        ('[[problems]]\nspec = "quadratic"\ndims = [3]\nbatch_size = 8\n', "s.toml:5: problems[0].batch_size: batch"),
         (f'[[problems]]\nspec = "{PROBLEM}"\nbatch_size = [8, 99]\n', "s.toml:4: problems[0].batch_size: batch"),
         (f'batch_size = []\n[[problems]]\nspec = "{PROBLEM}"\n', "expected a batch size or a non-empty list"),
         (f'[metrics]\nbatch_size = 8\n[[problems]]\nspec = "{PROBLEM}"\n', "not in [metrics]"),
@@ -232,6 +240,46 @@ def test_batch_sizes_run_through_the_cli_and_every_view_keeps_them_apart(tmp_pat
     others = landbench.run(PROBLEM.replace("dim=6", "dim=4"), "sgd(lr=0.05)", seeds=2, steps=40, batch_size=4)
     panels = sweep(by_scenario(records + others), "dim")
     assert all("batch" in p.title for p in panels)
+
+
+def test_tuning_chooses_a_rate_per_batch_size(tmp_path: Path) -> None:
+    """Minibatch noise caps the rate: tuned on its own, batch size 1 gets a smaller rate than the full
+    batch (which tolerates up to 2 / lambda_max of the sample covariance); one rate for both would
+    handicap one of them."""
+    suite = tmp_path / "t.toml"
+    suite.write_text(
+        'seeds = 2\nsteps = 150\noptimizers = ["sgd"]\n[metrics]\ncurvature = false\n'
+        "[tuning]\ninstances = [1000]\nseeds = [1000, 1001]\ngrid = [0.01, 0.03, 0.1, 0.3, 1.0]\n"
+        '[[problems]]\nspec = "least_squares(samples=64, label_noise=0.5)"\ndims = [10]\nbatch_size = [1, 64]\n'
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(suite), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    scored = {r["settings"].get("batch_size"): r["tuning"] for r in records if r.get("phase") == "score"}
+    assert scored[1]["batch_size"] == 1 and "batch_size" not in scored[None]
+    assert scored[1]["lr"] < scored[None]["lr"], scored
+
+
+def test_a_batch_size_for_a_whole_suite_applies_to_its_finite_sums() -> None:
+    """The file's top level, ``--batch-size`` and an asv class give the batch size to every problem:
+    the finite sums take it, the others run their full batch (all they have)."""
+    smoke = parse_suite(
+        f'batch_size = 8\noptimizers = ["sgd"]\n[[problems]]\nspec = "{PROBLEM}"\n'
+        '[[problems]]\nspec = "quadratic"\ndims = [3]\n'
+    )
+    assert [(sc.problem.split("(")[0], sc.settings.batch_size) for sc in smoke.scenarios()] == [
+        ("least_squares", 8),
+        ("quadratic", None),
+    ]
+    flagged = smoke.with_overrides(batch_size=[4, 40])
+    assert [sc.settings.batch_size for sc in flagged.scenarios()] == [4, None, None]
+    with pytest.raises(SpecError, match="--batch-size: no problem is a finite sum"):
+        parse_suite('optimizers = ["sgd"]\n[[problems]]\nspec = "quadratic"\ndims = [3]\n').with_overrides(
+            batch_size=[4]
+        )
+    with pytest.raises(SpecError, match="exceeds the 40 training examples"):
+        smoke.with_overrides(batch_size=[64])
 
 
 def test_older_records_batch_size_still_counts_the_runs_of_a_batch() -> None:

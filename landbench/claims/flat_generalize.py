@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from landbench.claims.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, ClaimContext, Finding, Measured
+from landbench.settings import check_batch_size
 
 FAMILIES = ("deep_linear", "teacher_student")
 MEASURES = ("sharpness", "relative_flatness")
@@ -227,7 +228,8 @@ def endpoints(spec: str, optimizer: str, seeds: list[int], steps: int, noise: fl
 
 
 def _batch_sizes(values: list[Any]) -> list[int | None]:
-    return [None if (v is None or int(v) == 0) else int(v) for v in values]
+    """The batch sizes of a table, ``"full"`` for the full batch (:func:`landbench.settings.check_batch_size`)."""
+    return [check_batch_size(v, "flat_generalize batch_size") for v in values]
 
 
 def groups(family: str, table: dict[str, Any]) -> list[dict[str, Any]]:

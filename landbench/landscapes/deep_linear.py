@@ -275,7 +275,7 @@ class DeepLinear(FiniteSum, Landscape):
         frames = [torch.eye(h, r, dtype=torch.float64)] * (L - 1)
         minimum = self._minimum(self._balanced(u[:, :r], values[:r], vh[:r].T, frames), f_star)
         origin = self._origin()
-        self.known = Known(f_star=f_star, saddle=origin, minima=[minimum], saddles=[origin])
+        self.known = Known(f_star=f_star, saddle=origin, minima=[minimum])  # the origin: the designated saddle
 
         self.inputs, self.labels = self._tensor(inputs), self._tensor(labels)
         self.teacher_matrix, self.target = self._tensor(teacher), self._tensor(w0)

@@ -108,7 +108,7 @@ def effective_batch_size(problem: Any, batch_size: int | None) -> int | None:
     if batch_size is None:
         return None
     from landbench.errors import SpecError
-    from landbench.landscapes import FAMILIES, family
+    from landbench.landscapes import family
     from landbench.spec import bind_params, parse_spec
 
     if isinstance(problem, str):
@@ -121,11 +121,38 @@ def effective_batch_size(problem: Any, batch_size: int | None) -> int | None:
         finite, name = is_finite_sum(problem), problem.spec
         n = problem.examples if finite else 0
     if not finite:
-        sums = ", ".join(f for f, c in FAMILIES.items() if is_finite_sum(c))
-        raise SpecError(f"batch_size={batch_size}: {name} is not a finite sum; batch sizes apply to {sums}")
+        raise SpecError(
+            f"batch_size={batch_size}: {name} is not a finite sum; batch sizes apply to {finite_sum_families()}"
+        )
     if batch_size > n:
         raise SpecError(f"batch_size={batch_size} exceeds the {n} training examples of {name}: choose 1..{n}")
     return None if batch_size == n else batch_size
+
+
+def is_finite_sum_problem(problem: Any) -> bool:
+    """Whether a problem (a spec string or a built landscape) is of a finite-sum family."""
+    if not isinstance(problem, str):
+        return is_finite_sum(problem)
+    from landbench.landscapes import family
+    from landbench.spec import parse_spec
+
+    return is_finite_sum(family(parse_spec(problem, what="problem").name))
+
+
+def applicable_batch_size(problem: Any, batch_size: int | None) -> int | None:
+    """The minibatch size a problem runs with when a batch size is given to many problems at once (a
+    suite's top level, ``--batch-size``, an asv class): :func:`effective_batch_size` on a finite sum,
+    None (the full batch, all there is) on any other problem."""
+    if batch_size is None or not is_finite_sum_problem(problem):
+        return None
+    return effective_batch_size(problem, batch_size)
+
+
+def finite_sum_families() -> str:
+    """The finite-sum families, by name, for messages."""
+    from landbench.landscapes import FAMILIES
+
+    return ", ".join(f for f, c in FAMILIES.items() if is_finite_sum(c))
 
 
 def gather_rows(data: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
