@@ -399,12 +399,13 @@ def _settings(cls: type[LandbenchScores]) -> str:
     """The settings that change what a subclass's numbers mean (they enter its asv version)."""
     seeds = cls.seeds if isinstance(cls.seeds, int) else list(cls.seeds)
     law = check_noise_model(cls.noise_model)
+    batch = check_batch_size(cls.batch_size)  # one spelling per size: 8 and "8" are one series, "full" none
     metrics = list(_FIRST_METRICS) if set(cls.metrics) == set(METRICS) else list(cls.metrics)
     return (
         f"seeds={seeds!r}, steps={cls.steps!r}, noise={cls.noise!r}, instance={cls.instance!r}, "
         f"dtype={cls.dtype!r}, metrics={metrics!r}"
         + ("" if law == "gaussian" else f", noise_model={law!r}")  # gaussian: the versions asv already has
-        + ("" if cls.batch_size is None else f", batch_size={cls.batch_size!r}")
+        + ("" if batch is None else f", batch_size={batch!r}")
     )
 
 

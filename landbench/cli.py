@@ -498,7 +498,8 @@ def _suite_options(command: F) -> F:
         click.option(
             "--tune/--no-tune",
             default=None,
-            help="Tune each optimizer's lr per family before scoring (default: as the suite says, i.e. when it has a "
+            help="Tune each optimizer's lr per family (and minibatch size) before scoring (default: as the suite says, "
+            "i.e. when it has a "
             "[tuning] table; --tune on a suite without one uses the default table), or keep every lr as given.",
         ),
         click.option("--shard", metavar="I/N", help="Run part I of N of the suite (deterministic; for a Slurm array)."),
@@ -610,7 +611,8 @@ def run(
 
     Results are appended to OUT/results.jsonl as each batch finishes; running the same thing into
     the same folder again skips the runs that are there, so an interrupted sweep resumes. A suite
-    with a [tuning] table (such as baselines) tunes each optimizer's lr per family first, replacing
+    with a [tuning] table (such as baselines) tunes each optimizer's lr per family (and minibatch
+    size) first, replacing
     the lr of its spec; --no-tune keeps every spec as given. Which one happens is said on stderr.
     """
     if not out.strip():

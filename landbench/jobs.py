@@ -152,9 +152,11 @@ def failed_records(job: Job, why: str) -> list[dict[str, Any]]:
             "seed": seed,
             "steps": sc.steps,
             "noise": float(sc.noise),
+            **({} if sc.noise_model == "gaussian" else {"noise_model": sc.noise_model}),
             "dtype": sc.settings.dtype,
             "device": device_type,
             "failed": why,
+            "settings": {**sc.settings.as_dict(), "targets": list(sc.settings.targets)},  # its law and batch size
             "landbench_version": __version__,
             "schema": RECORD_SCHEMA,
             "torch_version": torch.__version__,

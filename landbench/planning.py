@@ -12,7 +12,8 @@ sweep retries failed runs (``landbench run --retry-failed``).
 
 A shard (``--shard i/n``) is a deterministic part of a suite for clusters where each node runs
 ``landbench run`` on its own (a Slurm array): the scenarios are grouped by what tuning shares (an
-optimizer's label and the problem family: tuning chooses one rate per such group), groups go to
+optimizer's label and the problem family, with its minibatch size on a finite sum: tuning chooses
+one rate per such group, :func:`landbench.tuning.tuning_group`), groups go to
 shards longest first (the greedy LPT rule, on the cost ``dim x steps x runs``), and each shard
 tunes exactly the groups it scores. The shards' folders read together hold the records of the
 whole suite (the same keys as one unsharded run).

@@ -159,7 +159,7 @@ def suite_problems(suite: Suite, dims: Sequence[int] | None = None) -> list[Suit
     kept). A problem that cannot take one of ``dims`` comes as ``(spec, reason)`` instead (the test
     is skipped)."""
     from landbench.errors import LandbenchError
-    from landbench.landscapes.finite_sum import effective_batch_size
+    from landbench.landscapes.finite_sum import applicable_batch_size
     from landbench.noise import effective_noise_model
     from landbench.spec import parse_spec
     from landbench.suite import canonical_problem
@@ -191,7 +191,7 @@ def suite_problems(suite: Suite, dims: Sequence[int] | None = None) -> list[Suit
                     dtype=entry.dtype or suite.settings.dtype,
                     tagged=entry.instances != (0,),
                     noise_model=effective_noise_model(noise, model),
-                    batch_size=effective_batch_size(spec, batch),
+                    batch_size=applicable_batch_size(spec, batch),
                 )
                 out.setdefault(problem, problem)
     return list(out.values())

@@ -120,10 +120,12 @@ def check_batch_size(value: Any, where: str = "batch_size") -> int | None:
     """A minibatch size: a positive integer up to :data:`MAX_BATCH_SIZE` (a string of digits from the
     command line), or None or ``"full"`` (the full batch). Anything else raises :class:`SpecError`
     saying what is valid."""
+    if isinstance(value, str):
+        value = value.strip()
+        if value.isascii() and value.isdigit():
+            value = int(value)
     if value is None or value == FULL_BATCH:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
     if not is_integer(value) or not 1 <= int(value) <= MAX_BATCH_SIZE:
         raise SpecError(
             f"{where}: batch_size must be a whole number of examples from 1 to {MAX_BATCH_SIZE}, "

@@ -149,7 +149,8 @@ def test_a_batch_of_all_examples_is_the_full_batch() -> None:
     )
     assert [sc.settings.batch_size for sc in suite.scenarios()] == [None, 8]
     named = parse_suite(
-        f'seeds = 2\nsteps = 10\noptimizers = ["sgd(lr=0.1)"]\nbatch_size = ["full", 8]\n[[problems]]\nspec = "{PROBLEM}"\n'
+        'seeds = 2\nsteps = 10\noptimizers = ["sgd(lr=0.1)"]\nbatch_size = ["full", 8]\n'
+        f'[[problems]]\nspec = "{PROBLEM}"\n'
     )
     assert [sc.settings.batch_size for sc in named.scenarios()] == [None, 8]  # "full": the full batch
 
@@ -280,6 +281,35 @@ def test_a_batch_size_for_a_whole_suite_applies_to_its_finite_sums() -> None:
         )
     with pytest.raises(SpecError, match="exceeds the 40 training examples"):
         smoke.with_overrides(batch_size=[64])
+
+
+def test_a_failed_tuning_run_counts_against_its_own_batch_size(tmp_path: Path) -> None:
+    """A failed run's record holds its settings: its batch size, so that tuning leaves its rate out of
+    that batch size's choice only, and status names it."""
+    from landbench.jobs import failed_records
+    from landbench.outcomes import batch_size_of
+    from landbench.planning import Job
+
+    suite = parse_suite(
+        f'seeds = 2\nsteps = 10\noptimizers = ["sgd"]\nnoise = 0.1\nnoise_model = "student_t(nu=3)"\n'
+        f'[[problems]]\nspec = "{PROBLEM}"\nbatch_size = [4]\n'
+    )
+    (scenario,) = suite.scenarios()
+    job = Job("score", scenario, (scenario.optimizer,), scenario.seeds, "cpu", ("k0", "k1"))
+    records = failed_records(job, "RuntimeError: boom")
+    assert [batch_size_of(r) for r in records] == [4, 4]
+    assert all(r["noise_model"] == "student_t(nu=3.0)" for r in records)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "full ", " 8 "])
+def test_batch_size_text_is_ascii_digits_or_full(value: str) -> None:
+    from landbench.settings import check_batch_size
+
+    if value.strip().isascii():
+        assert check_batch_size(value) == (None if value.strip() == "full" else 8)
+    else:
+        with pytest.raises(SpecError, match="batch_size must be a whole number"):
+            check_batch_size(value)
 
 
 def test_older_records_batch_size_still_counts_the_runs_of_a_batch() -> None:

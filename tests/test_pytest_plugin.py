@@ -114,6 +114,11 @@ def test_a_suites_noise_laws_and_batch_sizes_are_parameters_and_reach_the_runs(p
         '[[problems]]\nspec = "least_squares(samples=16)"\ndims = [3]\nbatch_size = [4, 16]\n'
         '[[problems]]\nspec = "saddle"\ndims = [3]\nnoise = 0.1\nnoise_model = ["gaussian", "student_t(nu=3)"]\n'
     )
+    mixed = pytester.path / "mixed.toml"  # a top-level batch size: the quadratic runs its full batch
+    mixed.write_text(
+        'seeds = 2\nsteps = 20\nbatch_size = [4, "full"]\noptimizers = ["sgd(lr=0.05)"]\n'
+        '[[problems]]\nspec = "least_squares(samples=16)"\ndims = [3]\n[[problems]]\nspec = "quadratic"\ndims = [3]\n'
+    )
     pytester.makepyfile(
         test_fixtures="""
         import json
@@ -126,6 +131,8 @@ def test_a_suites_noise_laws_and_batch_sizes_are_parameters_and_reach_the_runs(p
                     out.write(json.dumps([r["problem"], law, r.get("settings", {}).get("batch_size")]) + "\\n")
         """
     )
+    collected = pytester.runpytest("--landbench-suite", str(mixed), "--collect-only", "-q")
+    collected.stdout.fnmatch_lines(["*least_squares(dim=3, samples=16)-batch=4*", "*quadratic(dim=3)]*"])
     result = pytester.runpytest("--landbench-suite", str(suite), "-v")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*least_squares(dim=3, samples=16)-batch=4*", "*saddle(dim=3)-noise=0.1-student_t*"])

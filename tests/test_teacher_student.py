@@ -239,6 +239,13 @@ def test_stuck_field_and_summary() -> None:
     assert [f.name for f in TeacherStudent.outcome_fields] == ["stuck"]
 
 
+def test_stuck_is_null_without_a_known_global_minimum() -> None:
+    """With fewer units than the teacher f* is unknown: no run can be called stuck above it."""
+    spec = "teacher_student(dim=4, hidden=1, teacher_hidden=3, samples=64)"
+    records = landbench.run(spec, "sgd(lr=0.5)", seeds=3, steps=200)
+    assert all(r["stuck"] is None for r in records)
+
+
 def test_runs_through_the_engine_and_record_stuck() -> None:
     """Through ``landbench.run``: every run settles (300 steps of GD on 64 examples) and ``stuck``
     agrees with the record's training loss. (With so few examples the training loss has spurious

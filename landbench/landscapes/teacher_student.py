@@ -390,7 +390,8 @@ class TeacherStudent(FiniteSum, Landscape):
         """``stuck``: true when the final training loss is above :data:`STUCK_LOSS` and the full-batch
         gradient's norm at most :data:`SETTLED_GRADIENT` (a spurious minimum, or a plateau too flat to
         leave within the budget); false when the training loss is at most :data:`STUCK_LOSS` (a global
-        minimum's basin: the labels are noiseless, so f* = 0); null when still moving or diverged."""
+        minimum's basin: the labels are noiseless, so f* = 0); null when still moving or diverged, and
+        for every run when the student has fewer units than the teacher (f* unknown)."""
         with torch.no_grad():
             x = x.detach()
             loss, grad = self.loss_and_grad(x)
@@ -399,7 +400,7 @@ class TeacherStudent(FiniteSum, Landscape):
         gone = diverged.cpu().tolist()
         out: list[Any] = []
         for value, g, lost in zip(test, norm, gone):
-            if lost or not math.isfinite(value):
+            if lost or not math.isfinite(value) or self.f_star is None:  # hidden < teacher_hidden: no f* to judge by
                 out.append(None)
             elif value <= STUCK_LOSS:
                 out.append(False)

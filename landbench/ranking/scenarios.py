@@ -76,7 +76,7 @@ class Scenario:
     noise: float
     steps: int
     noise_model: str = "gaussian"
-    #: on a finite sum, the examples per gradient (its n for the full batch); 0 on other landscapes
+    #: on a finite sum, the minibatch size (outcomes.batch_size_of); 0 for the full batch and other landscapes
     batch_size: int = 0
 
     @property
