@@ -4,8 +4,9 @@ Run ``s`` on instance ``i`` with ``n`` examples and batch size ``m`` visits the 
 epoch ``e`` is a permutation ``pi_{i,s,e}`` of ``0 .. n-1`` and its ``floor(n / m)`` minibatches are
 consecutive slices of ``m`` of it; the last ``n mod m`` examples of the permutation are left out of
 that epoch (PyTorch's ``DataLoader(drop_last=True)``), so that every gradient is a mean over exactly
-``m`` examples. The k-th gradient evaluation of the run uses minibatch ``k mod floor(n/m)`` of epoch
-``k div floor(n/m)``.
+``m`` examples. A run draws one minibatch per optimizer step: step k uses minibatch ``k mod floor(n/m)`` of epoch
+``k div floor(n/m)``, and every gradient evaluation within the step uses it (SAM's ascent and descent
+gradients, LBFGS's line search), as training on a minibatch does.
 
 The permutation is the order of counter-based hashes, ``h_j = H(keys_s, e, j)`` (:func:`lowbias32`
 rounds keyed by ``numpy.random.SeedSequence(derive_seed(i, s, "minibatch"))``), sorted with the
@@ -59,19 +60,25 @@ class Minibatches:
         self.order: torch.Tensor | None = None
 
     def next(self) -> torch.Tensor:
-        """The example indices of the next gradient evaluation, ``(B, m)``."""
+        """The example indices of the runs' next minibatch (their next step), ``(B, m)``."""
         epoch, slot = divmod(self.drawn, self.per_epoch)
         if slot == 0 or self.order is None:
             self.order = epoch_order(self.keys, epoch, self.n)
         self.drawn += 1
-        return self.order[:, slot * self.m : (slot + 1) * self.m]
+        self.current = self.order[:, slot * self.m : (slot + 1) * self.m]
+        return self.current
+
+    def again(self) -> torch.Tensor:
+        """The example indices of the current minibatch (the first one if none was drawn): what a
+        closure's evaluations within a step use (SAM's ascent and descent, LBFGS's line search)."""
+        return self.current if self.drawn else self.next()
 
 
 def examples_seen(evals: int, batch_size: int) -> int:
-    """Training examples a run's gradients touched: ``evals * batch_size``."""
+    """Per-example gradients a run computed: ``evals * batch_size`` (SAM computes each twice)."""
     return int(evals) * int(batch_size)
 
 
-def epochs_of(evals: int, batch_size: int, n: int) -> float:
-    """Passes over the training set: ``evals * batch_size / n`` (examples seen per example)."""
-    return examples_seen(evals, batch_size) / n
+def epochs_of(steps: int, batch_size: int, n: int) -> float:
+    """Passes over the training set: ``steps * batch_size / n`` (one minibatch per step)."""
+    return int(steps) * int(batch_size) / n

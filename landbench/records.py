@@ -14,8 +14,9 @@ noise_model         the noise's law (:mod:`landbench.noise`), only where it is n
 batch_size          on a finite-sum landscape (:mod:`landbench.landscapes.finite_sum`): the examples
                     each gradient averaged over (n for the full batch); ``settings`` holds it (and
                     so the key) only when it is a minibatch
-examples, epochs    on a finite sum: training examples the run's gradients touched
-                    (``grad_evals * batch_size``) and passes over the training set (``examples / n``)
+examples, epochs    on a finite sum: per-example gradients the run computed (``grad_evals *
+                    batch_size``) and passes over the training set (``steps * batch_size / n``:
+                    one minibatch per step, which every evaluation of the step uses)
 dtype, device       where and in what precision the run ran
 final_loss          f at the last iterate, noise-free (null if the run diverged)
 f_star, loss_gap    the known optimum value and ``final_loss - f_star`` (null when f* is unknown)
@@ -171,7 +172,7 @@ def build_records(
             "steps": steps,
             "noise": float(noise),
             **({} if settings.noise_model == "gaussian" else {"noise_model": settings.noise_model}),
-            **(_examples(landscape, settings, evals[row]) if finite else {}),
+            **(_examples(landscape, settings, evals[row], steps) if finite else {}),
             "dtype": settings.dtype,
             "device": device,
             "final_loss": final_loss,
@@ -216,12 +217,13 @@ def _test_losses(landscape: Landscape, final_x: torch.Tensor) -> list[float]:
         return landscape.test_loss(final_x).double().cpu().tolist()  # type: ignore[attr-defined]
 
 
-def _examples(landscape: Landscape, settings: Settings, evals: int) -> dict[str, Any]:
-    """A finite-sum run's minibatch fields: its batch size (n for the full batch), the training
-    examples its gradients touched and the passes over the training set they make."""
+def _examples(landscape: Landscape, settings: Settings, evals: int, steps: int) -> dict[str, Any]:
+    """A finite-sum run's minibatch fields: its batch size (n for the full batch), the per-example
+    gradients it computed (``evals * m``: SAM's two per step count twice) and the passes over the
+    training set its steps made (``steps * m / n``: one minibatch per step)."""
     n = landscape.examples  # type: ignore[attr-defined]
     size = settings.batch_size or n
-    return {"batch_size": size, "examples": examples_seen(evals, size), "epochs": epochs_of(evals, size, n)}
+    return {"batch_size": size, "examples": examples_seen(evals, size), "epochs": epochs_of(steps, size, n)}
 
 
 def _generalization(final_loss: float | None, test_loss: float) -> dict[str, Any]:

@@ -57,27 +57,29 @@ class Evaluator:
         self.copies = copies
         self.batches = batches  # None for the full batch; one minibatch stream for the batch, or one per run
 
-    def _minibatch(self, runs: slice | int | None) -> torch.Tensor:
-        """The example indices of the next evaluation, one row per row of the batch (copies included)."""
+    def _minibatch(self, runs: slice | int | None, fresh: bool) -> torch.Tensor:
+        """The example indices of an evaluation, one row per row of the batch (copies included): the
+        runs' next minibatch when ``fresh`` (a step's first evaluation), else their current one."""
         batches = self.batches
         assert batches is not None
         if isinstance(runs, int):
-            index = batches[runs].next()
+            index = batches[runs].next() if fresh else batches[runs].again()
         elif len(batches) == 1:
-            index = batches[0].next()
+            index = batches[0].next() if fresh else batches[0].again()
         else:
-            index = torch.cat([stream.next() for stream in batches])
+            index = torch.cat([stream.next() if fresh else stream.again() for stream in batches])
         return index if self.copies == 1 else index.repeat(self.copies, 1)
 
     def _loss_and_grad(
         self, x: torch.Tensor, runs: slice | int | None, observed: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss and the gradient: the full batch's, or on a finite sum with a batch size the
-        minibatch's gradient with, when ``observed``, the full training loss (what the records and
-        events see), else the minibatch's loss (what an optimizer's closure sees, as in training)."""
+        minibatch's gradient with, when ``observed`` (a step's first evaluation, which draws the step's
+        minibatch), the full training loss (what the records and events see), else the minibatch's
+        loss (what an optimizer's closure sees within the step, on the step's minibatch)."""
         if self.batches is None:
             return self.landscape.loss_and_grad(x)
-        loss, grad = self.landscape.batch_loss_and_grad(x, self._minibatch(runs))  # type: ignore[attr-defined]
+        loss, grad = self.landscape.batch_loss_and_grad(x, self._minibatch(runs, observed))  # type: ignore[attr-defined]
         return (self.landscape.loss(x) if observed else loss), grad
 
     def gradient(

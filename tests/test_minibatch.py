@@ -94,23 +94,52 @@ def test_the_engines_minibatch_gradient_is_the_mean_over_the_streams_examples() 
         torch.testing.assert_close(loss, landscape.loss(x), rtol=0, atol=0)  # the full training loss
 
 
-def test_an_optimizers_closure_sees_its_minibatch_loss_and_the_records_the_full_loss() -> None:
-    """A closure (LBFGS, SAM) gets the loss of the examples its gradient averaged, as in training; the
-    step loop's observed loss, which the records and events see, is the full training loss."""
+def test_an_optimizers_closure_sees_its_steps_minibatch_and_the_records_the_full_loss() -> None:
+    """A step draws one minibatch: the step loop's evaluation (whose loss, the full training loss, the
+    records and events see) and every closure evaluation within the step (LBFGS's line search, SAM's
+    ascent and descent) use its examples, the closure getting their loss; the next step draws the
+    next minibatch."""
     from landbench.stepping import BatchedStepper
 
     landscape = landbench.make(PROBLEM, dtype=torch.float64)
     start = landscape.sample_start([0, 1])
     evaluator = Evaluator(landscape, 0.0, None, batches=[Minibatches(0, [0, 1], 40, 8, "cpu")])
     replay = Minibatches(0, [0, 1], 40, 8, "cpu")
-    observed, _ = evaluator.gradient(start)
+    observed, grad = evaluator.gradient(start)
     torch.testing.assert_close(observed, landscape.loss(start), rtol=0, atol=0)
-    replay.next()
+    first = replay.next()
+    torch.testing.assert_close(grad, landscape.batch_loss_and_grad(start, first)[1], rtol=0, atol=0)
     stepper = BatchedStepper(resolve("lbfgs(lr=0.1)"), start, evaluator)
-    value = stepper._closure()
-    expected = landscape.batch_loss(start, replay.next()).sum()
-    torch.testing.assert_close(value, expected, rtol=1e-14, atol=1e-14)
-    assert not torch.isclose(value, landscape.loss(start).sum())
+    moved = start + 0.1
+    stepper.params[0].data.copy_(moved)
+    for _ in range(2):  # every closure call within the step: the step's minibatch, its loss
+        value = stepper._closure()
+        torch.testing.assert_close(value, landscape.batch_loss(moved, first).sum(), rtol=1e-14, atol=1e-14)
+    assert not torch.isclose(value, landscape.loss(moved).sum())
+    evaluator.gradient(moved)  # the next step
+    torch.testing.assert_close(stepper._closure(), landscape.batch_loss(moved, replay.next()).sum(), rtol=1e-14, atol=0)
+
+
+def test_sam_ascends_and_descends_on_one_minibatch_per_step() -> None:
+    """SAM with minibatches against its update written out: g = grad_S(x) on the step's minibatch S,
+    x <- x - lr grad_S(x + rho g / |g|), the same S for both gradients."""
+    landscape = landbench.make(PROBLEM, dtype=torch.float64)
+    lr, rho, steps = 0.05, 0.05, 12
+    records = run_batch(
+        landscape,
+        resolve(f"sam(lr={lr}, rho={rho})"),
+        [3],
+        steps=steps,
+        settings=Settings(batch_size=8, dtype="float64"),
+    )
+    x = landscape.sample_start([3])
+    stream = Minibatches(landscape.seed, [3], 40, 8, "cpu")
+    for _ in range(steps):
+        index = stream.next()
+        g = landscape.batch_loss_and_grad(x, index)[1]
+        ascent = x + rho * g / g.norm(dim=1, keepdim=True)
+        x = x - lr * landscape.batch_loss_and_grad(ascent, index)[1]
+    torch.testing.assert_close(records.final_x, x, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd(lr=0.05)", "adam(lr=0.01)", "sam(lr=0.05, rho=0.05)"])
