@@ -73,7 +73,7 @@ def need(
     parsed = parse_spec(problem, what="problem")
     cls = family(parsed.name)
     footprint = cls.footprint(dtype, free, **parsed.kwargs)
-    dim = int(parsed.kwargs.get("dim", 1))
+    dim = footprint.coordinates or int(parsed.kwargs.get("dim", 1))  # the search space's, which runs hold
     vectors = STATE_COPIES + (settings.basin_probes + 4 if settings.curvature else 0)
     state = runs * (dim * dtype.itemsize * vectors + footprint.per_run)
     on_device = footprint.instance + state

@@ -364,3 +364,21 @@ def test_third_party_and_adversarial_optimizers_with_minibatches() -> None:
     diverged = [r["diverged"] for r in nan]
     assert any(diverged) and not all(diverged)
     assert all(r["test_loss"] is None for r in nan if r["diverged"])
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "deep_linear(dim=10, depth=3, width=20, samples=32)",
+        "teacher_student(dim=12, hidden=5, teacher_hidden=3, samples=32)",
+        "matrix_sensing(dim=8, rank=3, measurements=16)",
+    ],
+)
+def test_preflight_counts_the_search_space_of_a_network_family(spec: str) -> None:
+    """Where the spec's dim is the data's dimension, a run holds the weights: the estimate must count
+    the coordinates the built landscape has, not dim."""
+    from landbench.preflight import need
+
+    built = landbench.make(spec)
+    estimate = need(spec, torch.float32, 64, Settings(curvature=False), torch.device("cpu"), 2**40)
+    assert estimate.footprint.coordinates == built.dim > int(built.values["dim"])

@@ -52,7 +52,9 @@ class Footprint:
     points), described by ``what``; ``per_run``: bytes of work space per run of a batch while it is
     evaluated, beyond the run's own state; ``host``: bytes drawn at once in float64 on the host while
     building (what a GPU run needs of the host's memory); ``streamed``: numbers regenerated at every
-    evaluation (a p-spin whose couplings are streamed in blocks), the cost of a step in time.
+    evaluation (a p-spin whose couplings are streamed in blocks), the cost of a step in time;
+    ``coordinates``: the dimension of the search space where it is not the spec's ``dim`` (a network
+    family's weights: ``dim`` is its data's dimension there), 0 where it is.
     """
 
     instance: int = 0
@@ -60,6 +62,7 @@ class Footprint:
     per_run: int = 0
     host: int = 0
     streamed: int = 0
+    coordinates: int = 0
 
 
 @dataclass(frozen=True)

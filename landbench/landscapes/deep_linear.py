@@ -207,6 +207,7 @@ class DeepLinear(FiniteSum, Landscape):
             what=f"its {n} examples ({n} x {d} inputs and labels)",
             per_run=(4 * self.depth * q * q + 3 * n * d) * size,
             host=(4 * n * d + 8 * d * d) * 8 + 4 * params * 8,
+            coordinates=params,
         )
 
     # --- the instance --------------------------------------------------------------------------

@@ -144,6 +144,7 @@ class MatrixSensing(FiniteSum, Landscape):
             what=f"its {m} packed {d} x {d} sensing matrices ({packed} numbers) and a minibatch gather block",
             per_run=per_run,
             host=host,
+            coordinates=d * r,
         )
 
     def _build(self) -> None:

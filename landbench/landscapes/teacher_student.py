@@ -191,6 +191,7 @@ class TeacherStudent(FiniteSum, Landscape):
             what="its inputs and labels, and the teacher",
             per_run=(4 * n * k + 2 * n + 3 * params) * size,
             host=host,
+            coordinates=params,
         )
 
     # --- the instance ---------------------------------------------------------------------------
