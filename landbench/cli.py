@@ -20,6 +20,7 @@ from landbench.errors import LandbenchError
 from landbench.executors import EXECUTORS
 from landbench.landscapes import FAMILIES, family, make
 from landbench.landscapes.base import family_params
+from landbench.landscapes.finite_sum import effective_batch_size
 from landbench.mode_connectivity import connectivity
 from landbench.noise import check_noise_model
 from landbench.outcomes import split_failed
@@ -932,12 +933,24 @@ def report_command(results: Sequence[str], against: Sequence[str], out: str, tit
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(min=1), help="Optimizer steps per run.")
 @click.option("--instance", default=0, show_default=True, type=click.IntRange(min=0), help="Instance seed.")
 @click.option("--noise", default=0.0, show_default=True, type=float, help="Gradient-noise standard deviation.")
+@click.option("--noise-model", default="gaussian", show_default=True, metavar="MODEL", help="The gradient noise's law.")
+@click.option(
+    "--batch-size", "batch_size", default=None, metavar="M|full", help="Examples per gradient on a finite sum."
+)
 @click.option(
     "--out", default="landbench_plot.png", show_default=True, type=click.Path(dir_okay=False), help="PNG file."
 )
 @_friendly
 def plot_command(
-    spec: str, optimizers: Sequence[str], seeds: str, steps: int, instance: int, noise: float, out: str
+    spec: str,
+    optimizers: Sequence[str],
+    seeds: str,
+    steps: int,
+    instance: int,
+    noise: float,
+    noise_model: str,
+    batch_size: str | None,
+    out: str,
 ) -> None:
     """Draw SPEC (a problem with its dim) with each optimizer's trajectories.
 
@@ -953,8 +966,18 @@ def plot_command(
         raise click.BadParameter(f"expected a finite number >= 0, got {noise}", param_hint="--noise")
     if not out.lower().endswith(".png"):
         raise click.BadParameter(f"expected a .png file name, got {out!r}", param_hint="--out")
+    check_noise_model(noise_model)
+    size = effective_batch_size(str(parse_spec(spec, what="problem")), check_batch_size(batch_size, "--batch-size"))
     _, runs, plane = plot_landscape(
-        spec, optimizers, seeds=seed_list, steps=steps, instance=instance, noise=noise, out=out
+        spec,
+        optimizers,
+        seeds=seed_list,
+        steps=steps,
+        instance=instance,
+        noise=noise,
+        out=out,
+        noise_model=noise_model,
+        batch_size=size,
     )
     click.echo(f"wrote {out}" + (f": {plane.description}" if plane.description else ""))
     for run in runs:

@@ -83,7 +83,7 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _streams(
+def noise_streams(
     landscape: Landscape, seeds: list[int], noise: float, mode: str, model: str = "gaussian"
 ) -> list[RunNoise] | None:
     """The gradient-noise streams of the noise model (:mod:`landbench.noise`): none, one for the
@@ -95,7 +95,9 @@ def _streams(
     return [RunNoise(landscape.seed, group, landscape.dim, dtype, device, model) for group in groups]
 
 
-def _minibatches(landscape: Landscape, seeds: list[int], mode: str, batch_size: int | None) -> list[Minibatches] | None:
+def minibatch_streams(
+    landscape: Landscape, seeds: list[int], mode: str, batch_size: int | None
+) -> list[Minibatches] | None:
     """The minibatch streams of a finite-sum landscape's runs (:mod:`landbench.minibatch`): none for
     the full batch, one for the batch, or one per run in separate mode. A batch size on a landscape
     that is not a finite sum, or above its examples, is a :class:`SpecError`."""
@@ -219,8 +221,9 @@ def _execute(
     ``jitter`` > 0 moves each start coordinate by that relative amount, up or down (the fixed sign
     pattern number ``pattern``), for the twin runs of :func:`_verify`."""
     copies = 1 if lrs is None else len(lrs)
-    streams = _streams(landscape, seeds, noise, mode, settings.noise_model)
-    evaluator = Evaluator(landscape, noise, streams, copies, _minibatches(landscape, seeds, mode, settings.batch_size))
+    streams = noise_streams(landscape, seeds, noise, mode, settings.noise_model)
+    batches = minibatch_streams(landscape, seeds, mode, settings.batch_size)
+    evaluator = Evaluator(landscape, noise, streams, copies, batches)
     start = landscape.sample_start(seeds)
     if jitter:
         signs = torch.randint(0, 2, start.shape, generator=torch.Generator().manual_seed(pattern)).to(start) * 2 - 1

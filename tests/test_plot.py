@@ -53,6 +53,16 @@ def test_trajectories_end_where_the_benchmark_runs_end(noise: float) -> None:
     assert runs.points.shape == (41, 2, 5) and runs.diverged == [None, None]
 
 
+@pytest.mark.parametrize(("model", "batch"), [("student_t(nu=3)", None), ("gaussian", 4), ("frozen", 8)])
+def test_trajectories_follow_the_runs_noise_law_and_minibatches(model: str, batch: int | None) -> None:
+    problem, optimizer = "least_squares(dim=3, samples=16)", "sam(lr=0.05, rho=0.05)"
+    runs = record(landbench.make(problem, dtype="float64"), optimizer, [0, 3], 30, 0.01, model, batch)
+    records = landbench.run(
+        problem, optimizer, seeds=[0, 3], steps=30, noise=0.01, noise_model=model, batch_size=batch, dtype="float64"
+    )
+    assert runs.losses[-1].tolist() == pytest.approx([r["final_loss"] for r in records], rel=1e-12, abs=1e-15)
+
+
 def test_spin_glass_iterates_stay_on_the_sphere_and_the_slice_is_drawn_on_it() -> None:
     landscape = landbench.make("pspin(dim=12, p=3)", dtype="float64")
     runs = record(landscape, "sgd(lr=1.2)", [0, 1], steps=15)

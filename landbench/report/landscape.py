@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from landbench.landscapes import make
+from landbench.noise import check_noise_model, effective_noise_model
 from landbench.optimizers import resolve
+from landbench.outcomes import noise_text
 from landbench.report import mpl
 from landbench.report.trajectories import Plane, Trajectories, choose_plane, final_points, grid_losses, record
 
@@ -35,6 +37,8 @@ def plot_landscape(
     noise: float = 0.0,
     out: str | Path | None = None,
     resolution: int = RESOLUTION,
+    noise_model: str = "gaussian",
+    batch_size: int | None = None,
 ) -> tuple[Figure, list[Trajectories], Plane]:
     """Draw ``problem`` (a spec with its dim) with each optimizer's trajectories from ``seeds``.
 
@@ -47,7 +51,8 @@ def plot_landscape(
     specs = [resolve(o) for o in optimizers]
     landscape = make(problem, seed=instance, dtype="float64")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    runs = [record(landscape, spec, seed_list, steps, noise) for spec in specs]
+    runs = [record(landscape, spec, seed_list, steps, noise, noise_model, batch_size) for spec in specs]
+    stochastic = noise_text(noise, effective_noise_model(noise, check_noise_model(noise_model)), batch_size)
     plane = choose_plane(landscape, runs)
     known = _known_points(landscape, plane)
     (a_low, a_high), (b_low, b_high) = _extent(plane, runs, [xy for _, xy in known])
@@ -58,7 +63,7 @@ def plot_landscape(
     )
     values = grid_losses(landscape, plane, a, b).numpy()
     with mpl.style():
-        figure = _draw(landscape.spec, plane, a.numpy(), b.numpy(), values, runs, known, steps, noise, landscape)
+        figure = _draw(landscape.spec, plane, a.numpy(), b.numpy(), values, runs, known, steps, stochastic, landscape)
     if out is not None:
         mpl.save(figure, Path(out))
     return figure, runs, plane
@@ -103,7 +108,7 @@ def _draw(
     runs: Sequence[Trajectories],
     known: Sequence[tuple[str, tuple[float, float]]],
     steps: int,
-    noise: float,
+    noise: str,
     landscape: Any,
 ) -> Figure:
     from matplotlib import colors, patheffects
@@ -115,7 +120,12 @@ def _draw(
     # With equal axes the figure takes the window's shape (plus the colour bar), so that no blank
     # margin is left beside a tall window; the legend wraps to fit.
     width = float(np.clip(4.3 * spread + 1.9, 5.4, 9.0)) if equal else 7.2
-    figure = mpl.new_figure(width, 5.6)
+    seeds = len(runs[0].seeds)
+    title = f"{spec}: {seeds} run{'s' * (seeds != 1)} per optimizer, {steps} steps" + (
+        f", noise {noise}" if noise != "0" else ""
+    )
+    heading = [*textwrap.wrap(title, 80), *textwrap.wrap(plane.description, 80)]
+    figure = mpl.new_figure(width, 5.6 + 0.2 * (len(heading) - 1))  # room for every line of the heading
     ax = figure.add_subplot()
     low, high = float(np.nanmin(values)), float(np.nanmax(values))
     f_star = landscape.f_star
@@ -196,11 +206,7 @@ def _draw(
     ax.grid(False)
     ax.set_xlabel(plane.labels[0])
     ax.set_ylabel(plane.labels[1])
-    seeds = len(runs[0].seeds)
-    title = f"{spec}: {seeds} run{'s' * (seeds != 1)} per optimizer, {steps} steps" + (
-        f", noise {noise:g}" if noise else ""
-    )
-    ax.set_title("\n".join([title, *textwrap.wrap(plane.description, 80)]), fontsize=9)
+    ax.set_title("\n".join(heading), fontsize=9)
     columns = 3 if width >= 7 else 2
     figure.legend(handles=handles, loc="outside lower center", ncols=min(columns, len(handles)), frameon=False)
     return figure

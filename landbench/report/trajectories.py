@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 import torch
 
+from landbench.engine import minibatch_streams, noise_streams
 from landbench.errors import SpecError
 from landbench.landscapes.base import Landscape
+from landbench.noise import check_noise_model, effective_noise_model
 from landbench.optimizers import OptimizerSpec, resolve
-from landbench.rng import RunNoise
 from landbench.stepping import Evaluator, SeparateStepper, bind_runs, step_loop
 
 #: The most iterate entries (steps x runs x dim) kept in memory for one optimizer.
@@ -49,9 +50,13 @@ def record(
     seeds: Sequence[int],
     steps: int,
     noise: float = 0.0,
+    noise_model: str = "gaussian",
+    batch_size: int | None = None,
 ) -> Trajectories:
     """Run ``optimizer`` on ``landscape`` from the start points of ``seeds`` for ``steps`` steps and
-    keep every iterate (float64, on the CPU)."""
+    keep every iterate (float64, on the CPU), with the noise law and minibatches of a benchmark run
+    (the engine's own streams, :func:`landbench.engine.noise_streams` and
+    :func:`~landbench.engine.minibatch_streams`)."""
     spec = resolve(optimizer)
     seeds = [int(s) for s in seeds]
     if (steps + 1) * len(seeds) * landscape.dim > MAX_ENTRIES:
@@ -59,10 +64,10 @@ def record(
             f"plot keeps every iterate: {steps + 1} x {len(seeds)} runs x dim {landscape.dim} is more than "
             f"{MAX_ENTRIES:,} numbers; use fewer --steps or --seeds, or a smaller dim"
         )
-    streams = None
-    if noise:
-        streams = [RunNoise(landscape.seed, [s], landscape.dim, landscape.dtype, landscape.device) for s in seeds]
-    evaluator = Evaluator(landscape, noise, streams)
+    model = effective_noise_model(noise, check_noise_model(noise_model))
+    streams = noise_streams(landscape, seeds, noise, "separate", model)
+    batches = minibatch_streams(landscape, seeds, "separate", batch_size)
+    evaluator = Evaluator(landscape, noise, streams, batches=batches)
     stepper = SeparateStepper(spec, landscape.sample_start(seeds), evaluator)
     bind_runs(stepper, seeds, landscape.seed)
     points: list[torch.Tensor] = []
