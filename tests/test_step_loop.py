@@ -73,3 +73,23 @@ def test_the_engine_the_probe_and_the_trajectories_step_through_one_loop(monkeyp
     seen.clear()
     record(make("rosenbrock(dim=2)"), "adam(lr=0.0123)", [0], 9)
     assert seen == [9]
+
+
+def test_the_fast_step_honours_hooks_and_the_profiler() -> None:
+    """landbench skips torch.optim's per-call wrapper only when nothing uses it: a registered step
+    hook still runs, and under a profiler the step is recorded as torch records it."""
+    from landbench.stepping import optimizer_step
+
+    param = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([param], lr=0.5)
+    param.grad = torch.ones(3)
+    optimizer_step(optimizer)
+    assert torch.equal(param.detach(), torch.full((3,), 0.5))  # the class's own step ran
+    seen: list[str] = []
+    handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: seen.append("post"))
+    optimizer_step(optimizer)
+    handle.remove()
+    assert seen == ["post"] and torch.equal(param.detach(), torch.zeros(3))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        optimizer_step(optimizer)
+    assert any(e.name == "Optimizer.step#SGD.step" for e in profile.events())
