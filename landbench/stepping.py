@@ -56,9 +56,10 @@ class Evaluator:
     """Gradient evaluations: the landscape's closed-form gradient plus the scenario's noise, one
     draw per evaluation from each run's own stream (:class:`landbench.rng.RunNoise`, of the
     scenario's noise model: :mod:`landbench.noise`; ``frozen`` noise is a function of the point).
-    On a finite-sum landscape with a batch size, the gradient is each run's minibatch gradient, its
-    examples drawn from the run's own stream (:class:`landbench.minibatch.Minibatches`), while the
-    loss is the full training loss (one forward pass over the n examples).
+    On a finite-sum landscape with a batch size, the gradient is each run's minibatch gradient, one
+    minibatch per step drawn from the run's own stream (:class:`landbench.minibatch.Minibatches`) and
+    used by every evaluation of the step, while the loss the step loop observes is the full training
+    loss (one forward pass over the n examples).
 
     ``copies`` > 1 is a learning-rate grid sharing the batch: the rows are ``copies`` blocks of the
     same runs (same seeds), and every block gets the same noise, as separate runs would.
