@@ -36,11 +36,13 @@ def optimizer_step(optimizer: torch.optim.Optimizer, closure: Callable[[], torch
     """``optimizer.step(closure)``, without what torch.optim wraps around every call when nothing
     uses it: a profiler ``record_function`` and the dispatch of step hooks (about 20 us a step, a
     third of a 256 x 10 step). The class's own step runs as it is (its ``no_grad`` included); with a
-    profiler running or any step hook registered (global or the optimizer's), the full wrapper runs."""
+    profiler running, any step hook registered (global or the optimizer's) or a ``step`` set on the
+    instance, ``optimizer.step`` runs as torch has it."""
     step = type(optimizer).step
     inner = getattr(step, "__wrapped__", None)
     if (
         inner is None
+        or "step" in vars(optimizer)  # a step set on the instance (an LR scheduler's counter): keep it
         or not getattr(step, "hooked", False)
         or torch.autograd._profiler_enabled()
         or optimizer._optimizer_step_pre_hooks

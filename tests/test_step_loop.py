@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -93,3 +94,8 @@ def test_the_fast_step_honours_hooks_and_the_profiler() -> None:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
         optimizer_step(optimizer)
     assert any(e.name == "Optimizer.step#SGD.step" for e in profile.events())
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)  # wraps the instance's step
+    optimizer_step(optimizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()" would be raised
+        scheduler.step()
