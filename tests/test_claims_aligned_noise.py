@@ -171,10 +171,12 @@ def test_the_median_ratio_of_censored_times() -> None:
 def test_the_test_tier_runs_draws_and_resumes_without_recomputing(tmp_path, monkeypatch) -> None:
     outcome = run_claim("aligned_noise", "test", tmp_path, log=lambda line: None)
     measured = outcome.measured
-    assert len(measured.findings) == 2 and all(f.verdict in VERDICTS for f in measured.findings)
-    assert outcome.verdict == measured.findings[0].verdict
+    assert len(measured.findings) == 3 and all(f.verdict in VERDICTS for f in measured.findings)
+    assert outcome.verdict == measured.findings[0].verdict  # the fair (saddle) arm decides
+    assert measured.findings[0].statistic.startswith("sharp escape direction (saddle family)")
     assert measured.figures[0].exists() and measured.figures[0].stat().st_size > 10_000
-    assert {"narrow", "wide", "zhu_indicator", "scale"} <= set(measured.data)
+    assert {"narrow", "wide", "zhu_indicator", "scale", "sharp"} <= set(measured.data)
+    assert measured.data["sharp"]["zhu_indicator"]["ratio"] > 1.5
     cache = tmp_path / "aligned_noise" / "cache.jsonl"
     before = cache.read_bytes()
 
@@ -183,6 +185,71 @@ def test_the_test_tier_runs_draws_and_resumes_without_recomputing(tmp_path, monk
 
     monkeypatch.setattr(claim, "escape_steps", refuse)
     monkeypatch.setattr(claim, "geometry", refuse)
+    monkeypatch.setattr(claim, "saddle_escape_steps", refuse)
+    monkeypatch.setattr(claim, "saddle_geometry", refuse)
     again = run_claim("aligned_noise", "test", tmp_path, log=lambda line: None)
     assert cache.read_bytes() == before
     assert [f.as_dict() for f in again.measured.findings] == [f.as_dict() for f in measured.findings]
+
+
+# --- the fair arm: saddle(dim=2, index=1), sharp along its escape direction -----------------------
+
+GAMMA, MU, QUARTIC = 4.0, 0.25, 4.0
+
+
+def test_the_saddle_arm_s_scale_and_zhu_indicator_against_an_autograd_hessian() -> None:
+    facts = claim.saddle_geometry(GAMMA, MU, QUARTIC)
+    land = make(facts["family"], dtype="float64")
+    point = torch.tensor([facts["sharp"]["t"], 0.0], dtype=torch.float64)
+    # +m is a minimum: zero gradient, and the barrier is f(saddle) - f(+m)
+    _, grad = land.loss_and_grad(point[None])
+    assert float(grad.abs().max()) < 1e-12
+    barrier = float(land.loss(torch.zeros(1, 2, dtype=torch.float64))[0] - land.loss(point[None])[0])
+    assert facts["sharp"]["barrier"] == pytest.approx(barrier, rel=1e-12)
+    hessian = _hessian(land, point)
+    values = torch.linalg.eigvalsh(hessian)
+    assert facts["scale"] == pytest.approx(float(values.sum()) / 2, rel=1e-12)
+    assert (facts["sharp"]["along"], facts["sharp"]["transverse"]) == pytest.approx(
+        (float(hessian[0, 0]), float(hessian[1, 1])), rel=1e-12
+    )
+    sigma = 1.3
+    aligned = sigma**2 * hessian.abs() / facts["scale"]  # H is diagonal and positive here: |H| = H
+    isotropic = sigma**2 * torch.eye(2, dtype=torch.float64)
+    zhu = claim.zhu_indicator(facts, sigma, start="sharp")
+    assert float(torch.trace(aligned)) == pytest.approx(2 * sigma**2, rel=1e-12)
+    assert zhu["isotropic"] == pytest.approx(float(torch.trace(hessian @ isotropic)), rel=1e-12)
+    assert zhu["aligned"] == pytest.approx(float(torch.trace(hessian @ aligned)), rel=1e-12)
+    # sharp along the escape axis: the aligned indicator is larger, 2 tr(H^2) / (tr H)^2 = 1.8825
+    assert zhu["ratio"] == pytest.approx(2 * (64 + 0.0625) / 8.25**2, rel=1e-12) and zhu["ratio"] > 1.8
+    # and the engine's hessian law has that covariance at +m
+    root = hessian_noise(land, point.repeat(2, 1), torch.eye(2, dtype=torch.float64), facts["scale"])
+    torch.testing.assert_close(root @ root.T, aligned / sigma**2, rtol=1e-9, atol=1e-12)
+
+
+def test_the_saddle_arm_s_path_curvature_and_kramers_medians_in_closed_form() -> None:
+    facts = claim.saddle_geometry(GAMMA, MU, QUARTIC)
+    # mean of |3 q t^2 - gamma| over [0, m]: 2 |f'(m / sqrt 3)| / m = 4 gamma / (3 sqrt 3)
+    assert facts["sharp"]["path_curvature"] == pytest.approx(4 * GAMMA / (3 * math.sqrt(3)), rel=1e-8)
+    lr, sigma = 0.05, 3.0
+    iso = lr * sigma**2 / 2
+    rate = (
+        GAMMA / (2 * math.pi) * math.sqrt(2 * GAMMA * MU / (GAMMA * MU)) * math.exp(-(GAMMA**2) / (4 * QUARTIC) / iso)
+    )
+    assert claim.kramers_median(facts, "isotropic", "sharp", lr, sigma) == pytest.approx(math.log(2) / (rate * lr))
+    # path average below the isotropic variance (slower), the local picture above it (faster)
+    assert claim.kramers_median(facts, "aligned", "sharp", lr, sigma) > claim.kramers_median(
+        facts, "isotropic", "sharp", lr, sigma
+    )
+    assert claim.kramers_median(facts, "aligned", "sharp", lr, sigma, "minimum") < claim.kramers_median(
+        facts, "isotropic", "sharp", lr, sigma
+    )
+
+
+def test_the_saddle_arm_s_escape_rule() -> None:
+    facts = claim.saddle_geometry(GAMMA, MU, QUARTIC)
+    # no noise: SGD sits exactly at +m, never escapes (censored)
+    still = claim.saddle_escape_steps(facts, "gaussian", 0.0, 0.05, 50, range(3))
+    assert still == {"steps": [None, None, None], "diverged": 0}
+    # loud noise: every run crosses x_1 <= 0 at some step > 0
+    loud = claim.saddle_escape_steps(facts, "gaussian", 6.0, 0.05, 2000, range(8))
+    assert all(s is not None and s > 0 for s in loud["steps"])

@@ -14,9 +14,10 @@ The runs start at a chosen point, which a suite cannot express (``basins`` sampl
 and optimizer stepper (:mod:`landbench.stepping`, :class:`landbench.rng.RunNoise`), one batch per (start,
 law, noise level), each a resumable unit stored through ``ctx.cached``.
 
-Theory: Zhu et al.'s indicator ``Tr(H Sigma)`` at the narrow minimum in closed form, and Eyring-Kramers
+Theory: Zhu et al.'s indicator ``Tr(H Sigma)`` at the start in closed form, and Eyring-Kramers
 median escape times (:func:`landbench.claims.flat_minima.kramers_rate`) with the law's temperature along
-the escape path.
+the escape path (the aligned law's axial variance ``sigma^2 |f''(x_1)| / scale`` averaged over the path
+from the minimum to the saddle, in both arms).
 """
 
 from __future__ import annotations
@@ -87,14 +88,15 @@ def path_curvature(profile: Any, start: float, end: float, points: int = 200_001
     return float(np.sum((curvature[1:] + curvature[:-1]) / 2) / (points - 1))
 
 
-def zhu_indicator(facts: dict[str, Any], sigma: float = 1.0) -> dict[str, float]:
-    """``Tr(H Sigma)`` at the narrow minimum for each law (Zhu et al. 2019's escaping indicator), and
+def zhu_indicator(facts: dict[str, Any], sigma: float = 1.0, start: str = "narrow") -> dict[str, float]:
+    """``Tr(H Sigma)`` at the minimum ``start`` (the narrow one of basins, the sharp one of saddle) for each
+    law (Zhu et al. 2019's escaping indicator), and
     the total variance ``tr Sigma``. ``H = diag(g'', transverse, ..., transverse)`` (d - 1 transverse
     eigenvalues, all > 0): isotropic ``Sigma = sigma^2 I``, ``Tr(H Sigma) = sigma^2 tr H``; aligned
     ``Sigma = sigma^2 H / scale``, ``Tr(H Sigma) = sigma^2 tr(H^2) / scale`` with ``scale = tr H / d``,
     so ``tr Sigma = d sigma^2`` for both and the ratio is ``d tr(H^2) / (tr H)^2 >= 1`` (equal to 1
     exactly when H is a multiple of I)."""
-    d, m, scale = facts["dim"], facts["narrow"], facts["scale"]
+    d, m, scale = facts["dim"], facts[start], facts["scale"]
     trace = m["along"] + (d - 1) * m["transverse"]
     squares = m["along"] ** 2 + (d - 1) * m["transverse"] ** 2
     s2 = sigma * sigma
@@ -104,6 +106,56 @@ def zhu_indicator(facts: dict[str, Any], sigma: float = 1.0) -> dict[str, float]
         "ratio": d * squares / trace**2,
         "total_variance_isotropic": d * s2,
         "total_variance_aligned": s2 * trace / scale,
+    }
+
+
+# --- the fair arm: saddle(dim=2, index=1), sharp along its escape direction --------------------------
+
+
+#: The start's name in the saddle arm's facts (the minimum at x_1 = +m).
+SHARP = "sharp"
+
+
+def saddle_spec(gamma: float, mu: float, quartic: float) -> str:
+    return f"saddle(dim=2, index=1, gamma={float(gamma)!r}, mu={float(mu)!r}, quartic={float(quartic)!r})"
+
+
+class QuarticProfile:
+    """The saddle family's loss along x_1 (index 1): ``g(t) = -gamma/2 t^2 + quartic/4 t^4``."""
+
+    def __init__(self, gamma: float, quartic: float) -> None:
+        self.gamma, self.quartic = float(gamma), float(quartic)
+
+    def value(self, t: Any) -> Any:
+        return -self.gamma / 2 * np.square(t) + self.quartic / 4 * np.power(t, 4)
+
+    def curvature(self, t: Any) -> Any:
+        return -self.gamma + 3 * self.quartic * np.square(t)
+
+
+def saddle_geometry(gamma: float, mu: float, quartic: float) -> dict[str, Any]:
+    """The saddle arm's facts in closed form, in the shape :func:`kramers_median` and :func:`zhu_indicator`
+    read: the minimum ``+m`` (``"sharp"``: value, ``along`` = 2 gamma, ``transverse`` = mu, barrier
+    ``gamma^2 / (4 quartic)``, ``t`` = m, the path mean of ``|g''|`` from m to 0, which is
+    ``2 max |g'| / m = 4 gamma / (3 sqrt 3)`` with one inflection at ``m / sqrt 3``), the saddle at 0
+    (``along`` = -gamma, ``transverse`` = mu), d = 2 and ``scale = tr H(+m) / d = (2 gamma + mu) / 2``."""
+    gamma, mu, quartic = float(gamma), float(mu), float(quartic)
+    m = math.sqrt(gamma / quartic)
+    sharp = {
+        "t": m,
+        "value": -gamma * gamma / (4 * quartic),
+        "along": 2 * gamma,
+        "transverse": mu,
+        "barrier": gamma * gamma / (4 * quartic),
+        "trace": 2 * gamma + mu,
+        "path_curvature": path_curvature(QuarticProfile(gamma, quartic), m, 0.0),
+    }
+    return {
+        "family": saddle_spec(gamma, mu, quartic),
+        "saddle": {"t": 0.0, "value": 0.0, "along": -gamma, "transverse": mu},
+        SHARP: sharp,
+        "dim": 2,
+        "scale": sharp["trace"] / 2,
     }
 
 
@@ -152,17 +204,39 @@ def escape_steps(
     per seed, through landbench's evaluator, noise streams and stepper: per run the first step k <= steps
     whose iterate x_k lies in the other basin (None: censored), and how many runs diverged (censored
     too). Stops early once every run has escaped or diverged (the recorded steps do not change)."""
+    land = _landscape(facts["dim"], device)
+    other = "wide" if start == "narrow" else "narrow"
+    point = torch.zeros(land.dim, dtype=land.dtype, device=land.device)
+    point[0] = facts[start]["t"]
+    return _escapes(land, point, model, sigma, lr, steps, seeds, lambda x, loss: in_basin(x, loss, facts, other))
+
+
+def saddle_escape_steps(
+    facts: dict[str, Any], model: str, sigma: float, lr: float, steps: int, seeds: Sequence[int], device: str = "cpu"
+) -> dict[str, Any]:
+    """The saddle arm: SGD(lr) from exactly ``(+m, 0)`` (float64) with gradient noise ``sigma`` of ``model``,
+    one run per seed; a run escapes at the first step k <= steps with ``x_1 <= 0`` (at or past the saddle,
+    on the mirror minimum's side); None: censored."""
+    from landbench.landscapes import make
+
+    land = make(facts["family"], dtype="float64", device=device)
+    point = torch.zeros(land.dim, dtype=land.dtype, device=land.device)
+    point[0] = facts[SHARP]["t"]
+    return _escapes(land, point, model, sigma, lr, steps, seeds, lambda x, loss: x[:, 0] <= facts["saddle"]["t"])
+
+
+def _escapes(
+    land: Any, point: torch.Tensor, model: str, sigma: float, lr: float, steps: int, seeds: Sequence[int], escaped: Any
+) -> dict[str, Any]:
+    """The step loop of both arms through landbench's evaluator, noise streams and stepper: per run the
+    first step k <= steps whose iterate x_k satisfies ``escaped(x, loss)`` (None: censored, or diverged)."""
     from landbench.optimizers import resolve
     from landbench.rng import RunNoise
     from landbench.stepping import BatchedStepper, Evaluator
 
-    land = _landscape(facts["dim"], device)
-    other = "wide" if start == "narrow" else "narrow"
     seeds = [int(s) for s in seeds]
     streams = [RunNoise(land.seed, seeds, land.dim, land.dtype, land.device, model)]
     evaluator = Evaluator(land, float(sigma), streams)
-    point = torch.zeros(land.dim, dtype=land.dtype, device=land.device)
-    point[0] = facts[start]["t"]
     stepper = BatchedStepper(resolve(f"sgd(lr={float(lr)!r})"), point.repeat(len(seeds), 1), evaluator)
     first = torch.full((len(seeds),), -1, dtype=torch.long, device=land.device)
     diverged = torch.zeros(len(seeds), dtype=torch.bool, device=land.device)
@@ -171,7 +245,7 @@ def escape_steps(
             x = stepper.points()
             loss, grad = evaluator.gradient(x)
             diverged |= ~torch.isfinite(loss)
-            first = torch.where((first < 0) & ~diverged & in_basin(x, loss, facts, other), k, first)
+            first = torch.where((first < 0) & ~diverged & escaped(x, loss), k, first)
             if k == steps or (k % 100 == 0 and bool(((first >= 0) | diverged).all())):
                 break
             stepper.step(grad)
@@ -327,8 +401,17 @@ def _model(law: str, scale: float) -> str:
 def _unit(ctx: ClaimContext, facts: dict[str, Any], start: str, law: str, sigma: float, steps: int) -> dict[str, Any]:
     p = ctx.params
     lr, n = float(p["lr"]), int(p["seeds"])
-    first = list(LAWS).index(law) * LAW_SEEDS + STARTS.index(start) * START_SEEDS
     model = _model(law, facts["scale"])
+    if start == SHARP:
+        first = list(LAWS).index(law) * LAW_SEEDS + len(STARTS) * START_SEEDS
+        key = (
+            f"aligned_noise escape from +m of {facts['family']} float64 (first x_1 <= 0), sgd(lr={lr!r}), "
+            f"noise {float(sigma)!r} {model}, {steps} steps, seeds {first}..{first + n - 1}, device {ctx.device}"
+        )
+        return ctx.cached(
+            key, lambda: saddle_escape_steps(facts, model, sigma, lr, steps, range(first, first + n), ctx.device)
+        )
+    first = list(LAWS).index(law) * LAW_SEEDS + STARTS.index(start) * START_SEEDS
     key = (
         f"aligned_noise escape from the {start} minimum of {spec(facts['dim'])} float64, sgd(lr={lr!r}), "
         f"noise {float(sigma)!r} {model}, {steps} steps, seeds {first}..{first + n - 1}, device {ctx.device}"
@@ -338,13 +421,21 @@ def _unit(ctx: ClaimContext, facts: dict[str, Any], start: str, law: str, sigma:
     )
 
 
+#: How each start is named in the findings and the progress bars.
+WHERE = {
+    SHARP: "the minimum +m of the saddle family (sharp along its escape direction)",
+    "narrow": "the narrow minimum of basins",
+    "wide": "the wide minimum of basins",
+}
+
+
 def _sweep(
     ctx: ClaimContext, facts: dict[str, Any], start: str, sigmas: list[float], steps: int, seed: int
 ) -> tuple[list[dict[str, Any]], dict[str, list[list[int | None]]]]:
     p = ctx.params
     confidence = 1 - ALPHA / max(1, len(sigmas))
     rows, times = [], {law: [] for law in LAWS}
-    with ctx.bar(len(sigmas) * len(LAWS), "batch", f"escapes from the {start} minimum") as bar:
+    with ctx.bar(len(sigmas) * len(LAWS), "batch", f"escapes from {WHERE[start]}") as bar:
         for n, sigma in enumerate(sigmas):
             units = {}
             for law in LAWS:
@@ -369,7 +460,7 @@ def _sweep(
 def _finding(rows: list[dict[str, Any]], p: dict[str, Any], start: str, expect: str) -> tuple[Finding, str]:
     verdict, best, reason = judge(rows, int(p["min_escapes"]), ALPHA, expect)
     statistic = (
-        f"median escape step ratio aligned / isotropic from the {start} minimum (censored runs as +inf), at the "
+        f"median escape step ratio aligned / isotropic from {WHERE[start]} (censored runs as +inf), at the "
         f"noise level most favourable to 'aligned is {expect}' (one-sided Mann-Whitney, Bonferroni over "
         f"{len(rows)} levels; interval: bootstrap at 1 - {ALPHA:g}/{len(rows)})"
     )
@@ -378,6 +469,11 @@ def _finding(rows: list[dict[str, Any]], p: dict[str, Any], start: str, expect: 
         f"{r['escaped']['isotropic']}/{r['runs']['isotropic']} isotropic, medians {_fmt(r['median']['aligned'])} vs "
         f"{_fmt(r['median']['isotropic'])} steps (budget {r['budget']}), p(aligned faster) = {r['p_faster']:.2g}, "
         f"p(slower) = {r['p_slower']:.2g}"
+        + (
+            f" ({r['diverged']['aligned']} aligned, {r['diverged']['isotropic']} isotropic runs diverged: censored)"
+            if sum(r.get("diverged", {}).values())
+            else ""
+        )
         for r in rows
     )
     if best is None:
@@ -397,6 +493,33 @@ def _fmt(value: float | None) -> str:
 def measure(ctx: ClaimContext) -> Measured:
     p = ctx.params
     dim, lr = int(p["dim"]), float(p["lr"])
+    gamma, mu, quartic = float(p["sharp_gamma"]), float(p["sharp_mu"]), float(p["sharp_quartic"])
+    sharp_facts = ctx.cached(
+        f"aligned_noise geometry of {saddle_spec(gamma, mu, quartic)}", lambda: saddle_geometry(gamma, mu, quartic)
+    )
+    sharp_zhu = zhu_indicator(sharp_facts, start=SHARP)
+    sharp_rows, sharp_times = _sweep(
+        ctx, sharp_facts, SHARP, [float(s) for s in p["sharp_noise"]], int(p["sharp_steps"]), seed=300
+    )
+    sharp, sharp_reason = _finding(sharp_rows, p, SHARP, "faster")
+    at = sharp_facts[SHARP]
+    sharp = Finding(
+        sharp.verdict,
+        "sharp escape direction (saddle family): " + sharp.statistic,
+        sharp.value,
+        sharp.why
+        + (
+            f" Theory: at +m = {at['t']:g} H = diag({at['along']:g}, {at['transverse']:g}) (sharp along the escape "
+            f"axis x_1), scale = tr H / 2 = {sharp_facts['scale']:g}, total variance 2 sigma^2 for both laws; Zhu et "
+            f"al.'s Tr(H Sigma) / sigma^2 = {sharp_zhu['aligned']:.4f} aligned vs {sharp_zhu['isotropic']:.4f} "
+            f"isotropic (ratio {sharp_zhu['ratio']:.4f}: the indicator predicts a faster aligned escape). The aligned "
+            f"law's axial variance is sigma^2 x {at['along'] / sharp_facts['scale']:.3f} at the minimum but sigma^2 x "
+            f"{at['path_curvature'] / sharp_facts['scale']:.3f} on average along the path to the saddle (|f''(x_1)| "
+            f"vanishes at the inflection m / sqrt 3), barrier {at['barrier']:g}."
+        ),
+        sharp.interval,
+    )
+
     facts = ctx.cached(f"aligned_noise geometry of {spec(dim)}", lambda: geometry(dim))
     zhu = zhu_indicator(facts)
     narrow_sigmas = [float(s) for s in p["noise"]]
@@ -410,15 +533,17 @@ def measure(ctx: ClaimContext) -> Measured:
         f"x {dim - 1}), scale = tr H / d = {facts['scale']:.4f}, total variance d sigma^2 for both laws; Zhu et al.'s "
         f"Tr(H Sigma) / sigma^2 = {zhu['aligned']:.4f} aligned vs {zhu['isotropic']:.4f} isotropic (ratio "
         f"{zhu['ratio']:.6f}: the sharp minimum of basins is almost isotropic, so the indicator predicts no "
-        f"difference); along the escape path the aligned law's axial variance falls to sigma^2 x "
-        f"{facts['narrow']['path_curvature'] / facts['scale']:.3f} on average (|g''| vanishes at the well's "
-        f"inflection), which Eyring-Kramers turns into a slower escape."
+        f"difference and this arm cannot test the claim); along the escape path the aligned law's axial variance "
+        f"falls to sigma^2 x {facts['narrow']['path_curvature'] / facts['scale']:.3f} on average (|g''| vanishes at "
+        f"the well's inflection), which Eyring-Kramers turns into a slower escape."
     )
-    main = Finding(main.verdict, main.statistic, main.value, main.why + theory_note, main.interval)
+    main = Finding(
+        main.verdict, "round sharp well (basins): " + main.statistic, main.value, main.why + theory_note, main.interval
+    )
     wide, wide_reason = _finding(wide_rows, p, "wide", "slower")
     wide = Finding(
         wide.verdict,
-        wide.statistic,
+        "wide minimum (basins): " + wide.statistic,
         wide.value,
         wide.why + f" At the wide minimum the aligned law's total variance is sigma^2 tr H(wide) / scale = "
         f"{facts['wide']['trace'] / facts['scale']:.3f} sigma^2 against {dim} sigma^2 isotropic.",
@@ -432,21 +557,31 @@ def measure(ctx: ClaimContext) -> Measured:
         "geometry": facts,
         "narrow": narrow_rows,
         "wide": wide_rows,
+        "sharp": {
+            "geometry": sharp_facts,
+            "scale": sharp_facts["scale"],
+            "zhu_indicator": sharp_zhu,
+            "rows": sharp_rows,
+        },
     }
-    figure = _draw(ctx, p, facts, narrow_rows, narrow_times, wide_rows)
+    figure = _draw(ctx, p, sharp_facts, sharp_rows, sharp_times, facts, narrow_rows, wide_rows)
     caption = (
-        f"SGD (lr {lr:g}) on basins(dim={dim}) with isotropic gradient noise and noise aligned with the Hessian, of "
-        "equal total variance at the sharp minimum. (a) Median escape step from the narrow minimum with bootstrap "
-        "95 % intervals (open markers at the budget: median censored) and Eyring-Kramers medians (lines). "
-        "(b) Share of runs still in the narrow basin against the step. (c) Axial noise variance per unit "
-        "sigma^2 along the axis: the aligned law follows |g''|, which vanishes at the wells' inflection points. "
-        "(d) The same as (a) from the wide minimum."
+        f"SGD (lr {lr:g}) with isotropic gradient noise and noise aligned with the Hessian, of equal total variance "
+        f"at the start. (a) Median escape step from the minimum +m of {sharp_facts['family']} (Hessian diag(2 gamma, "
+        "mu), sharp along the escape axis x_1) to x_1 <= 0, with bootstrap 95 % intervals (open markers at the "
+        "budget: median censored) and Eyring-Kramers medians (lines). (b) Share of those runs not yet escaped "
+        "against the step. (c) Axial noise variance per unit sigma^2 along x_1 on the saddle family: the aligned "
+        "law follows |f''(x_1)| / scale, above the isotropic 1 at the minimum and zero at the inflection. "
+        f"(d) As (a) from the narrow (round) minimum of basins(dim={dim}), where Tr(H Sigma) is the same for both "
+        "laws. (e) As (c) on the basins axis. (f) As (a) from the wide minimum of basins."
     )
     summary = (
-        f"Equal total variance at the sharp minimum of basins(dim={dim}): from the narrow minimum, {main_reason} "
-        f"({main.verdict}); from the wide minimum, {wide_reason} ({wide.verdict})."
+        f"Equal total variance at the start: from the minimum of the saddle family that is sharp along its escape "
+        f"direction (Tr(H Sigma) {sharp_zhu['ratio']:.2f}x larger for the aligned law), {sharp_reason} "
+        f"({sharp.verdict}); from the round narrow minimum of basins, {main_reason} ({main.verdict}); from the "
+        f"wide minimum of basins, {wide_reason} ({wide.verdict})."
     )
-    return Measured([main, wide], [figure], [caption], data, verdict=main.verdict, summary=summary)
+    return Measured([sharp, main, wide], [figure], [caption], data, verdict=sharp.verdict, summary=summary)
 
 
 # --- the figure -----------------------------------------------------------------------------------
@@ -455,69 +590,116 @@ def measure(ctx: ClaimContext) -> Measured:
 def _draw(
     ctx: ClaimContext,
     p: dict[str, Any],
+    sharp_facts: dict[str, Any],
+    sharp_rows: list[dict[str, Any]],
+    sharp_times: dict[str, list[list[int | None]]],
     facts: dict[str, Any],
     narrow_rows: list[dict[str, Any]],
-    narrow_times: dict[str, list[list[int | None]]],
     wide_rows: list[dict[str, Any]],
 ) -> Any:
     colors = {"isotropic": mpl.COLORS[0], "aligned": mpl.COLORS[3]}
     with mpl.style():
-        figure, axes = mpl.grid(4, columns=2, panel=(4.4, 3.4))
-        _medians(axes[0], narrow_rows, facts, p, "narrow", colors)
-        axes[0].set_title(f"(a) escape from the narrow (sharp) minimum, d = {facts['dim']}")
+        figure, axes = mpl.grid(6, columns=2, panel=(4.4, 3.4))
+        _medians(axes[0], sharp_rows, sharp_facts, p, SHARP, colors, "f'' at the minimum: Zhu's local picture")
+        axes[0].set_title("(a) escape from +m of saddle: sharp along x_1 (the claim)")
 
         ax = axes[1]
-        budget = int(p["steps"])
+        budget = int(p["sharp_steps"])
         grid = np.arange(0, budget + 1)
-        for n, row in enumerate(narrow_rows):
-            shade = mpl.COLORS[(n + 1) % len(mpl.COLORS)] if len(narrow_rows) > 1 else "0.2"
+        for n, row in enumerate(sharp_rows):
+            shade = mpl.COLORS[(n + 1) % len(mpl.COLORS)] if len(sharp_rows) > 1 else "0.2"
             for law, style in (("isotropic", "-"), ("aligned", "--")):
-                times = np.sort(as_times(narrow_times[law][n]))
+                times = np.sort(as_times(sharp_times[law][n]))
                 left = 1 - np.searchsorted(times, grid, side="right") / len(times)
                 ax.step(grid, left, style, where="post", color=shade, lw=1.3)
             ax.plot([], [], "-", color=shade, label=f"sigma = {row['sigma']:g}")
         ax.plot([], [], "-", color="0.3", label="isotropic")
         ax.plot([], [], "--", color="0.3", label="aligned")
-        ax.set(xlabel="step", ylabel="share still in the narrow basin", title="(b) survival in the narrow basin")
+        ax.set(xlabel="step", ylabel="share with x_1 > 0 so far", title="(b) survival at +m (saddle family)")
         ax.set_ylim(-0.03, 1.03)
         ax.legend(fontsize=7, ncol=2)
 
-        ax = axes[2]
-        land = _landscape(facts["dim"])
-        t = np.linspace(facts["wide"]["t"] - 1.5, facts["narrow"]["t"] + 0.6, 1200)
-        floor = 1e-3
-        ax.plot(t, np.ones_like(t), "-", color=colors["isotropic"], label="isotropic: 1")
-        ax.plot(
-            t,
-            np.maximum(np.abs(land.profile.curvature(t)) / facts["scale"], floor),
-            "-",
-            color=colors["aligned"],
-            label="aligned: |g''(t)| / scale",
+        m = sharp_facts[SHARP]["t"]
+        profile = QuarticProfile(-sharp_facts["saddle"]["along"], _quartic(sharp_facts))
+        _axial(
+            axes[2],
+            np.linspace(-0.2 * m, 1.5 * m, 1200),
+            profile,
+            sharp_facts["scale"],
+            {SHARP: (m, "sharp\nminimum +m"), "saddle": (0.0, "saddle")},
+            colors,
+            "x_1",
         )
-        ax.plot(t, land.profile.value(t) + 1.5, ":", color="0.4", label="loss g(t) + 1.5 (its shape)")
-        for name in ("narrow", "wide", "saddle"):
-            ax.axvline(facts[name]["t"], color="0.75", lw=0.8, zorder=0)
-            ax.annotate(
-                {"narrow": "sharp\nminimum", "wide": "wide\nminimum", "saddle": "saddle"}[name],
-                (facts[name]["t"], 1.5 * floor),
-                ha="center",
-                va="bottom",
-                fontsize=7,
-                backgroundcolor="white",
-            )
-        ax.set_yscale("log")
-        ax.set_ylim(floor, 60)
-        ax.set(xlabel="axis coordinate t", ylabel="axial noise variance / sigma^2", title="(c) noise along the axis")
-        ax.legend(fontsize=7, loc="upper center", ncol=2)
+        axes[2].set_title("(c) noise along x_1 (saddle family)")
 
-        _medians(axes[3], wide_rows, facts, p, "wide", colors)
-        axes[3].set_title("(d) escape from the wide (flat) minimum")
+        _medians(axes[3], narrow_rows, facts, p, "narrow", colors, "g'' at the minimum; ~ isotropic")
+        axes[3].set_title(f"(d) escape from the round narrow minimum of basins, d = {facts['dim']}")
+
+        land = _landscape(facts["dim"])
+        _axial(
+            axes[4],
+            np.linspace(facts["wide"]["t"] - 1.5, facts["narrow"]["t"] + 0.6, 1200),
+            land.profile,
+            facts["scale"],
+            {
+                "narrow": (facts["narrow"]["t"], "sharp\nminimum"),
+                "wide": (facts["wide"]["t"], "wide\nminimum"),
+                "saddle": (facts["saddle"]["t"], "saddle"),
+            },
+            colors,
+            "axis coordinate t",
+        )
+        axes[4].set_title("(e) noise along the axis (basins)")
+
+        _medians(axes[5], wide_rows, facts, p, "wide", colors, "g'' at the minimum")
+        axes[5].set_title("(f) escape from the wide (flat) minimum of basins")
         mpl.tidy(axes)
         return mpl.save(figure, ctx.figure("aligned_noise"))
 
 
+def _quartic(facts: dict[str, Any]) -> float:
+    """The saddle arm's quartic coefficient from its facts: gamma / m^2."""
+    return -facts["saddle"]["along"] / facts[SHARP]["t"] ** 2
+
+
+def _axial(
+    ax: Any,
+    t: np.ndarray,
+    profile: Any,
+    scale: float,
+    marks: dict[str, tuple[float, str]],
+    colors: dict[str, str],
+    xlabel: str,
+) -> None:
+    """The axial noise variance per unit sigma^2 of both laws along the escape axis, with the loss's shape."""
+    floor = 1e-3
+    ax.plot(t, np.ones_like(t), "-", color=colors["isotropic"], label="isotropic: 1")
+    ax.plot(
+        t,
+        np.maximum(np.abs(profile.curvature(t)) / scale, floor),
+        "-",
+        color=colors["aligned"],
+        label="aligned: |f''| / scale",
+    )
+    values = profile.value(t)
+    ax.plot(t, values - values.min() + 0.01, ":", color="0.4", label="loss - min + 0.01 (its shape)")
+    for where, label in marks.values():
+        ax.axvline(where, color="0.75", lw=0.8, zorder=0)
+        ax.annotate(label, (where, 1.5 * floor), ha="center", va="bottom", fontsize=7, backgroundcolor="white")
+    ax.set_yscale("log")
+    ax.set_ylim(floor, 60)
+    ax.set(xlabel=xlabel, ylabel="axial noise variance / sigma^2")
+    ax.legend(fontsize=7, loc="upper center", ncol=2)
+
+
 def _medians(
-    ax: Any, rows: list[dict[str, Any]], facts: dict[str, Any], p: dict[str, Any], start: str, colors: dict[str, str]
+    ax: Any,
+    rows: list[dict[str, Any]],
+    facts: dict[str, Any],
+    p: dict[str, Any],
+    start: str,
+    colors: dict[str, str],
+    local: str,
 ) -> None:
     """Measured censored medians with bootstrap 95 % intervals (open markers at the budget when censored)
     and the Eyring-Kramers medians for each law."""
@@ -571,7 +753,7 @@ def _medians(
             "--",
             color=colors["aligned"],
             lw=1,
-            label="Kramers, aligned (path-mean |g''|)",
+            label="Kramers, aligned (path-mean |f''|)",
         )
         ax.plot(
             xs,
@@ -579,7 +761,7 @@ def _medians(
             ":",
             color=colors["aligned"],
             lw=1.2,
-            label="Kramers, aligned (curvature at the minimum; ~ isotropic)",
+            label=f"Kramers, aligned ({local})",
         )
     ax.set_yscale("log")
     ax.set_ylim(1, budget * 30)
