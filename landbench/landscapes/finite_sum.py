@@ -6,15 +6,16 @@ float64, then moved: the same on every device) and its loss is their mean,
     f(x) = (1/n) sum_i l_i(x),
 
 evaluated for a batch of runs at once. A run with a ``batch_size`` m < n steps on minibatch
-gradients, ``(1/m) sum_{i in S_t} grad l_i(x)``, with ``S_t`` the run's own draw without replacement
-within an epoch (:class:`landbench.minibatch.Minibatches`); the loss the run's record and events
-see is always the full training loss f. Each family also knows its *population* (test) loss
+gradients, ``(1/m) sum_{i in S_t} grad l_i(x)``, with ``S_t`` the run's own draw for step t,
+without replacement within an epoch (:class:`landbench.minibatch.Minibatches`); the loss the run's
+record and events see is always the full training loss f. Each family also knows its *population* (test) loss
 ``E_{(a, y)} l(x; a, y)``: in closed form where one exists, otherwise as the mean over a large
 held-out sample drawn from the same instance (:attr:`FiniteSum.test_loss_kind` says which).
 
 What a family provides beyond :class:`~landbench.landscapes.base.Landscape`:
 
-* a parameter ``samples`` (n, :data:`SAMPLES`);
+* a parameter ``samples`` (n, :data:`SAMPLES`), or another named by :attr:`FiniteSum.examples_param`
+  (``matrix_sensing``'s ``measurements``);
 * :meth:`FiniteSum.example_losses`: the per-example losses ``l_i(x_b)`` for given example indices
   (one ``(B, m)`` index tensor: each run its own examples, one gather, no per-run loop);
 * :meth:`FiniteSum.test_loss`: the population loss of each row;
