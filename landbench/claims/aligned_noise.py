@@ -739,30 +739,14 @@ def _medians(
     ax.axhline(budget, color="0.6", lw=0.8, ls="-.", label=f"budget ({budget} steps)")
     if len(sigmas):
         xs = np.linspace(sigmas.min() * 0.9, sigmas.max() * 1.1, 80)
-        ax.plot(
-            xs,
-            [kramers_median(facts, "isotropic", start, lr, s) for s in xs],
-            "-",
-            color=colors["isotropic"],
-            lw=1,
-            label="Kramers, isotropic",
+        curves = (
+            ("isotropic", (), "-", 1.0, "Kramers, isotropic"),
+            ("aligned", (), "--", 1.0, "Kramers, aligned (path-mean |f''|)"),
+            ("aligned", ("minimum",), ":", 1.2, f"Kramers, aligned ({local})"),
         )
-        ax.plot(
-            xs,
-            [kramers_median(facts, "aligned", start, lr, s) for s in xs],
-            "--",
-            color=colors["aligned"],
-            lw=1,
-            label="Kramers, aligned (path-mean |f''|)",
-        )
-        ax.plot(
-            xs,
-            [kramers_median(facts, "aligned", start, lr, s, "minimum") for s in xs],
-            ":",
-            color=colors["aligned"],
-            lw=1.2,
-            label=f"Kramers, aligned ({local})",
-        )
+        for law, where, style, width, label in curves:
+            medians = [kramers_median(facts, law, start, lr, s, *where) for s in xs]
+            ax.plot(xs, medians, style, color=colors[law], lw=width, label=label)
     ax.set_yscale("log")
     ax.set_ylim(1, budget * 30)
     ax.set(xlabel="gradient noise sigma", ylabel="median escape step")

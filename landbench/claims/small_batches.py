@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from landbench import outcomes
 from landbench.claims.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, ClaimContext, Finding, Measured
 from landbench.spec import parse_spec
 
@@ -143,9 +144,9 @@ def arm_table(records: Sequence[dict[str, Any]], keep: Any, field: str) -> tuple
     for r in records:
         if not keep(r):
             continue
-        value = r.get(field)
-        good = value is not None and not r.get("diverged") and math.isfinite(float(value))
-        cells[(int(r["seed"]), int(r["batch_size"]))] = float(value) if good else math.nan
+        value = outcomes.final_value(r, field)  # None for a diverged run or a value not measured
+        good = value is not None and math.isfinite(value)
+        cells[(int(r["seed"]), int(r["batch_size"]))] = value if good else math.nan
     sizes = sorted({b for _, b in cells})
     seeds = sorted({s for s, _ in cells})
     values = np.full((len(seeds), len(sizes)), np.nan)
@@ -160,7 +161,7 @@ def diverged_counts(records: Sequence[dict[str, Any]], keep: Any) -> dict[int, t
     for r in records:
         if keep(r):
             cell = counts[int(r["batch_size"])]
-            cell[0] += 1 if r.get("diverged") else 0
+            cell[0] += 1 if outcomes.is_diverged(r) else 0
             cell[1] += 1
     return {b: (c[0], c[1]) for b, c in sorted(counts.items())}
 
@@ -466,7 +467,6 @@ def measure(ctx: ClaimContext) -> Measured:
     results = []
     for name in names:
         ctx.log(f"small_batches: {name} ...")
-        from landbench import outcomes
 
         records, failed = outcomes.split_failed(ctx.sweep(suite_text(p, name), store=name))
         if failed:
