@@ -46,7 +46,7 @@ def test_data_model_is_whitened_teacher_labels_and_the_documented_sizes() -> Non
     expected = [4.0 * (0.125 ** (k / 3)) for k in range(4)]  # log-spaced from 4 down to 0.5
     np.testing.assert_allclose(np.linalg.svd(m.numpy(), compute_uv=False), expected, rtol=1e-12)
     facts = landscape.facts()
-    assert facts["parameters"] == landscape.dim and facts["data_dim"] == d and facts["whitened"]
+    assert facts["search_dim"] == landscape.dim and facts["data_dim"] == d and facts["whitened"]
     assert facts["origin_saddle_order"] == 2
     # Unwhitenable sample (n < d): the raw Gaussian rows.
     raw = landbench.make("deep_linear(dim=6, samples=4)", dtype=F64)

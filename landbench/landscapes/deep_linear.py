@@ -491,8 +491,6 @@ class DeepLinear(FiniteSum, Landscape):
     def facts(self) -> dict[str, Any]:
         facts: dict[str, Any] = {
             **self.finite_sum_facts(),
-            "data_dim": self.data_dim,
-            "parameters": self.dim,
             "depth": self.depth,
             "width": self.hidden,
             "rank": self.rank,

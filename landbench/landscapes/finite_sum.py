@@ -48,6 +48,8 @@ class FiniteSum:
     #: the parameter that holds the number of training examples n
     examples_param: ClassVar[str] = "samples"
     values: dict[str, Any]
+    #: the data's dimension (the spec's ``dim``); a family sets it in ``_build``
+    data_dim: int
 
     @property
     def examples(self) -> int:
@@ -92,8 +94,15 @@ class FiniteSum:
         return self.batch_loss_and_grad(x, None)
 
     def finite_sum_facts(self) -> dict[str, Any]:
-        """What every finite-sum instance states about its data (for :meth:`facts`)."""
-        return {"examples": self.examples, "test_loss": self.test_loss_kind}
+        """What every finite-sum instance states about its data (for :meth:`facts`): the data's
+        dimension (the spec's ``dim``), the search space's (the records' ``dim``: the weights of a
+        network family), the examples n and how the population loss is computed."""
+        return {
+            "data_dim": self.data_dim,
+            "search_dim": self.dim,  # type: ignore[attr-defined]
+            "examples": self.examples,
+            "test_loss": self.test_loss_kind,
+        }
 
 
 def is_finite_sum(landscape: object) -> bool:

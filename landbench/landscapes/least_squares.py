@@ -319,8 +319,6 @@ class LeastSquares(FiniteSum, Landscape):
     def facts(self) -> dict[str, Any]:
         return {
             **self.finite_sum_facts(),
-            "data_dim": self.data_dim,
-            "weights": self.dim,
             "sigma_eigenvalues": f"log-spaced from 1 to {1 / self.condition:.6g}, Haar rotation",
             "bayes_risk": 0.5 * self.label_noise**2,
             "test_loss_at_minimum": self._test_loss64(self.solution64),

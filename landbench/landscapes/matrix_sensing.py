@@ -353,10 +353,8 @@ class MatrixSensing(FiniteSum, Landscape):
     def facts(self) -> dict[str, Any]:
         """The dimensions, the truth, the loss's normalisation and the spectra at 0 and at U*."""
         return {
-            "data_dim": self.data_dim,
             "rank": self.rank,
             "measurements": self.measurements,
-            "search_dim": self.dim,
             **self.finite_sum_facts(),
             "normalisation": "f = (1/4) mean_i r_i^2; population |U U^T - M*|_F^2 / 4",
             "sensing": "A_i = (G_i + G_i^T)/2, G_i iid N(0,1); E <A, D>^2 = |D|_F^2 for symmetric D",

@@ -189,8 +189,6 @@ class PhaseRetrieval(FiniteSum, Landscape):
     def facts(self) -> dict[str, Any]:
         return {
             **self.finite_sum_facts(),
-            "data_dim": self.data_dim,
-            "weights": self.dim,
             "oversampling": self.samples / self.data_dim,
             "population_critical_points": {
                 "origin": "maximum, value 3/4, Hessian -I - 2 x* x*^T",

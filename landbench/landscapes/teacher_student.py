@@ -261,8 +261,6 @@ class TeacherStudent(FiniteSum, Landscape):
     def facts(self) -> dict[str, Any]:
         """The data and search dimensions, the finite-sum facts, and the definition of ``stuck``."""
         return {
-            "data_dim": self.data_dim,
-            "search_dim": self.dim,
             "hidden": self.hidden,
             "teacher_hidden": self.teacher_hidden,
             "activation": self.activation,
