@@ -86,12 +86,7 @@ class Evaluator:
         runs' next minibatch when ``fresh`` (a step's first evaluation), else their current one."""
         batches = self.batches
         assert batches is not None
-        if isinstance(runs, int):
-            index = batches[runs].next() if fresh else batches[runs].again()
-        elif len(batches) == 1:
-            index = batches[0].next() if fresh else batches[0].again()
-        else:
-            index = torch.cat([stream.next() if fresh else stream.again() for stream in batches])
+        index = _per_stream(batches, runs, lambda stream, rows: stream.next() if fresh else stream.again())
         return index if self.copies == 1 else index.repeat(self.copies, 1)
 
     def _loss_and_grad(
@@ -114,12 +109,7 @@ class Evaluator:
         evaluation of each step, which the tracker records), else the minibatch's (a closure's)."""
         loss, grad = self._loss_and_grad(x, runs, observed)
         if self.streams is not None:
-            if isinstance(runs, int):
-                noise = self.streams[runs].next(x)
-            elif len(self.streams) == 1:
-                noise = self.streams[0].next(x)
-            else:
-                noise = torch.cat([stream.next(x[i : i + 1]) for i, stream in enumerate(self.streams)])
+            noise = _per_stream(self.streams, runs, lambda stream, rows: stream.next(x[rows]))
             model = self.streams[0].model
             if model.name == "hessian":  # standard normal draws, shaped by each row's Hessian
                 noise = noise if noise.shape == grad.shape else noise.repeat(self.copies, 1)
@@ -129,6 +119,15 @@ class Evaluator:
             else:
                 grad.view(self.copies, -1, grad.shape[-1]).add_(noise, alpha=self.noise)
         return loss, grad
+
+
+def _per_stream(streams: Sequence[Any], runs: slice | int | None, draw: Callable[[Any, slice], torch.Tensor]) -> Any:
+    """``draw(stream, rows)`` from the streams of an evaluation: one run's stream (``runs`` an int, in
+    separate mode), the batch's one stream, or each run's stream on its row, concatenated; ``rows``
+    selects the rows of the evaluated points that the stream serves."""
+    if isinstance(runs, int) or len(streams) == 1:
+        return draw(streams[runs if isinstance(runs, int) else 0], slice(None))
+    return torch.cat([draw(stream, slice(i, i + 1)) for i, stream in enumerate(streams)])
 
 
 def _groups(params: list[torch.nn.Parameter], lrs: Sequence[float] | None) -> list[Any]:
