@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.stats
 import torch
 
 from landbench.claims.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, ClaimContext, Finding, Measured
@@ -40,18 +42,11 @@ LABELS = {"sharpness": "sharpness lambda_max", "relative_flatness": "relative fl
 # --- statistics -----------------------------------------------------------------------------------
 
 
-def _signs(values: np.ndarray) -> np.ndarray:
-    return np.sign(values[:, None] - values[None, :]).astype(np.int8)
-
-
 def kendall_tau(x: Any, y: Any) -> float:
-    """Kendall's tau-b (ties corrected, as ``scipy.stats.kendalltau``'s default):
-    ``sum_{i,j} s^x_ij s^y_ij / sqrt(sum |s^x_ij| sum |s^y_ij|)``, ``s^x_ij = sign(x_i - x_j)``; NaN
-    when either variable is constant."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    sx, sy = _signs(x), _signs(y)
-    den = math.sqrt(float(np.abs(sx).sum(dtype=np.int64)) * float(np.abs(sy).sum(dtype=np.int64)))
-    return float((sx.astype(np.int64) * sy).sum()) / den if den > 0 else math.nan
+    """Kendall's tau-b (``scipy.stats.kendalltau``: ties corrected); NaN when either variable is constant."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy warns on a constant input, and says NaN
+        return float(scipy.stats.kendalltau(np.asarray(x, dtype=float), np.asarray(y, dtype=float)).statistic)
 
 
 def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
@@ -59,21 +54,10 @@ def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def bootstrap_taus(x: Any, y: Any, indices: np.ndarray, chunk: int = 32) -> np.ndarray:
-    """Kendall's tau-b of every bootstrap resample (rows of ``indices``): the pair-sign matrices are
-    formed once and gathered per resample (a pair drawn twice is a tie in both, as scipy counts it)."""
+def bootstrap_taus(x: Any, y: Any, indices: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of every bootstrap resample (rows of ``indices``; a pair drawn twice is a tie)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    sx, sy = _signs(x), _signs(y)
-    out = np.empty(len(indices))
-    for start in range(0, len(indices), chunk):
-        idx = indices[start : start + chunk]
-        a = sx[idx[:, :, None], idx[:, None, :]].astype(np.int32)
-        b = sy[idx[:, :, None], idx[:, None, :]].astype(np.int32)
-        num = (a * b).sum(axis=(1, 2))
-        den = np.sqrt(np.abs(a).sum(axis=(1, 2)).astype(float) * np.abs(b).sum(axis=(1, 2)))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start : start + chunk] = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-    return out
+    return np.array([kendall_tau(x[rows], y[rows]) for rows in indices])
 
 
 @dataclass(frozen=True)
