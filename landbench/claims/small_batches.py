@@ -31,7 +31,9 @@ import scipy.stats
 
 from landbench import outcomes
 from landbench.claims.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, ClaimContext, Finding, Measured
-from landbench.spec import parse_spec
+from landbench.landscapes import finite_sum
+from landbench.spec import format_spec, parse_spec
+from landbench.tuning import lr_of
 
 #: Fewer finite runs than this (or fewer than three batch sizes) in an arm: inconclusive.
 MIN_RUNS = 20
@@ -75,13 +77,9 @@ def family_names(p: dict[str, Any]) -> list[str]:
 
 
 def examples_of(problem: str, dim: int) -> int:
-    """The number of training examples n of a finite-sum problem spec (without ``dim``)."""
-    from landbench.landscapes import family
-    from landbench.spec import bind_params
-
+    """The number of training examples n of a finite-sum problem spec (without ``dim``) at ``dim``."""
     spec = parse_spec(problem, what="problem")
-    cls = family(spec.name)
-    return int(bind_params(cls.family, cls.params, {**spec.kwargs, "dim": int(dim)})[cls.examples_param])
+    return finite_sum.examples_of(format_spec(spec.name, {**spec.kwargs, "dim": int(dim)}))
 
 
 def batch_sizes(f: dict[str, Any], n: int) -> list[int]:
@@ -127,11 +125,6 @@ optimizers = [{", ".join(f'"{o}"' for o in optimizers)}]
         f"steps = {epochs}\n"
         f'optimizers = ["{_sgd(f["lr"])}"]\n\n' + "\n".join(blocks)
     )
-
-
-def lr_of(optimizer: str) -> float:
-    """The learning rate of a canonical SGD spec."""
-    return float(parse_spec(optimizer, what="optimizer").kwargs["lr"])
 
 
 # --- statistics -------------------------------------------------------------------------------

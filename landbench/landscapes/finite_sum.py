@@ -118,14 +118,10 @@ def effective_batch_size(problem: Any, batch_size: int | None) -> int | None:
     if batch_size is None:
         return None
     from landbench.errors import SpecError
-    from landbench.landscapes import family
-    from landbench.spec import bind_params, parse_spec
 
     if isinstance(problem, str):
-        spec = parse_spec(problem, what="problem")
-        cls = family(spec.name)
-        finite = is_finite_sum(cls)
-        n = int(bind_params(cls.family, cls.params, spec.kwargs)[cls.examples_param]) if finite else 0
+        finite = is_finite_sum_problem(problem)
+        n = examples_of(problem) if finite else 0
         name = str(problem)
     else:
         finite, name = is_finite_sum(problem), problem.spec
@@ -137,6 +133,17 @@ def effective_batch_size(problem: Any, batch_size: int | None) -> int | None:
     if batch_size > n:
         raise SpecError(f"batch_size={batch_size} exceeds the {n} training examples of {name}: choose 1..{n}")
     return None if batch_size == n else batch_size
+
+
+def examples_of(problem: str) -> int:
+    """The number of training examples n of a finite-sum problem spec (its ``examples_param``,
+    validated as the constructor would), without building the instance."""
+    from landbench.landscapes import family
+    from landbench.spec import bind_params, parse_spec
+
+    spec = parse_spec(problem, what="problem")
+    cls = family(spec.name)
+    return int(bind_params(cls.family, cls.params, spec.kwargs)[cls.examples_param])  # type: ignore[attr-defined]
 
 
 def is_finite_sum_problem(problem: Any) -> bool:
