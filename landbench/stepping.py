@@ -257,18 +257,21 @@ def step_loop(
     stepper: Stepper,
     evaluator: Evaluator,
     steps: int,
-    observe: Callable[[int, torch.Tensor], None] | None = None,
+    observe: Callable[[int, torch.Tensor], bool | None] | None = None,
 ) -> torch.Tensor:
-    """The one step loop of landbench (the engine, the batch-safety probe and the trajectory plots).
+    """The one step loop of landbench (the engine, the batch-safety probe, the trajectory plots and
+    the claims' escape experiments).
 
     ``steps`` times: the loss and (noisy) gradient at the current points, ``observe(step, loss)``,
-    one optimizer step. Returns the final points. Host work per step does not grow with the number
-    of runs, except in ``separate`` mode, whose steppers step each run's optimizer in turn."""
+    one optimizer step; an ``observe`` that returns True ends the loop there, before that step (an
+    experiment whose runs have all done what it waits for). Returns the final points. Host work per
+    step does not grow with the number of runs, except in ``separate`` mode, whose steppers step
+    each run's optimizer in turn."""
     with torch.no_grad():
         for step in range(steps):
             loss, grad = evaluator.gradient(stepper.points())
-            if observe is not None:
-                observe(step, loss)
+            if observe is not None and observe(step, loss):
+                break
             _count(stepper)
             stepper.step(grad)
         return stepper.points()

@@ -232,7 +232,7 @@ def _escapes(
     first step k <= steps whose iterate x_k satisfies ``escaped(x, loss)`` (None: censored, or diverged)."""
     from landbench.optimizers import resolve
     from landbench.rng import RunNoise
-    from landbench.stepping import BatchedStepper, Evaluator
+    from landbench.stepping import BatchedStepper, Evaluator, step_loop
 
     seeds = [int(s) for s in seeds]
     streams = [RunNoise(land.seed, seeds, land.dim, land.dtype, land.device, model)]
@@ -240,15 +240,17 @@ def _escapes(
     stepper = BatchedStepper(resolve(f"sgd(lr={float(lr)!r})"), point.repeat(len(seeds), 1), evaluator)
     first = torch.full((len(seeds),), -1, dtype=torch.long, device=land.device)
     diverged = torch.zeros(len(seeds), dtype=torch.bool, device=land.device)
-    with torch.no_grad():
-        for k in range(int(steps) + 1):
-            x = stepper.points()
-            loss, grad = evaluator.gradient(x)
-            diverged |= ~torch.isfinite(loss)
-            first = torch.where((first < 0) & ~diverged & escaped(x, loss), k, first)
-            if k == steps or (k % 100 == 0 and bool(((first >= 0) | diverged).all())):
-                break
-            stepper.step(grad)
+
+    def observe(k: int, loss: torch.Tensor) -> bool:
+        """Record which runs are at an escaped point x_k; True (stop) once every run is done."""
+        nonlocal first, diverged
+        diverged |= ~torch.isfinite(loss)
+        first = torch.where((first < 0) & ~diverged & escaped(stepper.points(), loss), k, first)
+        return k % 100 == 0 and bool(((first >= 0) | diverged).all())
+
+    final = step_loop(stepper, evaluator, int(steps), observe)
+    with torch.no_grad():  # the budget's last point x_steps (after an early end: the point just observed)
+        observe(int(steps), land.loss(final))
     first_list, gone = first.cpu().tolist(), diverged.cpu().tolist()
     return {"steps": [None if f < 0 or g else int(f) for f, g in zip(first_list, gone)], "diverged": sum(gone)}
 
