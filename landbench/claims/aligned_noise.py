@@ -180,14 +180,12 @@ def kramers_median(facts: dict[str, Any], law: str, start: str, lr: float, sigma
 # --- the runs -------------------------------------------------------------------------------------
 
 
-def in_basin(x: torch.Tensor, loss: torch.Tensor, facts: dict[str, Any], which: str) -> torch.Tensor:
-    """Whether each row is in the basin of ``which`` ("narrow" or "wide") by the family's rule
-    (:meth:`landbench.landscapes.basins.Basins.record_fields`, two wells, axis e_1): the axis coordinate
-    on the well's side of the saddle and the loss below the saddle's value."""
-    side = (
-        x[:, 0] > facts["saddle"]["t"] if facts[which]["t"] > facts["saddle"]["t"] else x[:, 0] < facts["saddle"]["t"]
-    )
-    return side & (loss < facts["saddle"]["value"])
+def in_basin(land: Any, x: torch.Tensor, which: str) -> torch.Tensor:
+    """Whether each row of ``x`` is in the basin of the ``which`` well ("narrow" or "wide") of the
+    ``basins`` landscape ``land``, by the family's own rule (:meth:`landbench.landscapes.basins.Basins.basin_of`)."""
+    from landbench.landscapes.basins import well_index
+
+    return torch.from_numpy(land.basin_of(x) == well_index(land.spec, which)).to(x.device)
 
 
 def escape_steps(
@@ -208,7 +206,7 @@ def escape_steps(
     other = "wide" if start == "narrow" else "narrow"
     point = torch.zeros(land.dim, dtype=land.dtype, device=land.device)
     point[0] = facts[start]["t"]
-    return _escapes(land, point, model, sigma, lr, steps, seeds, lambda x, loss: in_basin(x, loss, facts, other))
+    return _escapes(land, point, model, sigma, lr, steps, seeds, lambda x, loss: in_basin(land, x, other))
 
 
 def saddle_escape_steps(

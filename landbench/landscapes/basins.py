@@ -488,9 +488,15 @@ class Basins(Landscape):
     def record_fields(
         self, x: torch.Tensor, escape_steps: torch.Tensor | None, diverged: torch.Tensor
     ) -> dict[str, list[Any]]:
-        """``basin``: the well j whose basin the final iterate is in: ``t = x.u`` strictly between the
-        saddles flanking minimum j and ``f(x)`` (in float64) below the lower of them; null when in
-        no basin (above a barrier) or when the run diverged."""
+        """``basin``: the well whose basin the final iterate is in (:meth:`basin_of`); null when in no
+        basin (above a barrier) or when the run diverged."""
+        gone = diverged.cpu().numpy()
+        return {"basin": [int(j) if j >= 0 and not lost else None for j, lost in zip(self.basin_of(x), gone)]}
+
+    def basin_of(self, x: torch.Tensor) -> np.ndarray:
+        """The rule of ``basin``: the well j whose basin each row of ``x`` is in, ``t = x.u`` strictly
+        between the saddles flanking minimum j and ``f(x)`` (in float64) below the lower of them; -1
+        in none (above a barrier, or not finite). An int array on the host."""
         with torch.no_grad():
             t, across = self._split(x.detach())
             p = squared_norm(across)
@@ -498,8 +504,7 @@ class Basins(Landscape):
         slot = np.searchsorted(self._saddles_t, t64)  # NaN sorts last
         with np.errstate(all="ignore"):
             inside = self.profile.value(t64, p64) < self._levels[slot]
-        gone = diverged.cpu().numpy()
-        return {"basin": [int(j) if ok and not lost else None for j, ok, lost in zip(slot, inside, gone)]}
+        return np.where(inside, slot, -1)
 
     def _sample_start(self, generator: torch.Generator) -> torch.Tensor:
         return self.init_scale * torch.randn(self.dim, generator=generator, dtype=torch.float64)
