@@ -32,17 +32,27 @@ from landbench.rng import RunNoise
 MODES = ("batched", "per_tensor", "separate")
 
 
+#: The code of torch.optim's ``_use_grad_for_differentiable`` wrapper (``_use_grad``), to recognise it.
+_USE_GRAD_CODE = getattr(_optim, "_use_grad_for_differentiable", lambda f: f)(lambda *a, **k: None).__code__
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer, closure: Callable[[], torch.Tensor] | None = None) -> Any:
     """``optimizer.step(closure)``, without what torch.optim wraps around every call when nothing
-    uses it: a profiler ``record_function`` and the dispatch of step hooks (about 20 us a step, a
-    third of a 256 x 10 step). The class's own step runs as it is (its ``no_grad`` included); with a
-    profiler running, any step hook registered (global or the optimizer's) or a ``step`` set on the
-    instance, ``optimizer.step`` runs as torch has it."""
+    uses it (about 25 us a step, a third of a 256 x 10 step):
+
+    * a profiler ``record_function`` and the dispatch of step hooks: skipped with no profiler
+      running, no step hook registered (global or the optimizer's) and no ``step`` set on the
+      instance (an LR scheduler's counter);
+    * torch's built-in optimizers' ``_use_grad_for_differentiable``, which sets grad mode to the
+      optimizer's ``differentiable`` flag for the call and marks two graph breaks for dynamo: also
+      skipped when it would change nothing (grad already off, ``differentiable`` False, not compiling).
+
+    The class's own step runs as it is; otherwise ``optimizer.step`` runs as torch has it."""
     step = type(optimizer).step
     inner = getattr(step, "__wrapped__", None)
     if (
         inner is None
-        or "step" in vars(optimizer)  # a step set on the instance (an LR scheduler's counter): keep it
+        or "step" in vars(optimizer)
         or not getattr(step, "hooked", False)
         or torch.autograd._profiler_enabled()
         or optimizer._optimizer_step_pre_hooks
@@ -51,6 +61,13 @@ def optimizer_step(optimizer: torch.optim.Optimizer, closure: Callable[[], torch
         or _optim._global_optimizer_post_hooks
     ):
         return optimizer.step() if closure is None else optimizer.step(closure)
+    if (
+        getattr(inner, "__code__", None) is _USE_GRAD_CODE
+        and not torch.is_grad_enabled()
+        and not optimizer.defaults.get("differentiable", False)
+        and not torch.compiler.is_compiling()
+    ):
+        inner = inner.__wrapped__
     return inner(optimizer) if closure is None else inner(optimizer, closure)
 
 

@@ -99,3 +99,30 @@ def test_the_fast_step_honours_hooks_and_the_profiler() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()" would be raised
         scheduler.step()
+
+
+def test_the_fast_step_keeps_grad_mode_where_the_optimizer_sets_it() -> None:
+    """torch's ``_use_grad_for_differentiable`` is skipped only where it changes nothing: a
+    ``differentiable`` optimizer still steps with grad on, and grad mode is restored after the step."""
+    from torch.optim.optimizer import _use_grad_for_differentiable
+
+    from landbench.stepping import optimizer_step
+
+    seen: list[bool] = []
+
+    class Recording(torch.optim.SGD):
+        @_use_grad_for_differentiable
+        def step(self, closure: Any = None) -> Any:
+            seen.append(torch.is_grad_enabled())
+            for param in self.param_groups[0]["params"]:
+                param.data.add_(param.grad, alpha=-self.param_groups[0]["lr"])
+
+    for differentiable in (False, True):
+        param = torch.nn.Parameter(torch.ones(3))
+        optimizer = Recording([param], lr=0.5, differentiable=differentiable)
+        param.grad = torch.ones(3)
+        with torch.no_grad():
+            optimizer_step(optimizer)
+            assert not torch.is_grad_enabled()
+        assert torch.equal(param.detach(), torch.full((3,), 0.5))
+    assert seen == [False, True]
