@@ -71,6 +71,12 @@ def optimizer_step(optimizer: torch.optim.Optimizer, closure: Callable[[], torch
     return inner(optimizer) if closure is None else inner(optimizer, closure)
 
 
+def projects(landscape: Landscape) -> bool:
+    """Whether the landscape's ``project_`` does anything: a family's own (the sphere of the spin
+    glasses, a plug-in's), not the base class's no-op, which the step loop then does not call."""
+    return getattr(type(landscape), "project_", None) is not Landscape.project_
+
+
 class Evaluator:
     """Gradient evaluations: the landscape's closed-form gradient plus the scenario's noise, one
     draw per evaluation from each run's own stream (:class:`landbench.rng.RunNoise`, of the
@@ -199,8 +205,9 @@ class BatchedStepper:
     def step(self, grad: torch.Tensor) -> None:
         self._assign(grad)
         optimizer_step(self.optimizer, self.closure)
-        for param in self.params:
-            self.evaluator.landscape.project_(param.data)
+        if projects(self.evaluator.landscape):
+            for param in self.params:
+                self.evaluator.landscape.project_(param.data)
 
 
 class PerTensorStepper(BatchedStepper):
@@ -251,7 +258,8 @@ class SeparateStepper:
         for param, optimizer, closure, row in zip(self.params, self.optimizers, self.closures, grad.split(1)):
             param.grad = row
             optimizer_step(optimizer, closure)
-            self.evaluator.landscape.project_(param.data)
+            if projects(self.evaluator.landscape):
+                self.evaluator.landscape.project_(param.data)
 
 
 STEPPERS: dict[str, type] = {"batched": BatchedStepper, "per_tensor": PerTensorStepper, "separate": SeparateStepper}
