@@ -22,16 +22,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from landbench.rng import _MASK32, derive_seed, lowbias32
+from landbench.rng import _MASK32, derive_seeds, lowbias32, seed_sequence_states
 
 
 def run_keys(instance: int, seeds: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
-    """The ``(B, 3)`` int64 hash keys of the runs' minibatch streams."""
-    words = [
-        [int(w) for w in np.random.SeedSequence(derive_seed(instance, seed, "minibatch")).generate_state(3, np.uint32)]
-        for seed in seeds
-    ]
-    return torch.tensor(words, dtype=torch.int64, device=torch.device(device))
+    """The ``(B, 3)`` int64 hash keys of the runs' minibatch streams: the words of
+    ``numpy.random.SeedSequence(derive_seed(instance, seed, "minibatch")).generate_state(3, uint32)``,
+    computed for all runs at once (:func:`derive_seeds`, :func:`seed_sequence_states`)."""
+    words = seed_sequence_states(derive_seeds((instance,), seeds, ("minibatch",)), 3)
+    return torch.from_numpy(words.astype(np.int64)).to(torch.device(device))
 
 
 def epoch_order(keys: torch.Tensor, epoch: int, n: int) -> torch.Tensor:

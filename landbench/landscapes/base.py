@@ -294,7 +294,10 @@ class Landscape:
         Run ``s`` on instance ``i`` starts from a CPU generator seeded with (i, s), so a run's start
         does not depend on the other runs of its batch, nor on the device.
         """
-        rows = [self._sample_start(cpu_generator(self.seed, int(s), "start")) for s in seeds]
+        from landbench.rng import cpu_generators  # here, not at the top: this method's change alone
+
+        generators = cpu_generators((self.seed,), [int(s) for s in seeds], ("start",))  # one hashing pass
+        rows = [self._sample_start(generator) for generator in generators]
         return torch.stack(rows).to(device=self.device, dtype=self.dtype)
 
     # --- what is known ----------------------------------------------------------------------

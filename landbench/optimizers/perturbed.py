@@ -14,7 +14,7 @@ import torch
 
 from landbench.errors import SpecError
 from landbench.optimizers.sam import run_rows
-from landbench.rng import block_steps, derive_seed
+from landbench.rng import block_steps, derive_seeds
 
 
 class BallSampler:
@@ -157,8 +157,8 @@ class PerturbedGD(torch.optim.Optimizer):
         first = 0
         for param, (runs, dim) in zip(params, shapes):
             generators = [
-                torch.Generator(device=param.device).manual_seed(derive_seed(instance, int(seed), "perturbation"))
-                for seed in seeds[first : first + runs]
+                torch.Generator(device=param.device).manual_seed(seed)
+                for seed in derive_seeds((instance,), [int(s) for s in seeds[first : first + runs]], ("perturbation",))
             ]
             self._samplers[param] = BallSampler(generators, runs, dim, param.dtype, param.device)
             first += runs
