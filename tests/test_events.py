@@ -173,3 +173,124 @@ def test_random_histories_with_every_way_of_counting_match_the_definitions(count
         assert held_evals.tolist() == _spent_at(expected["held"], expected_evals), case
         assert tracker.evals.tolist() == [expected_evals[-1]] * batch, case
         torch.testing.assert_close(tracker.curve, torch.tensor(expected["curve"], dtype=torch.float64), equal_nan=True)
+
+
+def _history(rng: torch.Generator, steps: int, batch: int, dtype: torch.dtype, levels: list[float]) -> torch.Tensor:
+    """Losses falling through ``levels`` at random rates, a fifth of them at or next to a level in
+    ``dtype`` (the ties a float64 comparison and one in ``dtype`` could split)."""
+    rate = 8 * torch.rand(batch, generator=rng, dtype=torch.float64)
+    t = torch.arange(steps + 1, dtype=torch.float64)[:, None]
+    noise = 2 * torch.rand(steps + 1, batch, generator=rng, dtype=torch.float64)
+    history = (min(levels) + 10 ** (1 - 3 * rate * t / max(steps, 1)) * noise).to(dtype)
+    exact = torch.tensor(levels, dtype=torch.float64).to(dtype)
+    inf = torch.tensor(math.inf, dtype=dtype)
+    near = torch.cat([exact, torch.nextafter(exact, inf), torch.nextafter(exact, -inf)])
+    pick = near[torch.randint(0, len(near), history.shape, generator=rng)]
+    return torch.where(torch.rand(history.shape, generator=rng) < 0.2, pick, history)
+
+
+def _state(tracker: EventTracker) -> list[torch.Tensor]:
+    held = tracker.held()
+    assert held is not None and tracker.escape_steps is not None
+    return [
+        tracker.diverged_step,
+        tracker.alive,
+        tracker.last_loss,
+        tracker.evals,
+        tracker.curve,
+        tracker.escape_steps,
+        tracker.first_hit_steps,
+        tracker.first_hit_evals,
+        *held,
+    ]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_reading_the_chunk_on_the_host_changes_no_event(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU a flush reads the chunk on the host: it skips the masks when every run is alive
+    and every loss finite, and searches only the runs where a search can change something. The
+    same histories through a tracker that never does (as on a GPU) give bit for bit the same
+    events, both equal to the definitions, in float32 as in float64; every shortcut is taken."""
+    from landbench.metrics import events
+
+    taken: dict[str, int] = {"all finite": 0, "masked": 0, "all runs": 0, "some runs": 0, "no run": 0}
+    all_observed, columns = EventTracker._all_observed, events._columns
+
+    def counted_all_observed(self: EventTracker, losses: torch.Tensor) -> bool:
+        answer = all_observed(self, losses)
+        taken["all finite" if answer else "masked"] += 1
+        return answer
+
+    def counted_columns(values: torch.Tensor, need: torch.Tensor | None) -> tuple:
+        if need is not None:
+            taken["all runs" if bool(need.all()) else "some runs" if bool(need.any()) else "no run"] += 1
+        return columns(values, need)
+
+    monkeypatch.setattr(EventTracker, "_all_observed", counted_all_observed)
+    monkeypatch.setattr(events, "_columns", counted_columns)
+    rng = torch.Generator().manual_seed(3)
+    targets, f_star, threshold = [10.0, 1.0, 0.25, 1e-3, 1e-8], -0.25, -0.125
+    for case in range(30):
+        steps, batch = int(torch.randint(1, 400, (1,), generator=rng)), int(torch.randint(1, 7, (1,), generator=rng))
+        chunk = [1, 7, 64, 256, 300][case % 5]
+        history = _history(rng, steps, batch, dtype, [f_star + t for t in targets] + [threshold])
+        for _ in range(case % 3):  # a divergence, some at a chunk's first step
+            t = int(torch.randint(0, steps + 1, (1,), generator=rng)) if case % 2 else chunk * (case % 4) % (steps + 1)
+            history[t, int(torch.randint(0, batch, (1,), generator=rng))] = [math.nan, math.inf, -math.inf][case % 3]
+        trackers = []
+        for host in (True, False):
+            tracker = EventTracker(
+                batch,
+                steps,
+                escape_thresholds=[threshold],
+                f_star=f_star,
+                targets=targets,
+                curve_points=9,
+                device=torch.device("cpu"),
+                dtype=dtype,
+                chunk=chunk,
+            )
+            tracker._host_decides = host
+            trackers.append(tracker)
+        for t in range(steps + 1):
+            evals = torch.full((batch,), 3 * t) if case % 4 == 3 and t > steps // 2 else 3 * t
+            for tracker in trackers:
+                tracker.observe(t, history[t], evals)
+        for tracker in trackers:
+            tracker.flush()
+        for a, b in zip(_state(trackers[0]), _state(trackers[1])):
+            assert (
+                a.dtype == b.dtype and torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+            )
+        expected = naive_events(history.tolist(), threshold, f_star, targets, trackers[0].curve_steps)
+        held_steps, _ = trackers[0].held()
+        assert trackers[0].diverged_step.tolist() == expected["diverged"], case
+        assert trackers[0].escape_steps[:, 0].tolist() == expected["escape"], case
+        assert trackers[0].first_hit_steps.tolist() == expected["hits"], case
+        assert held_steps.tolist() == expected["held"], case
+        curve = torch.tensor(expected["curve"], dtype=torch.float64).to(dtype)
+        torch.testing.assert_close(trackers[0].curve, curve, rtol=0, atol=0, equal_nan=True)
+    assert min(taken.values()) > 0, taken
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_a_bound_in_the_losses_dtype_decides_as_float64_does(dtype: torch.dtype) -> None:
+    """A flush compares the losses with one bound per level in their own dtype: for every value x
+    of the dtype near a level, ``x <= bound`` is the float64 comparison of the definitions."""
+    from landbench.metrics.events import _bound
+
+    inf = torch.tensor(math.inf, dtype=dtype)
+    for f_star in (-1.0, -0.25, 0.0, 3.0, 1e10):
+        for target in (10.0, 1.0, 0.1, 1e-3, 1e-8):
+            bound = _bound(lambda f, s=f_star, e=target: f - s <= e, dtype)
+            start = torch.tensor(f_star + target, dtype=torch.float64).to(dtype).float()
+            values = [torch.tensor(bound, dtype=dtype), inf, -inf]
+            up, down = start, start
+            for _ in range(4):  # float32 neighbours, rounded to a 16-bit dtype where it is one
+                up, down = torch.nextafter(up, inf.float()), torch.nextafter(down, -inf.float())
+                values += [up.to(dtype), down.to(dtype)]
+            for x in values:
+                assert (float(x) <= bound) == (float(x) - f_star <= target), (f_star, target, float(x), bound)
+            if dtype in (torch.float32, torch.float64) and bound < math.inf:  # the largest such value
+                assert not float(torch.nextafter(torch.tensor(bound, dtype=dtype), inf)) - f_star <= target
+    assert _bound(lambda f: f <= math.inf, dtype) == math.inf and _bound(lambda f: f <= math.nan, dtype) == -math.inf

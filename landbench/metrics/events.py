@@ -1,8 +1,11 @@
-"""First-passage and holding events of B runs, from the loss history, on the device with no host sync.
+"""First-passage and holding events of B runs, from the loss history, on the device (on a GPU with no host sync).
 
 At every step t the engine hands over the noise-free loss ``f(x_t)`` of each run. The tracker
 writes it into a ``(chunk, B)`` buffer (one device copy per step) and, every ``chunk`` steps,
-extracts the events of those steps in a few vectorised operations. Per run it keeps:
+extracts the events of those steps in a few vectorised operations; on the CPU, where reading a
+value costs nothing, it first looks at the chunk to skip what cannot change an event (the masks
+of a chunk with every loss finite, the searches of runs with no level within reach). Per run it
+keeps:
 
 * ``diverged_step``: the first t whose loss is NaN or inf (-1 if none). From then on the run is
   no longer observed: its events stop and its curve is NaN;
@@ -28,7 +31,8 @@ Which of these is an outcome, and what a diverged or censored run means for it, 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import struct
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -40,21 +44,74 @@ def curve_steps(steps: int, points: int) -> list[int]:
     return sorted({0, steps, *(int(s) for s in grid if s <= steps)})
 
 
-def _first_at_most(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """``(B, K)``: per column b of ``values`` ``(n, B)`` and level k, the first row t with
-    ``values[t, b] <= levels[k]``, else n. The running minimum down a column is non-increasing and
-    is at most a level exactly from that row on, so one sorted search per level finds it (no
-    ``(n, B, K)`` tensor)."""
-    running_min = values.T.cummin(1).values.neg().contiguous()  # (B, n), non-decreasing along each row
-    return torch.searchsorted(running_min, levels.neg().expand(values.shape[1], -1).contiguous())
+# per dtype: how its bits and its values are packed (struct), and the bits of +inf
+_LAYOUTS = {
+    torch.float64: ("<Q", "<d", 0x7FF0000000000000),
+    torch.float32: ("<I", "<f", 0x7F800000),
+    torch.float16: ("<H", "<e", 0x7C00),
+    torch.bfloat16: ("<I", "<f", 0x7F80),  # the upper half of a float32
+}
 
 
-def _last_above(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """``(B, K)``: per column b of ``values`` ``(n, B)`` and level k, the last row t with
-    ``values[t, b] > levels[k]``, else -1. The maximum from row t to the end is non-increasing in t
-    and above a level exactly up to that row."""
-    suffix_max = values.T.flip(1).cummax(1).values.flip(1).neg().contiguous()  # (B, n), non-decreasing
-    return torch.searchsorted(suffix_max, levels.neg().expand(values.shape[1], -1).contiguous()) - 1
+def _bound(holds: Callable[[float], bool], dtype: torch.dtype) -> float:
+    """The largest value v of ``dtype`` (inf included; -inf if none) with ``holds(v)``, for a
+    ``holds`` that is true exactly on the values up to some point (bisected on the values in order):
+    for every finite x of the dtype, ``x <= v`` is then ``holds(x)``, so the searches of a flush can
+    compare the losses themselves."""
+    bits_format, value_format, infinity = _LAYOUTS[dtype]
+    shift = 16 if dtype == torch.bfloat16 else 0
+    sign = 1 << (8 * struct.calcsize(bits_format) - shift - 1)
+
+    def value(key: int) -> float:  # the dtype's value at ``key`` in the order of the values
+        raw = key if key >= 0 else -key | sign
+        return struct.unpack(value_format, struct.pack(bits_format, raw << shift))[0]
+
+    low, high = -infinity, infinity
+    if not holds(value(low)):
+        return -math.inf
+    if holds(value(high)):
+        return math.inf
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if holds(value(middle)) else (low, middle)
+    return value(low)
+
+
+def _columns(values: torch.Tensor, need: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``values`` ``(n, B)`` on the columns where ``need`` holds, and those columns: all of them
+    (None for the columns) if ``need`` is None or holds everywhere, (None, None) if it holds nowhere."""
+    if need is None:
+        return values, None
+    runs = need.nonzero()[:, 0]
+    if len(runs) == len(need):
+        return values, None
+    return (values[:, runs], runs) if len(runs) else (None, None)
+
+
+def _spread(part: torch.Tensor, runs: torch.Tensor | None, batch: int, fill: int) -> torch.Tensor:
+    """``part`` ``(len(runs), K)`` on the rows ``runs`` of a ``(batch, K)`` tensor of ``fill``."""
+    if runs is None:
+        return part
+    out = part.new_full((batch, part.shape[1]), fill)
+    out[runs] = part
+    return out
+
+
+def _first_at_most(rising: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """``(B, K)``: per row b of ``rising`` ``(B, n)``, minus the running minimum of a run's values
+    (non-decreasing along the row), and bound k, the first column t with a running minimum at most
+    ``bounds[k]``, else n: one sorted search per bound (no ``(B, n, K)`` tensor)."""
+    return torch.searchsorted(rising, bounds.neg().expand(rising.shape[0], -1).contiguous())
+
+
+def _last_above(backward_max: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """``(B, K)``: per row b and bound k, the last step t of a chunk of n with a value above
+    ``bounds[k]``, else -1, given ``backward_max`` ``(B, n)``, whose column j is the maximum over the
+    chunk's last j + 1 steps (non-decreasing along the row): it is above a bound exactly from the
+    column that reaches back to that step."""
+    n = backward_max.shape[1]
+    reach = torch.searchsorted(backward_max, bounds.expand(backward_max.shape[0], -1).contiguous(), right=True)
+    return n - 1 - reach
 
 
 class EventTracker:
@@ -87,12 +144,29 @@ class EventTracker:
         self._filled = 0
         self._chunk_start = 0
         self.alive = torch.ones(batch, dtype=torch.bool, device=device)
+        # Whether a flush reads the chunk on the host to do less: skip the masks when every run is
+        # alive and every loss finite, search only the runs where a search can change something.
+        # Only on the CPU, where that costs nothing (on a GPU it would wait for the device); the
+        # tests set it to run both ways.
+        self._host_decides = device.type == "cpu"
         self.diverged_step = full((batch,), -1, torch.int64)
         self.last_loss = full((batch,), float("nan"), dtype)
         self.escape_thresholds = torch.tensor(list(escape_thresholds), dtype=torch.float64, device=device)
         self.escape_steps = full((batch, len(escape_thresholds)), -1, torch.int64) if escape_thresholds else None
         self.f_star = f_star
         self.targets = torch.tensor(list(targets), dtype=torch.float64, device=device)
+        # A loss f meets an escape threshold h when float64(f) <= h, and a target e when its gap
+        # float64(f) - f* (rounded) <= e: both are monotone in f, so each is f <= a bound in the
+        # losses' dtype, found once here; a flush then neither converts nor subtracts.
+        self._escape_bounds = torch.tensor(
+            [_bound(lambda f, h=h: f <= h, dtype) for h in escape_thresholds], dtype=dtype, device=device
+        )
+        star = math.nan if f_star is None else f_star
+        self._target_bounds = torch.tensor(
+            [_bound(lambda f, e=e: f - star <= e, dtype) for e in targets] if f_star is not None else [],
+            dtype=dtype,
+            device=device,
+        )
         with_targets = (batch, len(targets)) if f_star is not None else None
         self.first_hit_steps = full(with_targets, -1, torch.int64) if with_targets else None
         self.first_hit_evals = full(with_targets, -1, torch.int64) if with_targets else None
@@ -159,36 +233,113 @@ class EventTracker:
         self._counts = []
         losses, evals = self.buffer[:n], self.evals_buffer[:n]
         start = self._chunk_start
-        steps = torch.arange(start, start + n, device=losses.device)
-        # A run is observed up to (not including) its first non-finite loss.
-        observed = torch.isfinite(losses).to(torch.int8).cumprod(0).bool() & self.alive
-        count = observed.sum(0)
-        newly_diverged = self.alive & (count < n)
-        self.diverged_step = torch.where(newly_diverged, start + count, self.diverged_step)
         self.evals = evals[n - 1].clone()
-        last = losses.gather(0, (count - 1).clamp(min=0)[None])[0]
-        self.last_loss = torch.where(count > 0, last, self.last_loss)
-        self.alive = self.alive & ~newly_diverged
-        inf = math.inf  # a Python scalar: a tensor made from it here would be a host-to-device copy
-        if self.escape_steps is not None:
-            # escaping counts from step 1 on, and only while observed
-            level = torch.where(observed & (steps >= 1)[:, None], losses.to(torch.float64), inf)
-            self._update(self.escape_steps, _first_at_most(level, self.escape_thresholds), start, n)
+        host = self._host_decides
+        observed: torch.Tensor | None = None  # None: every step of every run is observed
+        if host and self._all_observed(losses):
+            self.last_loss = losses[n - 1].clone()
+            kept = losses
+        else:
+            observed = self._observe(losses, start)
+            kept = torch.where(observed, losses, math.inf)  # an unobserved step is never within a bound
+        if self.escape_steps is not None or self.first_hit_steps is not None:
+            # On the host, the runs where a search can change something (None: all of them).
+            need = None
+            if host:
+                low = kept.amin(0)
+                need = torch.zeros_like(self.alive)
+                if self.escape_steps is not None and start + n > 1:
+                    later = low if start > 0 else kept[1:].amin(0)
+                    need |= ((self.escape_steps < 0) & (later[:, None] <= self._escape_bounds)).any(1)
+                if self.first_hit_steps is not None:
+                    need |= ((self.first_hit_steps < 0) & (low[:, None] <= self._target_bounds)).any(1)
+            self._first_steps(kept, need, evals, start)
         if self.first_hit_steps is not None:
-            gap = torch.where(observed, losses.to(torch.float64) - self.f_star, inf)  # unobserved: never within
-            index = _first_at_most(gap, self.targets)
+            self._holds(kept, host, evals, start)
+        index = self._curve_index.get(start)
+        if index is not None:
+            rows, columns = index
+            picked = losses[rows] if observed is None else torch.where(observed[rows], losses[rows], math.nan)
+            self.curve[:, columns] = picked.T
+        self._chunk_start += n
+        self._filled = 0
+
+    def _all_observed(self, losses: torch.Tensor) -> bool:
+        """Whether every run is alive and every loss of the chunk finite, read on the host. A sum is
+        finite only if every term is (an inf or a NaN stays non-finite through any sum; a sum of
+        finite values that overflows only sends the chunk down the general path), so one reduction
+        decides it, and the chunk's observed steps are then all of them: the same events as the
+        masked path, without the masks."""
+        return bool(self.alive.all()) and bool(torch.isfinite(losses.sum(0)).all())
+
+    def _first_steps(self, kept: torch.Tensor, need: torch.Tensor | None, evals: torch.Tensor, start: int) -> None:
+        """Escapes and first hits of the chunk, from ``kept`` (``(n, B)``, inf where not observed),
+        searched on the runs where ``need`` (all if None); the others keep theirs."""
+        n, batch = kept.shape
+        part, runs = _columns(kept, need)
+        if part is None:
+            return
+        # The first step at most a bound is where minus the running minimum first reaches minus the
+        # bound. Escaping counts from step 1 on, so the first chunk takes the running minimum of its
+        # steps 1.. for it, and folds step 0 in for the targets.
+        falling = part.neg()
+        escape_index = None
+        if start == 0 and n > 1:
+            later = falling[1:].T.cummax(1).values
+            if self.escape_steps is not None:
+                escape_index = _first_at_most(later, self._escape_bounds) + 1
+            rising = torch.empty((later.shape[0], n), dtype=later.dtype, device=later.device)
+            rising[:, 0] = falling[0]
+            torch.maximum(later, falling[0][:, None], out=rising[:, 1:])
+        else:
+            rising = falling.T.cummax(1).values
+            if self.escape_steps is not None and start > 0:
+                escape_index = _first_at_most(rising, self._escape_bounds)
+        if self.escape_steps is not None and escape_index is not None:
+            self._update(self.escape_steps, _spread(escape_index, runs, batch, n), start, n)
+        if self.first_hit_steps is not None and self.first_hit_evals is not None:
+            index = _spread(_first_at_most(rising, self._target_bounds), runs, batch, n)
             found = (self.first_hit_steps < 0) & (index < n)
             evals_at = evals.T.gather(1, index.clamp(max=n - 1))
             self.first_hit_evals.copy_(torch.where(found, evals_at, self.first_hit_evals))
             self._update(self.first_hit_steps, index, start, n)
-            self._hold(_last_above(gap, self.targets), evals, start, n)
-        index = self._curve_index.get(self._chunk_start)
-        if index is not None:
-            rows, columns = index
-            picked = torch.where(observed[rows], losses[rows], float("nan"))
-            self.curve[:, columns] = picked.T
-        self._chunk_start += n
-        self._filled = 0
+
+    def _holds(self, kept: torch.Tensor, host: bool, evals: torch.Tensor, start: int) -> None:
+        """Move the holds past the chunk's last break. On the host, the last break is the chunk's
+        last step where that step is above the bound, none where no step is, and searched only on
+        the runs with another case."""
+        n, batch = kept.shape
+        bounds = self._target_bounds
+        last_break = None
+        need = None
+        if host:
+            above = kept[n - 1][:, None] > bounds
+            last_break = torch.where(above, n - 1, -1)
+            need = (~above & (kept.amax(0)[:, None] > bounds)).any(1)
+        part, runs = _columns(kept, need)
+        if part is not None:
+            # column j: the maximum over the chunk's last j + 1 steps
+            searched = _last_above(part.flip(0).T.cummax(1).values, bounds)
+            if last_break is None or runs is None:
+                last_break = searched
+            else:
+                last_break[runs] = searched
+        assert last_break is not None
+        self._hold(last_break, evals, start, n)
+
+    def _observe(self, losses: torch.Tensor, start: int) -> torch.Tensor:
+        """``(n, B)``: which steps of the chunk are observed (a run is up to, not including, its first
+        non-finite loss); updates ``diverged_step``, ``last_loss`` and ``alive``."""
+        n = losses.shape[0]
+        finite = losses.abs() < math.inf  # torch.isfinite, in fewer passes: NaN and inf compare False
+        first_bad = torch.where(finite.all(0), n, finite.to(torch.uint8).argmin(0))  # argmin: the first 0
+        count = torch.where(self.alive, first_bad, 0)
+        newly_diverged = self.alive & (count < n)
+        self.diverged_step = torch.where(newly_diverged, start + count, self.diverged_step)
+        last = losses.gather(0, (count - 1).clamp(min=0)[None])[0]
+        self.last_loss = torch.where(count > 0, last, self.last_loss)
+        self.alive = self.alive & ~newly_diverged
+        return torch.arange(n, device=losses.device)[:, None] < count
 
     def _hold(self, last_break: torch.Tensor, evals: torch.Tensor, start: int, n: int) -> None:
         """Move each hold past ``last_break``, the last step of this chunk that breaks it (its gap is
