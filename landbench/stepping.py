@@ -71,6 +71,23 @@ def optimizer_step(optimizer: torch.optim.Optimizer, closure: Callable[[], torch
     return inner(optimizer) if closure is None else inner(optimizer, closure)
 
 
+def build(spec: OptimizerSpec, params: Any) -> torch.optim.Optimizer:
+    """``spec.build(params)``, with the choice a torch.optim optimizer would make at every step made
+    once: where ``foreach`` is left unset (and ``fused`` and ``differentiable`` are off), torch's
+    built-in optimizers call ``_default_to_fused_or_foreach`` on every step to pick their for-loop or
+    their foreach kernels (foreach where every parameter is a plain tensor on a device that has them:
+    CUDA, not the CPU). That depends only on the parameters' types and devices, which a run never
+    changes, so the group gets torch's own answer here: the same kernels, without the call (3 us of a
+    256 x 10 SGD step, 15 to 35 us of a 256 x 1000 one on the CPU). Other classes, subclasses
+    included, are built as they are."""
+    optimizer = spec.build(params)
+    if type(optimizer).__module__.startswith("torch.optim."):
+        for group in optimizer.param_groups:
+            if group.get("foreach", False) is None and not group.get("fused") and not group.get("differentiable"):
+                _, group["foreach"] = _optim._default_to_fused_or_foreach(group["params"], False, use_fused=False)
+    return optimizer
+
+
 def projects(landscape: Landscape) -> bool:
     """Whether the landscape's ``project_`` does anything: a family's own (the sphere of the spin
     glasses, a plug-in's), not the base class's no-op, which the step loop then does not call."""
@@ -179,7 +196,7 @@ class BatchedStepper:
         self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator, lrs: Sequence[float] | None = None
     ) -> None:
         self.params = [torch.nn.Parameter(block.clone()) for block in start.chunk(len(lrs) if lrs else 1)]
-        self.optimizer = spec.build(_groups(self.params, lrs))
+        self.optimizer = build(spec, _groups(self.params, lrs))
         self.evaluator = evaluator
         self.closure = self._closure if needs_closure(self.optimizer) else None
         self.evals = 0  # the same for every run
@@ -218,7 +235,7 @@ class PerTensorStepper(BatchedStepper):
         self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator, lrs: Sequence[float] | None = None
     ) -> None:
         self.params = [torch.nn.Parameter(row.clone()) for row in start.split(1)]
-        self.optimizer = spec.build(_groups(self.params, lrs))
+        self.optimizer = build(spec, _groups(self.params, lrs))
         self.evaluator = evaluator
         self.closure = self._closure if needs_closure(self.optimizer) else None
         self.evals = 0
@@ -233,7 +250,7 @@ class SeparateStepper:
 
     def __init__(self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator) -> None:
         self.params = [torch.nn.Parameter(row.clone()) for row in start.split(1)]
-        self.optimizers = [spec.build([param]) for param in self.params]
+        self.optimizers = [build(spec, [param]) for param in self.params]
         self.evaluator = evaluator
         self.closures: list[Callable[[], torch.Tensor] | None] = [
             self._closure_for(i) if needs_closure(opt) else None for i, opt in enumerate(self.optimizers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import warnings
 from collections import Counter
@@ -126,3 +127,55 @@ def test_the_fast_step_keeps_grad_mode_where_the_optimizer_sets_it() -> None:
             assert not torch.is_grad_enabled()
         assert torch.equal(param.detach(), torch.full((3,), 0.5))
     assert seen == [False, True]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sgd(lr=0.05)",
+        "sgd(lr=0.05, momentum=0.9, nesterov=True)",
+        "adam(lr=0.01)",
+        "torch.optim:AdamW(lr=0.01)",
+        "torch.optim:RMSprop(lr=0.01)",
+        "torch.optim:Adagrad(lr=0.1)",
+        "torch.optim:NAdam(lr=0.01)",
+    ],
+)
+def test_kernels_chosen_once_are_the_kernels_torch_chooses(text: str) -> None:
+    """The steppers' optimizers get torch's own foreach choice once (stepping.build) and step to the
+    same bits as the optimizer torch builds, which makes that choice on every step."""
+    from landbench.stepping import build
+
+    spec = resolve(text)
+    start = torch.randn(6, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    fast, plain = build(spec, [ours]), spec.build([theirs])
+    assert fast.param_groups[0]["foreach"] is False and plain.param_groups[0]["foreach"] is None
+    for step in range(20):
+        grad = torch.sin(start * (step + 1))
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        with torch.no_grad():
+            fast.step()
+            plain.step()
+    assert torch.equal(ours.detach(), theirs.detach())
+
+
+def test_the_kernel_choice_is_torchs_and_is_left_alone_where_it_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The foreach choice is torch's rule's answer (on a device with foreach kernels it would be
+    True), and a choice the user made, a differentiable optimizer or a subclass keep their own."""
+    import torch.optim.optimizer as optim_module
+
+    from landbench.stepping import build
+
+    param = torch.nn.Parameter(torch.zeros(2, 3))
+    monkeypatch.setattr(optim_module, "_default_to_fused_or_foreach", lambda params, diff, use_fused: (False, True))
+    assert build(resolve("adam(lr=0.1)"), [param]).param_groups[0]["foreach"] is True
+    assert build(resolve("adam(lr=0.1, foreach=False)"), [param]).param_groups[0]["foreach"] is False
+    assert build(resolve("sgd(lr=0.1, differentiable=True)"), [param]).param_groups[0]["foreach"] is None
+
+    class Mine(torch.optim.SGD):
+        pass
+
+    spec = resolve("sgd(lr=0.1)")
+    mine = build(dataclasses.replace(spec, cls=Mine), [param])
+    assert mine.param_groups[0]["foreach"] is None
