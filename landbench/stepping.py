@@ -90,8 +90,9 @@ def build(spec: OptimizerSpec, params: Any) -> torch.optim.Optimizer:
 
 def projects(landscape: Landscape) -> bool:
     """Whether the landscape's ``project_`` does anything: a family's own (the sphere of the spin
-    glasses, a plug-in's), not the base class's no-op, which the step loop then does not call."""
-    return getattr(type(landscape), "project_", None) is not Landscape.project_
+    glasses, a plug-in's) or one set on the instance, not the base class's no-op, which the step
+    loop then does not call."""
+    return getattr(landscape.project_, "__func__", None) is not Landscape.project_
 
 
 class Evaluator:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -294,3 +295,53 @@ def test_a_bound_in_the_losses_dtype_decides_as_float64_does(dtype: torch.dtype)
             if dtype in (torch.float32, torch.float64) and bound < math.inf:  # the largest such value
                 assert not float(torch.nextafter(torch.tensor(bound, dtype=dtype), inf)) - f_star <= target
     assert _bound(lambda f: f <= math.inf, dtype) == math.inf and _bound(lambda f: f <= math.nan, dtype) == -math.inf
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_the_walk_from_the_level_finds_the_bisections_bound(dtype: torch.dtype) -> None:
+    """The bound is found by walking from the level rounded to the dtype (a step or two), and by
+    bisection where that walk is far off: the same value either way, for levels small and large,
+    negative, near overflow, at the dtype's values and between them, and from a poor start."""
+    from landbench.metrics.events import _bound
+
+    generator = torch.Generator().manual_seed(12)
+    levels = [0.0, -0.0, 1.0, -1.0, 0.1, -0.3, 1e-30, -1e-30, 3e38, -3e38, 6.5e4, 1e300, 5e-324]
+    levels += (torch.randn(40, generator=generator, dtype=torch.float64) * 10.0 ** torch.randint(-8, 9, (40,))).tolist()
+    for level in levels:
+        for f_star in (None, 0.0, -0.25, 3.0):
+            holds = (lambda f, h=level: f <= h) if f_star is None else (lambda f, s=f_star, e=level: f - s <= e)
+            near = level if f_star is None else f_star + level
+            bisected = _bound(holds, dtype)
+            starts = torch.tensor([near, near * (1 + 1e-3), -near, math.inf, -math.inf], dtype=torch.float64)
+            for start in [*starts.to(dtype).tolist(), math.nan, 1e300]:  # values of the dtype, none, too large
+                assert _bound(holds, dtype, start) == bisected, (dtype, level, f_star, start)
+
+
+def _tracker_with_levels(f_star: object, thresholds: list) -> EventTracker:
+    tracker = EventTracker(
+        1,
+        1,
+        escape_thresholds=thresholds,
+        f_star=f_star,
+        targets=[1e-9],
+        curve_points=2,
+        device=torch.device("cpu"),
+        dtype=torch.float64,
+    )
+    star = float(np.float32(0.1))
+    tracker.observe(0, torch.tensor([0.5], dtype=torch.float64), 0)
+    tracker.observe(1, torch.tensor([star + 2e-9], dtype=torch.float64), 1)
+    tracker.flush()
+    return tracker
+
+
+def test_numpy_float32_f_star_and_thresholds_are_read_in_float64() -> None:
+    """A plug-in's f* or escape threshold given as a numpy float32 is compared in float64, as
+    before the bounds were (the gap f - f* is 2e-9 > the target 1e-9; the loss is above the threshold)."""
+    star = np.float32(0.1)
+    reference = _tracker_with_levels(float(star), [float(star)])
+    numpy_typed = _tracker_with_levels(star, [star])
+    assert reference.first_hit_steps.tolist() == [[-1]]
+    assert reference.escape_steps.tolist() == [[-1]]
+    assert numpy_typed.first_hit_steps.tolist() == reference.first_hit_steps.tolist()
+    assert numpy_typed.escape_steps.tolist() == reference.escape_steps.tolist()

@@ -179,3 +179,17 @@ def test_the_kernel_choice_is_torchs_and_is_left_alone_where_it_is_set(monkeypat
     spec = resolve("sgd(lr=0.1)")
     mine = build(dataclasses.replace(spec, cls=Mine), [param])
     assert mine.param_groups[0]["foreach"] is None
+
+
+def test_project_set_on_the_instance_is_still_called() -> None:
+    """The step loop calls the landscape's project_ as the instance has it (it skips only the
+    base class's no-op): one set on the instance (a wrapper, mock.patch.object) is not skipped."""
+    landscape = make("saddle(dim=4)")
+    calls = []
+
+    def project_(x: torch.Tensor) -> None:
+        calls.append(1)
+
+    landscape.project_ = project_  # type: ignore[method-assign]
+    landbench.run(landscape, "sgd(lr=0.05)", seeds=2, steps=5, curvature=False)
+    assert calls
