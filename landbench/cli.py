@@ -844,7 +844,7 @@ def status_command(
 
 @main.command("bench")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--quick", is_flag=True, help="A tenth of the steps at each size (a minute on a laptop CPU).")
+@click.option("--quick", is_flag=True, help="A tenth of the steps at each size, at least 5 (seconds on a laptop CPU).")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 100), help="Timings per median.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 @_threads_option

@@ -101,6 +101,25 @@ def test_verdict_of_combines_parts() -> None:
         f("probably")
 
 
+def test_the_summary_shows_the_part_that_decided_the_verdict() -> None:
+    """The claims' summary table shows the statistic of the part that decided the verdict (it had
+    always shown the first part's: the escape claim's caveat came from its third)."""
+    from landbench.claims.base import deciding
+    from landbench.claims.report import _table
+
+    def f(verdict: str, name: str) -> dict:
+        return Finding(verdict, name, 1.0, "w").as_dict()
+
+    parts = [f(SUPPORTED, "first"), f(SUPPORTED, "second"), f(NOT_SUPPORTED, "third")]
+    assert deciding(parts, verdict_of([Finding(p["verdict"], "s", 0.0, "w") for p in parts]))["statistic"] == "third"
+    assert deciding([f(SUPPORTED, "a"), f(INCONCLUSIVE, "b")], INCONCLUSIVE)["statistic"] == "b"
+    assert deciding([f(NOT_SUPPORTED, "a"), f(SUPPORTED, "b")], SUPPORTED)["statistic"] == "b"  # a claim's own verdict
+    assert deciding([f(SUPPORTED, "a")], NOT_SUPPORTED)["statistic"] == "a" and deciding([], SUPPORTED) is None
+    entry = {"number": 3, "title": "T", "verdict": CAVEAT, "findings": parts, "tier": "test", "seconds": 1.0}
+    row = _table([entry]).splitlines()[-1]
+    assert "third" in row and "first" not in row
+
+
 def test_report_keeps_the_claims_that_ran_when_one_fails(tmp_path: Path, fake_claims: list[str]) -> None:
     outcomes, pages = claims.run_claims([], "test", tmp_path / "out", log=lambda line: None)
     assert [type(o).__name__ for o in outcomes] == ["ClaimOutcome", "Failed"]

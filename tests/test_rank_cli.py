@@ -89,3 +89,27 @@ def test_a_new_optimizer_is_ranked_against_the_baselines_by_running_only_itself(
     ours, theirs = data["scenarios"][0]["optimizers"]["torch.optim:SGD"], data["scenarios"][0]["optimizers"]["gd"]
     assert ours["rank"] == theirs["rank"] and ours["ert"] == theirs["ert"]
     assert ours["median_final"] == pytest.approx(theirs["median_final"], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [
+        (["--seed", "-1"], "seed must be a non-negative integer"),
+        (["--bootstrap", "100000000000"], "bootstrap must be a number of resamples from 1 to 100000"),
+        (["--bootstrap", "0"], "bootstrap must be a number of resamples from 1 to 100000"),
+    ],
+)
+def test_rank_refuses_a_bad_seed_or_resample_count_in_one_line(results: Path, option: list[str], named: str) -> None:
+    """A negative bootstrap seed, or more resamples than fit in memory, is one line and exit 2 (they
+    had been a traceback from numpy)."""
+    done = CliRunner().invoke(main, ["rank", str(results), *option])
+    assert done.exit_code == 2 and named in done.output, done.output
+    assert "Traceback" not in done.output and len(done.output.strip().splitlines()) == 1
+
+
+def test_ranking_by_test_loss_without_finite_sums_says_so(results: Path) -> None:
+    """Results without a finite-sum scenario have nothing to rank by test loss, and the warning says
+    why (it had said that no scenario was run by every optimizer)."""
+    done = CliRunner().invoke(main, ["rank", str(results), "--objective", "test"])
+    assert "no scenario is a finite sum" in done.output, done.output
+    assert "run by every optimizer" not in done.output

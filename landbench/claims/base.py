@@ -117,6 +117,18 @@ def verdict_of(findings: list[Finding]) -> str:
     return CAVEAT
 
 
+def deciding(findings: list[dict[str, Any]], verdict: str) -> dict[str, Any] | None:
+    """The part (as :meth:`Finding.as_dict`) that decided a claim's overall ``verdict``, the one
+    its summary table shows: for "supported with a caveat", the first part that is not supported
+    outright (the caveat, :func:`verdict_of`); otherwise the first part with that verdict; the
+    first part where none has it (a verdict the claim set itself)."""
+    if not findings:
+        return None
+    if verdict == CAVEAT:
+        return next((f for f in findings if f["verdict"] != SUPPORTED), findings[0])
+    return next((f for f in findings if f["verdict"] == verdict), findings[0])
+
+
 @dataclass(frozen=True)
 class Experiment:
     """An experiment file ``problems/claims/NAME.toml``: the claim's text and its sizes per tier."""

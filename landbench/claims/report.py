@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from landbench._version import __version__
-from landbench.claims.base import TIERS
+from landbench.claims.base import TIERS, deciding
 
 TITLE = "The claims, measured"
 JSON_NAME = "claims.json"
@@ -172,12 +172,12 @@ def _table(entries: Sequence[dict[str, Any]]) -> str:
         if e["verdict"] is None:
             verdict, statistic = "**failed**", _cell(e.get("error", ""))
         else:
-            first = e["findings"][0] if e["findings"] else None
+            part = deciding(e["findings"], e["verdict"])
             verdict = f"**{e['verdict']}**"
             statistic = (
                 "-"
-                if first is None
-                else _cell(f"{first['statistic']}: {_number(first['value'])}{_interval(first['interval'])}")
+                if part is None
+                else _cell(f"{part['statistic']}: {_number(part['value'])}{_interval(part['interval'])}")
             )
         rows.append(f"| {e['number']} | {link} | {verdict} | {statistic} | {e['tier']} | {_duration(e['seconds'])} |")
     return "\n".join(rows)

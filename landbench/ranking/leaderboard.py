@@ -161,9 +161,10 @@ def rank(
     """Rank the optimizers of ``records`` (run records as written by landbench); see the module
     docstring. ``objective``: ``"train"`` (the training loss: targets, times, final gap) or ``"test"``
     (the population loss of finite-sum families)."""
-    _check_options(alpha, tau_max, bootstrap, confidence, objective)
+    _check_options(alpha, tau_max, bootstrap, seed, confidence, objective)
     kept, notes, dropped = select(records)
     grouped = by_scenario(kept)
+    empty_reason = "no scenario was run by every optimizer: nothing to rank"
     if objective == "test":
         finite = {
             s: runs for s, runs in grouped.items() if all(is_finite_sum_record(r) for rs in runs.values() for r in rs)
@@ -173,6 +174,8 @@ def rank(
                 f"{len(grouped) - len(finite)} scenarios without a test loss (not finite sums) left out of the "
                 "ranking by test loss"
             ]
+        if grouped and not finite:
+            empty_reason = "no scenario is a finite sum (none has a test loss): nothing to rank by test loss"
         grouped = finite
     optimizers = sorted({o for runs in grouped.values() for o in runs})
     common, warnings = common_scenarios(grouped, optimizers)
@@ -190,7 +193,7 @@ def rank(
         "objective": objective,
     }
     if not results:
-        warnings.append("no scenario was run by every optimizer: nothing to rank")
+        warnings.append(empty_reason)
         return Leaderboard([], [], Profile(tau_max, 0, [], {}), [], [], warnings, notes + harmless, options)
     ranks = np.array([[r.ranks[o] for o in optimizers] for r in results])
     low, high = bootstrap_mean_ci(ranks, resamples=bootstrap, seed=seed, confidence=confidence)
@@ -221,15 +224,21 @@ def rank(
 OBJECTIVES = ("train", "test")
 
 
-def _check_options(alpha: float, tau_max: float, bootstrap: int, confidence: float, objective: str) -> None:
+#: The most bootstrap resamples ``rank`` draws (their indices are resamples x scenarios integers at once).
+MAX_BOOTSTRAP = 100_000
+
+
+def _check_options(alpha: float, tau_max: float, bootstrap: int, seed: int, confidence: float, objective: str) -> None:
     if objective not in OBJECTIVES:
         raise LandbenchError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if not 0 < alpha < 1:
         raise LandbenchError(f"alpha must be in (0, 1), got {alpha!r}")
     if not 1 < tau_max < math.inf:
         raise LandbenchError(f"tau_max must be a finite number > 1, got {tau_max!r}")
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 1:
-        raise LandbenchError(f"bootstrap must be a number of resamples >= 1, got {bootstrap!r}")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or not 1 <= bootstrap <= MAX_BOOTSTRAP:
+        raise LandbenchError(f"bootstrap must be a number of resamples from 1 to {MAX_BOOTSTRAP}, got {bootstrap!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise LandbenchError(f"seed must be a non-negative integer (the bootstrap's seed), got {seed!r}")
     if not 0 < confidence < 1:
         raise LandbenchError(f"confidence must be in (0, 1), got {confidence!r}")
 
