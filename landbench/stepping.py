@@ -34,6 +34,8 @@ MODES = ("batched", "per_tensor", "separate")
 
 #: The code of torch.optim's ``_use_grad_for_differentiable`` wrapper (``_use_grad``), to recognise it.
 _USE_GRAD_CODE = getattr(_optim, "_use_grad_for_differentiable", lambda f: f)(lambda *a, **k: None).__code__
+#: Whether dynamo is tracing (``torch.compiler.is_compiling`` from torch 2.3; torch._dynamo's before).
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or torch._dynamo.is_compiling
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, closure: Callable[[], torch.Tensor] | None = None) -> Any:
@@ -65,7 +67,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, closure: Callable[[], torch
         getattr(inner, "__code__", None) is _USE_GRAD_CODE
         and not torch.is_grad_enabled()
         and not optimizer.defaults.get("differentiable", False)
-        and not torch.compiler.is_compiling()
+        and not _is_compiling()
     ):
         inner = inner.__wrapped__
     return inner(optimizer) if closure is None else inner(optimizer, closure)
@@ -81,10 +83,11 @@ def build(spec: OptimizerSpec, params: Any) -> torch.optim.Optimizer:
     256 x 10 SGD step, 15 to 35 us of a 256 x 1000 one on the CPU). Other classes, subclasses
     included, are built as they are."""
     optimizer = spec.build(params)
-    if type(optimizer).__module__.startswith("torch.optim."):
+    choose = getattr(_optim, "_default_to_fused_or_foreach", None)  # private: a torch without it builds as is
+    if choose is not None and type(optimizer).__module__.startswith("torch.optim."):
         for group in optimizer.param_groups:
             if group.get("foreach", False) is None and not group.get("fused") and not group.get("differentiable"):
-                _, group["foreach"] = _optim._default_to_fused_or_foreach(group["params"], False, use_fused=False)
+                _, group["foreach"] = choose(group["params"], False, use_fused=False)
     return optimizer
 
 
