@@ -65,7 +65,27 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 2000 else text[:1997] + "..."
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineUsageError(click.UsageError):
+    """A usage error shown as landbench shows every input error: ``Error: ...`` on one line, exit 2
+    (click's own adds the usage line and a hint to run ``--help`` above it)."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {_one_line(Exception(self.format_message()))}", err=True)
+
+
+class _Commands(click.Group):
+    """landbench's command group: a bad option, value or command of a subcommand is one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            if isinstance(exc, _OneLineUsageError) or type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            raise _OneLineUsageError(exc.format_message(), exc.ctx) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="landbench")
 def main() -> None:
     """Benchmark gradient-based optimizers on analytic loss landscapes."""

@@ -465,3 +465,21 @@ def test_the_blocks_storage_is_offered_only_where_it_fits() -> None:
         check_problem(
             "pspin(dim=2000, p=3, storage='dense')", "float32", 8, Settings(), torch.device("cpu"), free=20 * GIB
         )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "smoke", "--steps", "0"], "Error: Invalid value for '--steps': 0 is not in the range x>=1."),
+        (["run", "smoke", "--dtype", "float16"], "Error: Invalid value for '--dtype': 'float16' is not one of"),
+        (["run", "smoke", "--stpes", "5"], "Error: No such option '--stpes'"),
+        (["rnu", "smoke"], "Error: No such command 'rnu'. Did you mean 'run'?"),
+        (["bench", "--repeats", "0"], "Error: Invalid value for '--repeats'"),
+    ],
+)
+def test_values_options_and_commands_click_refuses_are_one_line_too(args: list[str], message: str) -> None:
+    """What click itself refuses (a value out of its range, an unknown option or command) is one line
+    naming what is valid, exit 2, as landbench's own checks are (click's usage block left out)."""
+    result = CliRunner().invoke(main, args)
+    assert_one_line_error(result)
+    assert result.stderr.startswith(message), result.stderr
