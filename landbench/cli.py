@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import inspect
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -74,15 +75,27 @@ class _OneLineUsageError(click.UsageError):
 
 
 class _Commands(click.Group):
-    """landbench's command group: a bad option, value or command of a subcommand is one line."""
+    """landbench's command group: a bad option, value or command (of landbench or of a subcommand)
+    is one line; ``landbench`` alone still shows its help."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _one_line_usage():
+            return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        with _one_line_usage():
             return super().invoke(ctx)
-        except click.UsageError as exc:
-            if isinstance(exc, _OneLineUsageError) or type(exc).__name__ == "NoArgsIsHelpError":
-                raise
-            raise _OneLineUsageError(exc.format_message(), exc.ctx) from None
+
+
+@contextlib.contextmanager
+def _one_line_usage() -> Iterator[None]:
+    """Re-raise click's usage errors as :class:`_OneLineUsageError` (its no-arguments help aside)."""
+    try:
+        yield
+    except click.UsageError as exc:
+        if isinstance(exc, _OneLineUsageError) or type(exc).__name__ == "NoArgsIsHelpError":
+            raise
+        raise _OneLineUsageError(exc.format_message(), exc.ctx) from None
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

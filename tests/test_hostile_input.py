@@ -474,6 +474,7 @@ def test_the_blocks_storage_is_offered_only_where_it_fits() -> None:
         (["run", "smoke", "--dtype", "float16"], "Error: Invalid value for '--dtype': 'float16' is not one of"),
         (["run", "smoke", "--stpes", "5"], "Error: No such option '--stpes'"),
         (["rnu", "smoke"], "Error: No such command 'rnu'. Did you mean 'run'?"),
+        (["--bogus", "run"], "Error: No such option '--bogus'"),
         (["bench", "--repeats", "0"], "Error: Invalid value for '--repeats'"),
     ],
 )
