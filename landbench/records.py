@@ -104,12 +104,6 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _numbers(values: list[float]) -> list[float | None]:
-    """:func:`_number` of each of ``values`` (floats already), in one comprehension: a record's curve."""
-    isfinite = math.isfinite
-    return [value if isfinite(value) else None for value in values]
-
-
 def _step(value: int) -> int | None:
     return int(value) if value >= 0 else None
 
@@ -158,7 +152,7 @@ def build_records(
     extra = _family_fields(landscape, outcome)
     targets = {name: None if values is None else values.tolist() for name, values in _per_target(tracker).items()}
     evals = tracker.evals.cpu().tolist()
-    curve = [_numbers(row) for row in tracker.curve.double().cpu().tolist()]
+    curve = tracker.curve.double().cpu().tolist()
     curvature = {name: values.double().cpu().tolist() for name, values in outcome.curvature.items()}
     settings_dict = settings.as_dict()
     finite = is_finite_sum(landscape)
@@ -204,7 +198,7 @@ def build_records(
                 "batch_runs": len(outcome.seeds),
                 "threads": outcome.threads,
                 **{name: values[row] for name, values in extra.items()},
-                "curve": {"steps": tracker.curve_steps, "loss": curve[row]},
+                "curve": {"steps": tracker.curve_steps, "loss": [_number(v) for v in curve[row]]},
                 "metrics_s": outcome.metrics_s,
                 "landbench_version": __version__,
                 "schema": RECORD_SCHEMA,
