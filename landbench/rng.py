@@ -33,7 +33,7 @@ def derive_seed(*parts: int | str) -> int:
     first two words of ``SeedSequence(parts).generate_state(2, uint32)``. :func:`derive_seeds`
     computes it for a whole batch of seeds at once, with the same values.
     """
-    entropy = [zlib.crc32(p.encode()) if isinstance(p, str) else int(p) for p in parts]
+    entropy = [_entropy_int(p) for p in parts]
     if any(e < 0 for e in entropy):
         raise ValueError(f"seeds must be non-negative integers, got {parts!r}")
     words = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
