@@ -135,7 +135,7 @@ def run(
     and precision settings of :class:`~landbench.settings.Settings` (``dtype``, ``targets``,
     ``curvature``, ``tau``, ...). All runs go through the device as one batch, with ``threads``
     intra-op threads (default: ``$LANDBENCH_THREADS``, else one below 2**20 runs x dimension and
-    all of the process's above; :mod:`landbench.threads`).
+    the process's threads above, less one core left to the rest of the machine; :mod:`landbench.threads`).
     """
     prepared = plan(
         problem, optimizer, seeds, steps, device, noise, instance, threads, noise_model, batch_size, **settings

@@ -582,7 +582,8 @@ def _threads_option(command: F) -> F:
     return click.option(
         "--threads",
         metavar="N",
-        help=f"Intra-op threads of every batch (default: ${ENV}, else 1 below 2**20 runs x dim, all cores above).",
+        help=f"Intra-op threads of every batch (default: ${ENV}, else 1 below 2**20 runs x dim, "
+        "all cores but one above).",
     )(command)
 
 
@@ -895,7 +896,7 @@ def bench_command(device: str, quick: bool, repeats: int, as_json: bool, threads
     import torch
 
     from landbench.bench import QUICK_SIZES, SIZES, measure, table
-    from landbench.executors.processes import available_cores
+    from landbench.threads import available_cores
 
     count = requested_threads(None if threads is None else check_threads(threads, "--threads"))
     rows = measure(

@@ -5,13 +5,18 @@ and every split pays a fork-join. On a quiet machine a second thread gains littl
 million elements per tensor; on a machine where another process is busy, a thread pool that waits
 for a descheduled thread costs 5 to 70 times the work itself (measured in ``BENCHMARKS.md``). So a
 batch of ``B x d`` elements below :data:`SMALL_BATCH_ELEMENTS` runs on one thread, and a larger one
-on every thread the process has (``torch.get_num_threads()``: all cores in a plain process, a
-pool worker's share of them).
+on the threads the process has (``torch.get_num_threads()``: all cores in a plain process, a pool
+worker's share of them), less one core left to the rest of the machine when they are every core it
+may run on (:func:`large_batch_threads`): with one busy process beside it, a batch that waits on
+the busy core runs 2 to 8 times slower at 2 x 10^6 elements, one that leaves it a core loses at most
+1/cores of a quiet machine's speed (on 2 cores, 1.4 to 1.8 times: measured in ``BENCHMARKS.md``).
 
 The user's choice wins: ``threads=N`` (API), ``--threads N`` (CLI) or the ``LANDBENCH_THREADS``
 environment variable, in that order. Every record says how many threads its batch ran with
-(``threads``): sums over a row may be split differently, so results agree across thread counts to
-floating-point tolerance, not bit for bit.
+(``threads``). The choice depends on the machine, never on its load at the time, so the same
+command on the same machine gives the same records bit for bit; on another thread count, sums over
+a row may be split differently (a matrix product's, in ``gaussian_field``), so results agree across
+thread counts to floating-point tolerance, not always bit for bit.
 """
 
 from __future__ import annotations
@@ -48,14 +53,36 @@ def requested_threads(threads: int | None = None) -> int | None:
     return check_threads(value, ENV) if value else None
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity; the machine's count where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        return os.cpu_count() or 1
+
+
+def large_batch_threads() -> int:
+    """The threads of a batch of :data:`SMALL_BATCH_ELEMENTS` or more: the process's threads
+    (``torch.get_num_threads()``), less one when they would take every core the process may run on.
+
+    A fork-join over every core waits, at each kernel, for the slowest thread; with any other busy
+    process on the machine one of them is descheduled, and the batch runs at the scheduler's pace
+    (2 to 8 times slower at 2 x 10^6 elements on 2 cores with one busy process). Leaving one core to
+    the rest of the machine bounds that, for ``1/cores`` of a quiet machine's speed. A pool worker,
+    given its share of the cores (``cores // workers``), keeps it."""
+    budget = torch.get_num_threads()
+    cores = available_cores()
+    return max(1, cores - 1) if budget >= cores else budget
+
+
 def choose_threads(elements: int, threads: int | None = None) -> int:
     """The intra-op threads for a batch of ``elements`` (runs x dimension): the user's choice
-    (:func:`requested_threads`), else 1 below :data:`SMALL_BATCH_ELEMENTS`, else every thread the
-    process has."""
+    (:func:`requested_threads`), else 1 below :data:`SMALL_BATCH_ELEMENTS`, else
+    :func:`large_batch_threads`."""
     chosen = requested_threads(threads)
     if chosen is not None:
         return chosen
-    return 1 if elements < SMALL_BATCH_ELEMENTS else torch.get_num_threads()
+    return 1 if elements < SMALL_BATCH_ELEMENTS else large_batch_threads()
 
 
 @contextmanager

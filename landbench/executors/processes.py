@@ -30,17 +30,10 @@ import torch
 from landbench.errors import LandbenchError
 from landbench.executors import Finished, StepProgress
 from landbench.jobs import Job, failed_records, last_line, run_job
+from landbench.threads import available_cores
 
 MAX_RETRIES = 2
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def available_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        return os.cpu_count() or 1
 
 
 def visible_gpus() -> list[str]:
