@@ -186,7 +186,7 @@ def measure(
                     repeats,
                     place,
                 )
-                naive = median_time(lambda: naive_loop(landscape, spec, range(naive_runs), naive_steps), 1, place)  # noqa: B023
+                naive = median_time(lambda: naive_loop(landscape, spec, range(naive_runs), naive_steps), repeats, place)  # noqa: B023
                 naive *= (runs / naive_runs) * (steps / naive_steps)
                 hand, bare, full = seconds["hand"], seconds["bare"], seconds["full"]
                 rows.append(Row(runs, dim, steps, name, hand, bare, full, naive, bandwidth, count))

@@ -34,7 +34,7 @@ from landbench.settings import check_batch_size, normalize_seeds
 from landbench.spec import bind_params, format_value, parse_spec
 from landbench.store import load_results
 from landbench.suite import Suite, adhoc_suite, available_suites, load_suite
-from landbench.threads import ENV, check_threads, requested_threads
+from landbench.threads import ENV, check_threads, oversubscription, requested_threads
 from landbench.tuning import PlanEntry
 from landbench.tuning import plan as tuning_plan
 
@@ -583,7 +583,7 @@ def _threads_option(command: F) -> F:
         "--threads",
         metavar="N",
         help=f"Intra-op threads of every batch (default: ${ENV}, else 1 below 2**20 runs x dim, "
-        "all cores but one above).",
+        "the process's threads above, less one when they would take every CPU).",
     )(command)
 
 
@@ -878,7 +878,12 @@ def status_command(
 
 @main.command("bench")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--quick", is_flag=True, help="A tenth of the steps at each size, at least 5 (seconds on a laptop CPU).")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A tenth of the steps at each size, at least 5. The metrics at the end cost the same, so "
+    "'run, metrics' is larger than in the full table.",
+)
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 100), help="Timings per median.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 @_threads_option
@@ -899,6 +904,8 @@ def bench_command(device: str, quick: bool, repeats: int, as_json: bool, threads
     from landbench.threads import available_cores
 
     count = requested_threads(None if threads is None else check_threads(threads, "--threads"))
+    if (crowded := oversubscription(count)) is not None:
+        click.echo(f"landbench: {crowded}", err=True)
     rows = measure(
         QUICK_SIZES if quick else SIZES,
         device=device,
@@ -912,12 +919,16 @@ def bench_command(device: str, quick: bool, repeats: int, as_json: bool, threads
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["landbench", *sys.argv[1:]]),
             "cores": available_cores(),
+            "quick": quick,
+            "repeats": repeats,
             "torch": torch.__version__,
             "landbench": __version__,
         }
         click.echo(json.dumps({**about, "rows": [r.as_dict() for r in rows]}, indent=2))
     else:
         click.echo(table(rows))
+        if quick:
+            click.echo("(--quick: a tenth of the steps, the metrics as many: 'run, metrics' is not the full table's)")
 
 
 # --- report and plot ----------------------------------------------------------------------------

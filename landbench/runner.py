@@ -31,7 +31,7 @@ from landbench.planning import Shard, Stored, scoring, shard_scenarios, tuning_j
 from landbench.preflight import check_suite
 from landbench.store import ResultStore
 from landbench.suite import Scenario, Suite
-from landbench.threads import requested_threads
+from landbench.threads import oversubscription, requested_threads
 
 
 @dataclass
@@ -90,8 +90,9 @@ def run_suite(
     stored = Stored.of(store.records(), retry_failed)
     scenarios = shard_scenarios(suite, shard)
     result = SuiteRun()
-    for line in runner.warnings():
-        print(f"landbench: {line}", file=sys.stderr)
+    for line in [*runner.warnings(), oversubscription(threads)]:
+        if line is not None:
+            print(f"landbench: {line}", file=sys.stderr)
     tune = _with_threads(tuning_jobs(suite, scenarios, stored, device), threads)
     scored_runs = sum(len(sc.seeds) for sc in scenarios)
     with _Bar(suite.name, sum(job.runs for job in tune) + scored_runs, progress) as bar, runner:

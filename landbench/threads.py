@@ -5,18 +5,23 @@ and every split pays a fork-join. On a quiet machine a second thread gains littl
 million elements per tensor; on a machine where another process is busy, a thread pool that waits
 for a descheduled thread costs 5 to 70 times the work itself (measured in ``BENCHMARKS.md``). So a
 batch of ``B x d`` elements below :data:`SMALL_BATCH_ELEMENTS` runs on one thread, and a larger one
-on the threads the process has (``torch.get_num_threads()``: all cores in a plain process, a pool
-worker's share of them), less one core left to the rest of the machine when they are every core it
-may run on (:func:`large_batch_threads`): with one busy process beside it, a batch that waits on
-the busy core runs 2 to 8 times slower at 2 x 10^6 elements, one that leaves it a core loses at most
-1/cores of a quiet machine's speed (on 2 cores, 1.4 to 1.8 times: measured in ``BENCHMARKS.md``).
+on the threads the process has (``torch.get_num_threads()``: torch's default, the physical cores,
+in a plain process, a pool worker's share of them), less one when they would take every CPU it may
+run on (:func:`large_batch_threads`): with one busy process beside it, a batch that waits on the
+busy core ran 2 to 11 times slower at 2 x 10^6 elements; one that leaves it a core gives up one
+core of a quiet machine's (on 2 cores, 1.4 to 2.8 times from 2 x 10^6 to 8 x 10^6 elements:
+``BENCHMARKS.md``).
 
 The user's choice wins: ``threads=N`` (API), ``--threads N`` (CLI) or the ``LANDBENCH_THREADS``
 environment variable, in that order. Every record says how many threads its batch ran with
 (``threads``). The choice depends on the machine, never on its load at the time, so the same
-command on the same machine gives the same records bit for bit; on another thread count, sums over
-a row may be split differently (a matrix product's, in ``gaussian_field``), so results agree across
-thread counts to floating-point tolerance, not always bit for bit.
+command on the same machine gives the same records bit for bit. On another thread count, records
+agree to floating-point tolerance; bit for bit only where every sum is over the rows of a batch of
+two or more runs (torch then gives each row to one thread): the elementwise families with the
+optimizers that step the batch as one tensor. A batch of one run (torch splits its row's sum across
+threads), optimizers stepped one run at a time (LBFGS's dot products), the spot check's
+``independence`` difference (it re-runs one row alone) and matrix products (``gaussian_field``,
+``matrix_sensing``) round differently.
 """
 
 from __future__ import annotations
@@ -61,15 +66,25 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def oversubscription(threads: int | None) -> str | None:
+    """What to tell a user who asked for more threads than the cores the process may run on (they
+    then wait for each other at every kernel), or None."""
+    cores = available_cores()
+    if threads is None or threads <= cores:
+        return None
+    return f"{threads} threads on {cores} cores: they wait for each other at every kernel (at most {cores} pay)"
+
+
 def large_batch_threads() -> int:
     """The threads of a batch of :data:`SMALL_BATCH_ELEMENTS` or more: the process's threads
     (``torch.get_num_threads()``), less one when they would take every core the process may run on.
 
     A fork-join over every core waits, at each kernel, for the slowest thread; with any other busy
     process on the machine one of them is descheduled, and the batch runs at the scheduler's pace
-    (2 to 8 times slower at 2 x 10^6 elements on 2 cores with one busy process). Leaving one core to
-    the rest of the machine bounds that, for ``1/cores`` of a quiet machine's speed. A pool worker,
-    given its share of the cores (``cores // workers``), keeps it."""
+    (2 to 11 times slower at 2 x 10^6 elements on 2 cores with one busy process). Leaving one core
+    to the rest of the machine bounds that, for one core of a quiet machine's. Cores are the logical
+    CPUs of the process's affinity (:func:`available_cores`). A pool worker, given its share of the
+    cores (``cores // workers``), keeps it."""
     budget = torch.get_num_threads()
     cores = available_cores()
     return max(1, cores - 1) if budget >= cores else budget

@@ -173,7 +173,7 @@ def test_ctrl_c_says_how_to_resume(tiny: Path, tmp_path: Path, monkeypatch: pyte
         (["--seeds", "a,"], "expected a count"),
         (["--noise", "nan"], "noise must be a finite number >= 0"),
         (["--noise", "inf"], "noise must be a finite number >= 0"),
-        (["--device", "cuda:7"], "device"),
+        (["--device", "cuda:7"], "device 'cuda:7'"),
     ],
 )
 def test_bad_budget_flags_exit_with_status_2(flags: list[str], message: str, tmp_path: Path) -> None:

@@ -120,9 +120,10 @@ def run_claim(
     )
     module = importlib.import_module(f"landbench.claims.{experiment.name}")
     started = time.perf_counter()
-    # a claim's own small tensor work on one intra-op thread unless $LANDBENCH_THREADS says otherwise
-    # (a second thread costs 5-70 times the work on a busy machine); the engine's batches, the
-    # critical-point finder and connectivity choose their own threads by size (landbench.threads)
+    # a claim's work on one intra-op thread unless $LANDBENCH_THREADS says otherwise (a second
+    # thread costs 5-70 times the work on a busy machine): one thread is then the process's budget,
+    # so the engine's batches, the critical-point finder and connectivity run on one too
+    # (landbench.threads.large_batch_threads never exceeds the budget)
     with using_threads(choose_threads(0)):
         measured = module.measure(ctx)
     return ClaimOutcome(experiment, tier, measured, time.perf_counter() - started)

@@ -291,7 +291,7 @@ def resolve_device(device: torch.device | str) -> torch.device:
     if resolved.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise SpecError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine; use 'cpu'")
+            raise SpecError(f"device {str(resolved)!r} was asked for, but torch sees no CUDA GPU here; use 'cpu'")
         if resolved.index is not None and resolved.index >= count:
             raise SpecError(f"device {device!r} does not exist: torch sees {count} GPU(s), cuda:0 to cuda:{count - 1}")
     return resolved
