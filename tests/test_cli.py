@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,14 @@ def test_the_quick_start_smoke_suite_runs(tmp_path: Path) -> None:
 def test_console_script_is_installed() -> None:
     completed = subprocess.run(["landbench", "--version"], capture_output=True, text=True, check=True)
     assert "landbench, version" in completed.stdout
+
+
+def test_the_command_line_imports_no_scipy_until_a_command_needs_it() -> None:
+    """scipy.stats, optimize and integrate cost 1 s of import, which every command (and every error
+    message) would pay: the modules that use them import them where they do."""
+    script = "import sys, landbench.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_a_suite_with_a_failing_optimizer_fails_before_running_anything(tmp_path: Path) -> None:

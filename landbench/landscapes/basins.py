@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 import torch
 
 from landbench.errors import SpecError
@@ -186,6 +185,8 @@ class AxisProfile:
         return self._roots(grid, rising), self._roots(grid, falling)
 
     def _roots(self, grid: np.ndarray, brackets: np.ndarray) -> np.ndarray:
+        import scipy.optimize  # here: every command imports the catalogue, scipy.optimize costs 0.4 s
+
         def slope(t: float) -> float:
             return float(self.slope(np.array(t)))
 

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata, wilcoxon
 
 
 def expected_running_time(hits: Sequence[float | None], spent: Sequence[float]) -> float:
@@ -107,6 +106,8 @@ def signed_rank_test(differences: Sequence[float]) -> tuple[float, int]:
     differences lean negative, 0 when neither.
     Wilcoxon, "Individual comparisons by ranking methods", Biometrics Bulletin 1 (1945).
     """
+    from scipy.stats import rankdata, wilcoxon  # here: scipy.stats costs every command 0.9 s to import
+
     nonzero = np.asarray([d for d in differences if d != 0], dtype=float)
     if nonzero.size == 0:
         return 1.0, 0
