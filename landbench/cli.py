@@ -74,6 +74,19 @@ class _OneLineUsageError(click.UsageError):
         click.echo(f"Error: {_one_line(Exception(self.format_message()))}", err=True)
 
 
+class _Whole(click.IntRange):
+    """A whole number in a range, whose error for what is not one names the range too (click's says
+    only "'1.5' is not a valid integer range")."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            try:
+                int(value.strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a whole number in the range {self._describe_range()}.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class _Commands(click.Group):
     """landbench's command group: a bad option, value or command (of landbench or of a subcommand)
     is one line; ``landbench`` alone still shows its help."""
@@ -250,14 +263,14 @@ def _point(value: str | None, name: str) -> list[float] | None:
     "--points",
     default=101,
     show_default=True,
-    type=click.IntRange(2, 1_000_000),
+    type=_Whole(2, 1_000_000),
     help="Points at which each path's loss is reported.",
 )
 @click.option(
     "--steps",
     default=500,
     show_default=True,
-    type=click.IntRange(0, 10_000_000),
+    type=_Whole(0, 10_000_000),
     help="Adam steps fitting the Bezier curve's bend.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (both profiles) instead of text.")
@@ -501,7 +514,7 @@ def _suite_options(command: F) -> F:
         click.option(
             "--seeds", metavar="N|LIST", help="Number of run seeds (0..N-1) or a list such as 0,3,7 (one seed: 3,)."
         ),
-        click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps per run."),
+        click.option("--steps", type=_Whole(min=1), help="Optimizer steps per run."),
         click.option(
             "--noise",
             "noise",
@@ -609,7 +622,7 @@ def _threads_option(command: F) -> F:
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=_Whole(min=1),
     help="Worker processes of --executor processes (default: one per visible GPU, or per core on the CPU).",
 )
 @click.option(
@@ -884,7 +897,7 @@ def status_command(
     help="A tenth of the steps at each size, at least 5. The metrics at the end cost the same, so "
     "'run, metrics' is larger than in the full table.",
 )
-@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 100), help="Timings per median.")
+@click.option("--repeats", default=3, show_default=True, type=_Whole(1, 100), help="Timings per median.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 @_threads_option
 @_friendly
@@ -975,8 +988,8 @@ def report_command(results: Sequence[str], against: Sequence[str], out: str, tit
     help="An optimizer whose trajectories to draw. Repeatable.",
 )
 @click.option("--seeds", default="3", show_default=True, metavar="N|LIST", help="Run seeds: a count or a list.")
-@click.option("--steps", default=300, show_default=True, type=click.IntRange(min=1), help="Optimizer steps per run.")
-@click.option("--instance", default=0, show_default=True, type=click.IntRange(min=0), help="Instance seed.")
+@click.option("--steps", default=300, show_default=True, type=_Whole(min=1), help="Optimizer steps per run.")
+@click.option("--instance", default=0, show_default=True, type=_Whole(min=0), help="Instance seed.")
 @click.option("--noise", default=0.0, show_default=True, type=float, help="Gradient-noise standard deviation.")
 @click.option("--noise-model", default="gaussian", show_default=True, metavar="MODEL", help="The gradient noise's law.")
 @click.option(

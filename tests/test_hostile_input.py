@@ -476,6 +476,14 @@ def test_the_blocks_storage_is_offered_only_where_it_fits() -> None:
         (["rnu", "smoke"], "Error: No such command 'rnu'. Did you mean 'run'?"),
         (["--bogus", "run"], "Error: No such option '--bogus'"),
         (["bench", "--repeats", "0"], "Error: Invalid value for '--repeats'"),
+        (
+            ["bench", "--repeats", "1.5"],
+            "Error: Invalid value for '--repeats': '1.5' is not a whole number in the range 1<=x<=100.",
+        ),
+        (
+            ["run", "smoke", "--steps", "ten"],
+            "Error: Invalid value for '--steps': 'ten' is not a whole number in the range x>=1.",
+        ),
     ],
 )
 def test_values_options_and_commands_click_refuses_are_one_line_too(args: list[str], message: str) -> None:
