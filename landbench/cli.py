@@ -19,6 +19,7 @@ from landbench._version import __version__
 from landbench.claims.base import TIERS
 from landbench.errors import LandbenchError
 from landbench.executors import EXECUTORS
+from landbench.executors.processes import MAX_WORKERS
 from landbench.landscapes import FAMILIES, family, make
 from landbench.landscapes.base import family_params
 from landbench.landscapes.finite_sum import effective_batch_size
@@ -75,15 +76,18 @@ class _OneLineUsageError(click.UsageError):
 
 
 class _Whole(click.IntRange):
-    """A whole number in a range, whose error for what is not one names the range too (click's says
-    only "'1.5' is not a valid integer range")."""
+    """A whole number in a range, written in ASCII digits (an optional sign), whose error for what is
+    not one names the range too (click's says only "'1.5' is not a valid integer range")."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str):
-            try:
-                int(value.strip())
-            except ValueError:
-                self.fail(f"{value!r} is not a whole number in the range {self._describe_range()}.", param, ctx)
+            text = value.strip()
+            digits = text[1:] if text[:1] in ("+", "-") else text
+            shown = repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+            if not (digits.isascii() and digits.isdigit()):
+                self.fail(f"{shown} is not a whole number in the range {self._describe_range()}.", param, ctx)
+            if len(digits) > 4000:  # int() refuses more than 4300 digits; no range here reaches them
+                self.fail(f"{shown} ({len(digits)} digits) is not in the range {self._describe_range()}.", param, ctx)
         return super().convert(value, param, ctx)
 
 
@@ -622,7 +626,7 @@ def _threads_option(command: F) -> F:
 )
 @click.option(
     "--workers",
-    type=_Whole(min=1),
+    type=_Whole(1, MAX_WORKERS),
     help="Worker processes of --executor processes (default: one per visible GPU, or per core on the CPU).",
 )
 @click.option(

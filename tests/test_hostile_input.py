@@ -481,6 +481,16 @@ def test_the_blocks_storage_is_offered_only_where_it_fits() -> None:
             "Error: Invalid value for '--repeats': '1.5' is not a whole number in the range 1<=x<=100.",
         ),
         (
+            ["run", "smoke", "--workers", "2147483648"],
+            "Error: Invalid value for '--workers': 2147483648 is not in the range 1<=x<=1024.",
+        ),
+        (["bench", "--repeats", "\u0663"], "Error: Invalid value for '--repeats': '\u0663' is not a whole number"),
+        (["bench", "--repeats", "1_000"], "Error: Invalid value for '--repeats': '1_000' is not a whole number"),
+        (
+            ["bench", "--repeats", "9" * 5000],
+            "Error: Invalid value for '--repeats': '" + "9" * 37 + "...' (5000 digits) is not in the range 1<=x<=100.",
+        ),
+        (
             ["run", "smoke", "--steps", "ten"],
             "Error: Invalid value for '--steps': 'ten' is not a whole number in the range x>=1.",
         ),

@@ -33,6 +33,8 @@ from landbench.jobs import Job, failed_records, last_line, run_job
 from landbench.threads import available_cores
 
 MAX_RETRIES = 2
+#: The most worker processes a pool may have (each imports torch).
+MAX_WORKERS = 1024
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -80,8 +82,10 @@ class ProcessExecutor:
     name = "processes"
 
     def __init__(self, device: str = "cpu", workers: int | None = None, max_retries: int = MAX_RETRIES) -> None:
-        if workers is not None and workers < 1:
-            raise LandbenchError(f"--workers: expected a number of worker processes >= 1, got {workers}")
+        if workers is not None and not 1 <= workers <= MAX_WORKERS:
+            raise LandbenchError(
+                f"--workers: expected a number of worker processes from 1 to {MAX_WORKERS}, got {workers}"
+            )
         place = torch.device(device)
         self.gpus: list[str] | None = None
         if place.type == "cuda":
