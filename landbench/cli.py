@@ -84,10 +84,12 @@ class _Whole(click.IntRange):
             text = value.strip()
             digits = text[1:] if text[:1] in ("+", "-") else text
             shown = repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+            bounded = self.min is not None or self.max is not None  # else the command checks the range
+            where = f" in the range {self._describe_range()}" if bounded else ""
             if not (digits.isascii() and digits.isdigit()):
-                self.fail(f"{shown} is not a whole number in the range {self._describe_range()}.", param, ctx)
+                self.fail(f"{shown} is not a whole number{where}.", param, ctx)
             if len(digits) > 4000:  # int() refuses more than 4300 digits; no range here reaches them
-                self.fail(f"{shown} ({len(digits)} digits) is not in the range {self._describe_range()}.", param, ctx)
+                self.fail(f"{shown} ({len(digits)} digits) is too long a number{where}.", param, ctx)
         return super().convert(value, param, ctx)
 
 
@@ -162,7 +164,7 @@ def list_command(as_json: bool) -> None:
 
 @main.command()
 @click.argument("spec")
-@click.option("--instance", default=0, show_default=True, help="Instance seed of a random family.")
+@click.option("--instance", default=0, show_default=True, type=_Whole(), help="Instance seed of a random family.")
 @click.option(
     "--dtype",
     type=click.Choice(["float32", "float64"]),
@@ -254,7 +256,7 @@ def _point(value: str | None, name: str) -> list[float] | None:
 @click.option(
     "--between",
     nargs=2,
-    type=int,
+    type=_Whole(),
     default=(0, 1),
     show_default=True,
     metavar="I J",
@@ -262,7 +264,7 @@ def _point(value: str | None, name: str) -> list[float] | None:
 )
 @click.option("--a", "point_a", metavar="LIST", help="The first end point, e.g. '[1.0, 0.0]' (instead of --between).")
 @click.option("--b", "point_b", metavar="LIST", help="The second end point.")
-@click.option("--instance", default=0, show_default=True, help="Instance seed of a random family.")
+@click.option("--instance", default=0, show_default=True, type=_Whole(), help="Instance seed of a random family.")
 @click.option(
     "--points",
     default=101,
@@ -324,18 +326,32 @@ def connect(
 
 @main.command()
 @click.argument("spec")
-@click.option("--starts", default=64, show_default=True, help="Start points, from the landscape's start distribution.")
-@click.option("--seed", default=0, show_default=True, help="Run seed of the first start (starts use seed..seed+N-1).")
-@click.option("--instance", default=0, show_default=True, help="Instance seed of a random family.")
-@click.option("--max-iter", default=500, show_default=True, help="Newton iterations at most per start.")
+@click.option(
+    "--starts",
+    default=64,
+    show_default=True,
+    type=_Whole(),
+    help="Start points, from the landscape's start distribution.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=_Whole(),
+    help="Run seed of the first start (starts use seed..seed+N-1).",
+)
+@click.option("--instance", default=0, show_default=True, type=_Whole(), help="Instance seed of a random family.")
+@click.option("--max-iter", default=500, show_default=True, type=_Whole(), help="Newton iterations at most per start.")
 @click.option(
     "--restarts",
+    type=_Whole(),
     default=0,
     show_default=True,
     help="Restart each start that ends gradient-flat from a new seeded start, up to N times.",
 )
 @click.option(
     "--dense-max-dim",
+    type=_Whole(),
     default=512,
     show_default=True,
     help="Largest dim with a dense Hessian; beyond, MINRES and Lanczos on Hessian-vector products (0 forces them).",
@@ -799,8 +815,14 @@ def _require_scored(records: Sequence[dict[str, Any]], where: str, verb: str) ->
 @click.option("--markdown", is_flag=True, help="Print the leaderboard as Markdown.")
 @click.option("--alpha", default=0.05, show_default=True, help="Significance level of the paired tests (Holm).")
 @click.option("--tau-max", default=4.0, show_default=True, help="Profile ratio up to which the score integrates.")
-@click.option("--bootstrap", default=2000, show_default=True, help="Bootstrap resamples of the mean-rank intervals.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option(
+    "--bootstrap",
+    default=2000,
+    show_default=True,
+    type=_Whole(),
+    help="Bootstrap resamples of the mean-rank intervals.",
+)
+@click.option("--seed", default=0, show_default=True, type=_Whole(), help="Seed of the bootstrap.")
 @click.option(
     "--objective",
     type=click.Choice(["train", "test"]),

@@ -488,8 +488,15 @@ def test_the_blocks_storage_is_offered_only_where_it_fits() -> None:
         (["bench", "--repeats", "1_000"], "Error: Invalid value for '--repeats': '1_000' is not a whole number"),
         (
             ["bench", "--repeats", "9" * 5000],
-            "Error: Invalid value for '--repeats': '" + "9" * 37 + "...' (5000 digits) is not in the range 1<=x<=100.",
+            "Error: Invalid value for '--repeats': '"
+            + "9" * 37
+            + "...' (5000 digits) is too long a number in the range 1<=x<=100.",
         ),
+        (
+            ["critical", "saddle(dim=3)", "--starts", "1.5"],
+            "Error: Invalid value for '--starts': '1.5' is not a whole number.",
+        ),
+        (["rank", ".", "--bootstrap", "ten"], "Error: Invalid value for '--bootstrap': 'ten' is not a whole number."),
         (
             ["run", "smoke", "--steps", "ten"],
             "Error: Invalid value for '--steps': 'ten' is not a whole number in the range x>=1.",
