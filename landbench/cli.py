@@ -79,6 +79,11 @@ class _Whole(click.IntRange):
     """A whole number in a range, written in ASCII digits (an optional sign), whose error for what is
     not one names the range too (click's says only "'1.5' is not a valid integer range")."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.min is None and self.max is None:
+            self.name = "integer"  # the help's metavar: no range to speak of (the command checks its own)
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str):
             text = value.strip()
