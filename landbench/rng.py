@@ -138,24 +138,36 @@ def _digit_count(value: int) -> int:
     return max(1, (value.bit_length() + 31) // 32)
 
 
+def _hash_batch(head: list[int], values: list[int], tail: list[int], n_words: int) -> np.ndarray:
+    """``SeedSequence(head + words(v) + tail).generate_state(n_words, uint32)`` for every non-negative
+    ``v`` of ``values`` (``head`` and ``tail``: 32-bit words), ``(len(values), n_words)`` uint32.
+    Values of the same number of 32-bit digits share one pass of :func:`_seed_sequence_rows`."""
+    groups: dict[int, list[int]] = {}
+    if max(values) <= _MASK32:
+        groups[1] = list(range(len(values)))
+    else:
+        for row, value in enumerate(values):
+            groups.setdefault(_digit_count(value), []).append(row)
+    out = np.empty((len(values), n_words), dtype=np.uint32)
+    for digits, rows in groups.items():
+        group = values if len(groups) == 1 else [values[r] for r in rows]
+        entropy = np.empty((len(head) + digits + len(tail), len(rows)), dtype=np.uint32)
+        entropy[: len(head)] = np.array(head, dtype=np.uint32)[:, None]
+        entropy[len(head) : len(head) + digits] = _digit_columns(group, digits)
+        entropy[len(head) + digits :] = np.array(tail, dtype=np.uint32)[:, None]
+        out[rows] = _seed_sequence_rows(entropy, n_words).T
+    return out
+
+
 def seed_sequence_states(entropies: Sequence[int], n_words: int) -> np.ndarray:
     """``numpy.random.SeedSequence(e).generate_state(n_words, np.uint32)`` for every non-negative
     integer ``e`` of ``entropies``, at once: ``(len(entropies), n_words)`` uint32, bit-identical."""
     values = [int(e) for e in entropies]
-    out = np.empty((len(values), n_words), dtype=np.uint32)
     if not values:
-        return out
+        return np.empty((0, n_words), dtype=np.uint32)
     if min(values) < 0:
         raise ValueError("expected non-negative integer")
-    if max(values) < 1 << (32 * _POOL):  # at most 4 words: the same as 4 words with zero high digits
-        out[:] = _seed_sequence_rows(_digit_columns(values, _POOL if max(values) >> 64 else 2), n_words).T
-        return out
-    groups: dict[int, list[int]] = {}
-    for row, value in enumerate(values):
-        groups.setdefault(max(_POOL, _digit_count(value)), []).append(row)
-    for digits, rows in groups.items():
-        out[rows] = _seed_sequence_rows(_digit_columns([values[r] for r in rows], digits), n_words).T
-    return out
+    return _hash_batch([], values, [], n_words)
 
 
 def derive_seeds(
@@ -177,29 +189,19 @@ def derive_seeds(
         raise ValueError(f"seeds must be non-negative integers, got {parts!r}")
     head_words = [w for v in head for w in _words(v)]
     tail_words = [w for v in tail for w in _words(v)]
-    if max(values) <= _MASK32:
-        groups = {1: list(range(len(values)))}
-    else:
-        groups = {}
-        for row, value in enumerate(values):
-            groups.setdefault(_digit_count(value), []).append(row)
-    out = np.empty(len(values), dtype=np.uint64)
-    for digits, rows in groups.items():
-        group = values if len(groups) == 1 else [values[r] for r in rows]
-        entropy = np.empty((len(head_words) + digits + len(tail_words), len(rows)), dtype=np.uint32)
-        entropy[: len(head_words)] = np.array(head_words, dtype=np.uint32)[:, None]
-        entropy[len(head_words) : len(head_words) + digits] = _digit_columns(group, digits)
-        entropy[len(head_words) + digits :] = np.array(tail_words, dtype=np.uint32)[:, None]
-        words = _seed_sequence_rows(entropy, 2).astype(np.uint64)
-        out[rows] = (words[0] << np.uint64(31)) ^ words[1]
-    return out.tolist()
+    words = _hash_batch(head_words, values, tail_words, 2).astype(np.uint64)
+    return ((words[:, 0] << np.uint64(31)) ^ words[:, 1]).tolist()
 
 
-def cpu_generators(
-    prefix: Sequence[int | str], seeds: Sequence[int | str], suffix: Sequence[int | str] = ()
+def generators(
+    prefix: Sequence[int | str],
+    seeds: Sequence[int | str],
+    suffix: Sequence[int | str] = (),
+    device: torch.device | str = "cpu",
 ) -> list[torch.Generator]:
-    """``[cpu_generator(*prefix, s, *suffix) for s in seeds]``, with the seeds from :func:`derive_seeds`."""
-    return [torch.Generator(device="cpu").manual_seed(seed) for seed in derive_seeds(prefix, seeds, suffix)]
+    """One generator on ``device`` per seed, seeded with ``derive_seed(*prefix, s, *suffix)``
+    (:func:`derive_seeds`: all of them in one pass)."""
+    return [torch.Generator(device=device).manual_seed(seed) for seed in derive_seeds(prefix, seeds, suffix)]
 
 
 def block_steps(dim: int) -> int:
@@ -249,9 +251,7 @@ class RunNoise:
             self.dtype = dtype
             self.generators: list[torch.Generator] = []
             return
-        self.generators = [
-            torch.Generator(device=device).manual_seed(seed) for seed in derive_seeds((instance,), seeds, ("noise",))
-        ]
+        self.generators = generators((instance,), seeds, ("noise",), device)
         self.block = block_steps(dim)
         self.buffer = torch.empty((len(seeds), self.block, dim), dtype=dtype, device=device)
 

@@ -1,4 +1,4 @@
-"""Per-run seeds derived for a whole batch at once (landbench.rng.derive_seeds, cpu_generators,
+"""Per-run seeds derived for a whole batch at once (landbench.rng.derive_seeds, generators,
 seed_sequence_states): bit for bit numpy's SeedSequence on random and edge inputs (integers that
 take one, two or more 32-bit words, strings, 1 to 5 parts), and the start points, noise streams,
 frozen-noise keys, minibatch keys and perturbation generators equal to their per-seed definitions."""
@@ -18,10 +18,10 @@ from landbench.rng import (
     RunNoise,
     block_steps,
     cpu_generator,
-    cpu_generators,
     derive_seed,
     derive_seeds,
     frozen_keys,
+    generators,
     seed_sequence_states,
 )
 
@@ -90,7 +90,7 @@ def test_negative_seeds_raise_as_before() -> None:
     with pytest.raises(ValueError, match="non-negative"):
         derive_seeds((-2,), [3], ("start",))
     with pytest.raises(ValueError, match="non-negative"):
-        cpu_generators((0,), [-5], ())
+        generators((0,), [-5], ())
     with pytest.raises(ValueError, match="non-negative"):
         landbench.make("saddle(dim=3)").sample_start([0, -1])
     with pytest.raises(ValueError, match="non-negative"):
@@ -113,9 +113,9 @@ def test_seed_sequence_states_is_numpys() -> None:
     assert np.array_equal(seed_sequence_states(small, 3), want)
 
 
-def test_cpu_generators_are_cpu_generator() -> None:
+def test_generators_are_cpu_generator() -> None:
     seeds = [0, 1, 2**32 + 3, 99]
-    batch = cpu_generators((4,), seeds, ("sharpness",))
+    batch = generators((4,), seeds, ("sharpness",))
     for seed, generator in zip(seeds, batch):
         alone = cpu_generator(4, seed, "sharpness")
         assert generator.initial_seed() == alone.initial_seed()

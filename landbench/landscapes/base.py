@@ -19,7 +19,7 @@ import torch
 
 from landbench.errors import SpecError
 from landbench.outcomes import is_diverged
-from landbench.rng import cpu_generator, cpu_generators
+from landbench.rng import cpu_generator, generators
 from landbench.spec import Param, bind_params, format_spec, non_defaults
 
 DIM = Param("dim", int, doc="dimension d of the search space", low=1)
@@ -294,8 +294,8 @@ class Landscape:
         Run ``s`` on instance ``i`` starts from a CPU generator seeded with (i, s), so a run's start
         does not depend on the other runs of its batch, nor on the device.
         """
-        generators = cpu_generators((self.seed,), [int(s) for s in seeds], ("start",))  # one hashing pass
-        rows = [self._sample_start(generator) for generator in generators]
+        streams = generators((self.seed,), [int(s) for s in seeds], ("start",))  # one hashing pass
+        rows = [self._sample_start(stream) for stream in streams]
         return torch.stack(rows).to(device=self.device, dtype=self.dtype)
 
     # --- what is known ----------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Every metric is computed per row (run) of ``x`` with shape ``(B, dim)`` and returned as a float64
 CPU tensor of shape ``(B,)``. Random probes are per run: run seed ``s`` draws from
 ``cpu_generator(landscape.seed, s, "<metric name>")`` on the CPU (all runs' generators made in one
-pass: ``cpu_generators``; Gaussians in float64, Rademacher signs as random bytes), and the draw is
+pass: ``generators``; Gaussians in float64, Rademacher signs as random bytes), and the draw is
 then cast to the landscape's dtype and moved to its device.
 A run's value therefore does not depend on which other runs share its batch (nor on the device, up
 to floating point). Rows whose ``x`` is not finite give NaN. All work is batched over runs (and
@@ -21,7 +21,7 @@ import torch
 
 from landbench.errors import LandbenchError
 from landbench.landscapes.base import Landscape
-from landbench.rng import cpu_generators
+from landbench.rng import generators
 
 DEFAULT_LANCZOS_ITERATIONS = 32
 DEFAULT_HUTCHINSON_PROBES = 32
@@ -331,7 +331,7 @@ def _finish(values: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
 
 
 def _generators(landscape: Landscape, seeds: Sequence[int], metric: str) -> list[torch.Generator]:
-    return cpu_generators((landscape.seed,), [int(s) for s in seeds], (metric,))
+    return generators((landscape.seed,), [int(s) for s in seeds], (metric,))
 
 
 def _sign_bytes(landscape: Landscape, seeds: Sequence[int], probes: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 
 from landbench.errors import SpecError
 from landbench.optimizers.sam import run_rows
-from landbench.rng import block_steps, derive_seeds
+from landbench.rng import block_steps, generators
 
 
 class BallSampler:
@@ -156,11 +156,10 @@ class PerturbedGD(torch.optim.Optimizer):
             raise ValueError("bind_runs must come before the first step")
         first = 0
         for param, (runs, dim) in zip(params, shapes):
-            generators = [
-                torch.Generator(device=param.device).manual_seed(seed)
-                for seed in derive_seeds((instance,), [int(s) for s in seeds[first : first + runs]], ("perturbation",))
-            ]
-            self._samplers[param] = BallSampler(generators, runs, dim, param.dtype, param.device)
+            streams = generators(
+                (instance,), [int(s) for s in seeds[first : first + runs]], ("perturbation",), param.device
+            )
+            self._samplers[param] = BallSampler(streams, runs, dim, param.dtype, param.device)
             first += runs
 
     def _sampler(self, param: torch.Tensor, runs: int, dim: int) -> BallSampler:
