@@ -276,10 +276,11 @@ class SeparateStepper:
         return closure
 
     def step(self, grad: torch.Tensor) -> None:
+        project = projects(self.evaluator.landscape)  # once a step, not once a run
         for param, optimizer, closure, row in zip(self.params, self.optimizers, self.closures, grad.split(1)):
             param.grad = row
             optimizer_step(optimizer, closure)
-            if projects(self.evaluator.landscape):
+            if project:
                 self.evaluator.landscape.project_(param.data)
 
 
