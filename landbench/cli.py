@@ -81,20 +81,20 @@ class _Whole(click.IntRange):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.min is None and self.max is None:
-            self.name = "integer"  # the help's metavar: no range to speak of (the command checks its own)
+        bounded = self.min is not None or self.max is not None  # else the command checks its own range
+        self._where = f" in the range {self._describe_range()}" if bounded else ""
+        if not bounded:
+            self.name = "integer"  # the help's metavar: no range to speak of
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str):
             text = value.strip()
             digits = text[1:] if text[:1] in ("+", "-") else text
             shown = repr(value) if len(value) <= 40 else repr(value[:37] + "...")
-            bounded = self.min is not None or self.max is not None  # else the command checks the range
-            where = f" in the range {self._describe_range()}" if bounded else ""
             if not (digits.isascii() and digits.isdigit()):
-                self.fail(f"{shown} is not a whole number{where}.", param, ctx)
+                self.fail(f"{shown} is not a whole number{self._where}.", param, ctx)
             if len(digits) > 4000:  # int() refuses more than 4300 digits; no range here reaches them
-                self.fail(f"{shown} ({len(digits)} digits) is too long a number{where}.", param, ctx)
+                self.fail(f"{shown} ({len(digits)} digits) is too long a number{self._where}.", param, ctx)
         return super().convert(value, param, ctx)
 
 
