@@ -75,6 +75,14 @@ def oversubscription(threads: int | None) -> str | None:
     return f"{threads} threads on {cores} cores: they wait for each other at every kernel (at most {cores} pay)"
 
 
+def worker_threads(workers: int) -> int:
+    """The intra-op threads of each of ``workers`` pool worker processes: this process's threads
+    (``torch.get_num_threads()``: torch's default, the physical cores, unless set) shared out, at
+    least one each, so that a pool asks for no more threads than the process would alone (logical
+    CPUs would put two threads on each core of a machine with two logical CPUs per core)."""
+    return max(1, torch.get_num_threads() // workers)
+
+
 def large_batch_threads() -> int:
     """The threads of a batch of :data:`SMALL_BATCH_ELEMENTS` or more: the process's threads
     (``torch.get_num_threads()``), less one when they would take every core the process may run on.
@@ -84,7 +92,7 @@ def large_batch_threads() -> int:
     (2 to 11 times slower at 2 x 10^6 elements on 2 cores with one busy process). Leaving one core
     to the rest of the machine bounds that, for one core of a quiet machine's. Cores are the logical
     CPUs of the process's affinity (:func:`available_cores`). A pool worker, given its share of the
-    cores (``cores // workers``), keeps it."""
+    driver's threads (:func:`worker_threads`), keeps it."""
     budget = torch.get_num_threads()
     cores = available_cores()
     return max(1, cores - 1) if budget >= cores else budget

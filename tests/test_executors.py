@@ -435,6 +435,7 @@ def test_processes_pin_one_worker_per_visible_gpu(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(processes, "visible_gpus", lambda: ["3", "5"])
     monkeypatch.setattr(processes, "available_cores", lambda: 16)
+    monkeypatch.setattr(processes.torch, "get_num_threads", lambda: 16)
     pool = processes.ProcessExecutor(device="cuda")
     assert (pool.workers, pool.gpus, pool.threads) == (2, ["3", "5"], 8)
     one = processes.ProcessExecutor(device="cuda:1")

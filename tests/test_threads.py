@@ -35,12 +35,27 @@ def test_a_small_batch_runs_on_one_thread_and_a_large_one_on_the_process_threads
         assert choose_threads(SMALL_BATCH_ELEMENTS) == 7
     with using_threads(16):  # more threads than cores: still one core left
         assert choose_threads(SMALL_BATCH_ELEMENTS) == 7
-    with using_threads(4):  # a pool worker's share of the cores: kept whole
+    with using_threads(4):  # a pool worker's share of the driver's threads: kept whole
         assert choose_threads(10 * SMALL_BATCH_ELEMENTS) == 4
     with using_threads(1):
         assert choose_threads(10 * SMALL_BATCH_ELEMENTS) == 1
     monkeypatch.setattr(threads, "available_cores", lambda: 1)
     assert choose_threads(10 * SMALL_BATCH_ELEMENTS) == 1
+
+
+def test_pool_workers_share_the_drivers_threads_not_the_logical_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a machine with two logical CPUs per core (16 CPUs, torch's default of 8 threads), one
+    worker runs what the driver would, 8 threads, and keeps them in a large batch (8 < 16 CPUs):
+    with the logical CPUs it had 16, then 15, two threads on most cores."""
+    from landbench.executors.processes import ProcessExecutor
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    with using_threads(8):
+        assert [threads.worker_threads(w) for w in (1, 2, 3, 8, 16, 64)] == [8, 4, 2, 1, 1, 1]
+        assert ProcessExecutor(workers=1).threads == 8
+        assert ProcessExecutor(workers=3).threads == 2
+    with using_threads(8):  # what the worker then chooses for a large batch: all 8 (it leaves 8 CPUs free)
+        assert choose_threads(10 * SMALL_BATCH_ELEMENTS) == 8
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this platform")

@@ -3,8 +3,9 @@
 ==============  ==================================================================================
 ``serial``      the current process, one job after another (the default)
 ``processes``   a local pool of worker processes: one per visible GPU (pinned with
-                ``CUDA_VISIBLE_DEVICES``), or ``workers`` on the CPU, each with ``cores // workers``
-                intra-op threads; a worker that dies is replaced and its jobs retried
+                ``CUDA_VISIBLE_DEVICES``), or ``workers`` on the CPU, each with its share of the
+                driver's intra-op threads (torch's threads ``// workers``); a worker that dies is
+                replaced and its jobs retried
 ``ray``         one Ray task per job on a Ray cluster (``address``; a local one when none is given),
                 ``num_gpus=1`` per task on CUDA, worker deaths retried by Ray (``max_retries``);
                 needs ``pip install "landbench[ray]"``

@@ -2,9 +2,10 @@
 
 One worker per visible GPU, each pinned to its GPU with ``CUDA_VISIBLE_DEVICES`` (jobs then run on
 ``cuda``, the worker's only device), or ``workers`` workers on the CPU. Each worker runs torch with
-``cores // workers`` intra-op threads, so that the pool never asks for more threads than there are
-cores (oversubscribed thread pools cost 5 to 70 times on a busy machine). Workers are started with
-``spawn`` (a forked copy of a process that already ran torch may hang in its thread pool).
+its share of the driver's intra-op threads (:func:`landbench.threads.worker_threads`: torch's
+default, the physical cores, divided by ``workers``), so that the pool never asks for more threads
+than one process would (oversubscribed thread pools cost 5 to 70 times on a busy machine). Workers
+are started with ``spawn`` (a forked copy of a process that already ran torch may hang in its thread pool).
 
 A worker that dies (SIGKILL, out of memory) breaks the pool: the pool is replaced and the jobs that
 were running are run again, each up to ``max_retries`` times; a job that keeps killing its worker
@@ -30,7 +31,7 @@ import torch
 from landbench.errors import LandbenchError
 from landbench.executors import Finished, StepProgress
 from landbench.jobs import Job, failed_records, last_line, run_job
-from landbench.threads import available_cores
+from landbench.threads import available_cores, worker_threads
 
 MAX_RETRIES = 2
 #: The most worker processes a pool may have (each imports torch).
@@ -102,7 +103,7 @@ class ProcessExecutor:
             self.gpus = [visible[i % len(visible)] for i in range(self.workers)]
         else:
             self.workers = workers or available_cores()
-        self.threads = max(1, available_cores() // self.workers)
+        self.threads = worker_threads(self.workers)
         self.max_retries = max_retries
         self._pool: ProcessPoolExecutor | None = None
 
