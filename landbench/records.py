@@ -57,7 +57,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -91,6 +91,27 @@ def run_key(
         identity.append(list(role))
     text = json.dumps(identity) + _settings_json(settings)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def key_on(record: Mapping[str, Any], device: str) -> str:
+    """The key the run of ``record`` has on the device type ``device`` (``"cpu"``, ``"cuda"``): its
+    problem, instance, optimizer, seed, steps, noise, settings and role in a tuned suite, hashed by
+    :func:`run_key`, the one rule of what the same run is. Records of one run on two devices have
+    the same ``key_on(record, d)`` for any ``d``. A record whose own key is not what this gives on
+    its own device (another version of the rule wrote it) is a :class:`LandbenchError`."""
+    role = None
+    if record.get("phase") is not None:
+        tuning = record.get("tuning")
+        role = (record["phase"], str(record.get("label")), *([json.dumps(tuning, sort_keys=True)] if tuning else []))
+    settings = Settings.from_mapping(record["settings"], where=f"the settings of record {record.get('key')}")
+    identity = [record[name] for name in ("problem", "instance", "optimizer", "seed", "steps", "noise")]
+    own = run_key(*identity, str(record["device"]), settings, role)  # type: ignore[arg-type]
+    if own != record.get("key"):
+        raise LandbenchError(
+            f"record {record.get('key')} ({record.get('problem')}, {record.get('optimizer')}, seed "
+            f"{record.get('seed')}): its key is not the one landbench {__version__} gives it ({own})"
+        )
+    return run_key(*identity, device, settings, role)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,68 +1,210 @@
 """Compare the records of one suite run on two devices (``landbench run SUITE --device ...`` twice).
 
-Runs are matched by what defines them except the device (problem, instance, optimizer, seed,
-steps, noise, dtype, phase). Discrete outcomes (diverged, escaped) must agree; numbers (final loss,
-escape step, held times) are compared with a relative tolerance that the dtype allows, since the
-devices sum in different orders. Prints one line per disagreement and a summary; exit status 1 if
-any discrete outcome disagrees or a number differs beyond the tolerance.
+    python scripts/compare_devices.py RESULTS_A RESULTS_B [--rtol 1e-3] [--twin-device cpu]
 
-    python scripts/compare_devices.py RESULTS_A RESULTS_B [--rtol 1e-3]
+Runs are matched by :func:`landbench.records.key_on` (the one rule of what the same run is, less
+where it ran). Each run present on both is then:
+
+* **agreeing**: the same discrete outcomes (diverged, escaped) and numbers (final loss, loss gap,
+  escape step) within ``rtol`` (relative, and absolute below 1), as the two devices' rounding allows;
+* **drawn**: noise of a model that draws from a device generator (gaussian, student_t,
+  alpha_stable, hessian: the CPU and CUDA generators are different algorithms, so each device draws
+  its own equally valid noise) is not compared run by run; ``frozen`` noise and minibatches are
+  functions of hashes, the same on every device, and are compared;
+* **chaotic**: it differs, and so does one of three *twins* of run A, re-run on ``--twin-device``
+  with every start coordinate ``x`` moved to ``x (1 +- s)`` (a sign pattern per twin) for ``s`` =
+  2**-20, 2**-16 and 2**-13 (8, 128 and 1024 units in the last place of float32): a perturbation
+  that small changes this run as much, so the devices' difference says nothing about the devices.
+  One size is not enough: ``levy(dim=4)`` with SGD and momentum 0.9 (lr 0.05) ends at 10.6 from
+  its start, at 31 or 17 from starts moved by 2**-20, at 10.6 from every one of 8 patterns of
+  2**-16, and at 29 from 2**-12;
+* **disagreeing**: it differs and neither twin does (or it failed on one device only), or it ran
+  on one device only.
+
+Prints a line per disagreement and per chaotic run, and a summary; exit status 1 if any run
+disagrees or no run was compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-from landbench.outcomes import is_failed
+import torch
+
+import landbench
+from landbench.landscapes.base import Landscape
+from landbench.noise import parse_noise_model
+from landbench.outcomes import is_diverged, is_failed, noise_model_of
+from landbench.records import key_on
+from landbench.rng import generators
 from landbench.store import load_results
 
-IDENTITY = ("problem", "instance", "optimizer", "seed", "steps", "noise", "dtype", "phase")
 DISCRETE = ("diverged", "escaped")
 NUMBERS = ("final_loss", "loss_gap", "escape_step")
+#: The twins: each one's sign pattern and how far (relative) it moves each start coordinate.
+TWINS = ((1, 2.0**-20), (2, 2.0**-16), (3, 2.0**-13))
+#: Noise models whose draws are the same on every device (hash functions of the point and the run).
+SAME_ON_EVERY_DEVICE = ("frozen",)
 
 
-def _run(record: dict) -> tuple:
-    return tuple(record.get(name) for name in IDENTITY)
+def differences(a: Mapping[str, Any], b: Mapping[str, Any], rtol: float) -> list[str]:
+    """What differs between two records of one run beyond ``rtol``: a failure on one of them, a
+    discrete outcome, a number (relative difference above ``rtol``, and absolute above it below 1)."""
+    if is_failed(a) or is_failed(b):
+        return [] if is_failed(a) and is_failed(b) else [f"failed: {is_failed(a)} vs {is_failed(b)}"]
+    out = [f"{name}: {a.get(name)} vs {b.get(name)}" for name in DISCRETE if a.get(name) != b.get(name)]
+    for name in NUMBERS:
+        va, vb = a.get(name), b.get(name)
+        if (va is None) != (vb is None) or (va is not None and not math.isclose(va, vb, rel_tol=rtol, abs_tol=rtol)):
+            out.append(f"{name}: {va} vs {vb}")
+    return out
 
 
-def _close(a: float | None, b: float | None, rtol: float) -> bool:
-    if a is None or b is None:
-        return a is b
-    return math.isclose(a, b, rel_tol=rtol, abs_tol=rtol)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a")
-    parser.add_argument("b")
-    parser.add_argument("--rtol", type=float, default=1e-3)
-    args = parser.parse_args()
-    a = {_run(r): r for r in load_results([args.a]) if not is_failed(r)}
-    b = {_run(r): r for r in load_results([args.b]) if not is_failed(r)}
-    shared = sorted(set(a) & set(b), key=str)
-    bad = 0
+def relative_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """The largest difference of a number between two records of one run, relative to the larger
+    magnitude or to 1 below 1 (the measure ``rtol`` bounds); 0 if none."""
     worst = 0.0
-    for run in shared:
-        ra, rb = a[run], b[run]
-        for name in DISCRETE:
-            if ra.get(name) != rb.get(name):
-                bad += 1
-                print(f"{name} differs: {run}: {ra.get(name)} vs {rb.get(name)}")
-        for name in NUMBERS:
-            va, vb = ra.get(name), rb.get(name)
-            if va is not None and vb is not None:
-                worst = max(worst, abs(va - vb) / max(abs(va), abs(vb), 1e-12))
-            if not _close(va, vb, args.rtol):
-                bad += 1
-                print(f"{name} differs: {run}: {va} vs {vb}")
-    only = len(set(a) ^ set(b))
-    print(
-        f"{len(shared)} runs on both devices ({only} on one only); {bad} disagreements beyond rtol {args.rtol}; "
-        f"largest relative difference of a number: {worst:.3g}"
+    for name in NUMBERS:
+        va, vb = a.get(name), b.get(name)
+        if va is not None and vb is not None:
+            worst = max(worst, abs(va - vb) / max(abs(va), abs(vb), 1.0))
+    return worst
+
+
+def is_drawn(record: Mapping[str, Any]) -> bool:
+    """Whether the run's gradient noise comes from a device's generator (different on each device)."""
+    model = parse_noise_model(noise_model_of(record)).name
+    return float(record.get("noise") or 0.0) > 0 and model not in SAME_ON_EVERY_DEVICE
+
+
+@contextlib.contextmanager
+def jittered_starts(pattern: int, scale: float) -> Iterator[None]:
+    """Within the block, every start point of every landscape has each coordinate ``x`` moved to
+    ``x (1 +- scale)``: a sign pattern drawn per run from
+    ``(pattern, run seed)``, so that a run's twin does not depend on its batch (then retracted onto
+    the landscape's feasible set, as the engine's own twins are)."""
+    original = Landscape.sample_start
+
+    def sample_start(self: Landscape, seeds: Sequence[int]) -> torch.Tensor:
+        start = original(self, seeds)
+        signs = torch.stack(
+            [torch.randint(0, 2, start.shape[1:], generator=g) * 2 - 1 for g in generators((pattern,), list(seeds))]
+        ).to(start)
+        return self.retract(start * (1 + scale * signs))
+
+    Landscape.sample_start = sample_start  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Landscape.sample_start = original  # type: ignore[method-assign]
+
+
+def twin(record: Mapping[str, Any], pattern: int, scale: float, device: str) -> dict[str, Any]:
+    """The run of ``record`` made again on ``device``, alone, from a start moved by ``scale`` (relative)."""
+    settings = dict(record["settings"])
+    with jittered_starts(pattern, scale):
+        (made,) = landbench.run(
+            record["problem"],
+            record["optimizer"],
+            seeds=[record["seed"]],
+            steps=record["steps"],
+            device=device,
+            noise=record["noise"],
+            instance=record["instance"],
+            noise_model=settings.pop("noise_model", "gaussian"),
+            batch_size=settings.pop("batch_size", None),
+            **settings,
+        )
+    return made
+
+
+def device_of(records: Sequence[Mapping[str, Any]], where: str) -> str:
+    """The one device type the runs of a result set ran on (failed records name none)."""
+    devices = {str(r["device"]) for r in records if not is_failed(r)}
+    if len(devices) != 1:
+        raise SystemExit(f"{where}: expected the runs of one device, found {sorted(devices) or 'none'}")
+    return devices.pop()
+
+
+def compare(
+    a_records: Sequence[Mapping[str, Any]],
+    b_records: Sequence[Mapping[str, Any]],
+    rtol: float = 1e-3,
+    twin_device: str = "cpu",
+    say: Any = print,
+) -> dict[str, int]:
+    """Classify every run of two result sets (see the module docstring); returns the counts. A run is
+    matched by the key it has on the other set's device (:func:`landbench.records.key_on`), so that
+    a failed record (which holds no settings to make a key from) is matched by its own key."""
+    devices = device_of(a_records, "A"), device_of(b_records, "B")
+    sides = [{r["key"]: r for r in a_records}, {r["key"]: r for r in b_records}]
+    pairs: dict[str, list[Any]] = {}  # A's key -> [record on A or None, record on B or None]
+    for side, other in ((0, 1), (1, 0)):
+        for key, record in sides[side].items():
+            if is_failed(record):
+                continue
+            there = key_on(record, devices[other])
+            a_key = key if side == 0 else there
+            pairs.setdefault(a_key, [None, None])[side] = record
+            pairs[a_key][other] = sides[other].get(there)
+    matched = {id(r) for pair in pairs.values() for r in pair if r is not None}
+    for side in (0, 1):  # failed on one device with no run on the other: still a run of the suite
+        for key, record in sides[side].items():
+            if id(record) not in matched:
+                pairs[f"{side}:{key}"] = [record, None] if side == 0 else [None, record]
+    counts = dict.fromkeys(("agreeing", "drawn", "chaotic", "disagreeing", "one device only"), 0)
+    worst = 0.0
+    for key in sorted(pairs):
+        ra, rb = pairs[key]
+        if ra is None or rb is None:
+            only = ra or rb
+            counts["one device only"] += 1
+            say(f"on one device only ({devices[0] if rb is None else devices[1]}): {_name(only)}")
+            continue
+        if not is_failed(ra) and is_drawn(ra):
+            counts["drawn"] += 1
+            continue
+        differ = differences(ra, rb, rtol)
+        if not differ:
+            counts["agreeing"] += 1
+            worst = max(worst, relative_difference(ra, rb))
+            continue
+        twins = [] if is_failed(ra) or is_failed(rb) else [twin(ra, p, s, twin_device) for p, s in TWINS]
+        moved = [d for t in twins for d in differences(ra, t, rtol)]
+        kind = "chaotic" if moved else "disagreeing"
+        counts[kind] += 1
+        detail = f" (a twin on {twin_device}: {moved[0]})" if moved else ""
+        say(f"{kind}: {_name(ra)}: {'; '.join(differ)}{detail}")
+    compared = counts["agreeing"] + counts["chaotic"] + counts["disagreeing"]
+    say(
+        f"{compared} runs compared ({devices[0]} vs {devices[1]}): {counts['agreeing']} agree within rtol {rtol} "
+        f"(largest relative difference {worst:.3g}), {counts['chaotic']} chaotic (a twin moved as far), "
+        f"{counts['disagreeing']} disagree; {counts['drawn']} with noise drawn on each device, "
+        f"{counts['one device only']} on one device only"
     )
-    return 1 if bad or not shared else 0
+    return counts
+
+
+def _name(record: Mapping[str, Any]) -> str:
+    state = " (failed)" if is_failed(record) else " (diverged)" if is_diverged(record) else ""
+    return f"{record['problem']} {record['optimizer']} seed {record['seed']} noise {record.get('noise')}{state}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", help="a results folder (or .jsonl) of the suite on one device")
+    parser.add_argument("b", help="the same suite's results on the other device")
+    parser.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance of numbers (default 1e-3)")
+    parser.add_argument("--twin-device", default="cpu", help="where A's twins are re-run (default cpu)")
+    args = parser.parse_args(argv)
+    counts = compare(load_results([args.a]), load_results([args.b]), args.rtol, args.twin_device)
+    compared = counts["agreeing"] + counts["chaotic"] + counts["disagreeing"]
+    return 1 if counts["disagreeing"] or counts["one device only"] or not compared else 0
 
 
 if __name__ == "__main__":

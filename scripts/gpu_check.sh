@@ -37,5 +37,5 @@ step bench_cpu 90 bash -c "python -m landbench.cli bench --device cpu --quick --
 step figure 30 python scripts/bench_figure.py "$OUT_DIR/bench_cpu.json" "$OUT_DIR/bench_cuda.json" -o "$OUT_DIR/bench_throughput.png"
 step smoke_cpu 90 python -m landbench.cli run smoke --device cpu --out "$OUT_DIR/smoke_cpu" --no-progress
 step smoke_cuda 90 python -m landbench.cli run smoke --device cuda --out "$OUT_DIR/smoke_cuda" --no-progress
-step compare 30 python scripts/compare_devices.py "$OUT_DIR/smoke_cpu" "$OUT_DIR/smoke_cuda"
+step compare 120 python scripts/compare_devices.py "$OUT_DIR/smoke_cpu" "$OUT_DIR/smoke_cuda"
 exit $status
