@@ -13,6 +13,7 @@ import torch
 
 import landbench
 from landbench.errors import BatchSafetyError, SpecError
+from landbench.landscapes import make
 from landbench.optimizers import LEARNING_RATE_FREE, choose_mode, optimizer_names, resolve
 from landbench.runner import run_suite
 from landbench.store import ResultStore
@@ -136,6 +137,7 @@ def test_optimizers_that_need_the_autograd_graph_are_refused_with_the_reason(mon
         ("pytorch_optimizer:Lamb(lr=0.01)", "per_tensor"),  # a trust ratio per tensor
         ("pytorch_optimizer:AdaBelief(lr=0.01)", "batched"),
         ("pytorch_optimizer:LBFGS(lr=0.5)", "separate"),  # needs a closure
+        ("pytorch_optimizer:AliG(max_lr=0.1)", "separate"),  # closure=None, but raises NoClosureError without one
     ],
 )
 def test_classes_of_the_pytorch_optimizer_package_run_unchanged(spec: str, mode: str) -> None:
@@ -146,6 +148,24 @@ def test_classes_of_the_pytorch_optimizer_package_run_unchanged(spec: str, mode:
     alone = landbench.run("rosenbrock(dim=4)", spec, seeds=[1], steps=50, dtype="float64", curvature=False)
     assert records[1]["final_loss"] == pytest.approx(alone[0]["final_loss"], rel=1e-9)
     assert np.isfinite(records[1]["final_loss"])
+
+
+def test_a_step_that_raises_without_the_closure_its_signature_makes_optional_gets_one() -> None:
+    """pytorch-optimizer's AliG declares ``closure=None`` and raises NoClosureError without it. With
+    the closure, its step is Polyak's for f* = 0: ``x - min(max_lr, f(x) / (|g|^2 + eps)) g``
+    (Berrada et al. 2020; pytorch-optimizer's eps = 1e-6, no momentum), checked on a quadratic."""
+    pytest.importorskip("pytorch_optimizer")
+    records = landbench.run(
+        "quadratic(dim=4, condition=10.0)", "pytorch_optimizer:AliG(max_lr=10.0)", seeds=3, steps=1, dtype="float64"
+    )
+    landscape = make("quadratic(dim=4, condition=10.0)", dtype="float64")
+    x = landscape.sample_start([0, 1, 2])
+    loss, grad = landscape.loss_and_grad(x)
+    squared = grad.norm(dim=1).float().square() + 1e-6  # pytorch-optimizer sums squared norms in float32
+    step = torch.clamp(loss / squared.double(), max=10.0)
+    expected = landscape.loss(x - step[:, None] * grad)
+    assert [r["final_loss"] for r in records] == pytest.approx(expected.tolist(), rel=1e-12)
+    assert [r["grad_evals"] for r in records] == [2, 2, 2]  # the step's gradient and the closure's
 
 
 # --- learning-rate-free optimizers: a multiplier grid around their default lr -------------------------

@@ -26,11 +26,23 @@ def run_rows(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.ndim == 2 else tensor.reshape(1, -1)
 
 
+#: The exception pytorch-optimizer's ``step`` raises when it is called without the closure it needs
+#: (``closure=None`` in its signature: AliG, its SAM variants).
+NO_CLOSURE_ERROR = "NoClosureError"
+
+
 def requires_closure(optimizer: type | torch.optim.Optimizer) -> bool:
     """Whether ``step`` of an optimizer (class or instance) requires a closure: a ``closure``
-    parameter without a default."""
+    parameter without a default, or one defaulting to None with a ``step`` that raises
+    :data:`NO_CLOSURE_ERROR` (pytorch-optimizer's convention; read from the names its code uses,
+    under any decorators)."""
     parameter = inspect.signature(optimizer.step).parameters.get("closure")
-    return parameter is not None and parameter.default is inspect.Parameter.empty
+    if parameter is None:
+        return False
+    if parameter.default is inspect.Parameter.empty:
+        return True
+    code = getattr(inspect.unwrap(optimizer.step), "__code__", None)
+    return code is not None and NO_CLOSURE_ERROR in code.co_names
 
 
 def base_class(base: str | type) -> type[torch.optim.Optimizer]:
