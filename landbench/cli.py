@@ -75,6 +75,14 @@ class _OneLineUsageError(click.UsageError):
         click.echo(f"Error: {_one_line(Exception(self.format_message()))}", err=True)
 
 
+def _is_whole(text: str) -> bool:
+    """Whether ``text`` (stripped) is a whole number in ASCII digits with an optional sign: ``int()``
+    also takes other scripts' digits, fullwidth forms and underscores (``"1_000"``)."""
+    text = text.strip()
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return digits.isascii() and digits.isdigit()
+
+
 class _Whole(click.IntRange):
     """A whole number in a range, written in ASCII digits (an optional sign), whose error for what is
     not one names the range too (click's says only "'1.5' is not a valid integer range")."""
@@ -88,13 +96,12 @@ class _Whole(click.IntRange):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str):
-            text = value.strip()
-            digits = text[1:] if text[:1] in ("+", "-") else text
             shown = repr(value) if len(value) <= 40 else repr(value[:37] + "...")
-            if not (digits.isascii() and digits.isdigit()):
+            if not _is_whole(value):
                 self.fail(f"{shown} is not a whole number{self._where}.", param, ctx)
-            if len(digits) > 4000:  # int() refuses more than 4300 digits; no range here reaches them
-                self.fail(f"{shown} ({len(digits)} digits) is too long a number{self._where}.", param, ctx)
+            digits = len(value.strip().lstrip("+-"))
+            if digits > 4000:  # int() refuses more than 4300 digits; no range here reaches them
+                self.fail(f"{shown} ({digits} digits) is too long a number{self._where}.", param, ctx)
         return super().convert(value, param, ctx)
 
 
@@ -509,9 +516,12 @@ def _seeds(value: str | None) -> list[int] | None:
     """``--seeds 8`` (seeds 0..7) or ``--seeds 0,3,7``; checked like the API's ``seeds``."""
     if value is None:
         return None
+    pieces = [v for v in value.split(",") if v.strip()] if "," in value else [value]
     try:
+        if not all(_is_whole(piece) for piece in pieces):
+            raise ValueError(value)
         # "3" is a count; "3," (or "0,3,7") a list, so that one seed other than 0 can be given
-        parsed: int | list[int] = [int(v) for v in value.split(",") if v.strip()] if "," in value else int(value)
+        parsed: int | list[int] = [int(v) for v in pieces] if "," in value else int(value)
     except ValueError:
         raise click.BadParameter(
             f"expected a count (8) or a comma-separated list of run seeds (0,3,7), got {value!r}"

@@ -110,6 +110,10 @@ def test_the_p_spin_estimate_is_the_couplings_tensor() -> None:
     ("flags", "message"),
     [
         (["--seeds", "1000000000000"], "--seeds must be a count of at most 1000000"),
+        # int() takes these; --seeds, like every whole-number option, takes ASCII digits only
+        (["--seeds", "\uff13"], "expected a count (8) or a comma-separated list of run seeds (0,3,7), got '\uff13'"),
+        (["--seeds", "\u0663,"], "got '\u0663,'"),
+        (["--seeds", "1_000"], "got '1_000'"),
         (["--steps", "100000000000000000000000"], "steps must be at most 1e+09"),
         (["--device", "tpu"], "unknown device 'tpu'"),
     ],
