@@ -43,10 +43,10 @@ from landbench.metrics.curvature import curvature_metrics
 from landbench.metrics.events import EventTracker
 from landbench.minibatch import Minibatches
 from landbench.optimizers import OptimizerSpec
-from landbench.optimizers.batching import choose_mode, demote, elementwise, with_rate
-from landbench.rng import RunNoise
+from landbench.optimizers.batching import choose_mode, demote, draws_from_global, elementwise, mark_draws, with_rate
+from landbench.rng import RunNoise, drew_since, global_state_kept, global_states
 from landbench.settings import Settings
-from landbench.stepping import STEPPERS, Evaluator, bind_runs, step_loop
+from landbench.stepping import Evaluator, make_stepper, step_loop
 from landbench.threads import choose_threads, using_threads
 
 Progress = Callable[[int], None]
@@ -139,7 +139,7 @@ def run_batch(
     """
     rows = len(seeds) * (1 if lrs is None else len(lrs))
     count = choose_threads(rows * landscape.dim, threads)
-    with using_threads(count):
+    with using_threads(count), global_state_kept(landscape.device):  # an optimizer's draws leave the user's alone
         outcome = _run_batch(landscape, optimizer, seeds, steps, noise, settings, progress, mode, lrs, verify, count)
     outcome.threads = count
     return outcome
@@ -165,11 +165,24 @@ def _run_batch(
     mode = mode or choose_mode(optimizer, device, landscape.dtype)
     if lrs is not None and mode == "separate":
         raise ValueError("a learning-rate grid shares a batch only in the batched and per_tensor modes")
+    own_rng = draws_from_global(optimizer)
+    before = global_states(device)
     _synchronize(device)
     started = time.perf_counter()
-    tracker, final_x, rows = _execute(landscape, optimizer, seeds, steps, noise, settings, mode, lrs, progress)
+    tracker, final_x, rows = _execute(landscape, optimizer, seeds, steps, noise, settings, mode, lrs, progress, own_rng)
     _synchronize(device)
     wall_s = time.perf_counter() - started
+    if not own_rng and drew_since(before, device):  # it draws after all, past the probe's steps
+        mark_draws(optimizer)
+        warnings.warn(
+            f"{optimizer.canonical} draws from torch's global random generator, which the runs it steps share: "
+            "it runs one run at a time from now on, each run on its own stream",
+            stacklevel=2,
+        )
+        if lrs is not None:
+            raise CoupledBatch({"global_rng": True, "matched": False})
+        again = {"steps": steps, "noise": noise, "settings": settings, "threads": threads}
+        return run_batch(landscape, optimizer, seeds, mode="separate", **again)
     independence = None
     if mode != "separate" and len(rows) > 1 and elementwise(optimizer, device):
         independence = {"elementwise": optimizer.cls.__qualname__}  # batched == separate by construction
@@ -214,12 +227,15 @@ def _execute(
     mode: str,
     lrs: Sequence[float] | None,
     progress: Progress | None,
+    own_rng: bool = False,
     jitter: float = 0.0,
     pattern: int = 0,
 ) -> tuple[EventTracker, torch.Tensor, list[int]]:
     """The step loop of a batch: the tracker, the final points and the run seed of each row.
-    ``jitter`` > 0 moves each start coordinate by that relative amount, up or down (the fixed sign
-    pattern number ``pattern``), for the twin runs of :func:`_verify`."""
+    ``own_rng``: each run's optimizer draws from its own stream of torch's global generators
+    (``separate`` mode; :func:`landbench.stepping.make_stepper`). ``jitter`` > 0 moves each start
+    coordinate by that relative amount, up or down (the fixed sign pattern number ``pattern``), for
+    the twin runs of :func:`_verify`."""
     copies = 1 if lrs is None else len(lrs)
     streams = noise_streams(landscape, seeds, noise, mode, settings.noise_model)
     batches = minibatch_streams(landscape, seeds, mode, settings.batch_size)
@@ -228,12 +244,9 @@ def _execute(
     if jitter:
         signs = torch.randint(0, 2, start.shape, generator=torch.Generator().manual_seed(pattern)).to(start) * 2 - 1
         start = landscape.retract(start * (1 + jitter * signs))
-    if lrs is None:
-        stepper = STEPPERS[mode](optimizer, start, evaluator)
-    else:
-        stepper = STEPPERS[mode](optimizer, start.repeat(copies, 1), evaluator, lrs)
-        seeds = seeds * copies
-    bind_runs(stepper, seeds, landscape.seed)
+    if lrs is not None:
+        start, seeds = start.repeat(copies, 1), seeds * copies
+    stepper = make_stepper(mode, optimizer, start, evaluator, seeds, landscape.seed, lrs, own_rng)
     tracker = EventTracker(
         len(seeds),
         steps,
@@ -358,7 +371,7 @@ def _verify(
         matched = blocking <= floor
     rounding = 0.0
     for pattern in range(VERIFY_TWINS if not matched else 0):
-        twin = _Run.row(*_execute(*common, 4 * torch.finfo(landscape.dtype).eps, pattern)[:2], 0)
+        twin = _Run.row(*_execute(*common, jitter=4 * torch.finfo(landscape.dtype).eps, pattern=pattern)[:2], 0)
         rounding = max(rounding, _distance(alone, twin))
         check["rounding"] = rounding if math.isfinite(rounding) else "decides divergence"
         matched = difference <= max(floor, VERIFY_MARGIN * rounding)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -202,6 +203,69 @@ def generators(
     """One generator on ``device`` per seed, seeded with ``derive_seed(*prefix, s, *suffix)``
     (:func:`derive_seeds`: all of them in one pass)."""
     return [torch.Generator(device=device).manual_seed(seed) for seed in derive_seeds(prefix, seeds, suffix)]
+
+
+def global_generators(device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """torch's global generators that code running on ``device`` draws from: the CPU's, and the CUDA
+    device's for a CUDA device."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return [torch.default_generator]
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return [torch.default_generator, torch.cuda.default_generators[index]]
+
+
+def global_states(device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """The states of torch's global generators (:func:`global_generators`) now."""
+    return [generator.get_state() for generator in global_generators(device)]
+
+
+def drew_since(states: list[torch.Tensor], device: torch.device | str = "cpu") -> bool:
+    """Whether anything drew from torch's global generators since they had ``states``."""
+    return any(not torch.equal(state, now) for state, now in zip(states, global_states(device)))
+
+
+@contextmanager
+def global_state_kept(device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the block, then give torch's global generators (:func:`global_generators`) the states
+    they had before it: what landbench builds and steps to check or probe an optimizer, and the
+    runs themselves, never move the stream a user's own code draws from."""
+    saved = global_states(device)
+    try:
+        yield
+    finally:
+        for generator, state in zip(global_generators(device), saved):
+            generator.set_state(state)
+
+
+class GlobalStreams:
+    """Each run's own state of torch's global generators (the CPU's, and the CUDA device's where the
+    runs are), seeded with ``derive_seed(instance, seed_i, "global")``.
+
+    An optimizer that draws from torch's global RNG (``torch.randn_like(p)``, ``p.normal_()``: e.g.
+    pytorch-optimizer's Gravity seeds its state so) cannot step a batch as one tensor without its
+    draws depending on the batch, so the mode probe gives it one optimizer per run (``separate``).
+    There, each run's optimizer is built and stepped between :meth:`enter` and :meth:`leave` of its
+    run: it draws from its run's stream, so its numbers depend neither on the other runs of the batch
+    nor on what the process drew before, and the same seeds give the same records in any process
+    (the engine gives the process its own state back afterwards: :func:`global_state_kept`)."""
+
+    def __init__(self, instance: int, seeds: Sequence[int], device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.globals = global_generators(self.device)
+        self.states = [
+            [torch.Generator(device=g.device).manual_seed(seed).get_state() for g in self.globals]
+            for seed in derive_seeds((instance,), seeds, ("global",))
+        ]
+
+    def enter(self, run: int) -> None:
+        """Put run ``run``'s states into torch's global generators."""
+        for generator, state in zip(self.globals, self.states[run]):
+            generator.set_state(state)
+
+    def leave(self, run: int) -> None:
+        """Keep what run ``run`` left in torch's global generators as its state."""
+        self.states[run] = [generator.get_state() for generator in self.globals]
 
 
 def block_steps(dim: int) -> int:

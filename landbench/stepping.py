@@ -16,6 +16,7 @@ the landscape on all runs at once wherever the mode allows it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -27,7 +28,7 @@ from landbench.minibatch import Minibatches
 from landbench.noise import hessian_noise
 from landbench.optimizers import OptimizerSpec
 from landbench.optimizers.sam import requires_closure as needs_closure
-from landbench.rng import RunNoise
+from landbench.rng import GlobalStreams, RunNoise, global_state_kept
 
 MODES = ("batched", "per_tensor", "separate")
 
@@ -250,11 +251,24 @@ class PerTensorStepper(BatchedStepper):
 
 
 class SeparateStepper:
-    """B optimizers, one per run, each over its own (1, d) parameter tensor."""
+    """B optimizers, one per run, each over its own (1, d) parameter tensor. With ``streams``, each
+    run's optimizer is built and stepped on its run's own state of torch's global generators
+    (:class:`landbench.rng.GlobalStreams`), so that one that draws from them gives each run the
+    same numbers whichever runs share the batch."""
 
-    def __init__(self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator) -> None:
+    def __init__(
+        self, spec: OptimizerSpec, start: torch.Tensor, evaluator: Evaluator, streams: GlobalStreams | None = None
+    ) -> None:
         self.params = [torch.nn.Parameter(row.clone()) for row in start.split(1)]
-        self.optimizers = [build(spec, [param]) for param in self.params]
+        self.streams = streams
+        self.optimizers = []
+        with global_state_kept(start.device) if streams is not None else contextlib.nullcontext():
+            for run, param in enumerate(self.params):
+                if streams is not None:
+                    streams.enter(run)
+                self.optimizers.append(build(spec, [param]))
+                if streams is not None:
+                    streams.leave(run)
         self.evaluator = evaluator
         self.closures: list[Callable[[], torch.Tensor] | None] = [
             self._closure_for(i) if needs_closure(opt) else None for i, opt in enumerate(self.optimizers)
@@ -277,14 +291,47 @@ class SeparateStepper:
 
     def step(self, grad: torch.Tensor) -> None:
         project = projects(self.evaluator.landscape)  # once a step, not once a run
-        for param, optimizer, closure, row in zip(self.params, self.optimizers, self.closures, grad.split(1)):
-            param.grad = row
-            optimizer_step(optimizer, closure)
-            if project:
-                self.evaluator.landscape.project_(param.data)
+        streams = self.streams
+        with global_state_kept(streams.device) if streams is not None else contextlib.nullcontext():
+            for run, (param, optimizer, closure, row) in enumerate(
+                zip(self.params, self.optimizers, self.closures, grad.split(1))
+            ):
+                param.grad = row
+                if streams is not None:
+                    streams.enter(run)
+                optimizer_step(optimizer, closure)
+                if streams is not None:
+                    streams.leave(run)
+                if project:
+                    self.evaluator.landscape.project_(param.data)
 
 
 STEPPERS: dict[str, type] = {"batched": BatchedStepper, "per_tensor": PerTensorStepper, "separate": SeparateStepper}
+
+
+def make_stepper(
+    mode: str,
+    spec: OptimizerSpec,
+    start: torch.Tensor,
+    evaluator: Evaluator,
+    seeds: list[int],
+    instance: int,
+    lrs: Sequence[float] | None = None,
+    own_rng: bool = False,
+) -> Stepper:
+    """The stepper of ``mode`` for runs ``seeds`` (rows of ``start``) of landscape instance
+    ``instance``, its optimizers given their runs (:func:`bind_runs`); with ``own_rng`` (``separate``
+    mode only) each run's optimizer draws from its own stream of torch's global generators
+    (:class:`GlobalStreams`: about 4 us a run and a step, so only for optimizers that draw)."""
+    if mode == "separate":
+        if lrs is not None:
+            raise ValueError("a learning-rate grid shares a batch only in batched or per_tensor mode")
+        own = GlobalStreams(instance, seeds, start.device) if own_rng else None
+        stepper: Stepper = SeparateStepper(spec, start, evaluator, own)
+    else:
+        stepper = STEPPERS[mode](spec, start, evaluator, *([] if lrs is None else [lrs]))
+    bind_runs(stepper, seeds, instance)
+    return stepper
 
 
 def bind_runs(stepper: Stepper, seeds: list[int], instance: int) -> None:

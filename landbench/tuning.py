@@ -62,6 +62,7 @@ from landbench.errors import SpecError
 from landbench.optimizers import OptimizerSpec, resolve
 from landbench.optimizers.batching import with_rate
 from landbench.outcomes import batch_size_of, is_diverged
+from landbench.rng import global_state_kept
 from landbench.spec import format_spec, parse_spec, suggest
 
 if TYPE_CHECKING:
@@ -257,7 +258,8 @@ def lr_of(optimizer: str | OptimizerSpec) -> float | None:
     spec = resolve(optimizer)
     value = spec.kwargs.get("lr")
     if value is None:
-        built = spec.build([torch.zeros(1, 2, requires_grad=True)])
+        with global_state_kept():
+            built = spec.build([torch.zeros(1, 2, requires_grad=True)])
         value = built.param_groups[0].get("lr")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 

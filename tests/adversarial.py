@@ -31,6 +31,28 @@ class LateCouplingSGD(torch.optim.Optimizer):
         return None
 
 
+class GlobalNoiseSGD(torch.optim.SGD):
+    """SGD plus ``sigma`` times standard normal noise drawn from torch's global generator
+    (``torch.randn_like``) from step ``after`` on, as Langevin-type and perturbed optimizers written
+    for ordinary models do; ``at_init`` draws once more when it is built (a random initial state)."""
+
+    def __init__(self, params, lr: float = 0.01, sigma: float = 0.1, at_init: bool = True, after: int = 0) -> None:  # noqa: ANN001
+        super().__init__(params, lr=lr)
+        self.sigma, self.after, self.steps = sigma, after, 0
+        self.offset = float(torch.rand(())) if at_init else 0.0
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        super().step()
+        self.steps += 1
+        if self.steps <= self.after:
+            return None
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(torch.randn_like(p), alpha=self.sigma * group["lr"] * (1 + self.offset))
+        return None
+
+
 class WindowCouplingSGD(torch.optim.Optimizer):
     """SGD whose step, from step ``start`` to step ``stop`` only, is scaled by ``1 + tanh(10 mean|g|)``
     over its whole tensor: the runs it steps together are coupled for a while and then converge to

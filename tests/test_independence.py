@@ -69,8 +69,8 @@ def test_a_coupling_is_called_only_after_every_twin_pattern_stayed_close(monkeyp
     execute = engine._execute
 
     def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        if len(args) > 9:
-            patterns.append(args[10] if len(args) > 10 else 0)
+        if kwargs.get("jitter"):  # a twin of the run alone
+            patterns.append(kwargs["pattern"])
         return execute(*args, **kwargs)
 
     monkeypatch.setattr(engine, "_execute", counting)

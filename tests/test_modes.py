@@ -142,3 +142,41 @@ def test_a_learning_rate_grid_in_one_batch_equals_each_rate_run_on_its_own(optim
         torch.testing.assert_close(grid.final_x[rows], alone.final_x, rtol=1e-12, atol=1e-14, equal_nan=True)
         assert grid.tracker.first_hit_steps[rows].tolist() == alone.tracker.first_hit_steps.tolist()
         assert grid.tracker.held()[0][rows].tolist() == alone.tracker.held()[0].tolist()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "adversarial:GlobalNoiseSGD(lr=0.01, sigma=0.5)",
+        "adversarial:GlobalNoiseSGD(lr=0.01, sigma=0.5, at_init=False, after=100)",  # past the probe's 64 steps
+        "pytorch_optimizer:Gravity(lr=0.01)",
+    ],
+)
+def test_an_optimizer_drawing_from_the_global_rng_gives_each_run_its_own_stream(spec: str) -> None:
+    """Draws from torch's global generator (``randn_like``, or Gravity's ``normal_`` state) couple a
+    batched tensor's rows, so the probe gives the optimizer one per run; each run's optimizer then
+    draws from its run's own stream: the same records whatever the process drew before and whichever
+    runs share the batch, and the process's own global state is left as it was."""
+    if spec.startswith("pytorch_optimizer"):
+        pytest.importorskip("pytorch_optimizer")
+
+    def final(seeds: list[int], process_seed: int) -> dict[int, float]:
+        torch.manual_seed(process_seed)  # what else the process drew before: another process
+        records = landbench.run("quadratic(dim=6)", spec, seeds=seeds, steps=150, dtype="float64", curvature=False)
+        assert {r["batch_mode"] for r in records} == {"separate"}
+        return {r["seed"]: r["final_loss"] for r in records}
+
+    if "after=" in spec:  # the probe saw no draw: the first batch does, says so, and runs again
+        assert choose_mode(resolve(spec), "cpu", torch.float64) == "batched"
+        with pytest.warns(UserWarning, match="draws from torch's global random generator"):
+            final([0, 1], process_seed=0)
+    together = final([0, 1, 2, 3, 4, 5], process_seed=1)
+    assert len(set(together.values())) == 6  # the runs drew different noise
+    assert final([0, 1, 2, 3, 4, 5], process_seed=2) == together
+    assert final([2], process_seed=3)[2] == together[2]
+    assert final([7, 2], process_seed=4)[2] == together[2]
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    landbench.run("quadratic(dim=6)", spec, seeds=2, steps=5, curvature=False)
+    assert torch.equal(torch.rand(3), expected)  # the process's global stream, untouched

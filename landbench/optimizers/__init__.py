@@ -44,6 +44,7 @@ from landbench.optimizers.batching import choose_mode
 from landbench.optimizers.gd import GradientDescent
 from landbench.optimizers.perturbed import PerturbedGD
 from landbench.optimizers.sam import SAM
+from landbench.rng import global_state_kept
 from landbench.spec import Spec, format_spec, parse_spec, plain, suggest
 
 #: The entry-point group through which other packages register optimizer names.
@@ -424,9 +425,10 @@ def resolve(spec: str | Mapping[str, Any] | Spec | OptimizerSpec) -> OptimizerSp
     if missing:
         raise SpecError(f"{owner}: the argument(s) {', '.join(missing)} are required")
     resolved = OptimizerSpec(parsed.name, cls, ordered)
-    trial = _try_build(resolved)
-    if accepts_any:
-        _check_swallowed(owner, trial, [k for k in ordered if k not in defaults], list(defaults))
+    with global_state_kept():  # building and trial steps never move the user's own random stream
+        trial = _try_build(resolved)
+        if accepts_any:
+            _check_swallowed(owner, trial, [k for k in ordered if k not in defaults], list(defaults))
     return resolved
 
 

@@ -32,11 +32,14 @@ import torch
 from landbench.errors import BatchSafetyError
 from landbench.landscapes.base import DIM, Landscape
 from landbench.optimizers.gd import GradientDescent
+from landbench.rng import drew_since, global_state_kept, global_states
 
 if TYPE_CHECKING:
     from landbench.optimizers import OptimizerSpec
 
 _chosen: dict[tuple[str, str, torch.dtype], str] = {}
+#: The specs seen drawing from torch's global generators (:func:`draws_from_global`).
+_draws: set[str] = set()
 #: Classes whose batches are not spot-checked: elementwise by construction (see the module docstring).
 ELEMENTWISE: frozenset[type] = frozenset(
     {
@@ -126,13 +129,17 @@ def _trajectory(
     lrs: list[float] | None = None,
 ) -> torch.Tensor:
     """Points after :data:`PROBE_STEPS` steps of ``spec`` in ``mode`` from ``start``, through the
-    engine's own step loop and steppers."""
-    from landbench.stepping import STEPPERS, Evaluator, bind_runs, step_loop
+    engine's own step loop and steppers; a spec whose steps draw from torch's global generators is
+    remembered as drawing (:func:`draws_from_global`)."""
+    from landbench.stepping import Evaluator, make_stepper, step_loop
 
     evaluator = Evaluator(probe, 0.0, None, 1 if lrs is None else len(lrs))
-    stepper = STEPPERS[mode](spec, start, evaluator) if lrs is None else STEPPERS[mode](spec, start, evaluator, lrs)
-    bind_runs(stepper, seeds, 0)
-    return step_loop(stepper, evaluator, PROBE_STEPS)
+    with global_state_kept(start.device):  # a probe never moves the user's own random stream
+        before = global_states(start.device)
+        points = step_loop(make_stepper(mode, spec, start, evaluator, seeds, 0, lrs), evaluator, PROBE_STEPS)
+        if drew_since(before, start.device):
+            _draws.add(spec.canonical)  # see draws_from_global
+    return points
 
 
 def _close(together: torch.Tensor, alone: torch.Tensor, dtype: torch.dtype) -> bool:
@@ -157,6 +164,9 @@ def choose_mode(spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: 
     key = (spec.canonical, str(device), dtype)
     if key in _chosen:
         return _chosen[key]
+    if draws_from_global(spec):
+        _chosen[key] = "separate"
+        return "separate"
     probe = _Probe(dim=4, device=device, dtype=dtype)
     generator = torch.Generator().manual_seed(0)
     directions = torch.randn(len(_SCALES), 4, generator=generator, dtype=torch.float64)
@@ -173,12 +183,30 @@ def choose_mode(spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: 
             f"run: {type(exc).__name__}: {exc}{_hint(exc)}"
         ) from None
     chosen = "separate"
-    for mode in ("batched", "per_tensor"):
+    for mode in ("batched", "per_tensor") if not draws_from_global(spec) else ():
         if _agrees(spec, mode, probe, start, seeds, alone, dtype):
             chosen = mode
             break
     _chosen[key] = chosen
     return chosen
+
+
+def draws_from_global(spec: OptimizerSpec) -> bool:
+    """Whether ``spec`` was seen drawing from torch's global generators (``torch.randn_like``,
+    ``p.normal_()``), by the mode probe or by a batch (:func:`mark_draws`). Such draws couple the rows
+    of a shared tensor and depend on everything else the process drew, so the optimizer runs one
+    run at a time, each run's optimizer on its own stream (:class:`landbench.rng.GlobalStreams`)."""
+    return spec.canonical in _draws
+
+
+def mark_draws(spec: OptimizerSpec) -> None:
+    """Remember that ``spec`` draws from torch's global generators: ``separate`` mode, on every
+    device and dtype, from now on."""
+    _draws.add(spec.canonical)
+    for key in [k for k in _chosen if k[0] == spec.canonical]:
+        _chosen[key] = "separate"
+    for key in [k for k in _grid_modes if k[0] == spec.canonical]:
+        _grid_modes[key] = None
 
 
 def demote(spec: OptimizerSpec, device: torch.device | str, dtype: torch.dtype) -> None:

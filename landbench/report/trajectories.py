@@ -25,7 +25,7 @@ from landbench.errors import SpecError
 from landbench.landscapes.base import Landscape
 from landbench.noise import check_noise_model, effective_noise_model
 from landbench.optimizers import OptimizerSpec, resolve
-from landbench.stepping import Evaluator, SeparateStepper, bind_runs, step_loop
+from landbench.stepping import Evaluator, make_stepper, step_loop
 
 #: The most iterate entries (steps x runs x dim) kept in memory for one optimizer.
 MAX_ENTRIES = 50_000_000
@@ -68,8 +68,9 @@ def record(
     streams = noise_streams(landscape, seeds, noise, "separate", model)
     batches = minibatch_streams(landscape, seeds, "separate", batch_size)
     evaluator = Evaluator(landscape, noise, streams, batches=batches)
-    stepper = SeparateStepper(spec, landscape.sample_start(seeds), evaluator)
-    bind_runs(stepper, seeds, landscape.seed)
+    # each run on its own stream of torch's global generators, as the engine runs optimizers that draw
+    start = landscape.sample_start(seeds)
+    stepper = make_stepper("separate", spec, start, evaluator, seeds, landscape.seed, own_rng=True)
     points: list[torch.Tensor] = []
     final = step_loop(stepper, evaluator, steps, lambda step, loss: points.append(stepper.points().clone()))
     points.append(final.clone())
