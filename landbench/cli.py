@@ -8,6 +8,7 @@ import functools
 import inspect
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -50,6 +51,9 @@ def _friendly(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as Python's docs advise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python exits
+            sys.exit(1)
         except (LandbenchError, OSError) as exc:  # bad input, or a path that cannot be read or written
             click.echo(f"Error: {_one_line(exc)}", err=True)
             sys.exit(2)
@@ -93,6 +97,11 @@ class _Whole(click.IntRange):
         self._where = f" in the range {self._describe_range()}" if bounded else ""
         if not bounded:
             self.name = "integer"  # the help's metavar: no range to speak of
+
+    def _describe_range(self) -> str:
+        """The range as click shows it in ``--help`` (``x>=1``); nothing without bounds (click's would
+        print ``x<=None``)."""
+        return super()._describe_range() if self.min is not None or self.max is not None else ""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str):

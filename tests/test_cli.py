@@ -144,6 +144,17 @@ def test_console_script_is_installed() -> None:
     assert "landbench, version" in completed.stdout
 
 
+def test_a_reader_that_goes_away_stops_the_output_quietly_and_keeps_what_was_stored(tmp_path: Path) -> None:
+    """``landbench run ... --json | head -1``: no "Broken pipe" error (which exit status 2 would call
+    bad input), status 1, and the records of the jobs that finished are in the store."""
+    # 2 x 200 records of about 2 kB: more than a pipe holds, so the writer meets the closed pipe
+    args = "--problem 'quadratic(dim=2)' --problem 'saddle(dim=3)' --optimizer sgd --seeds 200 --steps 5 --json"
+    script = f"landbench run {args} --out '{tmp_path}' | head -c 1 > /dev/null; echo $" + "{PIPESTATUS[0]}"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "1" and done.stderr == "", (done.stdout, done.stderr)
+    assert (tmp_path / "results.jsonl").read_text().count("\n") >= 200  # the first job's runs
+
+
 def test_the_command_line_imports_no_scipy_until_a_command_needs_it() -> None:
     """scipy.stats, optimize and integrate cost 1 s of import, which every command (and every error
     message) would pay: the modules that use them import them where they do."""
@@ -226,3 +237,15 @@ def test_summary_reports_a_censored_median_escape(tmp_path: Path) -> None:
         str(tmp_path),
     )
     assert "0/3" in result.output and ">50" in result.output
+
+
+def test_every_commands_help_shows_ranges_only_where_an_option_has_one() -> None:
+    """Whole-number options without bounds (rank --bootstrap, critical --starts, ...) check their
+    range in the command: their help says INTEGER and no range (click's own would read ``x<=None``),
+    while bounded ones keep theirs (run --steps: ``x>=1``)."""
+    from landbench.cli import main as cli_main
+
+    for name in cli_main.commands:
+        shown = CliRunner().invoke(cli_main, [name, "--help"], terminal_width=200).output
+        assert "None]" not in shown and "None;" not in shown, (name, shown)
+    assert "[x>=1]" in CliRunner().invoke(cli_main, ["run", "--help"], terminal_width=200).output
