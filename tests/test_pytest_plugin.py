@@ -360,6 +360,14 @@ def test_benchmarks_are_skipped_in_ordinary_runs_and_timed_with_benchmark_only(p
     (pytester.path / "records.json").unlink()
     pytester.runpytest("-p", "no:cacheprovider", "-o", "addopts=--benchmark-disable").assert_outcomes(passed=2)
     assert len(json.loads((pytester.path / "records.json").read_text())) == 4
+    # the README's "saved, and compared with the last": autosave, then autosave and compare
+    quick = ("--benchmark-only", "--benchmark-max-time=0", "--benchmark-autosave")
+    pytester.runpytest(*quick).assert_outcomes(passed=1, skipped=1)
+    compared = pytester.runpytest(*quick, "--benchmark-compare")
+    compared.assert_outcomes(passed=1, skipped=1)
+    said = compared.stdout.str() + compared.stderr.str()
+    assert "Comparing against benchmarks from" in said and "Can't compare" not in said, said
+    assert "test_speed (0001_" in said  # the saved run's row beside this one's
 
 
 def readme_example() -> tuple[str, list[str]]:

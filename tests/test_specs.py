@@ -58,7 +58,12 @@ def test_bad_problem_specs(spec: object, message: str) -> None:
         ("sgd(lr=0.1, momentum=-0.5)", "optimizer sgd\\(lr=0.1, momentum=-0.5\\): Invalid momentum value"),
         ("adam(lr=0.1, betas=(1.2, 0.9))", "Invalid beta parameter"),
         ("adam(lr=0.1, betas=(0.9,))", r"betas must be a tuple of 2 numbers such as \(0.9, 0.999\), got \(0.9,\)"),
-        ("no_such_pkg.mod:Opt(lr=0.1)", "cannot import module 'no_such_pkg.mod'"),
+        (
+            "no_such_pkg.mod:Opt(lr=0.1)",
+            "cannot import module 'no_such_pkg.mod' \\(ModuleNotFoundError: No module named 'no_such_pkg'\\): "
+            "install the package that provides 'no_such_pkg' in this environment \\(.*python.*\\), e.g. "
+            "`python -m pip install -e .` in its folder, or put the folder that holds it on PYTHONPATH$",
+        ),
         ("torch.optim:Nope(lr=0.1)", "has no attribute 'Nope'"),
     ],
 )

@@ -33,6 +33,7 @@ import importlib.metadata
 import inspect
 import math
 import numbers
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,7 +135,12 @@ def _import_class(path: str) -> type:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SpecError(f"optimizer {path!r}: cannot import module {module_name!r} ({last_line(exc)})") from None
+        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        hint = f": install the package that provides {missing!r} in this environment ({sys.executable})"
+        if missing and module_name.split(".")[0] == missing.split(".")[0]:  # the optimizer's own package
+            hint += ", e.g. `python -m pip install -e .` in its folder, or put the folder that holds it on PYTHONPATH"
+        hint = hint if missing else ""
+        raise SpecError(f"optimizer {path!r}: cannot import module {module_name!r} ({last_line(exc)}){hint}") from None
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - whatever a module's import runs; SystemExit must not end landbench
