@@ -112,11 +112,13 @@ class Sprinter(torch.optim.Optimizer):
 class NaNAtStepSGD(torch.optim.SGD):
     """Plain SGD that, at step ``at``, writes NaN into every run (row) whose first coordinate is
     positive: a run that diverges on purpose, after reaching whatever plain SGD reached by then. A
-    divergence must never pay in a ranking. The rule is per row, so the optimizer is batch-safe."""
+    divergence must never pay in a ranking. The rule is per row, so the optimizer is batch-safe.
+    ``value="inf"`` writes inf instead (a loss that saturates, such as erf's, stays finite there)."""
 
-    def __init__(self, params, lr: float = 0.01, at: int = 20) -> None:  # noqa: ANN001
+    def __init__(self, params, lr: float = 0.01, at: int = 20, value: str = "nan") -> None:  # noqa: ANN001
         super().__init__(params, lr=lr)
         self.at = at
+        self.value = float(value)
         self.count = 0
 
     @torch.no_grad()
@@ -127,7 +129,7 @@ class NaNAtStepSGD(torch.optim.SGD):
             for group in self.param_groups:
                 for p in group["params"]:
                     rows = p.view(-1, p.shape[-1])
-                    rows[rows[:, 0] > 0] = float("nan")
+                    rows[rows[:, 0] > 0] = self.value
         return None
 
 

@@ -258,6 +258,36 @@ def test_runs_through_the_engine_and_record_stuck() -> None:
     assert any(r["stuck"] is False for r in records)
 
 
+def test_a_weight_of_inf_is_a_divergence_though_erf_saturates() -> None:
+    """erf(+-inf) = +-1 keeps the training loss finite at an infinite weight; the run still diverged
+    (a loss of NaN from there on), is recorded so, and holds nothing; the others are untouched."""
+    spec = "teacher_student(dim=3, hidden=2, teacher_hidden=2, activation='erf')"
+    hit = landbench.run(spec, "adversarial:NaNAtStepSGD(lr=0.05, at=10, value='inf')", seeds=8, steps=40)
+    plain = landbench.run(spec, "sgd(lr=0.05)", seeds=8, steps=40)
+    start = landbench.make(spec).sample_start(range(8))
+    for record, alone, positive in zip(hit, plain, (start[:, 0] > 0).tolist()):
+        if positive:  # infinite weights from step 10
+            assert record["diverged"] and record["diverged_step"] == 10 and record["final_loss"] is None
+            assert record["reach_steps"] == [None] * len(record["targets"]) and record["stuck"] is None
+        else:
+            assert not record["diverged"] and record["final_loss"] == alone["final_loss"]
+
+
+def test_population_loss_at_huge_weights_is_the_sign_units_in_float32() -> None:
+    """As |w| grows, erf(w.a / sqrt 2) becomes sign(w.a), whose kernel is ``(2/pi) asin(cos angle)``
+    against another sign unit and ``(2/pi) asin(w.v / (|w| sqrt(1 + |v|^2)))`` against a teacher unit.
+    At |w| ~ 1e36 the float32 formula's ``1 + |w|^2`` would overflow: the loss is computed in float64."""
+    landscape = landbench.make("teacher_student(dim=3, hidden=2, teacher_hidden=2, activation='erf')")
+    x = landscape.sample_start([0, 1]) * 1e36
+    w, v = x.double().reshape(2, 2, 3), landscape.teacher.double()
+    unit = w / w.norm(dim=2, keepdim=True)
+    own = (2 / math.pi) * torch.asin((unit @ unit.transpose(1, 2)).clamp(-1, 1)).sum((1, 2))
+    cross = (2 / math.pi) * torch.asin(unit @ v.T / torch.sqrt(1 + (v * v).sum(1))).sum((1, 2))
+    limit = 0.5 * own - cross + landscape.teacher_term
+    assert landscape.test_loss(x).dtype == torch.float32
+    assert landscape.test_loss(x).tolist() == pytest.approx(limit.tolist(), rel=1e-6)
+
+
 def _gradient_descent(spec: str, seeds: int, steps: int, lr: float) -> list[bool | None]:
     landscape = landbench.make(spec, dtype=torch.float32)
     x = landscape.sample_start(range(seeds))

@@ -295,6 +295,8 @@ class TeacherStudent(FiniteSum, Landscape):
         labels = gather_rows(self.labels, index)
         z = torch.matmul(inputs, self._weights(x).transpose(1, 2))
         residual = self._g(z).sum(2) - labels
+        if self.activation == "erf":  # erf saturates: a weight of inf would leave the loss finite, not diverged
+            residual = torch.where(torch.isfinite(x).all(1, keepdim=True), residual, math.nan)
         return inputs, z, residual
 
     def example_losses(self, x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
@@ -346,12 +348,14 @@ class TeacherStudent(FiniteSum, Landscape):
         return value
 
     def test_loss(self, x: torch.Tensor) -> torch.Tensor:
-        """``E f = 1/2 sum_{k,l} K(w_k, w_l) - sum_{k,j} K(w_k, v_j) + 1/2 sum K(v_j, v_j')`` in closed form."""
+        """``E f = 1/2 sum_{k,l} K(w_k, w_l) - sum_{k,j} K(w_k, v_j) + 1/2 sum K(v_j, v_j')`` in closed form,
+        in float64 for erf: its kernel is bounded, but ``1 + |w|^2`` overflows float32 from |w| ~ 2e19."""
         w = self._weights(x)
-        teacher = self.teacher.to(dtype=x.dtype)[None]
+        w = w.double() if self.activation == "erf" else w
+        teacher = self.teacher.to(dtype=w.dtype)[None]
         own = self._kernel(w, w, same=True).sum((1, 2))
         cross = self._kernel(w, teacher).sum((1, 2))
-        return 0.5 * own - cross + self.teacher_term
+        return (0.5 * own - cross + self.teacher_term).to(x.dtype)
 
     def _kernel_grad(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``sum_l K_1(u_k, v_l)``, the derivative in the first argument summed over v's rows: (B, k, d)."""
