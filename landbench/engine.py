@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from landbench import numerics
 from landbench.landscapes.base import Landscape
 from landbench.landscapes.finite_sum import effective_batch_size
 from landbench.metrics.curvature import curvature_metrics
@@ -139,7 +140,8 @@ def run_batch(
     """
     rows = len(seeds) * (1 if lrs is None else len(lrs))
     count = choose_threads(rows * landscape.dim, threads)
-    with using_threads(count), global_state_kept(landscape.device):  # an optimizer's draws leave the user's alone
+    # an optimizer's draws leave the user's stream alone; a plug-in's numerical settings leave the runs alone
+    with using_threads(count), global_state_kept(landscape.device), numerics.pinned():
         outcome = _run_batch(landscape, optimizer, seeds, steps, noise, settings, progress, mode, lrs, verify, count)
     outcome.threads = count
     return outcome

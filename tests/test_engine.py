@@ -252,3 +252,28 @@ def test_basin_width_of_a_float32_run_is_computed_at_float64_precision() -> None
     curvature = 6 * 2.903534027771178**2 - 16
     assert record["basin_width"] == pytest.approx(math.sqrt(2 * 0.1 / curvature), rel=1e-3)
     assert record["sharpness"] == pytest.approx(curvature, rel=1e-4)
+
+
+def test_a_batch_runs_under_landbenchs_numerics_whatever_the_process_set() -> None:
+    """A plug-in that flushes subnormals at import (``torch.set_flush_denormal(True)``) or allows
+    TF32 products changed other optimizers' records in the same sweep: on ``saddle_chain(dim=4)``,
+    run 2 of SGD is stranded at the third saddle when float32 underflow flushes to zero, and passes
+    it at step 1445 when it is gradual (IEEE). Every batch runs with gradual underflow and full
+    float32 products, and the process gets its own settings back."""
+    from landbench.numerics import denormals_flushed
+
+    def chain() -> list[tuple]:
+        records = landbench.run("saddle_chain(dim=4)", "sgd(lr=0.1)", seeds=3, steps=1500, curvature=False)
+        return [(r["final_loss"], r["chain_escapes"], r["chain_underflow"]) for r in records]
+
+    ieee = chain()
+    assert ieee[2][1] == [93, 408, 1445, None]
+    try:
+        torch.set_flush_denormal(True)
+        torch.set_float32_matmul_precision("medium")
+        assert denormals_flushed()
+        assert chain() == ieee
+        assert denormals_flushed() and torch.get_float32_matmul_precision() == "medium"  # given back
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_float32_matmul_precision("highest")
