@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 import torch.optim.optimizer as _optim
 
+from landbench.errors import LandbenchError
 from landbench.landscapes.base import Landscape
 from landbench.minibatch import Minibatches
 from landbench.noise import hessian_noise
@@ -361,9 +362,16 @@ def step_loop(
     experiment whose runs have all done what it waits for). Returns the final points. Host work per
     step does not grow with the number of runs, except in ``separate`` mode, whose steppers step
     each run's optimizer in turn."""
+    dtype = evaluator.landscape.dtype
     with torch.no_grad():
         for step in range(steps):
-            loss, grad = evaluator.gradient(stepper.points())
+            points = stepper.points()
+            if points.dtype != dtype:  # torch would cast the losses back silently, at the lower precision
+                raise LandbenchError(
+                    f"the optimizer changed its parameters from {dtype} to {points.dtype} before step {step}: "
+                    "a run keeps the dtype it was given"
+                )
+            loss, grad = evaluator.gradient(points)
             if observe is not None and observe(step, loss):
                 break
             _count(stepper)

@@ -133,6 +133,26 @@ class NaNAtStepSGD(torch.optim.SGD):
         return None
 
 
+class HalvingSGD(torch.optim.SGD):
+    """Plain SGD that, at step ``at``, turns its parameters into float16 (``p.data = p.data.half()``),
+    after which torch would go on at half precision and cast every loss back silently."""
+
+    def __init__(self, params, lr: float = 0.01, at: int = 100) -> None:  # noqa: ANN001
+        super().__init__(params, lr=lr)
+        self.at = at
+        self.count = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        super().step()
+        self.count += 1
+        if self.count == self.at:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.data = p.data.half()
+        return None
+
+
 class RaisingSGD(torch.optim.SGD):
     """Plain SGD that raises at step ``at`` (after the batch-safety probe, which takes fewer steps)."""
 

@@ -277,3 +277,12 @@ def test_a_batch_runs_under_landbenchs_numerics_whatever_the_process_set() -> No
     finally:
         torch.set_flush_denormal(False)
         torch.set_float32_matmul_precision("highest")
+
+
+def test_an_optimizer_that_changes_its_parameters_dtype_fails_the_batch_naming_the_step() -> None:
+    """A run recorded as float32 must have run in float32: a switch to float16 at step 100 (past the
+    probe) is an error naming both dtypes and the step, not half-precision numbers labelled float32."""
+    from landbench.errors import LandbenchError
+
+    with pytest.raises(LandbenchError, match=r"from torch.float32 to torch.float16 before step 100: a run keeps"):
+        landbench.run("quadratic(dim=4)", "adversarial:HalvingSGD(lr=0.05, at=100)", seeds=2, steps=200)
