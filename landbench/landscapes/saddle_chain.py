@@ -72,9 +72,12 @@ class SaddleChain(Landscape):
         FamilyField(
             "chain_underflow",
             "the saddle where a run is stranded because its unstable coordinate is subnormal (null: none); "
-            "summary: how many runs are",
-            lambda records: {"stranded": sum(r.get("chain_underflow") is not None for r in records)},
-            lambda summary: f"underflow {summary['stranded']}" if summary["stranded"] else "",
+            "summary: how many runs are, of how many",
+            lambda records: {
+                "stranded": sum(r.get("chain_underflow") is not None for r in records),
+                "runs": len(records),
+            },
+            lambda summary: f"underflow {summary['stranded']}/{summary['runs']}" if summary["stranded"] else "",
         ),
     )
     params = (
