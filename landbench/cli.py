@@ -533,7 +533,7 @@ def _seeds(value: str | None) -> list[int] | None:
         parsed: int | list[int] = [int(v) for v in pieces] if "," in value else int(value)
     except ValueError:
         raise click.BadParameter(
-            f"expected a count (8) or a comma-separated list of run seeds (0,3,7), got {value!r}"
+            f"expected a count (8) or a comma-separated list of run seeds (0,3,7), got {value!r}", param_hint="--seeds"
         ) from None
     return normalize_seeds(parsed, where="--seeds")
 
