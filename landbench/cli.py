@@ -176,8 +176,9 @@ def list_command(as_json: bool) -> None:
         click.echo(f"  {name}({params})")
         click.echo(f"      {info['formula']}")
     click.echo("\nSuites (landbench run NAME):")
+    width = max(map(len, suites), default=0)
     for name, info in suites.items():
-        click.echo(f"  {name:<10} {info['scenarios']:>4} scenarios  {info['description']}")
+        click.echo(f"  {name:<{width}} {info['scenarios']:>4} scenarios  {info['description']}")
 
 
 # --- describe -----------------------------------------------------------------------------------

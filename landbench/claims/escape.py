@@ -423,7 +423,7 @@ def measure(ctx: ClaimContext) -> Measured:
     figure = _draw(ctx, p, gd_runs, gd_escaped, noisy, noise_rows, fixed_rows, prop_rows, k_rows)
     caption = (
         "Escape from the saddle f = |P_s x|^2/2 - |P_u x|^2/2 + |P_u x|^4/4 by gradient descent (lr "
-        f"{lr:g}, float64): measured means with bootstrap 95 % intervals, the closed forms of DESIGN.md as "
+        f"{lr:g}, float64): measured means with bootstrap 95 % intervals, the closed forms of the claim's theory as "
         "lines. (a) From the exact saddle GD never moves (all runs censored at the budget) while every noise "
         "level escapes, at the times the noise law predicts. (b) Mean escape step against the noise level. "
         "(c) Against d from a random start of radius eps: at k = 1 it grows as 1/2 ln d / ln a, at k = d/10 "
@@ -498,7 +498,7 @@ def _draw(
         ax = axes[1]
         _measured(ax, noise_rows, mpl.COLORS[1], "noisy GD, measured mean")
         xs = np.geomspace(min(r["x"] for r in noise_rows) / 2, max(r["x"] for r in noise_rows) * 2, 60)
-        ax.plot(xs, [noise_mean(s, 1, lr) for s in xs], "--", color="0.2", label="DESIGN.md noise law E[T]")
+        ax.plot(xs, [noise_mean(s, 1, lr) for s in xs], "--", color="0.2", label="closed-form noise law E[T]")
         ax.set_xscale("log")
         ax.set(xlabel="gradient noise sigma", ylabel="escape step", title="(b) escape time against the noise level")
         ax.legend(fontsize=7)
@@ -512,7 +512,7 @@ def _draw(
             [design_random_start(d, lr, p["eps"]) for d in ds],
             "--",
             color=mpl.COLORS[0],
-            label="DESIGN.md law, k = 1",
+            label="closed-form law, k = 1",
         )
         ax.plot(
             [r["x"] for r in prop_rows],
