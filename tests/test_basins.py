@@ -403,3 +403,14 @@ def test_wells_without_a_minimum_of_their_own_are_refused(kwargs: dict[str, Any]
     for build in (lambda: Basins(dim=2, **kwargs), lambda: Basins.canonical(dim=2, **kwargs)):
         with pytest.raises(SpecError, match=f"every well must make one minimum.*{re.escape(message)}"):
             build()
+
+
+def test_where_runs_ended_says_nothing_when_every_run_diverged() -> None:
+    """The table's "ended in" text: shares of the runs that ended somewhere, none at all (not a bare
+    "basin") when every run diverged, since the diverged column already says so."""
+    from landbench.landscapes.base import describe_ends, where_runs_ended
+
+    describe = describe_ends("basin")
+    ended = [{"diverged": False, "basin": 0}, {"diverged": False, "basin": 1}, {"diverged": True, "basin": None}]
+    assert describe(where_runs_ended(ended, "basin")) == "basin 0:33% 1:33%"
+    assert describe(where_runs_ended([{"diverged": True, "basin": None}] * 4, "basin")) == ""

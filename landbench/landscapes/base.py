@@ -106,7 +106,7 @@ def describe_ends(name: str) -> Callable[[dict[str, Any]], str]:
     def describe(summary: dict[str, Any]) -> str:
         runs = summary["runs"] or 1
         shares = " ".join(f"{value}:{100 * count / runs:.0f}%" for value, count in summary["ended_in"].items())
-        return f"{name} {shares}".strip()
+        return f"{name} {shares}" if shares else ""  # every run diverged: nothing ended anywhere
 
     return describe
 
