@@ -206,6 +206,12 @@ def describe(spec: str, instance: int, dtype: str, as_json: bool) -> None:
     cls = family(parsed.name)
     if "dim" not in parsed.kwargs:
         bind_params(cls.family, [p for p in cls.params if p.name != "dim"], parsed.kwargs, also_valid=["dim"])
+        if parsed.kwargs:  # checked, but a family page has no instance to give them to
+            given = ", ".join(f"{k}={format_value(v)}" for k, v in parsed.kwargs.items())
+            click.echo(
+                f"note: the family page; give dim (e.g. {cls.family}(dim=10, {given})) to describe an instance",
+                err=True,
+            )
         info: dict[str, Any] = {
             "family": cls.family,
             "formula": cls.formula,
