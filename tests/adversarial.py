@@ -128,29 +128,24 @@ class NaNAtStepSGD(torch.optim.SGD):
         if self.count == self.at:
             for group in self.param_groups:
                 for p in group["params"]:
-                    rows = p.view(-1, p.shape[-1])
-                    rows[rows[:, 0] > 0] = self.value
+                    self.act(p)
         return None
 
+    def act(self, p: torch.Tensor) -> None:
+        """What the optimizer does to parameter ``p`` at step ``at``."""
+        rows = p.view(-1, p.shape[-1])
+        rows[rows[:, 0] > 0] = self.value
 
-class HalvingSGD(torch.optim.SGD):
+
+class HalvingSGD(NaNAtStepSGD):
     """Plain SGD that, at step ``at``, turns its parameters into float16 (``p.data = p.data.half()``),
     after which torch would go on at half precision and cast every loss back silently."""
 
     def __init__(self, params, lr: float = 0.01, at: int = 100) -> None:  # noqa: ANN001
-        super().__init__(params, lr=lr)
-        self.at = at
-        self.count = 0
+        super().__init__(params, lr=lr, at=at)
 
-    @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001, ANN201
-        super().step()
-        self.count += 1
-        if self.count == self.at:
-            for group in self.param_groups:
-                for p in group["params"]:
-                    p.data = p.data.half()
-        return None
+    def act(self, p: torch.Tensor) -> None:
+        p.data = p.data.half()
 
 
 class RaisingSGD(torch.optim.SGD):
