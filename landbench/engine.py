@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from landbench import numerics
+from landbench.errors import LandbenchError
 from landbench.landscapes.base import Landscape
 from landbench.landscapes.finite_sum import effective_batch_size
 from landbench.metrics.curvature import curvature_metrics
@@ -168,13 +169,22 @@ def _run_batch(
     if lrs is not None and mode == "separate":
         raise ValueError("a learning-rate grid shares a batch only in the batched and per_tensor modes")
     own_rng = draws_from_global(optimizer)
+    if own_rng and mode != "separate":  # a drawer runs one run at a time, each on its own stream
+        if lrs is not None:
+            raise CoupledBatch({"global_rng": True, "matched": False})
+        mode = "separate"
     before = global_states(device)
     _synchronize(device)
     started = time.perf_counter()
     tracker, final_x, rows = _execute(landscape, optimizer, seeds, steps, noise, settings, mode, lrs, progress, own_rng)
     _synchronize(device)
     wall_s = time.perf_counter() - started
-    if not own_rng and drew_since(before, device):  # it draws after all, past the probe's steps
+    if drew_since(before, device):  # it draws after all, past the probe's steps (own streams leave no trace)
+        if own_rng:  # its own streams were in place: it draws from something they do not hold
+            raise LandbenchError(
+                f"{optimizer.canonical} draws from torch's global random generators in a way landbench cannot give "
+                "each run a stream of its own (another device's generator?): its records would depend on the batch"
+            )
         mark_draws(optimizer)
         warnings.warn(
             f"{optimizer.canonical} draws from torch's global random generator, which the runs it steps share: "

@@ -7,8 +7,10 @@ import, a user's script, another library. Two of them change a run's numbers:
   float32 underflow (Du et al. 2017; ``saddle_chain``'s ``chain_underflow`` field) is exactly what it
   changes: with it, SGD (lr 0.1) on ``saddle_chain(dim=4)`` is stranded at the third saddle in run 2,
   which passes it at step 1445 without.
-* ``torch.set_float32_matmul_precision("high")`` (or ``torch.backends.cuda.matmul.allow_tf32 = True``)
-  lets float32 matrix products round to TF32's 10-bit mantissa on a GPU (``"medium"``: bfloat16).
+* ``torch.backends.cuda.matmul.fp32_precision = "tf32"`` (or the legacy
+  ``torch.set_float32_matmul_precision("high")``, ``allow_tf32 = True``) lets float32 matrix products
+  round to TF32's 10-bit mantissa on a GPU; ``"bf16"`` (legacy ``"medium"``) to bfloat16, on the CPU's
+  oneDNN backend too.
 
 A record must depend on its spec and seeds only, so a batch runs with subnormals kept (IEEE 754's
 gradual underflow, torch's default) and float32 products in full float32 (``"highest"``, torch's
@@ -32,9 +34,22 @@ def denormals_flushed() -> bool:
     return float(torch.tensor(_SUBNORMAL, dtype=torch.float32) * 1.0) == 0.0
 
 
-def _matmul_precision() -> str | None:
-    """torch's float32 matmul precision (``allow_tf32 = True`` reads as ``"high"``); None where the
-    process mixed torch's two ways of setting it, which makes torch refuse to say."""
+def _precision_settings() -> list[object]:
+    """The holders of torch's per-backend float32 precision (torch 2.9's API: ``fp32_precision``,
+    ``"ieee"``, ``"tf32"``, ``"bf16"`` or ``"none"`` to inherit): the generic default and the CUDA and
+    oneDNN (CPU) matmul backends; none on a torch without that API."""
+    backends = torch.backends
+    holders = [
+        backends,
+        getattr(backends.cuda, "matmul", None),
+        getattr(getattr(backends, "mkldnn", None), "matmul", None),
+    ]
+    return [h for h in holders if h is not None and isinstance(getattr(h, "fp32_precision", None), str)]
+
+
+def _legacy_precision() -> str | None:
+    """torch's float32 matmul precision by the legacy getter (torch before 2.9; ``allow_tf32 = True``
+    reads as ``"high"``); None where torch refuses to say."""
     try:
         return torch.get_float32_matmul_precision()
     except RuntimeError:
@@ -44,19 +59,26 @@ def _matmul_precision() -> str | None:
 @contextmanager
 def pinned() -> Iterator[None]:
     """Run the block with landbench's numerical settings (see the module docstring), then restore
-    the process's. (A process that mixed torch's legacy and new ways of setting the matmul precision
-    keeps its own: torch refuses to read it, and setting it there would break the process's.)"""
+    the process's: each per-backend precision that is not IEEE (or inherited) is set to ``"ieee"``
+    and given back, which neither reads nor writes the legacy setting (writing it would also set the
+    oneDNN backend's); on a torch without per-backend precision, the legacy one."""
     flushed = denormals_flushed()
-    precision = _matmul_precision()
-    changed = precision not in (None, "highest")
+    holders = _precision_settings()
+    lowered = {holder: holder.fp32_precision for holder in holders if holder.fp32_precision not in ("ieee", "none")}
+    legacy = None if holders else _legacy_precision()
+    legacy_changed = legacy not in (None, "highest")
     try:
         if flushed:
             torch.set_flush_denormal(False)
-        if changed:
+        for holder in lowered:
+            holder.fp32_precision = "ieee"
+        if legacy_changed:
             torch.set_float32_matmul_precision("highest")
         yield
     finally:
         if flushed:
             torch.set_flush_denormal(True)
-        if changed:
-            torch.set_float32_matmul_precision(precision)  # type: ignore[arg-type]
+        for holder, value in lowered.items():
+            holder.fp32_precision = value
+        if legacy_changed:
+            torch.set_float32_matmul_precision(legacy)  # type: ignore[arg-type]

@@ -53,6 +53,26 @@ class GlobalNoiseSGD(torch.optim.SGD):
         return None
 
 
+class KickOnBigGradSGD(torch.optim.SGD):
+    """SGD plus a small random kick from torch's global generator to any parameter tensor whose
+    gradient norm is above ``big`` or not finite: alone, the mode probe's healthy runs never draw;
+    stepped together with its run of infinite gradient, they do."""
+
+    def __init__(self, params, lr: float = 0.01, big: float = 10.0) -> None:  # noqa: ANN001
+        super().__init__(params, lr=lr)
+        self.big = big
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        super().step()
+        for group in self.param_groups:
+            for p in group["params"]:
+                norm = p.grad.norm()
+                if not torch.isfinite(norm) or norm > self.big:
+                    p.add_(torch.randn_like(p), alpha=1e-3)
+        return None
+
+
 class WindowCouplingSGD(torch.optim.Optimizer):
     """SGD whose step, from step ``start`` to step ``stop`` only, is scaled by ``1 + tanh(10 mean|g|)``
     over its whole tensor: the runs it steps together are coupled for a while and then converge to

@@ -266,17 +266,54 @@ def test_a_batch_runs_under_landbenchs_numerics_whatever_the_process_set() -> No
         records = landbench.run("saddle_chain(dim=4)", "sgd(lr=0.1)", seeds=3, steps=1500, curvature=False)
         return [(r["final_loss"], r["chain_escapes"], r["chain_underflow"]) for r in records]
 
+    def plotted() -> list[float]:
+        from landbench.report.trajectories import record
+
+        drawn = record(landbench.make("saddle_chain(dim=4)"), "sgd(lr=0.1)", [0, 1, 2], 1500)
+        return [float(loss) for loss in drawn.losses[-1]]
+
     ieee = chain()
     assert ieee[2][1] == [93, 408, 1445, None]
+    assert plotted() == [r[0] for r in ieee]
     try:
         torch.set_flush_denormal(True)
         torch.set_float32_matmul_precision("medium")
         assert denormals_flushed()
-        assert chain() == ieee
+        assert chain() == ieee and plotted() == [r[0] for r in ieee]  # the records and the plot alike
         assert denormals_flushed() and torch.get_float32_matmul_precision() == "medium"  # given back
     finally:
         torch.set_flush_denormal(False)
         torch.set_float32_matmul_precision("highest")
+
+
+@pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch before 2.9")
+def test_a_batch_pins_the_per_backend_matmul_precision_and_gives_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch 2.9's per-backend API (``fp32_precision``) alone, which the legacy getter refuses to read:
+    inside a batch the CUDA matmuls are IEEE, afterwards the user's TF32 is back and the CPU backend,
+    which the legacy setter would have changed too, untouched."""
+    import sys
+    import types
+
+    seen: list[tuple[str, str]] = []
+
+    class Spy(torch.optim.SGD):
+        @torch.no_grad()
+        def step(self, closure=None):  # type: ignore[override]
+            seen.append((torch.backends.cuda.matmul.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision))
+            return super().step()
+
+    module = types.ModuleType("precision_spy")
+    module.Spy = Spy  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "precision_spy", module)
+    matmul, cpu = torch.backends.cuda.matmul, torch.backends.mkldnn.matmul
+    cpu_before = cpu.fp32_precision
+    try:
+        matmul.fp32_precision = "tf32"
+        landbench.run("quadratic(dim=3)", "precision_spy:Spy(lr=0.1)", seeds=2, steps=3, curvature=False)
+        assert seen and {cuda for cuda, _ in seen} == {"ieee"}  # the probe's steps and the batch's
+        assert (matmul.fp32_precision, cpu.fp32_precision) == ("tf32", cpu_before)
+    finally:
+        matmul.fp32_precision = "none"
 
 
 def test_an_optimizer_that_changes_its_parameters_dtype_fails_the_batch_naming_the_step() -> None:

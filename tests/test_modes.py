@@ -150,6 +150,7 @@ def test_a_learning_rate_grid_in_one_batch_equals_each_rate_run_on_its_own(optim
         "adversarial:GlobalNoiseSGD(lr=0.01, sigma=0.5)",
         "adversarial:GlobalNoiseSGD(lr=0.01, sigma=0.5, at_init=False, after=100)",  # past the probe's 64 steps
         "pytorch_optimizer:Gravity(lr=0.01)",
+        "adversarial:KickOnBigGradSGD(lr=0.005)",  # draws in the probe only with its infinite row
     ],
 )
 def test_an_optimizer_drawing_from_the_global_rng_gives_each_run_its_own_stream(spec: str) -> None:

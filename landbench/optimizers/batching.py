@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from landbench import numerics
 from landbench.errors import BatchSafetyError
 from landbench.landscapes.base import DIM, Landscape
 from landbench.optimizers.gd import GradientDescent
@@ -134,7 +135,8 @@ def _trajectory(
     from landbench.stepping import Evaluator, make_stepper, step_loop
 
     evaluator = Evaluator(probe, 0.0, None, 1 if lrs is None else len(lrs))
-    with global_state_kept(start.device):  # a probe never moves the user's own random stream
+    # a probe never moves the user's own random stream, and runs under the runs' numerics
+    with global_state_kept(start.device), numerics.pinned():
         before = global_states(start.device)
         points = step_loop(make_stepper(mode, spec, start, evaluator, seeds, 0, lrs), evaluator, PROBE_STEPS)
         if drew_since(before, start.device):
@@ -183,8 +185,11 @@ def choose_mode(spec: OptimizerSpec, device: torch.device | str = "cpu", dtype: 
             f"run: {type(exc).__name__}: {exc}{_hint(exc)}"
         ) from None
     chosen = "separate"
-    for mode in ("batched", "per_tensor") if not draws_from_global(spec) else ():
-        if _agrees(spec, mode, probe, start, seeds, alone, dtype):
+    for mode in ("batched", "per_tensor"):
+        agrees = not draws_from_global(spec) and _agrees(spec, mode, probe, start, seeds, alone, dtype)
+        if draws_from_global(spec):  # it drew, alone or in this mode (the infinite row's steps, say)
+            break
+        if agrees:
             chosen = mode
             break
     _chosen[key] = chosen

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from landbench import numerics
 from landbench.engine import minibatch_streams, noise_streams
 from landbench.errors import SpecError
 from landbench.landscapes.base import Landscape
@@ -72,11 +73,12 @@ def record(
     start = landscape.sample_start(seeds)
     stepper = make_stepper("separate", spec, start, evaluator, seeds, landscape.seed, own_rng=True)
     points: list[torch.Tensor] = []
-    final = step_loop(stepper, evaluator, steps, lambda step, loss: points.append(stepper.points().clone()))
-    points.append(final.clone())
-    with torch.no_grad():
-        stacked = torch.stack(points)
-        losses = landscape.loss(stacked.reshape(-1, landscape.dim)).reshape(steps + 1, len(seeds))
+    with numerics.pinned():  # the numerics the engine's runs have, whatever the process set
+        final = step_loop(stepper, evaluator, steps, lambda step, loss: points.append(stepper.points().clone()))
+        points.append(final.clone())
+        with torch.no_grad():
+            stacked = torch.stack(points)
+            losses = landscape.loss(stacked.reshape(-1, landscape.dim)).reshape(steps + 1, len(seeds))
     bad = ~torch.isfinite(losses) | ~torch.isfinite(stacked).all(-1)
     diverged: list[int | None] = []
     for b in range(len(seeds)):
