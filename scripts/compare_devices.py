@@ -18,11 +18,14 @@ where it ran). Each run present on both is then:
   One size is not enough: ``levy(dim=4)`` with SGD and momentum 0.9 (lr 0.05) ends at 10.6 from
   its start, at 31 or 17 from starts moved by 2**-20, at 10.6 from every one of 8 patterns of
   2**-16, and at 29 from 2**-12;
-* **disagreeing**: it differs and neither twin does (or it failed on one device only), or it ran
-  on one device only.
+* **disagreeing**: it differs and no twin does, or its twin cannot run here, or it failed on one
+  device only; and apart: runs that **failed on both** devices, ran on **one device only**, or
+  whose records landbench cannot read (**not read**: another version's keys, no settings).
 
-Prints a line per disagreement and per chaotic run, and a summary; exit status 1 if any run
-disagrees or no run was compared.
+Noise drawn by a device's generator is compared run by run when both sets ran on one device type.
+Prints a line per run that is not agreeing or drawn, and a summary; exit status 1 if a run
+disagrees, failed on both or ran on one device only, or no run was compared; 2 if a folder cannot
+be read.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 import torch
 
 import landbench
+from landbench.errors import LandbenchError
 from landbench.landscapes.base import Landscape
 from landbench.noise import parse_noise_model
 from landbench.outcomes import is_diverged, is_failed, noise_model_of
@@ -124,11 +128,27 @@ def twin(record: Mapping[str, Any], pattern: int, scale: float, device: str) -> 
 
 
 def device_of(records: Sequence[Mapping[str, Any]], where: str) -> str:
-    """The one device type the runs of a result set ran on (failed records name none)."""
-    devices = {str(r["device"]) for r in records if not is_failed(r)}
+    """The one device type the runs of a result set ran on."""
+    devices = {str(r["device"]) for r in records if r.get("device")}  # old failed records name none
     if len(devices) != 1:
-        raise SystemExit(f"{where}: expected the runs of one device, found {sorted(devices) or 'none'}")
+        raise LandbenchError(f"{where}: expected the runs of one device, found {sorted(devices) or 'none'}")
     return devices.pop()
+
+
+def by_run(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Mapping[str, Any]], list[str]]:
+    """The records by their run's key on any device (:func:`landbench.records.key_on`), and a line
+    for each record that has none here (written by another version of landbench, or without settings)."""
+    runs: dict[str, Mapping[str, Any]] = {}
+    unread = []
+    for record in records:
+        try:
+            runs[key_on(record, "any")] = record
+        except (LandbenchError, KeyError, TypeError) as exc:
+            unread.append(f"{record.get('key')} ({record.get('problem')}, {record.get('optimizer')}): {exc}")
+    return runs, unread
+
+
+KINDS = ("agreeing", "drawn", "chaotic", "disagreeing", "failed on both", "one device only", "not read")
 
 
 def compare(
@@ -138,35 +158,27 @@ def compare(
     twin_device: str = "cpu",
     say: Any = print,
 ) -> dict[str, int]:
-    """Classify every run of two result sets (see the module docstring); returns the counts. A run is
-    matched by the key it has on the other set's device (:func:`landbench.records.key_on`), so that
-    a failed record (which holds no settings to make a key from) is matched by its own key."""
+    """Classify every run of two result sets (see the module docstring); returns the counts of
+    :data:`KINDS`. Noise drawn on each device is compared too when both sets ran on one device type."""
     devices = device_of(a_records, "A"), device_of(b_records, "B")
-    sides = [{r["key"]: r for r in a_records}, {r["key"]: r for r in b_records}]
-    pairs: dict[str, list[Any]] = {}  # A's key -> [record on A or None, record on B or None]
-    for side, other in ((0, 1), (1, 0)):
-        for key, record in sides[side].items():
-            if is_failed(record):
-                continue
-            there = key_on(record, devices[other])
-            a_key = key if side == 0 else there
-            pairs.setdefault(a_key, [None, None])[side] = record
-            pairs[a_key][other] = sides[other].get(there)
-    matched = {id(r) for pair in pairs.values() for r in pair if r is not None}
-    for side in (0, 1):  # failed on one device with no run on the other: still a run of the suite
-        for key, record in sides[side].items():
-            if id(record) not in matched:
-                pairs[f"{side}:{key}"] = [record, None] if side == 0 else [None, record]
-    counts = dict.fromkeys(("agreeing", "drawn", "chaotic", "disagreeing", "one device only"), 0)
+    counts = dict.fromkeys(KINDS, 0)
+    (a, unread_a), (b, unread_b) = by_run(a_records), by_run(b_records)
+    for side, lines in (("A", unread_a), ("B", unread_b)):
+        for line in lines:
+            counts["not read"] += 1
+            say(f"not read ({side}): {line}")
     worst = 0.0
-    for key in sorted(pairs):
-        ra, rb = pairs[key]
+    for key in sorted(set(a) | set(b)):
+        ra, rb = a.get(key), b.get(key)
         if ra is None or rb is None:
-            only = ra or rb
             counts["one device only"] += 1
-            say(f"on one device only ({devices[0] if rb is None else devices[1]}): {_name(only)}")
+            say(f"on one device only ({devices[0] if rb is None else devices[1]}): {_name(ra or rb)}")
             continue
-        if not is_failed(ra) and is_drawn(ra):
+        if is_failed(ra) and is_failed(rb):
+            counts["failed on both"] += 1
+            say(f"failed on both: {_name(ra)}: {ra['failed']}")
+            continue
+        if devices[0] != devices[1] and not is_failed(ra) and is_drawn(ra):
             counts["drawn"] += 1
             continue
         differ = differences(ra, rb, rtol)
@@ -174,37 +186,51 @@ def compare(
             counts["agreeing"] += 1
             worst = max(worst, relative_difference(ra, rb))
             continue
-        twins = [] if is_failed(ra) or is_failed(rb) else [twin(ra, p, s, twin_device) for p, s in TWINS]
-        moved = [d for t in twins for d in differences(ra, t, rtol)]
-        kind = "chaotic" if moved else "disagreeing"
+        kind, detail = "disagreeing", ""
+        if not is_failed(ra) and not is_failed(rb):
+            try:
+                moved = [d for p, s in TWINS for d in differences(ra, twin(ra, p, s, twin_device), rtol)]
+            except Exception as exc:  # noqa: BLE001 - a twin that cannot run here leaves the run unjudged
+                detail = f" (its twin cannot run on {twin_device} here: {type(exc).__name__}: {exc})"
+            else:
+                kind = "chaotic" if moved else kind
+                detail = f" (a twin on {twin_device}: {moved[0]})" if moved else ""
         counts[kind] += 1
-        detail = f" (a twin on {twin_device}: {moved[0]})" if moved else ""
         say(f"{kind}: {_name(ra)}: {'; '.join(differ)}{detail}")
     compared = counts["agreeing"] + counts["chaotic"] + counts["disagreeing"]
     say(
         f"{compared} runs compared ({devices[0]} vs {devices[1]}): {counts['agreeing']} agree within rtol {rtol} "
         f"(largest relative difference {worst:.3g}), {counts['chaotic']} chaotic (a twin moved as far), "
         f"{counts['disagreeing']} disagree; {counts['drawn']} with noise drawn on each device, "
-        f"{counts['one device only']} on one device only"
+        f"{counts['failed on both']} failed on both, {counts['one device only']} on one device only, "
+        f"{counts['not read']} records not read"
     )
     return counts
 
 
 def _name(record: Mapping[str, Any]) -> str:
     state = " (failed)" if is_failed(record) else " (diverged)" if is_diverged(record) else ""
-    return f"{record['problem']} {record['optimizer']} seed {record['seed']} noise {record.get('noise')}{state}"
+    phase = f" [{record['phase']}]" if record.get("phase") else ""
+    return f"{record['problem']} {record['optimizer']} seed {record['seed']} noise {record.get('noise')}{phase}{state}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status 0 when every run compared agrees or is chaotic or drawn, 1 when one disagrees, failed
+    on both, ran on one device only or nothing was compared, 2 when the folders cannot be read."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", help="a results folder (or .jsonl) of the suite on one device")
     parser.add_argument("b", help="the same suite's results on the other device")
     parser.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance of numbers (default 1e-3)")
     parser.add_argument("--twin-device", default="cpu", help="where A's twins are re-run (default cpu)")
     args = parser.parse_args(argv)
-    counts = compare(load_results([args.a]), load_results([args.b]), args.rtol, args.twin_device)
+    try:
+        counts = compare(load_results([args.a]), load_results([args.b]), args.rtol, args.twin_device)
+    except (LandbenchError, OSError) as exc:
+        print(f"compare_devices: error: {exc}", file=sys.stderr)
+        return 2
     compared = counts["agreeing"] + counts["chaotic"] + counts["disagreeing"]
-    return 1 if counts["disagreeing"] or counts["one device only"] or not compared else 0
+    failing = counts["disagreeing"] + counts["failed on both"] + counts["one device only"]
+    return 1 if failing or not compared else 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import landbench
-from landbench.errors import LandbenchError
+from landbench.errors import LandbenchError, SpecError
 from landbench.records import key_on
 from landbench.runner import run_suite
 from landbench.store import load_results
@@ -79,10 +79,16 @@ def records(jitter: tuple[int, float] | None, module: ModuleType) -> list[dict[s
     return out
 
 
+def elsewhere(rows: list[dict[str, Any]], device: str = "cuda") -> list[dict[str, Any]]:
+    """The records as that device would have written them: its name, and the key the run has there."""
+    return [{**r, "device": device, "key": key_on(r, device)} for r in rows]
+
+
 @pytest.fixture(scope="module")
 def two_devices(compare_devices: ModuleType) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The runs, and the same runs from starts moved by 2**-22 (pattern 9, none of the twins')."""
-    return records(None, compare_devices), records((9, 2.0**-22), compare_devices)
+    """The runs, and the same runs from starts moved by 2**-22 (pattern 9, none of the twins') as
+    "cuda" would have written them."""
+    return records(None, compare_devices), elsewhere(records((9, 2.0**-22), compare_devices))
 
 
 def test_a_record_gives_back_its_own_key_on_its_device_and_another_elsewhere(tmp_path: Path) -> None:
@@ -113,7 +119,7 @@ def test_rounding_agrees_chaos_is_named_and_noise_drawn_on_each_device_is_not_co
     assert counts["drawn"] == 4  # gaussian noise; frozen noise is compared
     assert counts["chaotic"] >= 1 and all("levy" in line for line in said if line.startswith("chaotic")), said
     assert counts["agreeing"] >= 12  # quadratic, saddle, frozen noise: 4 seeds each
-    assert said[-1].startswith(f"{20 - counts['drawn']} runs compared (cpu vs cpu)")
+    assert said[-1].startswith(f"{20 - counts['drawn']} runs compared (cpu vs cuda)")
 
 
 def test_a_real_difference_a_failure_or_a_missing_run_disagrees_and_fails_the_check(
@@ -125,7 +131,8 @@ def test_a_real_difference_a_failure_or_a_missing_run_disagrees_and_fails_the_ch
     assert all(r["escaped"] and abs(r["final_loss"] + 0.25) < 1e-3 for r in saddle)  # at the minimum, f* = -1/4
     saddle[0]["final_loss"] *= 1.01  # 1 % off the minimum: no twin moves that far
     saddle[0]["loss_gap"] = saddle[0]["final_loss"] - saddle[0]["f_star"]
-    failed = {name: saddle[1][name] for name in ("key", "problem", "optimizer", "seed")}
+    identity = ("problem", "optimizer", "instance", "seed", "steps", "noise", "dtype", "device", "settings", "key")
+    failed = {name: saddle[1][name] for name in identity}  # what landbench.jobs.failed_records writes
     b[b.index(saddle[1])] = failed | {"failed": "RuntimeError: CUDA error: an illegal memory access"}
     b.remove(saddle[2])
     said: list[str] = []
@@ -139,6 +146,35 @@ def test_a_real_difference_a_failure_or_a_missing_run_disagrees_and_fails_the_ch
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert compare_devices.main([str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]) == 1
     assert compare_devices.main([str(tmp_path / "a.jsonl"), str(tmp_path / "a.jsonl")]) == 0
+
+
+def test_one_device_type_compares_noise_too_and_odd_folders_are_lines_not_tracebacks(
+    compare_devices: ModuleType, two_devices: tuple[list[dict[str, Any]], list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """CPU against CPU: the same generators, so noisy runs are compared run by run. A run failed on
+    both sides, a record another version keyed, a twin that cannot run here (its optimizer's module
+    is gone) and a folder that is not there are each one line, never a traceback."""
+    a, _ = two_devices
+    said: list[str] = []
+    counts = compare_devices.compare(a, a, say=said.append)
+    assert (counts["agreeing"], counts["drawn"]) == (20, 0), said
+
+    failed = {**a[0], "failed": "RuntimeError: boom"}
+    stale = {**a[1], "key": "0123456789abcdef"}  # not what this landbench makes of its run
+    moved = {**a[5], "final_loss": a[5]["final_loss"] + 1.0}  # a saddle run, off by 1
+    said.clear()
+    with pytest.MonkeyPatch.context() as patch:
+
+        def cannot(*args: Any) -> None:
+            raise SpecError("optimizer 'gone_module:SGD': cannot import module 'gone_module'")
+
+        patch.setattr(compare_devices, "twin", cannot)
+        counts = compare_devices.compare([failed, stale, a[5]], [failed, stale, moved], say=said.append)
+    assert (counts["failed on both"], counts["not read"], counts["disagreeing"]) == (1, 2, 1), said
+    assert any(line.startswith("failed on both: ") and "RuntimeError: boom" in line for line in said), said
+    assert any(line.startswith("not read (A): 0123456789abcdef") for line in said), said
+    assert any("its twin cannot run on cpu here: SpecError: optimizer 'gone_module:SGD'" in line for line in said)
+    assert compare_devices.main([str(tmp_path / "nowhere"), str(tmp_path / "nowhere")]) == 2
 
 
 def test_the_gpu_check_compares_the_smoke_suite_with_this_script() -> None:
