@@ -286,6 +286,17 @@ def test_population_loss_at_huge_weights_is_the_sign_units_in_float32() -> None:
     limit = 0.5 * own - cross + landscape.teacher_term
     assert landscape.test_loss(x).dtype == torch.float32
     assert landscape.test_loss(x).tolist() == pytest.approx(limit.tolist(), rel=1e-6)
+    # the limit depends on the directions only, so s * grad(s w) tends to a constant: in float64 up
+    # to |w| ~ 1e300 (no overflow in 1 + |w|^2), and without the cancellation of c -> 1 (|w| > 1e8)
+    landscape64 = landbench.make(
+        "teacher_student(dim=3, hidden=2, teacher_hidden=2, activation='erf')", dtype="float64"
+    )
+    w = landscape64.sample_start([0])
+    scaled = [s * landscape64.test_loss_and_grad(s * w)[1] for s in (1e10, 1e160, 1e300)]
+    for grad in scaled[1:]:
+        assert torch.allclose(grad, scaled[0], rtol=1e-6, atol=0.0)
+    losses = [float(landscape64.test_loss(s * w)) for s in (1e10, 1e160, 1e300)]
+    assert losses == pytest.approx([losses[0]] * 3, rel=1e-7)  # asin near 1 amplifies c's rounding 1e8-fold
 
 
 def _gradient_descent(spec: str, seeds: int, steps: int, lr: float) -> list[bool | None]:

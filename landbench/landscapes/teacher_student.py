@@ -121,6 +121,18 @@ def describe_stuck(summary: dict[str, Any]) -> str:
     return text + (f"; {summary['moving']} moving)" if summary["moving"] else ")")
 
 
+def _erf_rows(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(u / s, s)`` with ``s = sqrt(1 + |u|^2)`` per row of u (B, k, d), without overflow at any
+    finite u: through the largest entry m, ``s = m hypot(1/m, |u/m|)`` where m > 1."""
+    largest = u.abs().amax(-1, keepdim=True)
+    big = largest.clamp_min(1.0)  # 1 where the plain formula cannot overflow (every |u_i| <= 1)
+    scaled = torch.linalg.vector_norm(u / big, dim=-1, keepdim=True)
+    scale = torch.where(
+        largest > 1.0, big * torch.hypot(1.0 / big, scaled), torch.sqrt(1.0 + (u * u).sum(-1, keepdim=True))
+    )
+    return u / scale, scale
+
+
 class TeacherStudent(FiniteSum, Landscape):
     r"""A soft committee machine ``sum_k g(w_k . a)`` fitted to a teacher ``sum_j g(v_j . a)`` on n
     Gaussian inputs; see the module docstring for the formulas, the closed forms and the known
@@ -330,11 +342,11 @@ class TeacherStudent(FiniteSum, Landscape):
     def _kernel(self, u: torch.Tensor, v: torch.Tensor, same: bool = False) -> torch.Tensor:
         """``K(u_k, v_l) = E g(u_k.a) g(v_l.a)`` for rows u (B, k, d) and v (B|1, l, d): (B, k, l);
         ``same``: u and v are the same rows (the diagonal is then taken as exactly ``K(u, u)``)."""
+        if self.activation == "erf":  # c = u.v / (s_u s_v) from the unit rows, which never overflow
+            (unit_u, _), (unit_v, _) = _erf_rows(u), _erf_rows(v)
+            return (2.0 / math.pi) * torch.asin(torch.matmul(unit_u, unit_v.transpose(1, 2)).clamp(-1.0, 1.0))
         dot = torch.matmul(u, v.transpose(1, 2))
         nu, nv = (u * u).sum(2), (v * v).sum(2)
-        if self.activation == "erf":
-            scale = torch.sqrt((1.0 + nu)[:, :, None] * (1.0 + nv)[:, None, :])
-            return (2.0 / math.pi) * torch.asin((dot / scale).clamp(-1.0, 1.0))
         length = torch.sqrt(nu)[:, :, None] * torch.sqrt(nv)[:, None, :]
         cos = torch.where(length > 0, dot / torch.where(length > 0, length, 1.0), 0.0).clamp(-1.0, 1.0)
         if same:  # the diagonal is |u|^2 / 2 exactly, and differentiable (arccos' is not at cos = 1)
@@ -349,7 +361,7 @@ class TeacherStudent(FiniteSum, Landscape):
 
     def test_loss(self, x: torch.Tensor) -> torch.Tensor:
         """``E f = 1/2 sum_{k,l} K(w_k, w_l) - sum_{k,j} K(w_k, v_j) + 1/2 sum K(v_j, v_j')`` in closed form,
-        in float64 for erf: its kernel is bounded, but ``1 + |w|^2`` overflows float32 from |w| ~ 2e19."""
+        in float64 for erf (its kernel is bounded, and taken from unit rows: finite at any finite w)."""
         w = self._weights(x)
         w = w.double() if self.activation == "erf" else w
         teacher = self.teacher.to(dtype=w.dtype)[None]
@@ -357,18 +369,24 @@ class TeacherStudent(FiniteSum, Landscape):
         cross = self._kernel(w, teacher).sum((1, 2))
         return (0.5 * own - cross + self.teacher_term).to(x.dtype)
 
-    def _kernel_grad(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``sum_l K_1(u_k, v_l)``, the derivative in the first argument summed over v's rows: (B, k, d)."""
+    def _kernel_grad(self, u: torch.Tensor, v: torch.Tensor, same: bool = False) -> torch.Tensor:
+        """``sum_l K_1(u_k, v_l)``, the derivative in the first argument summed over v's rows: (B, k, d);
+        ``same``: u and v are the same rows (for erf the diagonal then takes its own closed form)."""
+        if self.activation == "erf":  # (2/pi) (1 - c^2)^(-1/2) (v_l / s_v - c u_k / s_u) / s_u, from unit rows
+            (unit_u, scale_u), (unit_v, _) = _erf_rows(u), _erf_rows(v)
+            c = torch.matmul(unit_u, unit_v.transpose(1, 2))  # (B, k, l)
+            weight = (2.0 / math.pi) * torch.rsqrt((1.0 - c * c).clamp_min(1e-300))
+            diagonal = 0.0
+            if same:  # l = k: c = |u|^2 / s^2, 1 - c = 1 / s^2, so K_1 = (2/pi) u / (s^3 sqrt(1 + c)), which
+                # does not cancel as the general form does once c rounds to 1 (|u| above ~1e8)
+                eye = torch.eye(u.shape[1], dtype=torch.bool, device=u.device)
+                own = (unit_u * unit_u).sum(2, keepdim=True)
+                diagonal = (2.0 / math.pi) * unit_u / (scale_u * scale_u * torch.sqrt(1.0 + own))
+                weight = torch.where(eye, 0.0, weight)
+            general = torch.matmul(weight, unit_v) - (weight * c).sum(2, keepdim=True) * unit_u
+            return general / scale_u + diagonal
         dot = torch.matmul(u, v.transpose(1, 2))  # (B, k, l)
         nu, nv = (u * u).sum(2), (v * v).sum(2)
-        if self.activation == "erf":
-            a, b = (1.0 + nu)[:, :, None], (1.0 + nv)[:, None, :]
-            scale = torch.sqrt(a * b)
-            c = dot / scale
-            weight = (2.0 / math.pi) * torch.rsqrt((1.0 - c * c).clamp_min(1e-300))
-            along_v = weight / scale  # coefficient of v_l
-            along_u = (weight * c / a).sum(2, keepdim=True)  # coefficient of u_k
-            return torch.matmul(along_v, v) - along_u * u
         ru, rv = torch.sqrt(nu)[:, :, None], torch.sqrt(nv)[:, None, :]
         length = ru * rv
         cos = torch.where(length > 0, dot / torch.where(length > 0, length, 1.0), 0.0).clamp(-1.0, 1.0)
@@ -379,11 +397,13 @@ class TeacherStudent(FiniteSum, Landscape):
 
     def test_loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The population loss and its gradient in closed form: ``d/dw_k = sum_l K_1(w_k, w_l) -
-        sum_j K_1(w_k, v_j)`` (the l = k term covers the diagonal: ``d/dw K(w, w) = 2 K_1(w, w)``)."""
+        sum_j K_1(w_k, v_j)`` (the l = k term covers the diagonal: ``d/dw K(w, w) = 2 K_1(w, w)``);
+        in float64 for erf, as :meth:`test_loss`."""
         w = self._weights(x)
-        teacher = self.teacher.to(dtype=x.dtype)[None]
-        grad = self._kernel_grad(w, w) - self._kernel_grad(w, teacher)
-        return self.test_loss(x), grad.reshape(x.shape[0], -1)
+        w = w.double() if self.activation == "erf" else w
+        teacher = self.teacher.to(dtype=w.dtype)[None]
+        grad = self._kernel_grad(w, w, same=True) - self._kernel_grad(w, teacher)
+        return self.test_loss(x), grad.reshape(x.shape[0], -1).to(x.dtype)
 
     # --- records and starts ---------------------------------------------------------------------
 
