@@ -191,7 +191,24 @@ class Stepper(Protocol):
 
     def points(self) -> torch.Tensor: ...
 
-    def step(self, grad: torch.Tensor) -> None: ...
+    def step(self, grad: torch.Tensor, loss: torch.Tensor) -> None: ...
+
+
+class _Fresh:
+    """A step's own evaluation (loss and gradient at its point), for a closure the optimizer calls
+    before it has moved anything: LBFGS and pytorch-optimizer's AliG start their step with
+    ``closure()`` at the point the step began from, whose loss and gradient the step loop has just
+    computed. The closure hands those back, once, rather than evaluate (and count, and draw noise
+    for) the same point twice; anything in place since, on a parameter or on the gradient (its
+    version counter moved), makes it evaluate as usual. With minibatches the closure's loss is the
+    minibatch's and the step's the full training loss, so it always evaluates."""
+
+    def __init__(self, loss: torch.Tensor, grad: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
+        self.loss, self.grad, self.params = loss, grad, params
+        self.versions = [p._version for p in params], grad._version
+
+    def unchanged(self) -> bool:
+        return self.versions == ([p._version for p in self.params], self.grad._version)
 
 
 class BatchedStepper:
@@ -206,6 +223,7 @@ class BatchedStepper:
         self.evaluator = evaluator
         self.closure = self._closure if needs_closure(self.optimizer) else None
         self.evals = 0  # the same for every run
+        self._fresh: _Fresh | None = None
 
     def points(self) -> torch.Tensor:
         if len(self.params) == 1:
@@ -220,13 +238,19 @@ class BatchedStepper:
                 param.grad = block
 
     def _closure(self) -> torch.Tensor:
+        fresh, self._fresh = self._fresh, None
+        if fresh is not None and fresh.unchanged():  # at the step's own point: its evaluation, once more
+            self._assign(fresh.grad)
+            return fresh.loss.sum()
         loss, grad = self.evaluator.gradient(self.points(), observed=False)
         self._assign(grad)
         self.evals += 1
         return loss.sum()
 
-    def step(self, grad: torch.Tensor) -> None:
+    def step(self, grad: torch.Tensor, loss: torch.Tensor) -> None:
         self._assign(grad)
+        if self.closure is not None and self.evaluator.batches is None:
+            self._fresh = _Fresh(loss, grad, self.params)
         optimizer_step(self.optimizer, self.closure)
         if projects(self.evaluator.landscape):
             for param in self.params:
@@ -245,6 +269,7 @@ class PerTensorStepper(BatchedStepper):
         self.evaluator = evaluator
         self.closure = self._closure if needs_closure(self.optimizer) else None
         self.evals = 0
+        self._fresh = None
 
     def _assign(self, grad: torch.Tensor) -> None:
         for param, row in zip(self.params, grad.split(1)):
@@ -277,12 +302,17 @@ class SeparateStepper:
         # per run where a closure may evaluate more often (LBFGS); else one count for all runs, so
         # that counting a step costs the same for any number of runs
         self.evals: int | list[int] = [0] * len(self.params) if any(self.closures) else 0
+        self._fresh: list[_Fresh | None] = [None] * len(self.params)
 
     def points(self) -> torch.Tensor:
         return torch.cat([p.detach() for p in self.params])
 
     def _closure_for(self, run: int) -> Callable[[], torch.Tensor]:
         def closure() -> torch.Tensor:
+            fresh, self._fresh[run] = self._fresh[run], None
+            if fresh is not None and fresh.unchanged():  # at the step's own point: its evaluation, once more
+                self.params[run].grad = fresh.grad
+                return fresh.loss.sum()
             loss, grad = self.evaluator.gradient(self.params[run].detach(), run, observed=False)
             self.params[run].grad = grad
             self.evals[run] += 1  # type: ignore[index]
@@ -290,14 +320,17 @@ class SeparateStepper:
 
         return closure
 
-    def step(self, grad: torch.Tensor) -> None:
+    def step(self, grad: torch.Tensor, loss: torch.Tensor) -> None:
         project = projects(self.evaluator.landscape)  # once a step, not once a run
         streams = self.streams
+        reuse = self.evaluator.batches is None
         with global_state_kept(streams.device) if streams is not None else contextlib.nullcontext():
             for run, (param, optimizer, closure, row) in enumerate(
                 zip(self.params, self.optimizers, self.closures, grad.split(1))
             ):
                 param.grad = row
+                if closure is not None and reuse:
+                    self._fresh[run] = _Fresh(loss[run : run + 1], row, [param])
                 if streams is not None:
                     streams.enter(run)
                 optimizer_step(optimizer, closure)
@@ -375,7 +408,7 @@ def step_loop(
             if observe is not None and observe(step, loss):
                 break
             _count(stepper)
-            stepper.step(grad)
+            stepper.step(grad, loss)
         return stepper.points()
 
 

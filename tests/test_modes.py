@@ -74,6 +74,33 @@ def test_each_optimizer_gets_the_fastest_mode_that_keeps_runs_independent(optimi
             assert together["final_loss"] == pytest.approx(alone["final_loss"], rel=1e-10)
 
 
+def test_a_closure_at_the_steps_own_point_is_not_charged_a_second_evaluation() -> None:
+    """LBFGS (and pytorch-optimizer's AliG) start a step with ``closure()`` where the step loop has
+    just evaluated: that is the same evaluation, not another. With ``max_iter=1`` LBFGS evaluates
+    once a step (its iteration's update is not re-evaluated): 40 evaluations in 40 steps, as a loop
+    of ``optimizer.step(closure)`` would count them; SAM's closure, at its perturbed point, is a
+    second evaluation. The iterates are those of a closure that evaluates again."""
+    options = {"seeds": 3, "steps": 40, "dtype": "float64", "curvature": False}
+    lbfgs = landbench.run("quadratic(dim=4, condition=10.0)", "lbfgs(lr=0.5, max_iter=1)", **options)
+    assert [r["grad_evals"] for r in lbfgs] == [40, 40, 40]
+    sam = landbench.run("quadratic(dim=4, condition=10.0)", "sam(lr=0.05)", **options)
+    assert [r["grad_evals"] for r in sam] == [80, 80, 80]
+    # by hand: LBFGS's iterates with a closure that always evaluates afresh
+    landscape = landbench.make("quadratic(dim=4, condition=10.0)", dtype=torch.float64)
+    for seed, record in enumerate(lbfgs):
+        x = torch.nn.Parameter(landscape.sample_start([seed]))
+        optimizer = torch.optim.LBFGS([x], lr=0.5, max_iter=1)
+
+        def closure(x: torch.nn.Parameter = x) -> torch.Tensor:
+            loss, grad = landscape.loss_and_grad(x.detach())
+            x.grad = grad
+            return loss.sum()
+
+        for _ in range(40):
+            optimizer.step(closure)
+        assert record["final_loss"] == pytest.approx(float(landscape.loss(x.detach())), rel=1e-12)
+
+
 def test_lbfgs_counts_its_own_evaluations_per_run() -> None:
     """LBFGS evaluates the landscape several times per step (its closure), a varying number per run:
     grad_evals counts them all, and a time in evaluations is never below the time in steps."""
