@@ -79,6 +79,11 @@ class _OneLineUsageError(click.UsageError):
         click.echo(f"Error: {_one_line(Exception(self.format_message()))}", err=True)
 
 
+def _shown(value: str) -> str:
+    """A value as an error message quotes it: its repr, cut to 40 characters."""
+    return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+
+
 def _is_whole(text: str) -> bool:
     """Whether ``text`` (stripped) is a whole number in ASCII digits with an optional sign: ``int()``
     also takes other scripts' digits, fullwidth forms and underscores (``"1_000"``)."""
@@ -105,7 +110,7 @@ class _Whole(click.IntRange):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str):
-            shown = repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+            shown = _shown(value)
             if not _is_whole(value):
                 self.fail(f"{shown} is not a whole number{self._where}.", param, ctx)
             digits = len(value.strip().lstrip("+-"))
@@ -209,7 +214,7 @@ def describe(spec: str, instance: int, dtype: str, as_json: bool) -> None:
         if parsed.kwargs:  # checked, but a family page has no instance to give them to
             given = ", ".join(f"{k}={format_value(v)}" for k, v in parsed.kwargs.items())
             click.echo(
-                f"note: the family page; give dim (e.g. {cls.family}(dim=10, {given})) to describe an instance",
+                f"note: the family page; give a dim, as in {cls.family}(dim=N, {given}), to describe an instance",
                 err=True,
             )
         info: dict[str, Any] = {
@@ -540,7 +545,8 @@ def _seeds(value: str | None) -> list[int] | None:
         parsed: int | list[int] = [int(v) for v in pieces] if "," in value else int(value)
     except ValueError:
         raise click.BadParameter(
-            f"expected a count (8) or a comma-separated list of run seeds (0,3,7), got {value!r}", param_hint="--seeds"
+            f"expected a count (8) or a comma-separated list of run seeds (0,3,7), got {_shown(value)}",
+            param_hint="--seeds",
         ) from None
     return normalize_seeds(parsed, where="--seeds")
 

@@ -254,5 +254,5 @@ def test_every_commands_help_shows_ranges_only_where_an_option_has_one() -> None
 def test_describe_of_a_family_with_arguments_but_no_dim_says_how_to_describe_an_instance() -> None:
     done = CliRunner().invoke(main, ["describe", "saddle(index=2)"])
     assert done.exit_code == 0 and done.stdout.startswith("saddle\n")
-    assert "give dim (e.g. saddle(dim=10, index=2)) to describe an instance" in done.stderr
+    assert "give a dim, as in saddle(dim=N, index=2), to describe an instance" in done.stderr
     assert CliRunner().invoke(main, ["describe", "saddle"]).stderr == ""
