@@ -45,7 +45,15 @@ from landbench.metrics.curvature import curvature_metrics
 from landbench.metrics.events import EventTracker
 from landbench.minibatch import Minibatches
 from landbench.optimizers import OptimizerSpec
-from landbench.optimizers.batching import choose_mode, demote, draws_from_global, elementwise, mark_draws, with_rate
+from landbench.optimizers.batching import (
+    choose_mode,
+    demote,
+    draws_from_global,
+    elementwise,
+    forget_draws,
+    mark_draws,
+    with_rate,
+)
 from landbench.rng import RunNoise, drew_since, global_state_kept, global_states
 from landbench.settings import Settings
 from landbench.stepping import Evaluator, make_stepper, step_loop
@@ -182,8 +190,9 @@ def _run_batch(
     if drew_since(before, device):  # it draws after all, past the probe's steps (own streams leave no trace)
         if own_rng:  # its own streams were in place: it draws from something they do not hold
             raise LandbenchError(
-                f"{optimizer.canonical} draws from torch's global random generators in a way landbench cannot give "
-                "each run a stream of its own (another device's generator?): its records would depend on the batch"
+                f"a run of {optimizer.canonical} on {landscape.spec} drew from torch's global random generators "
+                "outside its optimizer's own stream: the landscape (a plug-in family's loss_and_grad) or the "
+                "optimizer through another device's generator; its records would depend on the batch"
             )
         mark_draws(optimizer)
         warnings.warn(
@@ -194,7 +203,11 @@ def _run_batch(
         if lrs is not None:
             raise CoupledBatch({"global_rng": True, "matched": False})
         again = {"steps": steps, "noise": noise, "settings": settings, "threads": threads}
-        return run_batch(landscape, optimizer, seeds, mode="separate", **again)
+        try:
+            return run_batch(landscape, optimizer, seeds, mode="separate", **again)
+        except LandbenchError:  # the draws were not the optimizer's (its own streams did not hold them)
+            forget_draws(optimizer)
+            raise
     independence = None
     if mode != "separate" and len(rows) > 1 and elementwise(optimizer, device):
         independence = {"elementwise": optimizer.cls.__qualname__}  # batched == separate by construction

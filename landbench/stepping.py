@@ -198,17 +198,19 @@ class _Fresh:
     """A step's own evaluation (loss and gradient at its point), for a closure the optimizer calls
     before it has moved anything: LBFGS and pytorch-optimizer's AliG start their step with
     ``closure()`` at the point the step began from, whose loss and gradient the step loop has just
-    computed. The closure hands those back, once, rather than evaluate (and count, and draw noise
-    for) the same point twice; anything in place since, on a parameter or on the gradient (its
-    version counter moved), makes it evaluate as usual. With minibatches the closure's loss is the
-    minibatch's and the step's the full training loss, so it always evaluates."""
+    computed. The closure hands those back (a copy of the gradient as it was, whatever the optimizer
+    did to ``p.grad`` since), once, rather than evaluate (and count, and draw noise for) the same point
+    twice, when every parameter still holds the values it had; a parameter moved in any way (in
+    place, through ``.data``, replaced) makes it evaluate as usual. Version counters would not do:
+    ``p.data.add_(e)``, SAM's usual perturbation, leaves them alone. With minibatches the closure's
+    loss is the minibatch's and the step's the full training loss, so it always evaluates."""
 
     def __init__(self, loss: torch.Tensor, grad: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
-        self.loss, self.grad, self.params = loss, grad, params
-        self.versions = [p._version for p in params], grad._version
+        self.loss, self.grad, self.params = loss, grad.clone(), params
+        self.values = [p.detach().clone() for p in params]
 
     def unchanged(self) -> bool:
-        return self.versions == ([p._version for p in self.params], self.grad._version)
+        return all(torch.equal(p.detach(), value) for p, value in zip(self.params, self.values))
 
 
 class BatchedStepper:

@@ -172,13 +172,15 @@ def compare(
         ra, rb = a.get(key), b.get(key)
         if ra is None or rb is None:
             counts["one device only"] += 1
-            say(f"on one device only ({devices[0] if rb is None else devices[1]}): {_name(ra or rb)}")
+            unread_there = unread_b if rb is None else unread_a
+            maybe = " (or its record there was not read)" if unread_there else ""
+            say(f"on one device only ({devices[0] if rb is None else devices[1]}){maybe}: {_name(ra or rb)}")
             continue
         if is_failed(ra) and is_failed(rb):
             counts["failed on both"] += 1
             say(f"failed on both: {_name(ra)}: {ra['failed']}")
             continue
-        if devices[0] != devices[1] and not is_failed(ra) and is_drawn(ra):
+        if devices[0] != devices[1] and not is_failed(ra) and not is_failed(rb) and is_drawn(ra):
             counts["drawn"] += 1
             continue
         differ = differences(ra, rb, rtol)
@@ -214,13 +216,24 @@ def _name(record: Mapping[str, Any]) -> str:
     return f"{record['problem']} {record['optimizer']} seed {record['seed']} noise {record.get('noise')}{phase}{state}"
 
 
+def _tolerance(text: str) -> float:
+    """``--rtol``: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status 0 when every run compared agrees or is chaotic or drawn, 1 when one disagrees, failed
     on both, ran on one device only or nothing was compared, 2 when the folders cannot be read."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", help="a results folder (or .jsonl) of the suite on one device")
     parser.add_argument("b", help="the same suite's results on the other device")
-    parser.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance of numbers (default 1e-3)")
+    parser.add_argument("--rtol", type=_tolerance, default=1e-3, help="relative tolerance of numbers (default 1e-3)")
     parser.add_argument("--twin-device", default="cpu", help="where A's twins are re-run (default cpu)")
     args = parser.parse_args(argv)
     try:

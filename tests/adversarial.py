@@ -73,6 +73,30 @@ class KickOnBigGradSGD(torch.optim.SGD):
         return None
 
 
+class DataSAM(torch.optim.Optimizer):
+    """SAM as it is often written for ordinary models: the ascent step through ``p.data`` (which
+    leaves torch's version counters alone), ``closure()`` there, then back and a plain step."""
+
+    def __init__(self, params, lr: float = 0.01, rho: float = 0.05) -> None:  # noqa: ANN001
+        super().__init__(params, {"lr": lr, "rho": rho})
+
+    @torch.no_grad()
+    def step(self, closure):  # noqa: ANN001, ANN201
+        for group in self.param_groups:
+            norm = torch.sqrt(sum((p.grad**2).sum() for p in group["params"]))
+            ascents = []
+            for p in group["params"]:
+                ascent = p.grad * group["rho"] / (norm + 1e-12)
+                p.data.add_(ascent)
+                ascents.append(ascent)
+            with torch.enable_grad():
+                closure()
+            for p, ascent in zip(group["params"], ascents):
+                p.data.sub_(ascent)
+                p.data.add_(p.grad, alpha=-group["lr"])
+        return None
+
+
 class WindowCouplingSGD(torch.optim.Optimizer):
     """SGD whose step, from step ``start`` to step ``stop`` only, is scaled by ``1 + tanh(10 mean|g|)``
     over its whole tensor: the runs it steps together are coupled for a while and then converge to

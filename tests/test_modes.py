@@ -101,6 +101,31 @@ def test_a_closure_at_the_steps_own_point_is_not_charged_a_second_evaluation() -
         assert record["final_loss"] == pytest.approx(float(landscape.loss(x.detach())), rel=1e-12)
 
 
+def test_a_closure_after_a_move_through_data_evaluates_at_the_moved_point() -> None:
+    """SAM written with ``p.data.add_`` moves its parameters without moving their version counters:
+    its closure must still evaluate at the perturbed point (two evaluations a step), as a hand loop
+    of the same class does, not hand back the step's own gradient."""
+    spec = "adversarial:DataSAM(lr=0.005, rho=0.05)"
+    records = landbench.run("quadratic(dim=3)", spec, seeds=2, steps=20, dtype="float64", curvature=False)
+    landscape = landbench.make("quadratic(dim=3)", dtype=torch.float64)
+    from adversarial import DataSAM
+
+    for seed, record in enumerate(records):
+        x = torch.nn.Parameter(landscape.sample_start([seed]))
+        optimizer = DataSAM([x], lr=0.005, rho=0.05)
+
+        def closure(x: torch.nn.Parameter = x) -> torch.Tensor:
+            loss, grad = landscape.loss_and_grad(x.detach())
+            x.grad = grad
+            return loss.sum()
+
+        for _ in range(20):
+            closure()
+            optimizer.step(closure)
+        assert record["grad_evals"] == 40
+        assert record["final_loss"] == pytest.approx(float(landscape.loss(x.detach())), rel=1e-12)
+
+
 def test_lbfgs_counts_its_own_evaluations_per_run() -> None:
     """LBFGS evaluates the landscape several times per step (its closure), a varying number per run:
     grad_evals counts them all, and a time in evaluations is never below the time in steps."""
@@ -208,3 +233,26 @@ def test_an_optimizer_drawing_from_the_global_rng_gives_each_run_its_own_stream(
     torch.manual_seed(5)
     landbench.run("quadratic(dim=6)", spec, seeds=2, steps=5, curvature=False)
     assert torch.equal(torch.rand(3), expected)  # the process's global stream, untouched
+
+
+def test_a_landscape_that_draws_from_the_global_rng_is_named_and_the_optimizer_not_blamed() -> None:
+    """Draws the optimizer's own streams cannot hold (a plug-in family's ``loss_and_grad`` adding
+    ``randn_like`` noise) make the batch an error naming the landscape as a cause; plain SGD keeps
+    its batched mode for the next run."""
+    from landbench.errors import LandbenchError
+    from landbench.optimizers.batching import draws_from_global
+
+    landscape = landbench.make("quadratic(dim=3)")
+    exact = landscape.loss_and_grad
+
+    def noisy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, grad = exact(x)
+        return loss, grad + 1e-3 * torch.randn_like(grad)
+
+    landscape.loss_and_grad = noisy  # type: ignore[method-assign]
+    with pytest.warns(UserWarning), pytest.raises(LandbenchError, match="the landscape \\(a plug-in family"):
+        landbench.run(landscape, "sgd(lr=0.01)", seeds=2, steps=5)
+    spec = resolve("sgd(lr=0.01)")
+    assert not draws_from_global(spec) and choose_mode(spec, "cpu", torch.float32) == "batched"
+    (record, _) = landbench.run("quadratic(dim=3)", "sgd(lr=0.01)", seeds=2, steps=5)
+    assert record["batch_mode"] == "batched"

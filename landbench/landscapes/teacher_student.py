@@ -343,8 +343,13 @@ class TeacherStudent(FiniteSum, Landscape):
         """``K(u_k, v_l) = E g(u_k.a) g(v_l.a)`` for rows u (B, k, d) and v (B|1, l, d): (B, k, l);
         ``same``: u and v are the same rows (the diagonal is then taken as exactly ``K(u, u)``)."""
         if self.activation == "erf":  # c = u.v / (s_u s_v) from the unit rows, which never overflow
-            (unit_u, _), (unit_v, _) = _erf_rows(u), _erf_rows(v)
-            return (2.0 / math.pi) * torch.asin(torch.matmul(unit_u, unit_v.transpose(1, 2)).clamp(-1.0, 1.0))
+            (unit_u, scale_u), (unit_v, _) = _erf_rows(u), _erf_rows(v)
+            value = (2.0 / math.pi) * torch.asin(torch.matmul(unit_u, unit_v.transpose(1, 2)).clamp(-1.0, 1.0))
+            if same:  # c = 1 - 1/s^2 and asin(1 - 2 y^2) = pi/2 - 2 asin(y): no rounding of c near 1
+                eye = torch.eye(u.shape[1], dtype=torch.bool, device=u.device)
+                own = 1.0 - (4.0 / math.pi) * torch.asin(1.0 / (scale_u * math.sqrt(2.0)))  # (B, k, 1)
+                value = torch.where(eye, own, value)
+            return value
         dot = torch.matmul(u, v.transpose(1, 2))
         nu, nv = (u * u).sum(2), (v * v).sum(2)
         length = torch.sqrt(nu)[:, :, None] * torch.sqrt(nv)[:, None, :]

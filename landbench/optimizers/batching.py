@@ -214,6 +214,16 @@ def mark_draws(spec: OptimizerSpec) -> None:
         _grid_modes[key] = None
 
 
+def forget_draws(spec: OptimizerSpec) -> None:
+    """Undo :func:`mark_draws`: the draws were not the optimizer's after all (a landscape's); its
+    modes are probed afresh."""
+    _draws.discard(spec.canonical)
+    for key in [k for k in _chosen if k[0] == spec.canonical]:
+        del _chosen[key]
+    for key in [k for k in _grid_modes if k[0] == spec.canonical]:
+        del _grid_modes[key]
+
+
 def demote(spec: OptimizerSpec, device: torch.device | str, dtype: torch.dtype) -> None:
     """Run ``spec`` in ``separate`` mode from now on (on ``device`` in ``dtype``): a batch of it was
     found coupled after all, by the engine's spot check (:func:`landbench.engine.run_batch`)."""
