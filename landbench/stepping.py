@@ -203,7 +203,11 @@ class _Fresh:
     twice, when every parameter still holds the values it had; a parameter moved in any way (in
     place, through ``.data``, replaced) makes it evaluate as usual. Version counters would not do:
     ``p.data.add_(e)``, SAM's usual perturbation, leaves them alone. With minibatches the closure's
-    loss is the minibatch's and the step's the full training loss, so it always evaluates."""
+    loss is the minibatch's and the step's the full training loss, so it always evaluates.
+
+    The copies cost two passes over the parameters a step, so a stepper keeps making them only while
+    they pay: an optimizer whose first closure call of the first step is at a moved point (SAM's)
+    is taken to always call it there (:func:`_reuses`)."""
 
     def __init__(self, loss: torch.Tensor, grad: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
         self.loss, self.grad, self.params = loss, grad.clone(), params
@@ -211,6 +215,17 @@ class _Fresh:
 
     def unchanged(self) -> bool:
         return all(torch.equal(p.detach(), value) for p, value in zip(self.params, self.values))
+
+
+def _reuses(stepper: Any, fresh: _Fresh | None) -> bool:
+    """Whether the closure may hand back ``fresh``: the step's point unchanged. Learns, from the first
+    closure call that had a ``fresh`` to look at, whether the stepper should keep making them."""
+    if fresh is None:
+        return False
+    unchanged = fresh.unchanged()
+    if stepper.reuse is None:
+        stepper.reuse = unchanged
+    return unchanged
 
 
 class BatchedStepper:
@@ -226,6 +241,7 @@ class BatchedStepper:
         self.closure = self._closure if needs_closure(self.optimizer) else None
         self.evals = 0  # the same for every run
         self._fresh: _Fresh | None = None
+        self.reuse: bool | None = None  # whether a closure hands back the step's evaluation (_Fresh)
 
     def points(self) -> torch.Tensor:
         if len(self.params) == 1:
@@ -241,9 +257,9 @@ class BatchedStepper:
 
     def _closure(self) -> torch.Tensor:
         fresh, self._fresh = self._fresh, None
-        if fresh is not None and fresh.unchanged():  # at the step's own point: its evaluation, once more
-            self._assign(fresh.grad)
-            return fresh.loss.sum()
+        if _reuses(self, fresh):  # at the step's own point: its evaluation, once more
+            self._assign(fresh.grad)  # type: ignore[union-attr]
+            return fresh.loss.sum()  # type: ignore[union-attr]
         loss, grad = self.evaluator.gradient(self.points(), observed=False)
         self._assign(grad)
         self.evals += 1
@@ -251,7 +267,7 @@ class BatchedStepper:
 
     def step(self, grad: torch.Tensor, loss: torch.Tensor) -> None:
         self._assign(grad)
-        if self.closure is not None and self.evaluator.batches is None:
+        if self.closure is not None and self.evaluator.batches is None and self.reuse is not False:
             self._fresh = _Fresh(loss, grad, self.params)
         optimizer_step(self.optimizer, self.closure)
         if projects(self.evaluator.landscape):
@@ -272,6 +288,7 @@ class PerTensorStepper(BatchedStepper):
         self.closure = self._closure if needs_closure(self.optimizer) else None
         self.evals = 0
         self._fresh = None
+        self.reuse = None
 
     def _assign(self, grad: torch.Tensor) -> None:
         for param, row in zip(self.params, grad.split(1)):
@@ -305,6 +322,7 @@ class SeparateStepper:
         # that counting a step costs the same for any number of runs
         self.evals: int | list[int] = [0] * len(self.params) if any(self.closures) else 0
         self._fresh: list[_Fresh | None] = [None] * len(self.params)
+        self.reuse: bool | None = None  # whether a closure hands back the step's evaluation (_Fresh)
 
     def points(self) -> torch.Tensor:
         return torch.cat([p.detach() for p in self.params])
@@ -312,9 +330,9 @@ class SeparateStepper:
     def _closure_for(self, run: int) -> Callable[[], torch.Tensor]:
         def closure() -> torch.Tensor:
             fresh, self._fresh[run] = self._fresh[run], None
-            if fresh is not None and fresh.unchanged():  # at the step's own point: its evaluation, once more
-                self.params[run].grad = fresh.grad
-                return fresh.loss.sum()
+            if _reuses(self, fresh):  # at the step's own point: its evaluation, once more
+                self.params[run].grad = fresh.grad  # type: ignore[union-attr]
+                return fresh.loss.sum()  # type: ignore[union-attr]
             loss, grad = self.evaluator.gradient(self.params[run].detach(), run, observed=False)
             self.params[run].grad = grad
             self.evals[run] += 1  # type: ignore[index]
@@ -325,7 +343,7 @@ class SeparateStepper:
     def step(self, grad: torch.Tensor, loss: torch.Tensor) -> None:
         project = projects(self.evaluator.landscape)  # once a step, not once a run
         streams = self.streams
-        reuse = self.evaluator.batches is None
+        reuse = self.evaluator.batches is None and self.reuse is not False
         with global_state_kept(streams.device) if streams is not None else contextlib.nullcontext():
             for run, (param, optimizer, closure, row) in enumerate(
                 zip(self.params, self.optimizers, self.closures, grad.split(1))
