@@ -10,8 +10,10 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -147,6 +149,21 @@ def _one_line_usage() -> Iterator[None]:
 @click.version_option(__version__, prog_name="landbench")
 def main() -> None:
     """Benchmark gradient-based optimizers on analytic loss landscapes."""
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """landbench's warnings on the command line as ``Warning: ...`` on one line, without the file,
+    line and source of the code that raised them (they say what happened to the user's runs);
+    other libraries' warnings as Python shows them."""
+    if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent):
+        return f"Warning: {_one_line(Exception(str(message)))}\n"
+    return _python_warning(message, category, filename, lineno, line)
+
+
+_python_warning = warnings.formatwarning
 
 
 # --- list ---------------------------------------------------------------------------------------

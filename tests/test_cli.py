@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -256,3 +257,18 @@ def test_describe_of_a_family_with_arguments_but_no_dim_says_how_to_describe_an_
     assert done.exit_code == 0 and done.stdout.startswith("saddle\n")
     assert "give a dim, as in saddle(dim=N, index=2), to describe an instance" in done.stderr
     assert CliRunner().invoke(main, ["describe", "saddle"]).stderr == ""
+
+
+def test_landbench_warnings_are_one_line_on_the_command_line(tmp_path: Path) -> None:
+    """A batch found coupled says so in one line, ``Warning: ...``, not as Python shows a warning
+    (the file, the line and the source of landbench's code that raised it)."""
+    tests = Path(__file__).resolve().parent
+    args = ["--problem", "quadratic(dim=10)", "--optimizer", "adversarial:LateCouplingSGD(lr=0.01, warmup=120)"]
+    done = subprocess.run(
+        ["landbench", "run", *args, "--steps", "300", "--seeds", "4", "--out", str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tests)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "couples the runs" in line]
+    assert len(lines) == 1 and lines[0].startswith("Warning: adversarial:LateCouplingSGD"), done.stderr
+    assert "UserWarning" not in done.stderr and "engine.py" not in done.stderr
