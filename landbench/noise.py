@@ -89,6 +89,13 @@ class NoiseModel:
             PARAMS[self.name].coerce(self.value, self.name)  # type: ignore[union-attr]
 
     @property
+    def same_on_every_device(self) -> bool:
+        """Whether a run draws this noise identically on every device: ``frozen``'s is a hash of the
+        point and the run; the others come from the device's generator (CPU and CUDA generators are
+        different algorithms: :class:`landbench.rng.RunNoise`)."""
+        return self.name == "frozen"
+
+    @property
     def canonical(self) -> str:
         """The model's spec as records, keys and suites hold it: ``"student_t(nu=3.0)"``."""
         parameter = MODELS[self.name]

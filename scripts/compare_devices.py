@@ -43,17 +43,21 @@ import landbench
 from landbench.errors import LandbenchError
 from landbench.landscapes.base import Landscape
 from landbench.noise import parse_noise_model
-from landbench.outcomes import is_diverged, is_failed, noise_model_of
+from landbench.outcomes import escape_time, final_value, is_diverged, is_failed, noise_model_of
 from landbench.records import key_on
 from landbench.rng import generators
 from landbench.store import load_results
 
-DISCRETE = ("diverged", "escaped")
-NUMBERS = ("final_loss", "loss_gap", "escape_step")
 #: The twins: each one's sign pattern and how far (relative) it moves each start coordinate.
 TWINS = ((1, 2.0**-20), (2, 2.0**-16), (3, 2.0**-13))
-#: Noise models whose draws are the same on every device (hash functions of the point and the run).
-SAME_ON_EVERY_DEVICE = ("frozen",)
+
+
+def _outcomes(record: Mapping[str, Any]) -> tuple[dict[str, bool], dict[str, float | None]]:
+    """A run's discrete outcomes and numbers, as :mod:`landbench.outcomes` reads them for every view."""
+    escape = escape_time(record)
+    discrete = {"diverged": is_diverged(record), "escaped": escape is not None}
+    numbers = {name: final_value(record, name) for name in ("final_loss", "loss_gap")}
+    return discrete, numbers | {"escape_step": None if escape is None else float(escape)}
 
 
 def differences(a: Mapping[str, Any], b: Mapping[str, Any], rtol: float) -> list[str]:
@@ -61,9 +65,14 @@ def differences(a: Mapping[str, Any], b: Mapping[str, Any], rtol: float) -> list
     discrete outcome, a number (relative difference above ``rtol``, and absolute above it below 1)."""
     if is_failed(a) or is_failed(b):
         return [] if is_failed(a) and is_failed(b) else [f"failed: {is_failed(a)} vs {is_failed(b)}"]
-    out = [f"{name}: {a.get(name)} vs {b.get(name)}" for name in DISCRETE if a.get(name) != b.get(name)]
-    for name in NUMBERS:
-        va, vb = a.get(name), b.get(name)
+    (discrete_a, numbers_a), (discrete_b, numbers_b) = _outcomes(a), _outcomes(b)
+    out = [
+        f"{name}: {discrete_a[name]} vs {discrete_b[name]}"
+        for name in discrete_a
+        if discrete_a[name] != discrete_b[name]
+    ]
+    for name, va in numbers_a.items():
+        vb = numbers_b[name]
         if (va is None) != (vb is None) or (va is not None and not math.isclose(va, vb, rel_tol=rtol, abs_tol=rtol)):
             out.append(f"{name}: {va} vs {vb}")
     return out
@@ -72,18 +81,17 @@ def differences(a: Mapping[str, Any], b: Mapping[str, Any], rtol: float) -> list
 def relative_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
     """The largest difference of a number between two records of one run, relative to the larger
     magnitude or to 1 below 1 (the measure ``rtol`` bounds); 0 if none."""
-    worst = 0.0
-    for name in NUMBERS:
-        va, vb = a.get(name), b.get(name)
-        if va is not None and vb is not None:
-            worst = max(worst, abs(va - vb) / max(abs(va), abs(vb), 1.0))
-    return worst
+    pairs = zip(_outcomes(a)[1].values(), _outcomes(b)[1].values())
+    return max(
+        (abs(va - vb) / max(abs(va), abs(vb), 1.0) for va, vb in pairs if va is not None and vb is not None),
+        default=0.0,
+    )
 
 
 def is_drawn(record: Mapping[str, Any]) -> bool:
     """Whether the run's gradient noise comes from a device's generator (different on each device)."""
-    model = parse_noise_model(noise_model_of(record)).name
-    return float(record.get("noise") or 0.0) > 0 and model not in SAME_ON_EVERY_DEVICE
+    same = parse_noise_model(noise_model_of(record)).same_on_every_device
+    return float(record.get("noise") or 0.0) > 0 and not same
 
 
 @contextlib.contextmanager
