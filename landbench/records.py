@@ -93,16 +93,25 @@ def run_key(
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+def tuning_json(tuning: Mapping[str, Any]) -> str:
+    """A scored run's ``tuning`` field as its role holds it: JSON with sorted keys."""
+    return json.dumps(tuning, sort_keys=True)
+
+
+def run_role(phase: str | None, label: Any, tuning: str | None) -> tuple[str, ...] | None:
+    """A run's role in a tuned suite, as :func:`run_key` hashes it: ``(phase, label[, tuning])`` with
+    the tuning as canonical JSON (sorted keys), or None outside a tuned suite."""
+    return None if phase is None else (phase, str(label), *([tuning] if tuning else []))
+
+
 def key_on(record: Mapping[str, Any], device: str) -> str:
     """The key the run of ``record`` has on the device type ``device`` (``"cpu"``, ``"cuda"``): its
     problem, instance, optimizer, seed, steps, noise, settings and role in a tuned suite, hashed by
     :func:`run_key`, the one rule of what the same run is. Records of one run on two devices have
     the same ``key_on(record, d)`` for any ``d``. A record whose own key is not what this gives on
     its own device (another version of the rule wrote it) is a :class:`LandbenchError`."""
-    role = None
-    if record.get("phase") is not None:
-        tuning = record.get("tuning")
-        role = (record["phase"], str(record.get("label")), *([json.dumps(tuning, sort_keys=True)] if tuning else []))
+    tuning = record.get("tuning")
+    role = run_role(record.get("phase"), record.get("label"), tuning_json(tuning) if tuning else None)
     settings = Settings.from_mapping(record["settings"], where=f"the settings of record {record.get('key')}")
     identity = [record[name] for name in ("problem", "instance", "optimizer", "seed", "steps", "noise")]
     own = run_key(*identity, str(record["device"]), settings, role)  # type: ignore[arg-type]

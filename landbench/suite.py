@@ -53,7 +53,7 @@ from landbench.landscapes.finite_sum import (
 from landbench.noise import check_noise_model, effective_noise_model
 from landbench.optimizers import resolve
 from landbench.outcomes import noise_text
-from landbench.records import run_key
+from landbench.records import run_key, run_role
 from landbench.settings import (
     MAX_SEED,
     MAX_SEEDS,
@@ -132,7 +132,6 @@ class Scenario:
     def key(self, seed: int, device: str, optimizer: str | None = None) -> str:
         """The key of this scenario's run with the given seed (see :func:`landbench.records.run_key`);
         ``optimizer`` replaces the scenario's (a rate of a tuning grid)."""
-        role = None if self.phase is None else (self.phase, str(self.label), *([self.tuning] if self.tuning else []))
         return run_key(
             self.problem,
             self.instance,
@@ -142,7 +141,7 @@ class Scenario:
             self.noise,
             device,
             self.settings,
-            role,
+            run_role(self.phase, self.label, self.tuning),
         )
 
 

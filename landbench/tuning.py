@@ -49,7 +49,6 @@ same budget rather than at their defaults.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -62,6 +61,7 @@ from landbench.errors import SpecError
 from landbench.optimizers import OptimizerSpec, resolve
 from landbench.optimizers.batching import with_rate
 from landbench.outcomes import batch_size_of, is_diverged
+from landbench.records import tuning_json
 from landbench.rng import global_state_kept
 from landbench.spec import format_spec, parse_spec, suggest
 
@@ -459,7 +459,5 @@ def scored(scenarios: Sequence[Scenario], tuning: Tuning, chosen: Mapping[tuple[
             info |= {"instances": list(tuning.instances), "seeds": list(tuning.seeds)}
         else:
             info |= {"tuned": [], "lr": given, "why": NOT_TUNED if tunable(spec) else NO_LR}
-        out.append(
-            replace(sc, optimizer=optimizer, phase="score", label=label, tuning=json.dumps(info, sort_keys=True))
-        )
+        out.append(replace(sc, optimizer=optimizer, phase="score", label=label, tuning=tuning_json(info)))
     return out
