@@ -364,11 +364,16 @@ class TeacherStudent(FiniteSum, Landscape):
             value = torch.where(eye, 0.5 * nu[:, :, None].expand_as(value), value)
         return value
 
+    def _population_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The student's rows for the population loss: in float64 for erf (its value is bounded, so
+        the result fits any dtype; float32 would lose its digits where the kernel's c nears 1)."""
+        w = self._weights(x)
+        return w.double() if self.activation == "erf" else w
+
     def test_loss(self, x: torch.Tensor) -> torch.Tensor:
         """``E f = 1/2 sum_{k,l} K(w_k, w_l) - sum_{k,j} K(w_k, v_j) + 1/2 sum K(v_j, v_j')`` in closed form,
         in float64 for erf (its kernel is bounded, and taken from unit rows: finite at any finite w)."""
-        w = self._weights(x)
-        w = w.double() if self.activation == "erf" else w
+        w = self._population_weights(x)
         teacher = self.teacher.to(dtype=w.dtype)[None]
         own = self._kernel(w, w, same=True).sum((1, 2))
         cross = self._kernel(w, teacher).sum((1, 2))
@@ -404,8 +409,7 @@ class TeacherStudent(FiniteSum, Landscape):
         """The population loss and its gradient in closed form: ``d/dw_k = sum_l K_1(w_k, w_l) -
         sum_j K_1(w_k, v_j)`` (the l = k term covers the diagonal: ``d/dw K(w, w) = 2 K_1(w, w)``);
         in float64 for erf, as :meth:`test_loss`."""
-        w = self._weights(x)
-        w = w.double() if self.activation == "erf" else w
+        w = self._population_weights(x)
         teacher = self.teacher.to(dtype=w.dtype)[None]
         grad = self._kernel_grad(w, w, same=True) - self._kernel_grad(w, teacher)
         return self.test_loss(x), grad.reshape(x.shape[0], -1).to(x.dtype)

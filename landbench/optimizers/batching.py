@@ -140,7 +140,7 @@ def _trajectory(
         before = global_states(start.device)
         points = step_loop(make_stepper(mode, spec, start, evaluator, seeds, 0, lrs), evaluator, PROBE_STEPS)
         if drew_since(before, start.device):
-            _draws.add(spec.canonical)  # see draws_from_global
+            mark_draws(spec)
     return points
 
 
