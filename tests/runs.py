@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -24,3 +27,12 @@ def mean_noise_escape(index: int, sigma: float, seeds: int = 600, dim: int | Non
     steps = np.array([r["escape_step"] for r in records], dtype=float)
     assert all(r["escaped"] for r in records)
     return float(steps.mean()), float(steps.std() / math.sqrt(len(steps)))
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script of the project's ``scripts/`` folder (not a package) as a module, to test its functions."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -10,17 +9,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from runs import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_figure.py"
 
 
 @pytest.fixture(scope="module")
 def figure() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_figure", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def rows(scale: float = 1.0) -> list[dict[str, Any]]:

@@ -8,13 +8,13 @@ contracts away on a convex problem, and grows to anything on a chaotic one)."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from runs import load_script
 
 import landbench
 from landbench.errors import LandbenchError, SpecError
@@ -52,11 +52,7 @@ batch_size = [4, 32]
 
 @pytest.fixture(scope="module")
 def compare_devices() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("compare_devices", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 #: (problem, optimizer, noise, noise model): a convex problem, a saddle, a chaotic run (levy with
